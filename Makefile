@@ -1,0 +1,36 @@
+# Two commands do all the set-up: `make up` (install what is missing, start the hub) and
+# `make test` (install what is missing, run every test). Everything lands in .venv and node_modules.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SITE_ARG := $(if $(SITE),--site $(SITE),)
+
+.PHONY: up test install system-deps clean
+
+up: install
+	$(BIN)/mlworkshop init $(SITE_ARG)
+	$(BIN)/mlworkshop up $(SITE_ARG)
+
+test: install
+	bash scripts/test.sh
+
+install: $(STAMP) node_modules/.bin/configurable-http-proxy
+
+system-deps:
+	bash scripts/system-deps.sh
+
+$(STAMP): pyproject.toml scripts/system-deps.sh
+	bash scripts/system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[lessons,test]'
+	touch $(STAMP)
+
+node_modules/.bin/configurable-http-proxy: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mlworkshop needs, only those that are missing.
+# Runs as root (apt-get) or with sudo; a normal user without sudo gets the list to install.
+set -euo pipefail
+need=(nodejs npm python3-venv fonts-noto-cjk passwd)
+missing=()
+for pkg in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# node/npm may come from elsewhere than Debian (nodesource): a working binary is enough.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+# python3-venv is only needed when the interpreter cannot make a venv on its own.
+if python3 -c 'import venv, ensurepip' 2>/dev/null; then missing=("${missing[@]/python3-venv}"); fi
+pkgs=()
+for p in "${missing[@]}"; do [ -n "$p" ] && pkgs+=("$p"); done
+[ ${#pkgs[@]} -eq 0 ] && exit 0
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "mlworkshop needs these Debian packages: ${pkgs[*]}" >&2
+    echo "Install them as root: apt-get install -y ${pkgs[*]}" >&2
+    exit 1
+  fi
+fi
+echo "Installing Debian packages: ${pkgs[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""Accounts: who may log in, their passwords, approval and lockouts."""

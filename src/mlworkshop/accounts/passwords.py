@@ -1,0 +1,49 @@
+"""Password rules and hashing. Pure and blocking: the hub calls these on a worker thread."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import bcrypt
+
+BCRYPT_ROUNDS = 12
+
+
+class WeakPassword(ValueError):
+    """str() tells the user what a good password needs."""
+
+
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    text = resources.files(__package__).joinpath("common-passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def check_password_rules(password: str, min_length: int, check_common: bool, username: str = "") -> None:
+    if len(password) < min_length:
+        raise WeakPassword(f"The password must be at least {min_length} characters long.")
+    if len(password.encode()) > 72:
+        raise WeakPassword("The password must be at most 72 bytes long.")
+    if username and password.lower() == username.lower():
+        raise WeakPassword("The password must not be the username.")
+    if check_common and password.lower() in _common_passwords():
+        raise WeakPassword("That password is on a list of common passwords; choose another.")
+
+
+def hash_password(password: str, rounds: int = BCRYPT_ROUNDS) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode(), hashed.encode())
+    except ValueError:  # a malformed hash never matches
+        return False
+
+
+@lru_cache(maxsize=1)
+def dummy_hash() -> str:
+    """Checked when the user does not exist, so a wrong name costs as long as a wrong password
+    and login timing does not reveal which names exist."""
+    return hash_password("not a real password")

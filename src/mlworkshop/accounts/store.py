@@ -1,0 +1,234 @@
+"""Accounts and login lockouts, kept in the hub's own database (tables mlw_*).
+
+Both the hub (through the authenticator, on worker threads) and the CLI use this store, so user
+management works whether or not the hub is running. Lockouts live here, not in memory, so a hub
+restart does not reset them.
+
+Lockout key: (username, client address). Five wrong passwords from one address lock that address
+out of that account for the lockout period; the real owner, logging in from anywhere else, is not
+locked out by someone guessing, and a guesser cannot extend a lock forever from another address
+without being locked there too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import Enum
+
+from sqlalchemy import Boolean, DateTime, Integer, String, create_engine, delete, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from .passwords import dummy_hash, hash_password, verify_password
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "mlw_accounts"
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(128))
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class LoginFailure(Base):
+    __tablename__ = "mlw_login_failures"
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    username: str
+    approved: bool
+    is_admin: bool
+    created: dt.datetime
+    approved_at: dt.datetime | None
+
+
+class LoginOutcome(Enum):
+    OK = "ok"
+    BAD_CREDENTIALS = "bad"
+    NOT_APPROVED = "not-approved"
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    outcome: LoginOutcome
+    account: AccountInfo | None = None
+    locked_until: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    attempts: int = 5
+    minutes: int = 10
+
+
+class AccountExists(Exception):
+    pass
+
+
+class NoSuchAccount(Exception):
+    pass
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or written; str() says which and what to check."""
+
+
+def make_engine(db_url: str) -> Engine:
+    if db_url.startswith("sqlite"):
+        engine = create_engine(db_url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _busy_timeout(dbapi_connection, _record):  # wait for the hub's writes, do not fail
+            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+
+        return engine
+    return create_engine(db_url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+
+
+def _info(account: Account) -> AccountInfo:
+    return AccountInfo(account.username, account.approved, account.is_admin, account.created, account.approved_at)
+
+
+class AccountStore:
+    def __init__(self, db_url: str):
+        self.db_url = db_url
+        self.engine = make_engine(db_url)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"Cannot open the hub database {_redact(db_url)}: {exc.orig}. "
+                "Check that the server is running and hub.db_url is right."
+            ) from None
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- accounts -----------------------------------------------------------------------
+    def create(self, username: str, password: str, approved: bool, is_admin: bool = False) -> AccountInfo:
+        hashed = hash_password(password)
+        with self._session() as db, db.begin():
+            if db.get(Account, username) is not None:
+                raise AccountExists(username)
+            account = Account(
+                username=username, password_hash=hashed, approved=approved, is_admin=is_admin,
+                created=utcnow(), approved_at=utcnow() if approved else None,
+            )
+            db.add(account)
+        return _info(account)
+
+    def get(self, username: str) -> AccountInfo | None:
+        with self._session() as db:
+            account = db.get(Account, username)
+            return _info(account) if account else None
+
+    def list(self) -> list[AccountInfo]:
+        with self._session() as db:
+            return [_info(a) for a in db.scalars(select(Account).order_by(Account.username))]
+
+    def _update(self, username: str, **values) -> AccountInfo:
+        with self._session() as db, db.begin():
+            account = db.get(Account, username)
+            if account is None:
+                raise NoSuchAccount(username)
+            for key, value in values.items():
+                setattr(account, key, value)
+        return _info(account)
+
+    def approve(self, username: str) -> AccountInfo:
+        return self._update(username, approved=True, approved_at=utcnow())
+
+    def set_admin(self, username: str, is_admin: bool) -> AccountInfo:
+        return self._update(username, is_admin=is_admin)
+
+    def set_password(self, username: str, password: str) -> AccountInfo:
+        info = self._update(username, password_hash=hash_password(password))
+        self.clear_lockouts(username)
+        return info
+
+    def delete(self, username: str) -> None:
+        with self._session() as db, db.begin():
+            account = db.get(Account, username)
+            if account is None:
+                raise NoSuchAccount(username)
+            db.delete(account)
+            db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+
+    # --- logins -------------------------------------------------------------------------
+    def clear_lockouts(self, username: str) -> None:
+        with self._session() as db, db.begin():
+            db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+
+    def check_login(
+        self, username: str, password: str, client: str, policy: LockoutPolicy,
+        now: dt.datetime | None = None,
+    ) -> LoginResult:
+        """Blocking (bcrypt, ~0.25 s): call it on a worker thread."""
+        now = now or utcnow()
+        with self._session() as db:
+            failure = db.get(LoginFailure, (username, client))
+            if failure and failure.locked_until and failure.locked_until > now:
+                return LoginResult(LoginOutcome.LOCKED, locked_until=failure.locked_until)
+            account = db.get(Account, username)
+            hashed = account.password_hash if account else dummy_hash()
+        if not verify_password(password, hashed) or account is None:
+            locked_until = self._record_failure(username, client, policy, now)
+            if locked_until:
+                return LoginResult(LoginOutcome.LOCKED, locked_until=locked_until)
+            return LoginResult(LoginOutcome.BAD_CREDENTIALS)
+        self.clear_failures(username, client)
+        if not account.approved:
+            return LoginResult(LoginOutcome.NOT_APPROVED, _info(account))
+        return LoginResult(LoginOutcome.OK, _info(account))
+
+    def clear_failures(self, username: str, client: str) -> None:
+        with self._session() as db, db.begin():
+            db.execute(delete(LoginFailure).where(
+                LoginFailure.username == username, LoginFailure.client == client))
+
+    def _record_failure(
+        self, username: str, client: str, policy: LockoutPolicy, now: dt.datetime
+    ) -> dt.datetime | None:
+        window = dt.timedelta(minutes=policy.minutes)
+        with self._session() as db, db.begin():
+            failure = db.get(LoginFailure, (username, client))
+            if failure is None:
+                failure = LoginFailure(username=username, client=client, failures=0, last_failure=now)
+                db.add(failure)
+            elif now - failure.last_failure > window or (failure.locked_until and failure.locked_until <= now):
+                failure.failures = 0  # old failures and served lockouts are forgiven
+                failure.locked_until = None
+            failure.failures += 1
+            failure.last_failure = now
+            if failure.failures >= policy.attempts:
+                failure.locked_until = now + window
+            return failure.locked_until
+
+
+def _redact(db_url: str) -> str:
+    """A URL fit for a message: the password, if any, replaced."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(db_url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"

@@ -1,0 +1,112 @@
+"""Talking to a running hub from the CLI, and changing the hub's database when none is running.
+
+User commands work in both cases: with the hub up they go through its REST API (so its in-memory
+state stays right); with the hub down they write the database directly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from ..config import MLWorkshopConfig
+from ..site import Site
+
+
+class HubAPI:
+    def __init__(self, site: Site, cfg: MLWorkshopConfig):
+        base = cfg.hub.base_url.rstrip("/")
+        self.url = f"http://127.0.0.1:{cfg.hub.internal_port}{base}/hub/api"
+        token = site.secret("cli_api_token")
+        self.client = httpx.Client(headers={"Authorization": f"token {token}"}, timeout=30)
+
+    def running(self) -> bool:
+        try:
+            return self.client.get(self.url + "/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise RuntimeError(f"The hub refused {response.request.method} {response.request.url.path}: {message}")
+        return response
+
+    def users(self) -> list[dict]:
+        return self._check(self.client.get(self.url + "/users")).json()
+
+    def user(self, name: str) -> dict | None:
+        response = self.client.get(f"{self.url}/users/{name}")
+        return None if response.status_code == 404 else self._check(response).json()
+
+    def ensure_user(self, name: str, admin: bool) -> None:
+        if self.user(name) is None:
+            self._check(self.client.post(f"{self.url}/users/{name}", json={"admin": admin}))
+        else:
+            self.set_admin(name, admin)
+
+    def set_admin(self, name: str, admin: bool) -> None:
+        if self.user(name) is not None:
+            self._check(self.client.patch(f"{self.url}/users/{name}", json={"admin": admin}))
+
+    def delete_user(self, name: str) -> None:
+        if self.user(name) is not None:
+            self._check(self.client.delete(f"{self.url}/users/{name}"))
+
+
+class HubDatabase:
+    """Direct edits of the hub's own tables, only while the hub is stopped."""
+
+    def __init__(self, db_url: str):
+        self.db_url = db_url
+
+    def _session(self) -> Session | None:
+        from jupyterhub import orm
+
+        engine = create_engine(self.db_url)
+        with engine.connect() as conn:
+            if not engine.dialect.has_table(conn, "users"):
+                return None  # the hub has never run: nothing to change
+        return Session(engine)
+
+    def set_admin(self, name: str, admin: bool) -> None:
+        from jupyterhub import orm
+
+        db = self._session()
+        if db is None:
+            return
+        with db:
+            user = db.query(orm.User).filter_by(name=name).one_or_none()
+            if user is not None:
+                user.admin = admin
+                db.commit()
+
+    def delete_user(self, name: str) -> None:
+        from jupyterhub import orm
+
+        db = self._session()
+        if db is None:
+            return
+        with db:
+            user = db.query(orm.User).filter_by(name=name).one_or_none()
+            if user is not None:
+                for spawner in user._orm_spawners:
+                    _stop_process((spawner.state or {}).get("pid"))
+                db.delete(user)
+                db.commit()
+
+
+def _stop_process(pid: int | None) -> None:
+    """A local server left running by a stopped hub: ask it to stop (SIGTERM)."""
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,354 @@
+"""The `mlworkshop` command. Thin: parses arguments, calls the layers below, prints results.
+
+Every error a lab admin can cause (bad config, bad name, dead database, busy port) ends as a
+message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..accounts.passwords import WeakPassword, check_password_rules
+from ..accounts.store import AccountExists, AccountStore, DatabaseUnavailable, NoSuchAccount
+from ..config import ConfigError, MLWorkshopConfig, get_key, load_config, set_key
+from ..names import BadUsername, normalize_username
+from ..site import Site, init_site, resolve_site
+from .hubapi import HubAPI, HubDatabase
+
+app = typer.Typer(help="mlworkshop: a JupyterHub for ML classes and lab servers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+config_app = typer.Typer(help="Read, change and check mlworkshop.yaml.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage accounts (works with the hub running or stopped).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(user_app, name="user")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+SiteOpt = Annotated[
+    Optional[Path],
+    typer.Option("--site", help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root)."),
+]
+
+
+class Failure(Exception):
+    """A message for the admin; exit status 2."""
+
+
+def _site(site: Path | None) -> Site:
+    return resolve_site(site)
+
+
+def _loaded(site: Path | None, must_exist: bool = True) -> tuple[Site, MLWorkshopConfig]:
+    s = _site(site)
+    if must_exist and not s.config_file.exists():
+        raise Failure(f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`.")
+    return s, load_config(s.root)
+
+
+def _store(s: Site, cfg: MLWorkshopConfig) -> AccountStore:
+    return AccountStore(s.db_url(cfg))
+
+
+# --- site -------------------------------------------------------------------------------
+@app.command()
+def init(site: SiteOpt = None) -> None:
+    """Create the site: config with comments, secrets (0600), content folders, bundled lessons."""
+    s = _site(site)
+    done = init_site(s)
+    for line in done:
+        out.print(f"  {line}")
+    out.print(f"Site ready at {s.root}" + ("" if done else " (nothing to do)"))
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip or "0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+@app.command()
+def up(
+    site: SiteOpt = None,
+    port: Annotated[Optional[int], typer.Option(help="Override hub.port.")] = None,
+    ip: Annotated[Optional[str], typer.Option(help="Override hub.ip.")] = None,
+) -> None:
+    """Run the hub in the foreground (Ctrl-C stops it and its services)."""
+    s = _site(site)
+    init_site(s)
+    env = dict(os.environ, MLWORKSHOP_SITE=str(s.root))
+    if port is not None:
+        env["MLWORKSHOP_HUB__PORT"] = str(port)
+    if ip is not None:
+        env["MLWORKSHOP_HUB__IP"] = ip
+    cfg = load_config(s.root, env)
+    _store(s, cfg)  # fails early, with a message, when the database is unreachable
+    for what, host, number in (("hub.port", cfg.hub.ip, cfg.hub.port),
+                               ("hub.internal_port", "127.0.0.1", cfg.hub.internal_port),
+                               ("hub.proxy_api_port", "127.0.0.1", cfg.hub.proxy_api_port)):
+        if not _port_free(host, number):
+            raise Failure(f"Port {number} ({what}) is already in use. Stop what uses it, or pick another: "
+                          f"`mlworkshop config set {what} PORT`" + (" or `--port PORT`." if what == "hub.port" else "."))
+    from ..hub.configure import proxy_command
+
+    if not Path(proxy_command()[0]).exists():
+        raise Failure("configurable-http-proxy is not installed. Run `make install` (or `make up`) in the mlworkshop checkout.")
+    if os.geteuid() != 0:
+        err.print("[yellow]Not running as root: every user's server runs as you, and users are not isolated.[/]")
+    config_file = Path(__file__).resolve().parents[1] / "hub" / "jupyterhub_config.py"
+    out.print(f"mlworkshop hub on http://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})")
+    os.chdir(s.state)
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(config_file)], env)
+
+
+@app.command()
+def status(site: SiteOpt = None) -> None:
+    """Is the hub running, how many accounts and servers."""
+    s, cfg = _loaded(site)
+    accounts = _store(s, cfg).list()
+    api = HubAPI(s, cfg)
+    out.print(f"site:      {s.root}")
+    out.print(f"config:    valid ({s.config_file})")
+    out.print(f"database:  {'SQLite in state/' if not cfg.hub.db_url else 'hub.db_url'}")
+    waiting = sum(not a.approved for a in accounts)
+    out.print(f"accounts:  {len(accounts)} ({waiting} waiting for approval)")
+    if api.running():
+        users = api.users()
+        running = sum(1 for u in users for srv in (u.get("servers") or {}).values() if srv.get("ready"))
+        out.print(f"hub:       running at http://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url}, {running} server(s) up")
+    else:
+        out.print("hub:       not running (start it with `mlworkshop up`)")
+
+
+# --- config -----------------------------------------------------------------------------
+@config_app.command("show")
+def config_show(site: SiteOpt = None) -> None:
+    """The effective config (file + MLWORKSHOP_* environment), as YAML."""
+    from ruamel.yaml import YAML
+
+    _, cfg = _loaded(site, must_exist=False)
+    YAML().dump(cfg.model_dump(mode="json"), sys.stdout)
+
+
+@config_app.command("get")
+def config_get(key: str, site: SiteOpt = None) -> None:
+    """One value, e.g. `mlworkshop config get hub.port`."""
+    _, cfg = _loaded(site, must_exist=False)
+    value = get_key(cfg, key)
+    out.print(json.dumps(value) if isinstance(value, (dict, list)) else str(value), highlight=False)
+
+
+@config_app.command("set")
+def config_set(key: str, value: str, site: SiteOpt = None) -> None:
+    """Change one value; the whole file is validated before anything is written."""
+    s = _site(site)
+    if not s.root.exists():
+        raise Failure(f"No site at {s.root}. Create it with `mlworkshop init --site {s.root}`.")
+    cfg = set_key(s.root, key, value)
+    out.print(f"{key} = {get_key(cfg, key)!r} (restart the hub to apply)")
+
+
+@config_app.command("validate")
+def config_validate(site: SiteOpt = None) -> None:
+    """Check mlworkshop.yaml and the environment overrides."""
+    s, _ = _loaded(site)
+    out.print(f"{s.config_file}: valid")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """JSON Schema of mlworkshop.yaml, for editors."""
+    print(json.dumps(MLWorkshopConfig.model_json_schema(), indent=2))
+
+
+# --- users ------------------------------------------------------------------------------
+def _name(raw: str) -> str:
+    try:
+        return normalize_username(raw)
+    except BadUsername as exc:
+        raise Failure(str(exc)) from None
+
+
+def _read_password(password_stdin: bool, name: str, cfg: MLWorkshopConfig) -> tuple[str, bool]:
+    """(password, generated). From stdin, a prompt, or generated when nobody can be asked."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        generated = False
+    elif sys.stdin.isatty():
+        password = typer.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+        generated = False
+    else:
+        password, generated = secrets.token_urlsafe(12), True
+    try:
+        check_password_rules(password, cfg.auth.min_password_length, cfg.auth.check_common_passwords, name)
+    except WeakPassword as exc:
+        raise Failure(str(exc)) from None
+    return password, generated
+
+
+@user_app.command("add")
+def user_add(
+    name: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    site: SiteOpt = None,
+) -> None:
+    """Create an approved account (the only way to create the first admin)."""
+    s, cfg = _loaded(site)
+    name = _name(name)
+    password, generated = _read_password(password_stdin, name, cfg)
+    try:
+        _store(s, cfg).create(name, password, approved=True, is_admin=admin)
+    except AccountExists:
+        raise Failure(f"An account named {name!r} exists already. Use `mlworkshop user reset-password {name}`.") from None
+    api = HubAPI(s, cfg)
+    if api.running():
+        api.ensure_user(name, admin)
+    out.print(f"Added {'admin' if admin else 'user'} {name}.")
+    if generated:
+        out.print(f"Generated password (shown once): {password}", highlight=False)
+
+
+@user_app.command("list")
+def user_list(site: SiteOpt = None) -> None:
+    """Every account with its approval and admin status."""
+    s, cfg = _loaded(site)
+    table = Table("user", "status", "admin", "created (UTC)")
+    for account in _store(s, cfg).list():
+        admin = account.is_admin or account.username in cfg.auth.admin_users
+        table.add_row(account.username, "approved" if account.approved else "waiting for approval",
+                      "yes" if admin else "", account.created.strftime("%Y-%m-%d %H:%M"))
+    out.print(table)
+
+
+def _account_action(name: str, site: Path | None, action) -> tuple[Site, MLWorkshopConfig, str]:
+    s, cfg = _loaded(site)
+    name = _name(name)
+    try:
+        action(_store(s, cfg), name)
+    except NoSuchAccount:
+        raise Failure(f"No account named {name!r}. See `mlworkshop user list`.") from None
+    return s, cfg, name
+
+
+@user_app.command("approve")
+def user_approve(name: str, site: SiteOpt = None) -> None:
+    """Let a signed-up user log in."""
+    _, _, name = _account_action(name, site, lambda store, n: store.approve(n))
+    out.print(f"Approved {name}.")
+
+
+@user_app.command("reset-password")
+def user_reset_password(
+    name: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    site: SiteOpt = None,
+) -> None:
+    """Set a new password (and clear lockouts)."""
+    s, cfg = _loaded(site)
+    name = _name(name)
+    password, generated = _read_password(password_stdin, name, cfg)
+    _account_action(name, site, lambda store, n: store.set_password(n, password))
+    out.print(f"New password set for {name}.")
+    if generated:
+        out.print(f"Generated password (shown once): {password}", highlight=False)
+
+
+def _set_admin(name: str, site: Path | None, admin: bool) -> None:
+    s, cfg, name = _account_action(name, site, lambda store, n: store.set_admin(n, admin))
+    api = HubAPI(s, cfg)
+    if api.running():
+        api.set_admin(name, admin)
+    else:
+        HubDatabase(s.db_url(cfg)).set_admin(name, admin)
+    note = " (still admin through auth.admin_users in the config)" if not admin and name in cfg.auth.admin_users else ""
+    out.print(f"{name} is {'now' if admin else 'no longer'} an administrator{note}.")
+
+
+@user_app.command("promote")
+def user_promote(name: str, site: SiteOpt = None) -> None:
+    """Make a user an administrator."""
+    _set_admin(name, site, True)
+
+
+@user_app.command("demote")
+def user_demote(name: str, site: SiteOpt = None) -> None:
+    """Take administrator rights away."""
+    _set_admin(name, site, False)
+
+
+@user_app.command("remove")
+def user_remove(
+    name: str,
+    delete_files: Annotated[bool, typer.Option("--delete-files", help="Also delete the user's files and system account.")] = False,
+    site: SiteOpt = None,
+) -> None:
+    """Delete an account and stop its server. Files are kept unless --delete-files."""
+    s, cfg, name = _account_action(name, site, lambda store, n: store.delete(n))
+    api = HubAPI(s, cfg)
+    if api.running():
+        api.delete_user(name)
+    else:
+        HubDatabase(s.db_url(cfg)).delete_user(name)
+    home, submissions = s.users / name, s.submissions / name
+    if delete_files:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(submissions, ignore_errors=True)
+        account = cfg.spawner.local.user_prefix + name
+        if os.geteuid() == 0:
+            import subprocess
+
+            subprocess.run(["userdel", account], capture_output=True)
+        out.print(f"Removed {name}, their files and system account.")
+    else:
+        out.print(f"Removed {name}. Their files are kept in {home} and {submissions}.")
+
+
+@user_app.command("export")
+def user_export(
+    csv_format: Annotated[bool, typer.Option("--csv", help="CSV on standard output.")] = True,
+    site: SiteOpt = None,
+) -> None:
+    """Every account as CSV: username, approved, admin, created, approved_at."""
+    s, cfg = _loaded(site)
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["username", "approved", "admin", "created", "approved_at"])
+    for a in _store(s, cfg).list():
+        writer.writerow([a.username, a.approved, a.is_admin or a.username in cfg.auth.admin_users,
+                         a.created.isoformat(timespec="seconds"),
+                         a.approved_at.isoformat(timespec="seconds") if a.approved_at else ""])
+
+
+def main() -> None:
+    try:
+        app()
+    except (Failure, ConfigError, DatabaseUnavailable) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+    except PermissionError as exc:
+        err.print(f"[red]error:[/] permission denied: {exc.filename or exc}. Run as the site's owner (or root).")
+        raise SystemExit(2) from None
+    except RuntimeError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

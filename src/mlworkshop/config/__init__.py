@@ -1,0 +1,6 @@
+"""Config: the typed model and its YAML file."""
+
+from .loader import CONFIG_FILE, ConfigError, get_key, load_config, set_key
+from .model import MLWorkshopConfig
+
+__all__ = ["CONFIG_FILE", "ConfigError", "MLWorkshopConfig", "get_key", "load_config", "set_key"]

@@ -1,0 +1,182 @@
+"""Reading, overriding, validating and writing mlworkshop.yaml.
+
+Errors are rewritten for a lab admin: each names the key, the value that was given and what
+would be accepted, instead of pydantic's traceback-shaped report.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from .model import MLWorkshopConfig
+
+ENV_PREFIX = "MLWORKSHOP_"
+CONFIG_FILE = "mlworkshop.yaml"
+
+
+class ConfigError(Exception):
+    """A config problem a lab admin can fix; str() is the whole message."""
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round-trip: keeps the comments an admin wrote
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def read_yaml(path: Path) -> Any:
+    """The raw document (comments kept), or an empty mapping when the file does not exist."""
+    if not path.exists():
+        return {}
+    try:
+        data = _yaml().load(path.read_text(encoding="utf-8"))
+    except YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of sections (hub:, auth:, ...), not {type(data).__name__}")
+    return data
+
+
+def parse_scalar(text: str) -> Any:
+    """A value typed on a command line or in an environment variable, read as YAML (8000 -> int)."""
+    try:
+        return YAML(typ="safe").load(io.StringIO(text))
+    except YAMLError:
+        return text
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """MLWORKSHOP_HUB__PORT=9000 -> {"hub": {"port": 9000}}. MLWORKSHOP_SITE is not an option."""
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = parse_scalar(raw)
+    return overrides
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {key: value for key, value in base.items()}
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _to_plain(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {str(k): _to_plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_to_plain(v) for v in data]
+    return data
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = MLWorkshopConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(loc: tuple) -> str:
+    model: type[BaseModel] = MLWorkshopConfig
+    field = None
+    for part in loc:
+        field = model.model_fields.get(str(part)) if model else None
+        if field is None:
+            return ""
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return field.description or "" if field else ""
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: key, given value, what is allowed, where to fix it."""
+    lines = [f"Invalid configuration ({source}):"]
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc)
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            known = _known_keys(loc)
+            hint = difflib.get_close_matches(loc[-1], known, n=1)
+            suggestion = f" Did you mean '{'.'.join(loc[:-1] + (hint[0],))}'?" if hint else ""
+            lines.append(
+                f"  - unknown key '{key}'.{suggestion} Known keys here: {', '.join(known) or '(none)'}."
+            )
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        what = _describe(loc)
+        lines.append(f"  - {key} = {value!r}: {msg}." + (f" ({key}: {what})" if what else ""))
+    lines.append(f"Fix the value in {source}, or run `mlworkshop config set KEY VALUE`.")
+    return "\n".join(lines)
+
+
+def validate(data: Mapping[str, Any], source: str) -> MLWorkshopConfig:
+    try:
+        return MLWorkshopConfig.model_validate(_to_plain(data))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(site: Path, environ: Mapping[str, str] | None = None) -> MLWorkshopConfig:
+    """The site's config with MLWORKSHOP_<SECTION>__<KEY> environment overrides applied."""
+    environ = os.environ if environ is None else environ
+    path = site / CONFIG_FILE
+    data = _to_plain(read_yaml(path))
+    overrides = env_overrides(environ)
+    source = str(path) + (" and MLWORKSHOP_* environment variables" if overrides else "")
+    return validate(deep_merge(data, overrides), source)
+
+
+def get_key(cfg: MLWorkshopConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, BaseModel) or part not in type(node).model_fields:
+            known = list(type(node).model_fields) if isinstance(node, BaseModel) else []
+            raise ConfigError(f"unknown key '{key}'. Known keys here: {', '.join(known)}.")
+        node = getattr(node, part)
+    return node.model_dump(mode="json") if isinstance(node, BaseModel) else node
+
+
+def set_key(site: Path, key: str, raw_value: str) -> MLWorkshopConfig:
+    """Validate the change against the whole config first; write only if it is valid."""
+    path = site / CONFIG_FILE
+    document = read_yaml(path)
+    if not document:
+        document = _yaml().load("{}\n")
+    parts = key.split(".")
+    node = document
+    for part in parts[:-1]:
+        if part not in node or not isinstance(node[part], Mapping):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = parse_scalar(raw_value)
+    cfg = validate(document, f"{path} after setting {key}")
+    buffer = io.StringIO()
+    _yaml().dump(document, buffer)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    tmp.replace(path)
+    return cfg

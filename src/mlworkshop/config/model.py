@@ -1,0 +1,144 @@
+"""The one typed config model: every part of mlworkshop reads its options from here.
+
+Knows nothing about JupyterHub. Every field has a default, a description and a type, so the
+model doubles as the JSON Schema that `mlworkshop config schema` prints for editors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .accelerators import AcceleratorsConfig
+
+
+class Section(BaseModel):
+    """Base for every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HubConfig(Section):
+    ip: str = Field("127.0.0.1", description="Address the hub's public proxy listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the hub's public proxy listens on.")
+    internal_port: int = Field(
+        8081, ge=1, le=65535, description="Loopback port of the hub's API (proxy and servers call it)."
+    )
+    proxy_api_port: int = Field(8001, ge=1, le=65535, description="Loopback port of the proxy's API.")
+    base_url: str = Field("/", description="URL prefix of the hub, e.g. /jupyter/.")
+    db_url: str | None = Field(
+        None,
+        description="Hub database URL (e.g. postgresql://user@127.0.0.1:5432/hub). "
+        "Empty: SQLite in <site>/state/jupyterhub.sqlite.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the hub."
+    )
+
+    @field_validator("ip")
+    @classmethod
+    def _ip_is_an_address(cls, value: str) -> str:
+        if value in ("", "localhost"):
+            return value
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("must be an IP address such as 127.0.0.1 or 0.0.0.0") from None
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_slashes(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/', e.g. / or /jupyter/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("db_url")
+    @classmethod
+    def _db_url_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg2://", "mysql")):
+            raise ValueError("must be a sqlite://, postgresql:// or mysql:// URL")
+        return value
+
+
+class AuthConfig(Section):
+    open_signup: bool = Field(
+        False, description="Let new signups log in without an admin's approval."
+    )
+    admin_users: list[str] = Field(
+        default_factory=list,
+        description="Names that are admins. Their passwords are set with "
+        "`mlworkshop user add NAME --admin` or `user reset-password`; nobody can claim them by signing up.",
+    )
+    min_password_length: int = Field(8, ge=6, le=128, description="Shortest password accepted.")
+    check_common_passwords: bool = Field(
+        True, description="Refuse passwords from a list of 10,000 common ones."
+    )
+    lockout_attempts: int = Field(
+        5, ge=1, le=1000, description="Failed logins (per username and client address) before a lockout."
+    )
+    lockout_minutes: int = Field(10, ge=1, le=1440, description="How long a lockout lasts.")
+
+
+class LocalBackendConfig(Section):
+    user_prefix: str = Field(
+        "mlw-",
+        pattern=r"^[a-z][a-z0-9_-]{0,7}$",
+        description="Prefix of the system account made for each hub user when the hub runs as root.",
+    )
+    admin_group: str = Field(
+        "mlw-admins",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="System group of hub admins: may edit shared content and read all submissions.",
+    )
+
+
+class SpawnerConfig(Section):
+    backend: Literal["local"] = Field(
+        "local", description="Where user servers run: local (processes on this machine)."
+    )
+    default_url: str = Field("/lab", description="Page a user lands on in their server.")
+    start_timeout: int = Field(120, ge=10, le=3600, description="Seconds a server may take to start.")
+    http_timeout: int = Field(
+        60, ge=5, le=3600, description="Seconds a started server may take to answer HTTP."
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for every user server."
+    )
+    local: LocalBackendConfig = Field(default_factory=LocalBackendConfig)
+
+
+class WorkspaceConfig(Section):
+    content_dir: Path | None = Field(
+        None,
+        description="Folder holding lessons/, datasets/ and models/. Empty: <site>/content.",
+    )
+
+    @field_validator("content_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path such as /srv/course/content")
+        return value
+
+
+class CullerConfig(Section):
+    enabled: bool = Field(True, description="Stop servers that have been idle too long.")
+    timeout: int = Field(7200, ge=60, description="Seconds of inactivity before a server is stopped.")
+    every: int = Field(300, ge=10, description="Seconds between two checks for idle servers.")
+
+
+class MLWorkshopConfig(Section):
+    """mlworkshop.yaml: everything an admin can set."""
+
+    hub: HubConfig = Field(default_factory=HubConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    spawner: SpawnerConfig = Field(default_factory=SpawnerConfig)
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
+    culler: CullerConfig = Field(default_factory=CullerConfig)
+    accelerators: AcceleratorsConfig = Field(default_factory=AcceleratorsConfig)

@@ -1,0 +1,237 @@
+"""The native authenticator: accounts with signup, admin approval, password rules and lockouts.
+
+Replaces jupyterhub-nativeauthenticator 1.3.0, which fails every login on JupyterHub 6.1.1
+(removed `statsd`, `_render(sync=True)`), hashes on the event loop and forgets lockouts on
+restart. Here every password check and database call runs on a worker thread, lockouts live in
+the database (accounts/store.py), and admins come only from the CLI or `auth.admin_users`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from urllib.parse import urlencode
+
+from jupyterhub.auth import Authenticator
+from jupyterhub.handlers import BaseHandler
+from tornado import web
+from traitlets import Bool, Integer, List, Unicode
+
+from ..accounts.passwords import WeakPassword, check_password_rules
+from ..accounts.store import (
+    AccountExists,
+    AccountStore,
+    LockoutPolicy,
+    LoginOutcome,
+    NoSuchAccount,
+    utcnow,
+)
+from ..names import BadUsername, normalize_username
+
+TEMPLATES = str(Path(__file__).parent / "templates")
+
+
+def client_address(handler: web.RequestHandler) -> str:
+    """The address lockouts are keyed on (X-Real-IP/X-Forwarded-For as set by the proxy)."""
+    request = handler.request
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    return (forwarded.split(",")[0].strip() or request.remote_ip or "unknown")[:64]
+
+
+def _minutes_left(until: dt.datetime) -> int:
+    return max(1, int((until - utcnow()).total_seconds() // 60) + 1)
+
+
+class MLWorkshopAuthenticator(Authenticator):
+    db_url = Unicode(help="Database holding the mlw_accounts tables (the hub's own).").tag(config=True)
+    open_signup = Bool(False, help="Approve signups automatically.").tag(config=True)
+    min_password_length = Integer(8).tag(config=True)
+    check_common_passwords = Bool(True).tag(config=True)
+    lockout_attempts = Integer(5).tag(config=True)
+    lockout_minutes = Integer(10).tag(config=True)
+    reserved_names = List(Unicode(), help="Names nobody may sign up with (the configured admins).").tag(config=True)
+
+    _store: AccountStore | None = None
+
+    @property
+    def store(self) -> AccountStore:
+        if self._store is None:
+            self._store = AccountStore(self.db_url)
+        return self._store
+
+    @property
+    def policy(self) -> LockoutPolicy:
+        return LockoutPolicy(self.lockout_attempts, self.lockout_minutes)
+
+    def normalize_username(self, username: str) -> str:
+        try:
+            return normalize_username(username)
+        except BadUsername:
+            return username.strip().lower()  # refused by validate_username / authenticate
+
+    def validate_username(self, username: str) -> bool:
+        try:
+            return normalize_username(username) == username
+        except BadUsername:
+            return False
+
+    def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
+        """Approved accounts are allowed (JupyterHub 5+ admits nobody without an allow rule)."""
+        if authentication and authentication.get("name") == username and "admin" in authentication:
+            return True  # authenticate() already checked approval against the store
+        account = self.store.get(username)
+        return bool(account and account.approved) or username in self.admin_users
+
+    async def authenticate(self, handler, data):
+        try:
+            username = normalize_username(data.get("username", ""))
+        except BadUsername:
+            return None
+        password = data.get("password", "")
+        result = await asyncio.to_thread(
+            self.store.check_login, username, password, client_address(handler), self.policy
+        )
+        if result.outcome is LoginOutcome.LOCKED:
+            raise web.HTTPError(
+                403,
+                f"Too many failed logins. Try again in {_minutes_left(result.locked_until)} minutes, "
+                "or ask an administrator to reset your password.",
+            )
+        if result.outcome is LoginOutcome.NOT_APPROVED:
+            raise web.HTTPError(403, "Your account is waiting for an administrator's approval.")
+        if result.outcome is not LoginOutcome.OK:
+            return None
+        account = result.account
+        return {"name": username, "admin": account.is_admin or username in self.admin_users}
+
+    def delete_user(self, user) -> None:
+        """Deleting a hub user (admin page, API) deletes the account; files stay on disk."""
+        try:
+            self.store.delete(user.name)
+        except NoSuchAccount:
+            pass
+        super().delete_user(user)
+
+    def get_handlers(self, app):
+        return super().get_handlers(app) + [
+            (r"/signup", SignUpHandler),
+            (r"/accounts", AccountsHandler),
+            (r"/accounts/([^/]+)/(approve|reset-password)", AccountActionHandler),
+            (r"/change-password", ChangePasswordHandler),
+        ]
+
+    # --- used by the handlers -----------------------------------------------------------
+    async def sign_up(self, raw_name: str, password: str, confirm: str) -> tuple[str, bool]:
+        """Create an account; returns (name, approved). Raises ValueError with a message."""
+        name = normalize_username(raw_name)
+        if name in self.admin_users or name in self.reserved_names:
+            raise ValueError(f"The name {name!r} is reserved. Choose another username.")
+        if password != confirm:
+            raise ValueError("The two passwords do not match.")
+        check_password_rules(password, self.min_password_length, self.check_common_passwords, name)
+        try:
+            await asyncio.to_thread(self.store.create, name, password, self.open_signup)
+        except AccountExists:
+            raise ValueError(f"The username {name!r} is taken. Choose another.") from None
+        return name, self.open_signup
+
+
+class _Page(BaseHandler):
+    @property
+    def mlw_auth(self) -> MLWorkshopAuthenticator:
+        return self.authenticator
+
+    async def page(self, name: str, **ns) -> None:
+        self.finish(await self.render_template(name, **ns))
+
+
+class SignUpHandler(_Page):
+    async def get(self):
+        await self.page("signup.html", message=None, error=None, username="")
+
+    async def post(self):
+        username = self.get_body_argument("username", "", strip=True)
+        try:
+            name, approved = await self.mlw_auth.sign_up(
+                username,
+                self.get_body_argument("password", "", strip=False),
+                self.get_body_argument("password_confirm", "", strip=False),
+            )
+        except (ValueError, BadUsername, WeakPassword) as exc:
+            self.set_status(400)
+            return await self.page("signup.html", message=None, error=str(exc), username=username)
+        self.log.info("New account %s (approved=%s)", name, approved)
+        message = (
+            "Your account is ready: you can log in now."
+            if approved
+            else "Your account was created. An administrator must approve it before you can log in."
+        )
+        await self.page("signup.html", message=message, error=None, username=name)
+
+
+class AccountsHandler(_Page):
+    """Admin page: every account, with approve and password-reset buttons."""
+
+    @web.authenticated
+    async def get(self):
+        if not self.current_user.admin:
+            raise web.HTTPError(403, "Only administrators can manage accounts.")
+        accounts = await asyncio.to_thread(self.mlw_auth.store.list)
+        await self.page("accounts.html", accounts=accounts, message=self.get_argument("message", None))
+
+
+class AccountActionHandler(_Page):
+    @web.authenticated
+    async def post(self, name: str, action: str):
+        if not self.current_user.admin:
+            raise web.HTTPError(403, "Only administrators can manage accounts.")
+        store = self.mlw_auth.store
+        try:
+            if action == "approve":
+                await asyncio.to_thread(store.approve, name)
+                message = f"Approved {name}."
+            else:
+                password = self.get_body_argument("password", "", strip=False)
+                check_password_rules(
+                    password, self.mlw_auth.min_password_length, self.mlw_auth.check_common_passwords, name
+                )
+                await asyncio.to_thread(store.set_password, name, password)
+                message = f"New password set for {name}."
+        except NoSuchAccount:
+            raise web.HTTPError(404, f"No account named {name!r}.") from None
+        except WeakPassword as exc:
+            message = f"Password for {name} not changed: {exc}"
+        self.log.info("Admin %s: %s %s", self.current_user.name, action, name)
+        self.redirect(self.hub.base_url + "accounts?" + urlencode({"message": message}))
+
+
+class ChangePasswordHandler(_Page):
+    @web.authenticated
+    async def get(self):
+        await self.page("change-password.html", message=None, error=None)
+
+    @web.authenticated
+    async def post(self):
+        auth = self.mlw_auth
+        name = self.current_user.name
+        current = self.get_body_argument("current_password", "", strip=False)
+        new = self.get_body_argument("new_password", "", strip=False)
+        confirm = self.get_body_argument("new_password_confirm", "", strip=False)
+        result = await asyncio.to_thread(
+            auth.store.check_login, name, current, client_address(self), auth.policy
+        )
+        error = None
+        if result.outcome not in (LoginOutcome.OK, LoginOutcome.NOT_APPROVED):
+            error = "The current password is wrong."
+        elif new != confirm:
+            error = "The two new passwords do not match."
+        else:
+            try:
+                check_password_rules(new, auth.min_password_length, auth.check_common_passwords, name)
+                await asyncio.to_thread(auth.store.set_password, name, new)
+            except WeakPassword as exc:
+                error = str(exc)
+        if error:
+            self.set_status(400)
+        await self.page("change-password.html", message=None if error else "Password changed.", error=error)

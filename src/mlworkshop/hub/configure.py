@@ -1,0 +1,108 @@
+"""Maps the config model onto JupyterHub traitlets: pure functions that only set values, so a
+test can build a `traitlets.config.Config` and assert on it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from traitlets.config import Config
+
+from ..config import MLWorkshopConfig
+from ..site import Site
+from .auth import TEMPLATES
+
+CLI_SERVICE = "mlworkshop-cli"
+CULLER_SERVICE = "idle-culler"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def proxy_command() -> list[str]:
+    """configurable-http-proxy from the repo's node_modules (make install), else from PATH."""
+    local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return [str(local)]
+    found = shutil.which("configurable-http-proxy")
+    return [found] if found else [str(local)]
+
+
+def singleuser_command() -> list[str]:
+    return [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
+
+
+def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    c.JupyterHub.ip = cfg.hub.ip
+    c.JupyterHub.port = cfg.hub.port
+    c.JupyterHub.base_url = cfg.hub.base_url
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = cfg.hub.internal_port  # stable: running servers call it after a restart
+    c.JupyterHub.db_url = site.db_url(cfg)
+    c.JupyterHub.cookie_secret_file = str(site.secrets / "cookie_secret")
+    c.JupyterHub.pid_file = str(site.state / "jupyterhub.pid")
+    c.JupyterHub.log_level = cfg.hub.log_level
+    c.JupyterHub.template_paths = [TEMPLATES]
+    c.JupyterHub.cleanup_servers = False  # a hub restart leaves students' servers running
+    c.JupyterHub.cleanup_proxy = True
+    c.ConfigurableHTTPProxy.auth_token = site.secret("proxy_auth_token")
+    c.ConfigurableHTTPProxy.command = proxy_command()
+    c.ConfigurableHTTPProxy.pid_file = str(site.state / "proxy.pid")
+    c.ConfigurableHTTPProxy.should_start = True
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{cfg.hub.proxy_api_port}"
+
+
+def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    c.JupyterHub.authenticator_class = "mlworkshop.hub.auth.MLWorkshopAuthenticator"
+    a = c.MLWorkshopAuthenticator
+    a.db_url = site.db_url(cfg)
+    a.open_signup = cfg.auth.open_signup
+    a.admin_users = set(cfg.auth.admin_users)
+    a.min_password_length = cfg.auth.min_password_length
+    a.check_common_passwords = cfg.auth.check_common_passwords
+    a.lockout_attempts = cfg.auth.lockout_attempts
+    a.lockout_minutes = cfg.auth.lockout_minutes
+    a.reserved_names = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group"]
+    a.allow_all = False  # approved accounts are allowed by check_allowed
+
+
+def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    c.JupyterHub.spawner_class = "mlworkshop.hub.spawner.LocalSpawner"
+    s = c.LocalSpawner
+    s.cmd = singleuser_command()
+    s.default_url = cfg.spawner.default_url
+    s.start_timeout = cfg.spawner.start_timeout
+    s.http_timeout = cfg.spawner.http_timeout
+    s.environment = dict(cfg.spawner.environment)
+    s.site_root = str(site.root)
+    s.content_dir = str(site.content(cfg))
+    s.user_prefix = cfg.spawner.local.user_prefix
+    s.admin_group = cfg.spawner.local.admin_group
+
+
+def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    services = [{"name": CLI_SERVICE, "api_token": site.secret("cli_api_token")}]
+    roles = [{
+        "name": "mlworkshop-cli",
+        "scopes": ["admin:users", "admin:servers", "list:users", "read:users"],
+        "services": [CLI_SERVICE],
+    }]
+    if cfg.culler.enabled:
+        services.append({
+            "name": CULLER_SERVICE,
+            "command": [sys.executable, "-m", "mlworkshop.hub.culler",
+                        f"--timeout={cfg.culler.timeout}", f"--cull-every={cfg.culler.every}"],
+        })
+        roles.append({
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": [CULLER_SERVICE],
+        })
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def configure(c: Config, cfg: MLWorkshopConfig, site: Site) -> Config:
+    for apply in (apply_hub, apply_auth, apply_spawner, apply_services):
+        apply(c, cfg, site)
+    return c

@@ -1,0 +1,20 @@
+"""The JupyterHub config file `mlworkshop up` runs: the site's mlworkshop.yaml mapped onto traitlets.
+
+Extra `*.py` files in <site>/jupyterhub_config.d/ are loaded last, as an escape hatch.
+"""
+
+import os
+from pathlib import Path
+
+from mlworkshop.config import load_config
+from mlworkshop.hub.configure import configure
+from mlworkshop.site import Site
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+_site = Site(Path(os.environ["MLWORKSHOP_SITE"]))
+configure(c, load_config(_site.root), _site)
+
+_extra = _site.root / "jupyterhub_config.d"
+if _extra.is_dir():
+    for _path in sorted(_extra.glob("*.py")):
+        exec(compile(_path.read_text(), str(_path), "exec"), {"c": c, "get_config": lambda: c})

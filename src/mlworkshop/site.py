@@ -1,0 +1,160 @@
+"""The site folder: where one hub keeps its config, secrets, state, content and user files.
+
+    <site>/mlworkshop.yaml   <site>/secrets/ (0700, files 0600)   <site>/state/ (0700)
+    <site>/content/{lessons,datasets,models}   <site>/users/<name>/   <site>/submissions/<name>/
+    <site>/logs/
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from .config import CONFIG_FILE, MLWorkshopConfig
+
+ROOT_SITE = Path("/srv/mlworkshop")
+CONTENT_KINDS = ("lessons", "datasets", "models")
+
+
+@dataclass(frozen=True)
+class Site:
+    root: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def users(self) -> Path:
+        return self.root / "users"
+
+    @property
+    def submissions(self) -> Path:
+        return self.root / "submissions"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def content(self, cfg: MLWorkshopConfig) -> Path:
+        return cfg.workspace.content_dir or self.root / "content"
+
+    def db_url(self, cfg: MLWorkshopConfig) -> str:
+        return cfg.hub.db_url or f"sqlite:///{self.state / 'jupyterhub.sqlite'}"
+
+    def secret(self, name: str, nbytes: int = 32) -> str:
+        """A generated secret, made once (0600) and then kept; never printed or logged."""
+        path = self.secrets / name
+        if path.exists():
+            return path.read_text().strip()
+        self.secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
+        value = pysecrets.token_hex(nbytes)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+        return value
+
+
+def default_site_path(environ: Mapping[str, str], euid: int) -> Path:
+    """--site, else MLWORKSHOP_SITE, else /srv/mlworkshop for root and ./site for anyone else."""
+    if environ.get("MLWORKSHOP_SITE"):
+        return Path(environ["MLWORKSHOP_SITE"])
+    return ROOT_SITE if euid == 0 else Path("site")
+
+
+def resolve_site(option: Path | None, environ: Mapping[str, str] | None = None) -> Site:
+    environ = os.environ if environ is None else environ
+    path = option if option is not None else default_site_path(environ, os.geteuid())
+    return Site(path.expanduser().absolute())
+
+
+def render_config_template(model: type[BaseModel] = MLWorkshopConfig, indent: int = 0) -> str:
+    """mlworkshop.yaml with every option at its default and its description as a comment."""
+    lines: list[str] = []
+    if indent == 0:
+        lines += [
+            "# mlworkshop.yaml: every option with its default. Change a value and restart the hub",
+            "# (`mlworkshop config validate` checks the file; `mlworkshop config schema` is its JSON Schema).",
+            "# Any option can also be set from the environment: MLWORKSHOP_<SECTION>__<KEY>=value.",
+        ]
+    pad = " " * indent
+    defaults = model()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines.append(f"{pad}{name}:")
+            lines.append(render_config_template(annotation, indent + 2))
+            continue
+        if field.description:
+            lines.append(f"{pad}# {field.description}")
+        value = getattr(defaults, name)
+        lines.append(f"{pad}{name}: {_yaml_value(value)}")
+    return "\n".join(lines) + ("\n" if indent == 0 else "")
+
+
+def _yaml_value(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return "[]" if isinstance(value, list) and not value else ("{}" if not value else repr(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    text = str(value)
+    return f'"{text}"'
+
+
+def bundled_lessons() -> Path | None:
+    """The lessons that ship inside the package, if this build has them."""
+    path = Path(str(resources.files("mlworkshop"))) / "bundled" / "lessons"
+    return path if path.is_dir() and any(path.iterdir()) else None
+
+
+def init_site(site: Site) -> list[str]:
+    """Create what is missing; never overwrite config, secrets or data. Returns what it did."""
+    done: list[str] = []
+    site.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(site.root, 0o755)  # user accounts must be able to reach users/, content/, submissions/
+    if not site.config_file.exists():
+        site.config_file.write_text(render_config_template(), encoding="utf-8")
+        done.append(f"wrote {site.config_file}")
+    for folder, mode in ((site.secrets, 0o700), (site.state, 0o700), (site.logs, 0o750),
+                         (site.users, 0o755), (site.submissions, 0o755)):
+        if not folder.exists():
+            folder.mkdir(mode=mode, parents=True)
+            done.append(f"made {folder}")
+        os.chmod(folder, mode)
+    for name in ("cookie_secret", "proxy_auth_token", "cli_api_token"):
+        if not (site.secrets / name).exists():
+            site.secret(name)
+            done.append(f"generated secret {name} (0600)")
+    from .config import load_config  # the file now exists
+
+    content = site.content(load_config(site.root))
+    for kind in CONTENT_KINDS:
+        folder = content / kind
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            done.append(f"made {folder}")
+    lessons = bundled_lessons()
+    target = content / "lessons"
+    if lessons and not any(target.iterdir()):
+        shutil.copytree(lessons, target, dirs_exist_ok=True)
+        done.append(f"copied the bundled lessons into {target}")
+    return done
