@@ -1,0 +1,170 @@
+"""Spawn profiles: the choices a user may take right now (CPU only, 1 x GPU, 2 x GPU, ... NPU).
+
+Built fresh for every spawn page from the config, the inventory, the user's limit and what is
+free, so the page never offers what the hub would then refuse. The same list validates the
+submitted choice on the server side: a crafted form asking for 8 GPUs is refused here, and the
+allocator enforces the limit again inside its transaction.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .allocator import Allocator, Limit
+from .inventory import KIND_LABEL, Device
+from .limits import effective_limit
+
+SLUG_PREFIX = {"nvidia": "gpu", "ascend": "npu"}
+FORM_FIELD = "profile"
+
+
+@dataclass(frozen=True)
+class Profile:
+    slug: str  # cpu, gpu-1, gpu-2, npu-1, shared
+    display_name: str  # "1 × GPU"
+    kind: str | None  # nvidia | ascend | None (CPU only, or shared mode)
+    count: int  # devices to allocate (0: none; shared mode allocates nothing)
+    cpu_limit: float | None
+    mem_limit: str | None  # "16G", JupyterHub's ByteSpecification form
+    description: str = ""
+    shared: bool = False  # shared mode: the server sees every device, none is allocated
+
+    @property
+    def resources(self) -> str:
+        parts = []
+        if self.cpu_limit is not None:
+            cpus = f"{self.cpu_limit:g}"
+            parts.append(f"{cpus} CPU{'' if cpus == '1' else 's'}")
+        if self.mem_limit is not None:
+            parts.append(f"{self.mem_limit} memory")
+        return " · ".join(parts)
+
+
+class InvalidChoice(ValueError):
+    """A submitted profile this user may not take now; str() lists what they may take."""
+
+
+_MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)$")
+
+
+def scale_mem(mem: str | None, factor: int) -> str | None:
+    """'16G' x 2 -> '32G' (per-device limits grow with the number of devices)."""
+    if mem is None:
+        return None
+    match = _MEM_RE.match(mem)
+    if not match:
+        return mem
+    value = float(match.group(1)) * factor
+    return f"{value:g}{match.group(2)}"
+
+
+def _scale_cpu(cpu: float | None, factor: int) -> float | None:
+    return None if cpu is None else cpu * factor
+
+
+def _describe_devices(devices: Sequence[Device]) -> str:
+    names = sorted({d.name for d in devices if d.name})
+    mem = sorted({d.memory_mib for d in devices if d.memory_mib})
+    text = " / ".join(names)
+    if len(mem) == 1:
+        text += f"{', ' if text else ''}{mem[0] / 1024:.0f} GiB each"
+    return text
+
+
+def profiles_for(
+    username: str,
+    groups: Iterable[str],
+    is_admin: bool,
+    cfg: Any,
+    devices: Sequence[Device],
+    allocator: Allocator | None = None,
+    server_name: str = "",
+    only_free: bool = True,
+) -> list[Profile]:
+    """What this user may start now. `cfg`: AcceleratorsConfig (or the whole config).
+
+    only_free=False lists what the limit and the hardware allow even if busy: use that list to
+    validate a submitted choice, so a busy device gets the allocator's "in use since" message
+    rather than a bare refusal. Holdings of `server_name` itself do not count (it is restarting).
+    """
+    acc = getattr(cfg, "accelerators", cfg)
+    cpu = acc.profiles.cpu
+    per = acc.profiles.per_device
+    cpu_only = Profile("cpu", "CPU only", None, 0, cpu.cpu_limit, cpu.mem_limit, "No accelerator")
+    if not devices:
+        return [cpu_only]
+    if acc.mode == "shared":
+        labels = ", ".join(f"{len([d for d in devices if d.kind == k])} × {KIND_LABEL[k]}"
+                           for k in sorted({d.kind for d in devices}))
+        return [Profile("shared", f"Shared: {labels}", None, 0, per.cpu_limit, per.mem_limit,
+                        f"Every device, shared with other users ({_describe_devices(devices)})", shared=True)]
+    limit: Limit = effective_limit(username, groups, is_admin, acc)
+    own: dict[str, int] = {}
+    held_elsewhere = 0
+    if allocator is not None:
+        for name, held in allocator.held_by_user(username).items():
+            if name == server_name:
+                for d in held:
+                    own[d.kind] = own.get(d.kind, 0) + 1
+            else:
+                held_elsewhere += len(held)
+    room = None if limit.max_devices is None else max(0, limit.max_devices - held_elsewhere)
+    profiles = [cpu_only]
+    for kind in sorted({d.kind for d in devices}):
+        of_kind = [d for d in devices if d.kind == kind]
+        available = len(of_kind)
+        if only_free and allocator is not None:
+            available = min(len(of_kind), allocator.free_count(kind) + own.get(kind, 0))
+        most = available if room is None else min(available, room)
+        label = KIND_LABEL[kind]
+        for k in range(1, most + 1):
+            profiles.append(Profile(
+                f"{SLUG_PREFIX[kind]}-{k}", f"{k} × {label}", kind, k,
+                _scale_cpu(per.cpu_limit, k), scale_mem(per.mem_limit, k), _describe_devices(of_kind),
+            ))
+    return profiles
+
+
+def validate_choice(slug: str | None, allowed: Sequence[Profile]) -> Profile:
+    """The Profile for a submitted slug, or InvalidChoice. No slug: the first (default) one."""
+    if not allowed:
+        raise InvalidChoice("No server profile is available to you.")
+    if slug in (None, ""):
+        return allowed[0]
+    for profile in allowed:
+        if profile.slug == slug:
+            return profile
+    choices = ", ".join(f"{p.slug} ({p.display_name})" for p in allowed)
+    shown = str(slug)[:40]
+    raise InvalidChoice(f"The server option {shown!r} is not available to you. You may choose: {choices}.")
+
+
+def options_from_form(formdata: Mapping[str, Any]) -> dict[str, str]:
+    """JupyterHub's form data (each value a list) -> {"profile": slug}."""
+    value = formdata.get(FORM_FIELD)
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return {FORM_FIELD: str(value)} if value not in (None, "") else {}
+
+
+def render_options_form(profiles: Sequence[Profile]) -> str:
+    """Radio buttons, first one checked; "" when there is nothing to choose (no form at all)."""
+    if len(profiles) <= 1:
+        return ""
+    items = []
+    for number, p in enumerate(profiles):
+        detail = " · ".join(x for x in (p.description, p.resources) if x)
+        items.append(
+            '<div class="radio">'
+            f'<label for="mlw-profile-{html.escape(p.slug)}">'
+            f'<input type="radio" name="{FORM_FIELD}" id="mlw-profile-{html.escape(p.slug)}" '
+            f'value="{html.escape(p.slug)}"{" checked" if number == 0 else ""}> '
+            f"<strong>{html.escape(p.display_name)}</strong>"
+            + (f' <span class="text-muted">{html.escape(detail)}</span>' if detail else "")
+            + "</label></div>"
+        )
+    return '<div class="mlw-profiles"><p>Choose the resources for this server:</p>\n' + "\n".join(items) + "\n</div>"
