@@ -1,7 +1,8 @@
 # Two commands do all the set-up: `make up` (install what is missing, start the hub) and
 # `make test` (install what is missing, run every test). Everything lands in .venv and node_modules.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Debian's own python3: user accounts must be able to run it (a pyenv under /root is 0700).
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

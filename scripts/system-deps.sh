@@ -12,7 +12,7 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
 fi
 # python3-venv is only needed when the interpreter cannot make a venv on its own.
-if python3 -c 'import venv, ensurepip' 2>/dev/null; then missing=("${missing[@]/python3-venv}"); fi
+if /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then missing=("${missing[@]/python3-venv}"); fi
 pkgs=()
 for p in "${missing[@]}"; do [ -n "$p" ] && pkgs+=("$p"); done
 [ ${#pkgs[@]} -eq 0 ] && exit 0

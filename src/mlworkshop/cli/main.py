@@ -109,7 +109,11 @@ def up(
 
     if not Path(proxy_command()[0]).exists():
         raise Failure("configurable-http-proxy is not installed. Run `make install` (or `make up`) in the mlworkshop checkout.")
-    if os.geteuid() != 0:
+    from ..hub.workspace import prepare_shared_content
+
+    as_root = os.geteuid() == 0
+    prepare_shared_content(s.content(cfg), s.submissions, cfg.spawner.local.admin_group if as_root else None)
+    if not as_root:
         err.print("[yellow]Not running as root: every user's server runs as you, and users are not isolated.[/]")
     config_file = Path(__file__).resolve().parents[1] / "hub" / "jupyterhub_config.py"
     out.print(f"mlworkshop hub on http://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})")

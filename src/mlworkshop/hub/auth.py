@@ -33,10 +33,11 @@ TEMPLATES = str(Path(__file__).parent / "templates")
 
 
 def client_address(handler: web.RequestHandler) -> str:
-    """The address lockouts are keyed on (X-Real-IP/X-Forwarded-For as set by the proxy)."""
+    """The address lockouts are keyed on: the last X-Forwarded-For entry, the one our proxy
+    appended (earlier entries are whatever the client sent, so they cannot be trusted)."""
     request = handler.request
     forwarded = request.headers.get("X-Forwarded-For", "")
-    return (forwarded.split(",")[0].strip() or request.remote_ip or "unknown")[:64]
+    return (forwarded.split(",")[-1].strip() or request.remote_ip or "unknown")[:64]
 
 
 def _minutes_left(until: dt.datetime) -> int:

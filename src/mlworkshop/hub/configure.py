@@ -63,7 +63,8 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     a.lockout_attempts = cfg.auth.lockout_attempts
     a.lockout_minutes = cfg.auth.lockout_minutes
     a.reserved_names = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group"]
-    a.allow_all = False  # approved accounts are allowed by check_allowed
+    a.allow_all = False
+    a.any_allow_config = True  # approved accounts are allowed by check_allowed
 
 
 def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:

@@ -16,11 +16,12 @@ from subprocess import Popen
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Bool, Unicode
+from traitlets.config import LoggingConfigurable
 
 from .workspace import Workspace, WorkspaceError, prepare_workspace
 
 
-class WorkspaceMixin:
+class WorkspaceMixin(LoggingConfigurable):
     """Workspace hooks shared by every backend."""
 
     site_root = Unicode(help="The site folder (users/, submissions/ live here).").tag(config=True)

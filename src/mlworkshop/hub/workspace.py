@@ -123,9 +123,9 @@ def prepare_workspace(
     if account_name is None:
         return Workspace(home, None)
 
+    admin_gid = ensure_group(admin_group)
     account = ensure_account(account_name, home)
     set_group_membership(account_name, admin_group, is_admin)
-    admin_gid = grp.getgrnam(admin_group).gr_gid
     _own(home, account.uid, account.gid, 0o700)
     _own(home / "work", account.uid, account.gid, 0o700)
     _own(own_submissions, account.uid, admin_gid, 0o2750)
