@@ -86,7 +86,7 @@ from sklearn.datasets import load_iris
 iris = load_iris()
 X_iris, y_iris = iris.data, iris.target
 names_zh = ["山鸢尾 setosa", "变色鸢尾 versicolor", "维吉尼亚鸢尾 virginica"]
-print("iris 数据形状:", X_iris.shape, " 类别:", list(iris.target_names))
+print("iris 数据形状:", X_iris.shape, " 类别:", [str(n) for n in iris.target_names])
 
 x_reg = np.sort(rng.uniform(0, 6, 60))
 y_reg = np.sin(x_reg) + 0.25 * rng.normal(size=x_reg.shape)
@@ -168,7 +168,7 @@ plt.show()
 - **欠拟合（underfitting）**：模型太简单，连训练数据的规律都没学到，训练误差和测试误差都高；
 - **过拟合（overfitting）**：模型太复杂，把训练数据中的**噪声**也背了下来，训练误差很低但测试误差很高。
 
-我们用**多项式回归**来演示：用 $d$ 阶多项式 $\hat y = \sum_{j=0}^{d} w_j x^j$ 拟合上面带噪声的 $\sin$ 数据，
+我们用**多项式回归**来演示：只给 12 个带噪声的训练点（真实函数为 $\sin 2\pi x$），用 $d$ 阶多项式 $\hat y = \sum_{j=0}^{d} w_j x^j$ 去拟合，
 以**均方误差**衡量：
 
 $$
@@ -183,36 +183,43 @@ from sklearn.metrics import mean_squared_error
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-xr_train, xr_test, yr_train, yr_test = train_test_split(
-    x_reg.reshape(-1, 1), y_reg, test_size=0.4, random_state=SEED
-)
+# 只有 12 个训练点；测试点另外生成 200 个（来自同一个分布）
+g = np.random.default_rng(7)
+def truth(x):
+    return np.sin(2 * np.pi * x)
+xp_train = np.sort(g.uniform(0, 1, 12)).reshape(-1, 1)
+yp_train = truth(xp_train[:, 0]) + 0.2 * g.normal(size=12)
+xp_test = g.uniform(0, 1, 200).reshape(-1, 1)
+yp_test = truth(xp_test[:, 0]) + 0.2 * g.normal(size=200)
 
 def poly_model(degree, alpha=None):
     reg = LinearRegression() if alpha is None else Ridge(alpha=alpha)
-    return make_pipeline(PolynomialFeatures(degree), StandardScaler(), reg)
+    return make_pipeline(PolynomialFeatures(degree), reg)
 
-x_plot = np.linspace(0, 6, 300).reshape(-1, 1)
+x_plot = np.linspace(0, 1, 300).reshape(-1, 1)
 fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
-for ax, d, title in zip(axes, [1, 4, 15], ["欠拟合", "恰到好处", "过拟合"]):
-    model = poly_model(d).fit(xr_train, yr_train)
-    tr = mean_squared_error(yr_train, model.predict(xr_train))
-    te = mean_squared_error(yr_test, model.predict(xr_test))
-    ax.scatter(xr_train, yr_train, s=15, label="训练数据")
-    ax.scatter(xr_test, yr_test, s=15, marker="x", label="测试数据")
+for ax, d, title in zip(axes, [1, 3, 11], ["欠拟合", "恰到好处", "过拟合"]):
+    model = poly_model(d).fit(xp_train, yp_train)
+    tr = mean_squared_error(yp_train, model.predict(xp_train))
+    te = mean_squared_error(yp_test, model.predict(xp_test))
+    ax.scatter(xp_test, yp_test, s=6, color="lightgray", label="测试数据")
+    ax.scatter(xp_train, yp_train, s=25, label="训练数据")
+    ax.plot(x_plot, truth(x_plot), "k--", lw=1, label="真实函数")
     ax.plot(x_plot, model.predict(x_plot), "r", label=f"{d} 阶多项式")
-    ax.set_ylim(-2, 2)
+    ax.set_ylim(-1.8, 1.8)
     ax.set_title(f"{title}（d={d}）\n训练 MSE={tr:.3f}，测试 MSE={te:.3f}")
-    ax.legend(fontsize=8)
+    ax.set_xlabel("x")
+    ax.legend(fontsize=8, loc="upper right")
 plt.tight_layout()
 plt.show()
 """),
 ("code", r"""
-degrees = range(1, 16)
+degrees = range(0, 12)
 train_err, test_err = [], []
 for d in degrees:
-    m = poly_model(d).fit(xr_train, yr_train)
-    train_err.append(mean_squared_error(yr_train, m.predict(xr_train)))
-    test_err.append(mean_squared_error(yr_test, m.predict(xr_test)))
+    m = poly_model(d).fit(xp_train, yp_train)
+    train_err.append(mean_squared_error(yp_train, m.predict(xp_train)))
+    test_err.append(mean_squared_error(yp_test, m.predict(xp_test)))
 
 best = list(degrees)[int(np.argmin(test_err))]
 plt.figure(figsize=(7, 4))
@@ -222,13 +229,13 @@ plt.axvline(best, color="gray", ls="--", label=f"测试误差最小：d={best}")
 plt.yscale("log")
 plt.xlabel("模型复杂度（多项式阶数 d）")
 plt.ylabel("均方误差 MSE（对数坐标）")
-plt.title("模型复杂度与误差：训练误差一路下降，测试误差先降后升")
+plt.title("训练误差一路下降，测试误差先降后升")
 plt.legend()
 plt.show()
 
-ridge = poly_model(15, alpha=1.0).fit(xr_train, yr_train)
-print(f"15 阶多项式 + L2 正则 (Ridge, alpha=1): 测试 MSE = "
-      f"{mean_squared_error(yr_test, ridge.predict(xr_test)):.3f}  (不加正则: {test_err[-1]:.3f})")
+ridge = poly_model(11, alpha=1e-4).fit(xp_train, yp_train)
+print(f"11 阶多项式 + L2 正则 (Ridge, alpha=1e-4): 测试 MSE = "
+      f"{mean_squared_error(yp_test, ridge.predict(xp_test)):.3f}  (不加正则: {test_err[-1]:.3f})")
 """),
 ("md", r"""
 **对抗过拟合的常用手段**：更多的数据；更简单的模型；**正则化**（例如 L2 正则，即在损失上加 $\lambda\lVert w\rVert_2^2$，上面的 `Ridge`）；
@@ -487,7 +494,7 @@ plt.show()
 ## 练习
 
 1. 把第 5 节的 KNN 改为使用全部 4 个特征，用 5 折交叉验证选出最好的 $k$（提示：`cross_val_score` 循环 $k=1..30$）。
-2. 在第 6 节中把训练数据量从 36 个点增加到 360 个点（修改 `x_reg` 的生成），15 阶多项式的过拟合还严重吗？为什么？
+2. 在第 6 节中把训练点从 12 个增加到 120 个（修改 `xp_train`、`yp_train` 的生成），11 阶多项式的过拟合还严重吗？为什么？
 3. 在第 7 节中，把逻辑回归的判定阈值从 0.5 改为 0.9（`pred = proba > 0.9`），精确率和召回率分别怎样变化？
 4. 在第 9 节中尝试 $\varepsilon = 0.3$，它为什么长期表现反而不如 $\varepsilon = 0.1$？
 
