@@ -61,7 +61,7 @@ def since_text(when: dt.datetime, now: dt.datetime | None = None) -> str:
     now = now or utcnow()
     if when.date() == now.date():
         return when.strftime("%H:%M UTC")
-    return when.strftime("%b %d %H:%M UTC").replace(" 0", " ")
+    return f"{when:%b} {when.day} {when:%H:%M} UTC"
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ class NoDeviceFree(Exception):
         if total == 0:
             text = f"This server has no {label}s."
         elif free == 0:
-            every = "Both" if total == 2 else ("The" if total == 1 else f"All {total}")
-            text = f"{every} {_plural(total, label) if total > 1 else label} {'is' if total == 1 else 'are'} in use ({details})."
+            every = {1: f"The {label} is", 2: f"Both {label}s are"}.get(total, f"All {total} {label}s are")
+            text = f"{every} in use ({details})."
         else:
             text = (f"You asked for {_plural(wanted, label)} but only {free} of {total} "
                     f"{'is' if free == 1 else 'are'} free ({details}).")
