@@ -352,6 +352,15 @@ def main() -> None:
     except RuntimeError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise SystemExit(2) from None
+    except OSError as exc:  # a full disk, a missing folder: say which file
+        err.print(f"[red]error:[/] {exc.strerror or exc}: {exc.filename or ''}", highlight=False)
+        raise SystemExit(2) from None
+    except Exception as exc:  # noqa: BLE001 - the admin gets a line, a developer the traceback
+        if os.environ.get("MLWORKSHOP_DEBUG"):
+            raise
+        err.print(f"[red]unexpected error:[/] {type(exc).__name__}: {exc}. "
+                  "Run again with MLWORKSHOP_DEBUG=1 for the details.", highlight=False)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
