@@ -11,10 +11,10 @@ from .inventory import Inventory
 
 
 def inventory_table(inventory: Inventory) -> Table:
-    table = Table("kind", "index", "name", "memory", "uuid", "found by", title="Accelerators")
+    table = Table("device", "kind", "name", "memory", "uuid", "found by", title="Accelerators")
     for d in inventory.devices:
         memory = f"{d.memory_mib / 1024:.0f} GiB" if d.memory_mib else ""
-        table.add_row(d.label, str(d.index), d.name or "", memory, d.uuid or "", d.source)
+        table.add_row(d.label, d.kind, d.name or "", memory, d.uuid or "", d.source)
     return table
 
 
