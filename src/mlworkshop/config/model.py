@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .accelerators import AcceleratorsConfig
+from .docker import DockerBackendConfig
 
 
 class Section(BaseModel):
@@ -99,8 +100,10 @@ class LocalBackendConfig(Section):
 
 
 class SpawnerConfig(Section):
-    backend: Literal["local"] = Field(
-        "local", description="Where user servers run: local (processes on this machine)."
+    backend: Literal["local", "docker"] = Field(
+        "local",
+        description="Where user servers run: local (processes on this machine) or docker "
+        "(a container per user, Docker or podman).",
     )
     default_url: str = Field("/lab", description="Page a user lands on in their server.")
     start_timeout: int = Field(120, ge=10, le=3600, description="Seconds a server may take to start.")
@@ -111,6 +114,7 @@ class SpawnerConfig(Section):
         default_factory=dict, description="Extra environment variables for every user server."
     )
     local: LocalBackendConfig = Field(default_factory=LocalBackendConfig)
+    docker: DockerBackendConfig = Field(default_factory=DockerBackendConfig)
 
 
 class WorkspaceConfig(Section):

@@ -68,6 +68,17 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
 
 def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    """Options every backend shares go on the WorkspaceMixin; each backend adds its own."""
+    w = c.WorkspaceMixin
+    w.site_root = str(site.root)
+    w.content_dir = str(site.content(cfg))
+    w.user_prefix = cfg.spawner.local.user_prefix
+    w.admin_group = cfg.spawner.local.admin_group
+    if cfg.spawner.backend == "docker":
+        from .docker_backend import apply_docker_spawner
+
+        apply_docker_spawner(c, cfg, site)
+        return
     c.JupyterHub.spawner_class = "mlworkshop.hub.spawner.LocalSpawner"
     s = c.LocalSpawner
     s.cmd = singleuser_command()
@@ -75,10 +86,6 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.start_timeout = cfg.spawner.start_timeout
     s.http_timeout = cfg.spawner.http_timeout
     s.environment = dict(cfg.spawner.environment)
-    s.site_root = str(site.root)
-    s.content_dir = str(site.content(cfg))
-    s.user_prefix = cfg.spawner.local.user_prefix
-    s.admin_group = cfg.spawner.local.admin_group
 
 
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
