@@ -11,6 +11,7 @@ from .exposure import (
     local_env,
     local_groups,
 )
+from .grants import Grant, grant
 from .inventory import Device, Inventory, detect, parse_npu_smi_info, parse_nvidia_smi_csv
 from .limits import effective_limit
 from .profiles import (
@@ -23,9 +24,9 @@ from .profiles import (
 )
 
 __all__ = [
-    "Allocator", "Device", "DeviceUsage", "Holder", "InvalidChoice", "Inventory", "Limit",
+    "Allocator", "Device", "DeviceUsage", "Grant", "Holder", "InvalidChoice", "Inventory", "Limit",
     "NoDeviceFree", "OverLimit", "Profile", "ascend_devices_and_mounts", "detect",
-    "docker_device_requests", "effective_limit", "kubernetes_resources", "local_env", "local_groups",
+    "docker_device_requests", "effective_limit", "grant", "kubernetes_resources", "local_env", "local_groups",
     "options_from_form", "parse_npu_smi_info", "parse_nvidia_smi_csv", "profiles_for",
     "render_options_form", "validate_choice",
 ]
