@@ -16,9 +16,9 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy import Boolean, DateTime, Integer, String, create_engine, delete, event, select
+from sqlalchemy import Boolean, DateTime, Integer, String, create_engine, delete, event, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from .passwords import dummy_hash, hash_password, verify_password
@@ -208,20 +208,40 @@ class AccountStore:
     def _record_failure(
         self, username: str, client: str, policy: LockoutPolicy, now: dt.datetime
     ) -> dt.datetime | None:
+        """Count one failure atomically: logins run on parallel worker threads (and hub
+        processes), so read-modify-write here would lose counts or hit a duplicate key."""
         window = dt.timedelta(minutes=policy.minutes)
+        key = (LoginFailure.username == username, LoginFailure.client == client)
+        plain = {"synchronize_session": False}
+        self._ensure_failure_row(username, client, now)
         with self._session() as db, db.begin():
-            failure = db.get(LoginFailure, (username, client))
-            if failure is None:
-                failure = LoginFailure(username=username, client=client, failures=0, last_failure=now)
-                db.add(failure)
-            elif now - failure.last_failure > window or (failure.locked_until and failure.locked_until <= now):
-                failure.failures = 0  # old failures and served lockouts are forgiven
-                failure.locked_until = None
-            failure.failures += 1
-            failure.last_failure = now
-            if failure.failures >= policy.attempts:
-                failure.locked_until = now + window
-            return failure.locked_until
+            # old failures and served lockouts are forgiven
+            db.execute(update(LoginFailure).where(
+                *key, or_(LoginFailure.last_failure < now - window, LoginFailure.locked_until <= now)
+            ).values(failures=0, locked_until=None), execution_options=plain)
+            db.execute(update(LoginFailure).where(*key).values(
+                failures=LoginFailure.failures + 1, last_failure=now), execution_options=plain)
+            db.execute(update(LoginFailure).where(*key, LoginFailure.failures >= policy.attempts)
+                       .values(locked_until=now + window), execution_options=plain)
+            return db.scalar(select(LoginFailure.locked_until).where(*key))
+
+    def _ensure_failure_row(self, username: str, client: str, now: dt.datetime) -> None:
+        values = {"username": username, "client": client, "failures": 0, "last_failure": now}
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            with self._session() as db, db.begin():
+                db.execute(insert(LoginFailure).values(**values).on_conflict_do_nothing())
+            return
+        try:
+            with self._session() as db, db.begin():
+                if db.get(LoginFailure, (username, client)) is None:
+                    db.add(LoginFailure(**values))
+        except IntegrityError:
+            pass  # another thread made it first
 
 
 def _redact(db_url: str) -> str:
