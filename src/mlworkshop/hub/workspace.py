@@ -14,6 +14,7 @@ Without root nothing can be isolated: everything belongs to the hub's user (the 
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -90,8 +91,21 @@ def _link(path: Path, target: Path) -> None:
 
 
 def _own(path: Path, uid: int, gid: int, mode: int) -> None:
-    os.chown(path, uid, gid, follow_symlinks=False)
-    os.chmod(path, mode)
+    """Owner and mode of a folder, never through a symbolic link: this runs as root, and users
+    (work/ in their home) or admins (content/*) can replace a folder by a link to anything. A
+    link is left as it is, and its target untouched. The folder is opened once (O_NOFOLLOW) so
+    it cannot be swapped for a link between a check and the change."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink():
+            return
+        raise
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def prepare_shared_content(content: Path, submissions: Path, admin_group: str | None) -> None:
