@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets as pysecrets
 import shutil
@@ -93,7 +94,7 @@ def render_config_template(model: type[BaseModel] = MLWorkshopConfig, indent: in
             "# Any option can also be set from the environment: MLWORKSHOP_<SECTION>__<KEY>=value.",
         ]
     pad = " " * indent
-    defaults = model()
+    defaults = model().model_dump(mode="json")
     for name, field in model.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -102,22 +103,14 @@ def render_config_template(model: type[BaseModel] = MLWorkshopConfig, indent: in
             continue
         if field.description:
             lines.append(f"{pad}# {field.description}")
-        value = getattr(defaults, name)
+        value = defaults[name]
         lines.append(f"{pad}{name}: {_yaml_value(value)}")
     return "\n".join(lines) + ("\n" if indent == 0 else "")
 
 
 def _yaml_value(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return "[]" if isinstance(value, list) and not value else ("{}" if not value else repr(value))
-    if isinstance(value, (int, float)):
-        return str(value)
-    text = str(value)
-    return f'"{text}"'
+    """JSON is valid YAML, and json.dumps writes every default (lists of mappings too) exactly."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def bundled_lessons() -> Path | None:

@@ -34,6 +34,12 @@ user_app = typer.Typer(help="Manage accounts (works with the hub running or stop
 app.add_typer(config_app, name="config")
 app.add_typer(user_app, name="user")
 
+
+def _register_subcommands() -> None:
+    from .accelerators_cmd import accelerators
+
+    app.command("accelerators")(accelerators)
+
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
@@ -338,6 +344,9 @@ def user_export(
         writer.writerow([a.username, a.approved, a.is_admin or a.username in cfg.auth.admin_users,
                          a.created.isoformat(timespec="seconds"),
                          a.approved_at.isoformat(timespec="seconds") if a.approved_at else ""])
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -110,6 +110,13 @@ class SpawnerConfig(Section):
     http_timeout: int = Field(
         60, ge=5, le=3600, description="Seconds a started server may take to answer HTTP."
     )
+    max_concurrent_starts: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="How many servers may be starting at once; the others wait in line (their "
+        "spawn page shows their place) instead of timing out. 0: twice the CPU count.",
+    )
     environment: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for every user server."
     )

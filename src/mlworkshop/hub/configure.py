@@ -4,6 +4,7 @@ test can build a `traitlets.config.Config` and assert on it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def proxy_command() -> list[str]:
 
 
 def singleuser_command() -> list[str]:
-    return [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
+    return [sys.executable, "-m", "mlworkshop.singleuser"]
 
 
 def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
@@ -86,6 +87,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.start_timeout = cfg.spawner.start_timeout
     s.http_timeout = cfg.spawner.http_timeout
     s.environment = dict(cfg.spawner.environment)
+    s.max_concurrent_starts = cfg.spawner.max_concurrent_starts or 2 * (os.cpu_count() or 1)
 
 
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:

@@ -13,16 +13,17 @@ import shlex
 from pathlib import Path
 from subprocess import Popen
 
+import psutil
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
-from traitlets import Bool, Unicode
-from traitlets.config import LoggingConfigurable
+from traitlets import Bool, Float, Integer, Unicode
 
-from .workspace import Workspace, WorkspaceError, prepare_workspace
+from .accelerators import AcceleratorHooks
+from .workspace import Workspace, WorkspaceError, prepare_workspace, set_device_groups
 
 
-class WorkspaceMixin(LoggingConfigurable):
-    """Workspace hooks shared by every backend."""
+class WorkspaceMixin(AcceleratorHooks):
+    """What every backend shares: the workspace on disk and the accelerator hooks."""
 
     site_root = Unicode(help="The site folder (users/, submissions/ live here).").tag(config=True)
     content_dir = Unicode(help="Folder with lessons/, datasets/, models/.").tag(config=True)
@@ -55,8 +56,69 @@ class WorkspaceMixin(LoggingConfigurable):
         return self.workspace
 
 
+class StartQueue:
+    """Admission control: at most `limit` servers start at once, the rest wait their turn.
+
+    Stock JupyterHub starts every request at once; on 2 cores 30 cold starts each get a sliver of
+    CPU, pass http_timeout and are killed. Waiting in line is slower for nobody and fails nobody.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.running = 0
+        self.waiting: list[asyncio.Future] = []
+
+    def position(self, ticket: asyncio.Future) -> int:
+        return self.waiting.index(ticket) + 1 if ticket in self.waiting else 0
+
+    async def acquire(self) -> None:
+        if self.running < self.limit and not self.waiting:
+            self.running += 1
+            return
+        ticket = asyncio.get_running_loop().create_future()
+        self.waiting.append(ticket)
+        try:
+            await ticket  # release() hands its slot over: running stays counted
+        except BaseException:
+            if ticket in self.waiting:
+                self.waiting.remove(ticket)
+            elif ticket.done() and not ticket.cancelled():
+                self.release()  # we were handed a slot but are going away: pass it on
+            raise
+
+    def release(self) -> None:
+        while self.waiting:
+            ticket = self.waiting.pop(0)
+            if not ticket.done():
+                ticket.set_result(None)
+                return
+        self.running -= 1
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+_queues: dict[int, StartQueue] = {}
+
+
+def start_queue(limit: int) -> StartQueue:
+    """One queue per hub process (and per limit, for tests that build several configs)."""
+    if limit not in _queues:
+        _queues[limit] = StartQueue(limit)
+    return _queues[limit]
+
+
 class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
     """A JupyterLab process per user, as that user's own account when the hub is root."""
+
+    max_concurrent_starts = Integer(4, help="Servers starting at once; the rest wait in line.").tag(config=True)
+    ready_poll_interval = Float(0.02, help="Seconds between checks that a starting server listens.").tag(config=True)
+
+    _queue_ticket_state: str = ""
 
     def make_preexec_fn(self, name):
         workspace = self.workspace
@@ -94,7 +156,41 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
     async def move_certs(self, paths):
         return paths  # internal SSL is not used by mlworkshop's local backend
 
+    def get_env(self):
+        env = super().get_env()
+        env.update(self.accelerator_env())
+        return env
+
     async def start(self):
+        queue = start_queue(self.max_concurrent_starts)
+        self._queue_ticket_state = "waiting"
+        await queue.acquire()
+        try:
+            self._queue_ticket_state = "starting"
+            granted = await self.grant_accelerators()  # refused here: nothing was started
+            try:
+                return await self._start_granted(granted)
+            except BaseException:
+                await self.release_accelerators()
+                raise
+        finally:
+            self._queue_ticket_state = ""
+            queue.release()
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        await self.release_accelerators()
+
+    async def poll(self):
+        """Like LocalProcessSpawner.poll, but a server that died while another hub process was
+        its parent (a zombie nobody reaps) counts as dead, not running."""
+        status = await super().poll()
+        if status is None and self.proc is None and self.pid and _is_zombie(self.pid):
+            self.clear_state()
+            return 0
+        return status
+
+    async def _start_granted(self, granted):
         workspace = await self.prepare_user_workspace()
         if workspace.account is None:
             self.log.warning(
@@ -102,10 +198,15 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
                 "are NOT isolated from each other. Run the hub as root for a real class.",
                 self.user.name,
             )
+        else:
+            device_groups = {g for groups in self._acc.cfg.accelerators.device_groups.values() for g in groups}
+            await asyncio.to_thread(set_device_groups, workspace.account.name, device_groups, set(granted.groups))
         self.notebook_dir = str(workspace.home)
         if self.port == 0:
             self.port = random_port()
-        return await self.launch()
+        address = await self.launch()
+        await self.wait_until_listening()
+        return address
 
     async def launch(self):
         """Start the server process; the only place a local server is created."""
@@ -118,3 +219,36 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         self.proc = Popen(cmd, **kwargs)
         self.pid = self.proc.pid
         return (self.ip or "127.0.0.1", self.port)
+
+    async def wait_until_listening(self) -> None:
+        """Return as soon as the server accepts connections, so the hub's first readiness check
+        succeeds (stock JupyterHub polls with back-off up to 5 s after the server is already up)."""
+        host = self.ip or "127.0.0.1"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        while loop.time() < deadline:
+            if await self.poll() is not None:
+                raise RuntimeError(
+                    f"{self.user.name}'s server exited while starting. The hub's log has its output."
+                )
+            try:
+                _, writer = await asyncio.open_connection(host, self.port)
+            except OSError:
+                await asyncio.sleep(self.ready_poll_interval)
+                continue
+            writer.close()
+            return
+        raise TimeoutError(f"{self.user.name}'s server did not start listening within {self.start_timeout} s")
+
+    async def progress(self):
+        """Events for the spawn page: the student's place in line while the class rushes in."""
+        queue = start_queue(self.max_concurrent_starts)
+        shown = None
+        while self._queue_ticket_state == "waiting":
+            waiting = len(queue.waiting)
+            if waiting != shown:
+                shown = waiting
+                yield {"progress": 10, "message": f"Many students are starting at once: yours is in line "
+                       f"({waiting} waiting, {queue.limit} starting at a time)"}
+            await asyncio.sleep(0.5)
+        yield {"progress": 50, "message": "Starting your JupyterLab"}

@@ -79,6 +79,17 @@ def set_group_membership(account: str, group: str, member: bool) -> None:
         _run(["gpasswd", "--delete", account, group])
 
 
+def set_device_groups(account: str, device_groups: set[str], granted: set[str]) -> None:
+    """Membership of the device groups (video, render, HwHiAiUser...) exactly as granted, so a
+    server without devices cannot open them; groups this machine does not have are skipped."""
+    for group in device_groups:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            continue
+        set_group_membership(account, group, group in granted)
+
+
 def _link(path: Path, target: Path) -> None:
     """Point path at target, replacing an old link (never a real file or folder)."""
     if path.is_symlink():

@@ -1,0 +1,94 @@
+"""Exclusive GPU allocation on a real hub: a configured inventory of 2 fake GPUs, the local
+backend, real JupyterLab servers whose environment is read from inside their kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .hubctl import Server, mlw
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "Gpu-class-pass-9"
+TWO_GPUS = "[{kind: nvidia, index: 0, name: Fake GPU, memory_mib: 1024}, {kind: nvidia, index: 1, name: Fake GPU, memory_mib: 1024}]"
+
+
+def _spawn(browser, name: str, profile: str | None):
+    body = {"profile": profile} if profile else {}
+    return browser.api("POST", f"/users/{name}/server", json=body)
+
+
+async def _visible_devices(hub, browser, name: str) -> str:
+    server = Server(hub.url, name, browser.new_token(name))
+    out = await server.run_code("import os; print('DEV=' + os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))")
+    return out.strip().split("DEV=")[-1]
+
+
+async def test_exclusive_gpus_are_never_shared(make_hub):
+    hub = make_hub(**{"accelerators.mode": "exclusive", "accelerators.inventory": TWO_GPUS,
+                      "accelerators.max_per_user": 1})
+    for name in ("ann", "ben", "cat"):
+        mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
+    listing = mlw(hub.site, "accelerators")
+    assert "Fake GPU" in listing.stdout
+    hub.start()
+    browsers = {}
+    for name in ("ann", "ben", "cat"):
+        browsers[name] = hub.browser()
+        assert browsers[name].login(name, PASSWORD).status_code == 302
+
+    # the spawn page offers CPU and 1 x GPU (the limit hides 2 x GPU)
+    form = browsers["ann"].client.get("/hub/spawn").text
+    assert "1 × GPU" in form and "2 × GPU" not in form
+
+    # a crafted request for more than the profiles allow is refused before anything starts
+    crafted = _spawn(browsers["ann"], "ann", "gpu-8")
+    assert crafted.status_code >= 400 and "not available to you" in crafted.text, crafted.text
+
+    for name in ("ann", "ben"):
+        response = _spawn(browsers[name], name, "gpu-1")
+        assert response.status_code in (201, 202), response.text
+        browsers[name].wait_ready(name)
+    seen = {name: await _visible_devices(hub, browsers[name], name) for name in ("ann", "ben")}
+    assert sorted(seen.values()) == ["0", "1"], seen
+
+    # the third student is told why, and nothing is left half-started
+    refused = _spawn(browsers["cat"], "cat", "gpu-1")
+    assert refused.status_code >= 400, refused.text
+    assert "in use" in refused.text and "ann" in refused.text and "ben" in refused.text, refused.text
+    model = browsers["cat"].api("GET", "/users/cat").json()
+    assert not model["servers"] and not model["pending"]
+
+    # a CPU-only server next to them sees no GPU at all
+    assert _spawn(browsers["cat"], "cat", "cpu").status_code in (201, 202)
+    browsers["cat"].wait_ready("cat")
+    assert await _visible_devices(hub, browsers["cat"], "cat") == ""
+    browsers["cat"].stop_server("cat")
+
+    # ann stops: cat gets her device
+    browsers["ann"].stop_server("ann")
+    assert _spawn(browsers["cat"], "cat", "gpu-1").status_code in (201, 202)
+    browsers["cat"].wait_ready("cat")
+    assert await _visible_devices(hub, browsers["cat"], "cat") == seen["ann"]
+
+    # the allocation survives a hub restart: ann still cannot take a busy device
+    hub.stop()
+    hub.start()
+    browsers["ann"] = hub.browser()
+    browsers["ann"].login("ann", PASSWORD)
+    assert "in use" in _spawn(browsers["ann"], "ann", "gpu-1").text
+
+    # ben's server crashes (killed): his device is freed for the next request
+    if os.geteuid() == 0:
+        subprocess.run(["pkill", "-KILL", "-u", hub.prefix + "ben"], check=True)
+        time.sleep(1)
+        response = _spawn(browsers["ann"], "ann", "gpu-1")
+        assert response.status_code in (201, 202), response.text
+        browsers["ann"].wait_ready("ann")
+        assert await _visible_devices(hub, browsers["ann"], "ann") == seen["ben"]
