@@ -19,10 +19,11 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Integer, Unicode
 
 from .accelerators import AcceleratorHooks
+from .usage_hooks import UsageHooks
 from .workspace import Workspace, WorkspaceError, prepare_workspace, set_device_groups
 
 
-class WorkspaceMixin(AcceleratorHooks):
+class WorkspaceMixin(UsageHooks, AcceleratorHooks):
     """What every backend shares: the workspace on disk and the accelerator hooks."""
 
     site_root = Unicode(help="The site folder (users/, submissions/ live here).").tag(config=True)
@@ -169,10 +170,12 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
             self._queue_ticket_state = "starting"
             granted = await self.grant_accelerators()  # refused here: nothing was started
             try:
-                return await self._start_granted(granted)
+                address = await self._start_granted(granted)
             except BaseException:
                 await self.release_accelerators()
                 raise
+            await self.usage_started()
+            return address
         finally:
             self._queue_ticket_state = ""
             queue.release()
@@ -180,6 +183,7 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
     async def stop(self, now=False):
         await super().stop(now=now)
         await self.release_accelerators()
+        await self.usage_stopped("stopped")
 
     async def poll(self):
         """Like LocalProcessSpawner.poll, but a server that died while another hub process was
