@@ -40,7 +40,7 @@ def _register_subcommands() -> None:
 
     app.command("accelerators")(accelerators)
 
-out = Console()
+out = Console(soft_wrap=True)  # piped or logged output keeps paths and lines whole
 err = Console(stderr=True, soft_wrap=True)
 
 SiteOpt = Annotated[
