@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .accelerators import AcceleratorsConfig
 from .docker import DockerBackendConfig
+from .usage import UsageConfig
 
 
 class Section(BaseModel):
@@ -153,3 +154,4 @@ class MLWorkshopConfig(Section):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     culler: CullerConfig = Field(default_factory=CullerConfig)
     accelerators: AcceleratorsConfig = Field(default_factory=AcceleratorsConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
