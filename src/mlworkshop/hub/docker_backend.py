@@ -1,12 +1,451 @@
-"""The docker backend: a container per user through DockerSpawner (Docker or podman)."""
+"""The docker backend: a container per user through DockerSpawner (Docker, or podman's
+Docker-compatible socket).
+
+`apply_docker_spawner(c, cfg, site)` maps `spawner.docker` onto traitlets (pure: it only sets
+values). `DockerWorkspaceSpawner` adds to DockerSpawner only what mlworkshop needs:
+
+- the workspace from the shared mixin, mounted into the container:
+      <site>/users/<name>/work        -> <home>/work         rw (private: 0700, the user's uid)
+      <content>/{lessons,datasets,models} -> <home>/<kind>   ro
+      <site>/submissions/<name>       -> <home>/submissions  rw (admins: all of <site>/submissions, ro)
+- the container runs as the user's own system account (uid:gid) when the hub is root, else as
+  the hub's own uid: never as root, and files on the mounts belong to the right account;
+- accelerator devices (NVIDIA device requests, Ascend device files + driver mounts) from
+  `accelerator_devices()`;
+- labels that mark a container as this hub's, so a container of the same name that is not ours is
+  reported as a clash instead of being removed;
+- errors an admin can act on (engine not reachable, image missing, name clash, no space left), and
+  no container left behind when a start fails.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from traitlets import Bool, Dict, List, Unicode
 from traitlets.config import Config
+
+import docker.errors
+from dockerspawner import DockerSpawner
 
 from ..config import MLWorkshopConfig
 from ..site import Site
+from .spawner import WorkspaceMixin
+
+LABEL_SITE = "org.mlworkshop.site"
+LABEL_USER = "org.mlworkshop.user"
+PODMAN_GATEWAY = "10.88.0.1"  # podman's default bridge
+DOCKER_GATEWAY = "172.17.0.1"  # Docker's default bridge
+CONTENT_KINDS = ("lessons", "datasets", "models")
 
 
 def apply_docker_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
-    raise NotImplementedError("spawner.backend: docker is being built (issue 4)")
+    """Map spawner.docker onto DockerSpawner's traitlets; the hub's API listens where containers reach it."""
+    d = cfg.spawner.docker
+    c.JupyterHub.spawner_class = "mlworkshop.hub.docker_backend.DockerWorkspaceSpawner"
+    s = c.DockerWorkspaceSpawner
+    s.client_kwargs = {"base_url": d.url}
+    s.image = d.image_for(None)
+    s.allowed_images = {i.name: i.image for i in d.images}
+    s.profile_images = {k: d.image_for(v) for k, v in d.profile_images.items()}
+    s.pull_policy = d.pull_policy
+    s.remove = d.remove
+    s.name_template = d.name_template
+    s.container_home = d.home
+    s.notebook_dir = d.home
+    s.run_as = d.user
+    s.group_add = list(d.group_add)
+    s.host_site_dir = d.host_site_dir
+    s.default_url = cfg.spawner.default_url
+    s.start_timeout = cfg.spawner.start_timeout
+    s.http_timeout = cfg.spawner.http_timeout
+    s.environment = {**cfg.spawner.environment, **d.environment}
+    if d.cpu_limit is not None:
+        s.cpu_limit = d.cpu_limit
+    if d.mem_limit is not None:
+        s.mem_limit = d.mem_limit
+
+    if d.network == "host":
+        # servers listen on the host's loopback, a free port each; the hub stays on loopback
+        s.network_name = "host"
+        s.host_network = True
+        s.use_internal_ip = True
+        s.ip = "127.0.0.1"
+        s.hub_connect_url = f"http://127.0.0.1:{cfg.hub.internal_port}"
+        s.auto_hub_connect_url = False
+    else:
+        s.network_name = d.network
+        s.host_network = False
+        # containers reach the hub through the network's gateway (or a name on a user network):
+        # the hub binds all addresses, the proxy still calls it on loopback
+        c.JupyterHub.hub_ip = d.hub_ip
+        c.JupyterHub.hub_connect_ip = "127.0.0.1"
+        if d.hub_connect_url == "auto":
+            s.auto_hub_connect_url = True
+        else:
+            s.auto_hub_connect_url = False
+            s.hub_connect_url = d.hub_connect_url
+    for key, value in d.extra.items():  # DockerSpawner options we do not model, as they are
+        s[key] = value
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: dicts merge, lists concatenate (devices from us + devices from `extra`),
+    anything else from `extra` wins."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(out.get(key), Mapping) and isinstance(value, Mapping):
+            out[key] = _merge(out[key], value)
+        elif isinstance(out.get(key), list) and isinstance(value, list):
+            out[key] = out[key] + [v for v in value if v not in out[key]]
+        else:
+            out[key] = value
+    return out
+
+
+def _devices_from_dicts(items: Sequence[Mapping[str, Any]]) -> list:
+    from ..accelerators.inventory import Device
+
+    return [Device(kind=str(i["kind"]), index=int(i["index"]), name=i.get("name")) for i in items]
+
+
+def accelerator_host_config(devices: Sequence, nvidia_cdi: bool = False) -> dict[str, Any]:
+    """Host-config pieces for these devices: NVIDIA as device requests (or CDI names for podman),
+    Ascend as device files, driver mounts and ASCEND_VISIBLE_DEVICES. Pure."""
+    from ..accelerators.exposure import ascend_devices_and_mounts, docker_device_requests
+
+    host: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    volumes: dict[str, dict[str, str]] = {}
+    requests = docker_device_requests(devices)
+    if requests and nvidia_cdi:
+        host["devices"] = [f"nvidia.com/gpu={i}" for r in requests for i in r["DeviceIDs"]]
+    elif requests:
+        host["device_requests"] = requests
+    ascend = ascend_devices_and_mounts(devices)
+    if ascend["devices"]:
+        host["devices"] = host.get("devices", []) + list(ascend["devices"])
+        volumes.update(ascend["volumes"])
+        env.update(ascend["environment"])
+    return {"host_config": host, "environment": env, "volumes": volumes}
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_bytes(value: str | int | float) -> int:
+    """'512M' -> 536870912 (1024-based, as JupyterHub's ByteSpecification)."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    unit = text[-1] if text and text[-1] in _UNITS else ""
+    return int(float(text[: len(text) - len(unit)]) * _UNITS[unit])
+
+
+def _stricter(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+class ContainerStartError(RuntimeError):
+    """str() is what the admin reads (spawn page and hub log): what failed and what to do."""
+
+
+def explain_engine_error(exc: BaseException, *, url: str, image: str, container: str) -> str | None:
+    """An admin-readable message for a failure talking to the engine, or None if not recognised."""
+    import docker.errors
+    import requests.exceptions
+
+    text = str(exc)
+    low = text.lower()
+    if "no space left" in low:
+        return (f"The container engine ran out of disk space while starting {container} ({text.strip()[:300]}). "
+                "Free space on the engine's storage: remove unused images and containers "
+                "(`podman system prune` or `docker system prune`), or move its storage to a bigger disk.")
+    if isinstance(exc, (requests.exceptions.ConnectionError, FileNotFoundError, ConnectionError)) or (
+        isinstance(exc, docker.errors.DockerException) and not isinstance(exc, docker.errors.APIError)
+        and ("connection" in low or "no such file" in low or "refused" in low)
+    ):
+        return (f"The container engine at {url} is not reachable ({text.strip()[:200]}). "
+                "Start it (Docker: `systemctl start docker`; podman: `bash scripts/podman-setup.sh` or "
+                "`systemctl start podman.socket`) or set spawner.docker.url to its socket.")
+    if isinstance(exc, docker.errors.ImageNotFound) or (
+        isinstance(exc, docker.errors.APIError) and exc.status_code == 404 and "image" in low
+    ) or (isinstance(exc, docker.errors.APIError) and ("pull access denied" in low or "manifest unknown" in low
+                                                       or "initializing source" in low)):
+        return (f"The image {image} is not on the container host and could not be pulled. "
+                f"Build it with `mlworkshop images build`, or load the offline copy with "
+                f"`mlworkshop images load` (images/*.tar.gz); or list another image in spawner.docker.images.")
+    if isinstance(exc, docker.errors.APIError) and exc.status_code == 409:
+        return (f"A container named {container} already exists ({text.strip()[:200]}). Remove it "
+                f"(`docker rm -f {container}` / `podman rm -f {container}`) or change spawner.docker.name_template.")
+    return None
+
+
+class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
+    """A container per user with mlworkshop's workspace, limits and devices."""
+
+    container_home = Unicode("/home/jovyan", help="The user's folder inside the container.").tag(config=True)
+    run_as = Unicode("auto", help="uid:gid to run as; auto: the user's account (root hub) or the hub's uid.").tag(config=True)
+    group_add = List(Unicode(), default_value=["100"], help="Extra numeric groups in the container.").tag(config=True)
+    host_site_dir = Unicode("", help="The site folder's path on the engine's host, if not the same.").tag(config=True)
+    profile_images = Dict(help="Profile slug or kind -> image reference.").tag(config=True)
+    auto_hub_connect_url = Bool(True, help="Find the hub's address from the network's gateway.").tag(config=True)
+    host_network = Bool(False, help="Containers use the host's network (a free port each).").tag(config=True)
+    nvidia_cdi = Bool(False, help="Expose NVIDIA GPUs as CDI devices (podman) instead of device requests.").tag(config=True)
+    static_devices = List(
+        Dict(), help="Devices every server gets, as [{kind, index}] (tests; hosts without the allocator)."
+    ).tag(config=True)
+
+    # --- hooks --------------------------------------------------------------------
+    def accelerator_devices(self) -> list:
+        """Devices this server may use: what the hub granted it (accelerator hooks of the shared
+        mixin), else `static_devices`."""
+        granted = getattr(self, "accelerator_grant", None)
+        if granted is not None:
+            return list(granted.devices)
+        return _devices_from_dicts(self.static_devices)
+
+    # --- pieces -------------------------------------------------------------------
+    _base_limits: tuple | None = None
+
+    def apply_limits(self, profile) -> None:
+        """spawner.docker's cpu/mem limits and the chosen profile's: the stricter of the two."""
+        if self._base_limits is None:
+            self._base_limits = (self.cpu_limit, self.mem_limit)
+        cpu, mem = self._base_limits
+        if profile is not None:
+            cpu = _stricter(cpu, profile.cpu_limit)
+            mem = _stricter(mem, None if profile.mem_limit is None else parse_bytes(profile.mem_limit))
+        self.cpu_limit, self.mem_limit = cpu, mem
+
+    def host_path(self, path: Path) -> str:
+        """A path as the engine's host sees it (the hub may run in a container)."""
+        path = Path(path)
+        if self.host_site_dir:
+            try:
+                return str(Path(self.host_site_dir) / path.relative_to(self.site_root))
+            except ValueError:
+                pass
+        return str(path)
+
+    def user_ids(self, workspace) -> tuple[int, int]:
+        if self.run_as != "auto":
+            uid, _, gid = self.run_as.partition(":")
+            return int(uid), int(gid or uid)
+        if workspace.account is not None:
+            return workspace.account.uid, workspace.account.gid
+        if os.geteuid() != 0:
+            return os.getuid(), os.getgid()
+        return 1000, 100  # a root hub without per-user accounts: the image's own user
+
+    def workspace_volumes(self, workspace, is_admin: bool) -> dict[str, dict[str, str]]:
+        site = Path(self.site_root)
+        home = self.container_home.rstrip("/")
+        volumes = {self.host_path(workspace.home / "work"): {"bind": f"{home}/work", "mode": "rw"}}
+        for kind in CONTENT_KINDS:
+            volumes[self.host_path(Path(self.content_dir) / kind)] = {"bind": f"{home}/{kind}", "mode": "ro"}
+        if is_admin:
+            volumes[self.host_path(site / "submissions")] = {"bind": f"{home}/submissions", "mode": "ro"}
+        else:
+            volumes[self.host_path(site / "submissions" / self.user.name)] = {
+                "bind": f"{home}/submissions", "mode": "rw"}
+        return volumes
+
+    def pick_image(self) -> str:
+        """user_options image (a name from spawner.docker.images), else the profile's, else the default."""
+        options = self.user_options or {}
+        allowed = self._get_allowed_images() or {}
+        name = options.get("image")
+        if name:
+            if name not in allowed:
+                raise ContainerStartError(
+                    f"Image {name!r} is not one of the configured images ({', '.join(allowed) or 'none'}).")
+            return allowed[name]
+        slug = options.get("profile")
+        if slug:
+            if slug in self.profile_images:
+                return self.profile_images[slug]
+            kind = str(slug).split("-", 1)[0]
+            if kind in self.profile_images:
+                return self.profile_images[kind]
+        return self.image
+
+    async def resolve_hub_connect_url(self) -> None:
+        if not self.auto_hub_connect_url:
+            return
+        port = urlparse(self.hub.api_url).port or 8081
+        gateway = None
+        try:
+            network = await self.docker("inspect_network", "podman" if await self._is_podman() and
+                                        self.network_name == "bridge" else self.network_name)
+            for entry in (network.get("IPAM") or {}).get("Config") or []:
+                if entry.get("Gateway") and ":" not in entry["Gateway"]:
+                    gateway = entry["Gateway"]
+                    break
+        except Exception as exc:  # noqa: BLE001 - fall back to the engines' defaults
+            self.log.debug("network %s: %s", self.network_name, exc)
+        if gateway is None:
+            gateway = PODMAN_GATEWAY if await self._is_podman() else DOCKER_GATEWAY
+        self.hub_connect_url = f"http://{gateway}:{port}"
+
+    _engine_is_podman: bool | None = None  # one engine per hub: asked once
+
+    async def _is_podman(self) -> bool:
+        cls = type(self)
+        if cls._engine_is_podman is None:
+            version = await self.docker("version")
+            names = " ".join(c.get("Name", "") for c in version.get("Components") or [])
+            cls._engine_is_podman = "podman" in names.lower()
+        return cls._engine_is_podman
+
+    def labels(self) -> dict[str, str]:
+        return {LABEL_SITE: str(self.site_root), LABEL_USER: self.user.name}
+
+    # --- DockerSpawner overrides --------------------------------------------------------
+    def get_env(self):
+        env = super().get_env()
+        env.update(self._device_env)
+        env.setdefault("HOME", self.container_home)
+        env["JUPYTERHUB_USER"] = self.user.name
+        return env
+
+    _device_env: dict[str, str] = {}
+    _host_extra: dict[str, Any] = {}
+    _create_extra: dict[str, Any] = {}
+
+    async def _configured(self, value):
+        value = self._eval_if_callable(value)
+        if hasattr(value, "__await__"):
+            value = await value
+        return dict(value or {})
+
+    async def create_object(self):
+        configured_create, configured_host = self.extra_create_kwargs, self.extra_host_config
+        self.extra_create_kwargs = _merge(self._create_extra, await self._configured(configured_create))
+        self.extra_host_config = _merge(self._host_extra, await self._configured(configured_host))
+        try:
+            return await super().create_object()
+        finally:
+            self.extra_create_kwargs, self.extra_host_config = configured_create, configured_host
+
+    async def get_ip_and_port(self):
+        if self.host_network:
+            return "127.0.0.1", self.port
+        return await super().get_ip_and_port()
+
+    async def start(self):
+        granted = None
+        if hasattr(self, "grant_accelerators"):
+            granted = await self.grant_accelerators()  # refused here: nothing was started
+        try:
+            return await self._start_container(granted)
+        except BaseException:
+            if granted is not None:
+                await self.release_accelerators()
+            raise
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now)
+        except docker.errors.NotFound:
+            self.clear_state()
+        if hasattr(self, "release_accelerators"):
+            await self.release_accelerators()
+
+    async def _start_container(self, granted):
+        url = self.client_kwargs.get("base_url", "")
+        self.apply_limits(getattr(granted, "profile", None))
+        workspace = await self.prepare_user_workspace()
+        is_admin = bool(self.user.admin)
+        uid, gid = self.user_ids(workspace)
+        if uid == 0:
+            raise ContainerStartError("User servers must not run as root: set spawner.docker.user to a uid:gid.")
+        if workspace.account is None and os.geteuid() == 0:
+            for path in (workspace.home / "work", Path(self.site_root) / "submissions" / self.user.name):
+                os.chown(path, uid, gid)
+        groups = list(self.group_add)
+        if is_admin and workspace.account is not None:
+            import grp
+
+            try:
+                groups.append(str(grp.getgrnam(self.admin_group).gr_gid))  # reads all submissions
+            except KeyError:
+                pass
+
+        self.image = self.pick_image()
+        devices = self.accelerator_devices()
+        acc = accelerator_host_config(devices, self.nvidia_cdi)
+        self._device_env = acc["environment"]
+        self.volumes = {**self.workspace_volumes(workspace, is_admin), **acc["volumes"]}
+        self.read_only_volumes = {}
+        self._create_extra = {"user": f"{uid}:{gid}", "labels": self.labels(),
+                              "working_dir": self.container_home}
+        host: dict[str, Any] = {"group_add": groups, **acc["host_config"]}
+        if self.host_network:
+            host["network_mode"] = "host"
+            from jupyterhub.utils import random_port
+
+            self.port = random_port()
+        self._host_extra = host
+        if devices:
+            self.log.info("%s's container gets %s", self.user.name, ", ".join(d.label for d in devices))
+
+        try:
+            await self.check_name_is_ours()
+            await self.resolve_hub_connect_url()
+            # DockerSpawner would read user_options["image"] again: we resolved it already
+            options = dict(self.user_options or {})
+            if "image" in options:
+                self.user_options = {k: v for k, v in options.items() if k != "image"}
+            try:
+                return await super().start()
+            finally:
+                self.user_options = options
+        except ContainerStartError:
+            await self.remove_failed()
+            raise
+        except Exception as exc:  # noqa: BLE001 - turned into a message the admin can act on
+            await self.remove_failed()
+            message = explain_engine_error(exc, url=url, image=self.image, container=self.object_name)
+            if message is None:
+                raise
+            self.log.error("Starting %s's container failed: %s", self.user.name, message)
+            raise ContainerStartError(message) from None
+
+    async def check_name_is_ours(self) -> None:
+        """A container with our name but not our labels is someone else's: never remove it."""
+        try:
+            existing = await self.docker("inspect_container", self.object_name)
+        except docker.errors.NotFound:
+            return
+        labels = (existing.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_SITE) != str(self.site_root) or labels.get(LABEL_USER) != self.user.name:
+            owner = labels.get(LABEL_SITE) or "not made by mlworkshop"
+            raise ContainerStartError(
+                f"A container named {self.object_name} already exists and is not this hub's ({owner}). "
+                f"Remove it (`docker rm -f {self.object_name}` / `podman rm -f {self.object_name}`) or set "
+                "spawner.docker.name_template to a pattern no other hub uses.")
+
+    async def remove_failed(self) -> None:
+        """After a failed start: remove the container we made (never one that is not ours)."""
+        try:
+            existing = await self.docker("inspect_container", self.object_name)
+        except Exception:  # noqa: BLE001 - nothing there, or the engine is gone
+            return
+        labels = (existing.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_SITE) != str(self.site_root) or labels.get(LABEL_USER) != self.user.name:
+            return
+        try:
+            await self.docker("remove_container", existing["Id"], v=True, force=True)
+            self.log.info("Removed %s after its failed start", self.object_name)
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("Could not remove %s after a failed start: %s", self.object_name, exc)
+        self.object_id = ""
