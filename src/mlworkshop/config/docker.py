@@ -84,6 +84,12 @@ class DockerBackendConfig(_Section):
     environment: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables in every container (added to spawner.environment)."
     )
+    nvidia_devices: Literal["auto", "device_requests", "cdi"] = Field(
+        "auto",
+        description="How a container gets its NVIDIA GPUs. device_requests: Docker with the NVIDIA "
+        "Container Toolkit (--gpus device=N); cdi: CDI names nvidia.com/gpu=N (podman; needs "
+        "`nvidia-ctk cdi generate`); auto: cdi on podman (which ignores device requests), else device_requests.",
+    )
     home: str = Field(
         "/home/jovyan", description="The folder users land in inside the container (JupyterLab's root)."
     )

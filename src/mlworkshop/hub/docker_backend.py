@@ -60,6 +60,7 @@ def apply_docker_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.run_as = d.user
     s.group_add = list(d.group_add)
     s.host_site_dir = d.host_site_dir
+    s.nvidia_devices = d.nvidia_devices
     s.default_url = cfg.spawner.default_url
     s.start_timeout = cfg.spawner.start_timeout
     s.http_timeout = cfg.spawner.http_timeout
@@ -199,7 +200,9 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
     profile_images = Dict(help="Profile slug or kind -> image reference.").tag(config=True)
     auto_hub_connect_url = Bool(True, help="Find the hub's address from the network's gateway.").tag(config=True)
     host_network = Bool(False, help="Containers use the host's network (a free port each).").tag(config=True)
-    nvidia_cdi = Bool(False, help="Expose NVIDIA GPUs as CDI devices (podman) instead of device requests.").tag(config=True)
+    nvidia_devices = Unicode(
+        "auto", help="device_requests, cdi (nvidia.com/gpu=N, podman) or auto (cdi on podman)."
+    ).tag(config=True)
     static_devices = List(
         Dict(), help="Devices every server gets, as [{kind, index}] (tests; hosts without the allocator)."
     ).tag(config=True)
@@ -362,43 +365,8 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
 
     async def _start_container(self, granted):
         url = self.client_kwargs.get("base_url", "")
-        self.apply_limits(getattr(granted, "profile", None))
-        workspace = await self.prepare_user_workspace()
-        is_admin = bool(self.user.admin)
-        uid, gid = self.user_ids(workspace)
-        if uid == 0:
-            raise ContainerStartError("User servers must not run as root: set spawner.docker.user to a uid:gid.")
-        if workspace.account is None and os.geteuid() == 0:
-            for path in (workspace.home / "work", Path(self.site_root) / "submissions" / self.user.name):
-                os.chown(path, uid, gid)
-        groups = list(self.group_add)
-        if is_admin and workspace.account is not None:
-            import grp
-
-            try:
-                groups.append(str(grp.getgrnam(self.admin_group).gr_gid))  # reads all submissions
-            except KeyError:
-                pass
-
-        self.image = self.pick_image()
-        devices = self.accelerator_devices()
-        acc = accelerator_host_config(devices, self.nvidia_cdi)
-        self._device_env = acc["environment"]
-        self.volumes = {**self.workspace_volumes(workspace, is_admin), **acc["volumes"]}
-        self.read_only_volumes = {}
-        self._create_extra = {"user": f"{uid}:{gid}", "labels": self.labels(),
-                              "working_dir": self.container_home}
-        host: dict[str, Any] = {"group_add": groups, **acc["host_config"]}
-        if self.host_network:
-            host["network_mode"] = "host"
-            from jupyterhub.utils import random_port
-
-            self.port = random_port()
-        self._host_extra = host
-        if devices:
-            self.log.info("%s's container gets %s", self.user.name, ", ".join(d.label for d in devices))
-
         try:
+            await self.prepare_spec(granted)
             await self.check_name_is_ours()
             await self.resolve_hub_connect_url()
             # DockerSpawner would read user_options["image"] again: we resolved it already
@@ -419,6 +387,46 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
                 raise
             self.log.error("Starting %s's container failed: %s", self.user.name, message)
             raise ContainerStartError(message) from None
+
+    async def prepare_spec(self, granted) -> None:
+        """Workspace on disk, then everything the container spec needs: image, uid, mounts, devices."""
+        self.apply_limits(getattr(granted, "profile", None))
+        workspace = await self.prepare_user_workspace()
+        is_admin = bool(self.user.admin)
+        uid, gid = self.user_ids(workspace)
+        if uid == 0:
+            raise ContainerStartError("User servers must not run as root: set spawner.docker.user to a uid:gid.")
+        if workspace.account is None and os.geteuid() == 0:
+            for path in (workspace.home / "work", Path(self.site_root) / "submissions" / self.user.name):
+                os.chown(path, uid, gid)
+        groups = list(self.group_add)
+        if is_admin and workspace.account is not None:
+            import grp
+
+            try:
+                groups.append(str(grp.getgrnam(self.admin_group).gr_gid))  # reads all submissions
+            except KeyError:
+                pass
+
+        self.image = self.pick_image()
+        devices = self.accelerator_devices()
+        cdi = self.nvidia_devices == "cdi" or (
+            self.nvidia_devices == "auto" and any(d.kind == "nvidia" for d in devices) and await self._is_podman())
+        acc = accelerator_host_config(devices, cdi)
+        self._device_env = acc["environment"]
+        self.volumes = {**self.workspace_volumes(workspace, is_admin), **acc["volumes"]}
+        self.read_only_volumes = {}
+        self._create_extra = {"user": f"{uid}:{gid}", "labels": self.labels(),
+                              "working_dir": self.container_home}
+        host: dict[str, Any] = {"group_add": groups, **acc["host_config"]}
+        if self.host_network:
+            host["network_mode"] = "host"
+            from jupyterhub.utils import random_port
+
+            self.port = random_port()
+        self._host_extra = host
+        if devices:
+            self.log.info("%s's container gets %s", self.user.name, ", ".join(d.label for d in devices))
 
     async def check_name_is_ours(self) -> None:
         """A container with our name but not our labels is someone else's: never remove it."""
