@@ -88,6 +88,11 @@ class AuthConfig(Section):
 
 
 class LocalBackendConfig(Section):
+    preload: bool = Field(
+        True,
+        description="Start servers by forking a process that has already imported JupyterLab "
+        "(fast starts, shared memory). false: a fresh Python process per server.",
+    )
     user_prefix: str = Field(
         "mlw-",
         pattern=r"^[a-z][a-z0-9_-]{0,7}$",

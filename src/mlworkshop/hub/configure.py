@@ -87,6 +87,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.start_timeout = cfg.spawner.start_timeout
     s.http_timeout = cfg.spawner.http_timeout
     s.environment = dict(cfg.spawner.environment)
+    s.preload = cfg.spawner.local.preload
     s.max_concurrent_starts = cfg.spawner.max_concurrent_starts or 2 * (os.cpu_count() or 1)
 
 

@@ -12,7 +12,13 @@ from mlworkshop.site import Site
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 _site = Site(Path(os.environ["MLWORKSHOP_SITE"]))
-configure(c, load_config(_site.root), _site)
+_cfg = load_config(_site.root)
+configure(c, _cfg, _site)
+
+if _cfg.spawner.backend == "local" and _cfg.spawner.local.preload:
+    from mlworkshop.hub.forkclient import forkserver_for
+
+    forkserver_for(_site.state).start()  # preloads JupyterLab while the hub starts
 
 _extra = _site.root / "jupyterhub_config.d"
 if _extra.is_dir():

@@ -19,6 +19,7 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Integer, Unicode
 
 from .accelerators import AcceleratorHooks
+from .forkclient import ForkServerUnavailable, forkserver_for
 from .usage_hooks import UsageHooks
 from .workspace import Workspace, WorkspaceError, prepare_workspace, set_device_groups
 
@@ -116,6 +117,7 @@ def start_queue(limit: int) -> StartQueue:
 class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
     """A JupyterLab process per user, as that user's own account when the hub is root."""
 
+    preload = Bool(True, help="Fork servers from the fork server (JupyterLab preloaded).").tag(config=True)
     max_concurrent_starts = Integer(4, help="Servers starting at once; the rest wait in line.").tag(config=True)
     ready_poll_interval = Float(0.02, help="Seconds between checks that a starting server listens.").tag(config=True)
 
@@ -213,9 +215,20 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         return address
 
     async def launch(self):
-        """Start the server process; the only place a local server is created."""
+        """Start the server process; the only place a local server is created.
+
+        Forked from the fork server (JupyterLab already imported) when it runs, else a fresh
+        process. Either way the server runs as the user's account with the user's environment."""
         cmd = [*self.cmd, *self.get_args()]
         env = self.get_env()
+        if self.preload:
+            try:
+                self.pid = await forkserver_for(Path(self.site_root) / "state").fork(self._fork_request(cmd, env))
+                self.proc = None
+                self.log.info("Forked a server for %s (pid %s)", self.user.name, self.pid)
+                return (self.ip or "127.0.0.1", self.port)
+            except ForkServerUnavailable as exc:
+                self.log.warning("Fork server unavailable (%s): starting %s's server cold", exc, self.user.name)
         self.log.info("Spawning %s for %s", " ".join(shlex.quote(s) for s in cmd), self.user.name)
         kwargs = dict(preexec_fn=self.make_preexec_fn(self.user.name), start_new_session=True)
         kwargs.update(self.popen_kwargs)
@@ -223,6 +236,15 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         self.proc = Popen(cmd, **kwargs)
         self.pid = self.proc.pid
         return (self.ip or "127.0.0.1", self.port)
+
+    def _fork_request(self, cmd: list[str], env: dict[str, str]) -> dict:
+        workspace = self.workspace
+        account = workspace.account if workspace else None
+        request = {"cwd": str(workspace.home) if workspace else os.getcwd(), "env": env, "argv": cmd[2:] if cmd[1:2] == ["-m"] else cmd,
+                   "umask": 0o002 if self.user.admin else 0o022, "uid": None, "gid": None, "groups": []}
+        if account is not None:
+            request.update(uid=account.uid, gid=account.gid, groups=os.getgrouplist(account.name, account.gid))
+        return request
 
     async def wait_until_listening(self) -> None:
         """Return as soon as the server accepts connections, so the hub's first readiness check

@@ -1,0 +1,70 @@
+"""The hub's handle on the fork server (mlworkshop.forkserver): start it, ask it for a server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+class ForkServerUnavailable(RuntimeError):
+    pass
+
+
+class ForkServer:
+    def __init__(self, socket_path: Path):
+        self.socket_path = socket_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start it in the background; it preloads JupyterLab while the hub finishes starting."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlworkshop.forkserver", str(self.socket_path)],
+            stdin=subprocess.PIPE,  # closed when the hub exits: the fork server follows
+            start_new_session=True,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def fork(self, request: dict, wait_ready: float = 60.0) -> int:
+        """The pid of a new server process, or ForkServerUnavailable."""
+        if not self.running:
+            raise ForkServerUnavailable("the fork server is not running")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ready
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if not self.running or loop.time() > deadline:
+                    raise ForkServerUnavailable("the fork server did not become ready") from None
+                await asyncio.sleep(0.05)
+        try:
+            writer.write(json.dumps(request).encode() + b"\n")
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), 30)
+        finally:
+            writer.close()
+        reply = json.loads(line or b"{}")
+        if "pid" not in reply:
+            raise ForkServerUnavailable(reply.get("error", "no answer from the fork server"))
+        return int(reply["pid"])
+
+
+_servers: dict[str, ForkServer] = {}
+
+
+def forkserver_for(state_dir: str | os.PathLike) -> ForkServer:
+    """One fork server per hub process and site."""
+    key = str(state_dir)
+    if key not in _servers:
+        _servers[key] = ForkServer(Path(state_dir) / "forkserver.sock")
+    return _servers[key]
