@@ -56,13 +56,29 @@ def parse_scalar(text: str) -> Any:
         return text
 
 
+def _env_path(parts: list[str]) -> list[str]:
+    """Option names are folded to lowercase; keys inside a mapping option keep their case
+    (MLWORKSHOP_SPAWNER__ENVIRONMENT__HF_ENDPOINT sets HF_ENDPOINT, not hf_endpoint)."""
+    path: list[str] = []
+    model: type[BaseModel] | None = MLWorkshopConfig
+    for part in parts:
+        if model is None:
+            path.append(part)
+            continue
+        part = part.lower()
+        path.append(part)
+        annotation = getattr(model.model_fields.get(part), "annotation", None)
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return path
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """MLWORKSHOP_HUB__PORT=9000 -> {"hub": {"port": 9000}}. MLWORKSHOP_SITE is not an option."""
     overrides: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        path = _env_path(name[len(ENV_PREFIX):].split("__"))
         node = overrides
         for part in path[:-1]:
             node = node.setdefault(part, {})
