@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Class rush: N students log in at once; how long until every JupyterLab answers?
+
+Runs the same scenario against stock JupyterHub (6.1.1 + NativeAuthenticator 1.3.0 +
+SimpleLocalProcessSpawner + configurable-http-proxy, installed by this script into bench/.stock)
+and against mlworkshop (default config), one after the other in the same run, and prints one table.
+
+Each simulated student does what a browser does: GET the login form, POST it with `_xsrf`,
+follow to /hub/spawn, wait on the spawn progress event stream, open /user/<name>/lab (through the
+OAuth redirects), start a kernel and run `1+1` over its websocket through the proxy.
+
+    .venv/bin/python bench/rush.py --n 1 10 30 60          (as root; ~10 minutes)
+    .venv/bin/python bench/rush.py --n 10 --only mlworkshop
+
+Loopback only; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+STOCK_VENV = REPO / "bench" / ".stock"
+CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+PASSWORD = "Rush-hour-pass-1"
+READY_DEADLINE = 240.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("jupyterhub", "jupyterlab", "jupyter_server")}
+
+
+# --- the two hubs -------------------------------------------------------------------------
+@dataclass
+class HubUnderTest:
+    name: str
+    url: str = ""
+    proc: subprocess.Popen | None = None
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rush-", dir="/tmp")))
+    server_users: list[str] = field(default_factory=list)  # system accounts whose processes are servers
+
+    def hub_pid(self) -> int:
+        return self.proc.pid
+
+    def wait_up(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} hub exited: see {self.workdir}/hub.log")
+            try:
+                if httpx.get(self.url + "/hub/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} hub did not come up: see {self.workdir}/hub.log")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def ensure_stock_venv(lab_version: str) -> Path:
+    python = STOCK_VENV / "bin" / "python"
+    marker = STOCK_VENV / ".installed"
+    if not marker.exists():
+        print(f"installing stock JupyterHub into {STOCK_VENV} ...", flush=True)
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(STOCK_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "jupyterhub==6.1.1",
+                        f"jupyterlab=={lab_version}", "jupyterhub-nativeauthenticator==1.3.0"], check=True)
+        marker.touch()
+    return python
+
+
+STOCK_CONFIG = '''
+c = get_config()
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.ConfigurableHTTPProxy.command = ["{chp}"]
+c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
+c.JupyterHub.pid_file = "{workdir}/jupyterhub.pid"
+c.ConfigurableHTTPProxy.pid_file = "{workdir}/proxy.pid"
+c.JupyterHub.authenticator_class = "native"
+c.NativeAuthenticator.open_signup = True
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.SimpleLocalProcessSpawner.home_dir_template = "{workdir}/home/{{username}}"
+c.Spawner.default_url = "/lab"
+c.Spawner.cmd = ["{singleuser}"]
+c.Spawner.args = ["--allow-root"]
+c.JupyterHub.services = [{{"name": "idle-culler", "command": ["{python}", "-m", "jupyterhub_idle_culler", "--timeout=3600"]}}]
+c.JupyterHub.load_roles = [{{"name": "culler", "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"], "services": ["idle-culler"]}}]
+
+# NativeAuthenticator 1.3.0 fails every login on JupyterHub 6.1.1 (the removed `statsd`): the
+# smallest shim that lets stock log in at all. Nothing else is changed.
+from jupyterhub.handlers.base import BaseHandler
+class _NoStatsd:
+    def timer(self, *a, **k): return self
+    def start(self): return self
+    def stop(self, *a, **k): pass
+    def incr(self, *a, **k): pass
+BaseHandler.statsd = _NoStatsd()
+'''
+
+
+def start_stock(n: int) -> HubUnderTest:
+    hub = HubUnderTest("stock")
+    python = ensure_stock_venv(versions()["jupyterlab"])
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "jupyterhub-idle-culler"], check=True)
+    port, hub_port, api_port = free_port(), free_port(), free_port()
+    (hub.workdir / "home").mkdir()
+    config = hub.workdir / "jupyterhub_config.py"
+    config.write_text(STOCK_CONFIG.format(port=port, hub_port=hub_port, api_port=api_port, chp=CHP,
+                                          workdir=hub.workdir, python=python,
+                                          singleuser=STOCK_VENV / "bin" / "jupyterhub-singleuser"))
+    log = open(hub.workdir / "hub.log", "w")
+    hub.proc = subprocess.Popen([str(python), "-m", "jupyterhub", "-f", str(config)], cwd=hub.workdir,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    hub.url = f"http://127.0.0.1:{port}"
+    hub.wait_up()
+    asyncio.run(_stock_signups(hub.url, n))  # before the rush: students signed up earlier
+    hub.server_users = ["root"]
+    return hub
+
+
+async def _stock_signups(url: str, n: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        for i in range(n):
+            page = await client.get("/hub/signup")
+            token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+            await client.post("/hub/signup", data={"_xsrf": token, "username": f"student{i}",
+                                                   "signup_password": PASSWORD,
+                                                   "signup_password_confirmation": PASSWORD})
+
+
+def start_mlworkshop(n: int) -> HubUnderTest:
+    hub = HubUnderTest("mlworkshop")
+    os.chmod(hub.workdir, 0o755)
+    site = hub.workdir
+    mlw = [sys.executable, "-m", "mlworkshop.cli.main"]
+    subprocess.run([*mlw, "init", "--site", str(site)], check=True, capture_output=True)
+    port = free_port()
+    for key, value in {"hub.port": port, "hub.internal_port": free_port(), "hub.proxy_api_port": free_port(),
+                       "spawner.local.user_prefix": "rb-", "spawner.local.admin_group": "rb-adm"}.items():
+        subprocess.run([*mlw, "config", "set", key, str(value), "--site", str(site)], check=True, capture_output=True)
+    from mlworkshop.accounts.store import AccountStore
+
+    store = AccountStore(f"sqlite:///{site}/state/jupyterhub.sqlite")
+    for i in range(n):
+        store.create(f"student{i}", PASSWORD, approved=True)
+    log = open(hub.workdir / "hub.log", "w")
+    hub.proc = subprocess.Popen([*mlw, "up", "--site", str(site)], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    hub.url = f"http://127.0.0.1:{port}"
+    hub.wait_up()
+    hub.server_users = [f"rb-student{i}" for i in range(n)]
+    return hub
+
+
+def cleanup_mlworkshop_accounts(n: int) -> None:
+    for i in range(n):
+        subprocess.run(["pkill", "-KILL", "-u", f"rb-student{i}"], capture_output=True)
+    time.sleep(0.5)
+    for i in range(n):
+        subprocess.run(["userdel", f"rb-student{i}"], capture_output=True)
+    subprocess.run(["groupdel", "rb-adm"], capture_output=True)
+
+
+# --- one student -----------------------------------------------------------------------------
+@dataclass
+class StudentResult:
+    name: str
+    login_to_ready: float | None = None
+    ready_at: float | None = None
+    error: str | None = None
+    rtts: list[float] = field(default_factory=list)
+
+
+async def wait_progress(client: httpx.AsyncClient, name: str, deadline: float) -> None:
+    """Follow the spawn progress event stream, as the spawn-pending page does."""
+    while time.monotonic() < deadline:
+        try:
+            async with client.stream("GET", f"/hub/api/users/{name}/server/progress",
+                                     timeout=max(1.0, deadline - time.monotonic())) as stream:
+                async for line in stream.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    event = json.loads(line[5:])
+                    if event.get("failed"):
+                        raise RuntimeError(event.get("message", "spawn failed"))
+                    if event.get("ready"):
+                        return
+        except httpx.HTTPError:
+            pass
+        # the stream ended without ready: the server may already be up
+        model = await client.get(f"/hub/api/users/{name}")
+        if model.status_code == 200 and (model.json().get("servers") or {}).get("", {}).get("ready"):
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError("not ready in time")
+
+
+async def run_kernel(client: httpx.AsyncClient, base: str, name: str, rounds: int) -> list[float]:
+    import websockets
+
+    prefix = f"/user/{name}"
+    xsrf = client.cookies.get("_xsrf", path=prefix + "/") or client.cookies.get("_xsrf") or ""
+    kernel = await client.post(f"{prefix}/api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf})
+    kernel.raise_for_status()
+    kernel_id = kernel.json()["id"]
+    cookie = "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
+    url = base.replace("http", "ws") + f"{prefix}/api/kernels/{kernel_id}/channels"
+    rtts = []
+    try:
+        async with websockets.connect(url, additional_headers={"Cookie": cookie}, open_timeout=60,
+                                      max_size=None) as ws:
+            session = uuid.uuid4().hex
+            for _ in range(rounds):
+                msg_id = uuid.uuid4().hex
+                sent = time.perf_counter()
+                await ws.send(json.dumps({
+                    "header": {"msg_id": msg_id, "username": name, "session": session,
+                               "msg_type": "execute_request", "version": "5.3"},
+                    "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                    "content": {"code": "1+1", "silent": False, "store_history": False,
+                                "user_expressions": {}, "allow_stdin": False}}))
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                    if msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "execute_result":
+                        assert msg["content"]["data"]["text/plain"] == "2"
+                        rtts.append(time.perf_counter() - sent)
+                        break
+                # drain to idle so the next round starts clean
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                    if (msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "status"
+                            and msg["content"]["execution_state"] == "idle"):
+                        break
+    finally:
+        await client.delete(f"{prefix}/api/kernels/{kernel_id}", headers={"X-XSRFToken": xsrf})
+    return rtts
+
+
+async def student(base: str, name: str, t0: float, rounds: int) -> StudentResult:
+    result = StudentResult(name)
+    deadline = time.monotonic() + READY_DEADLINE
+    async with httpx.AsyncClient(base_url=base, timeout=READY_DEADLINE, follow_redirects=False) as client:
+        try:
+            started = time.monotonic()
+            page = await client.get("/hub/login")
+            token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+            login = await client.post("/hub/login", data={"_xsrf": token, "username": name, "password": PASSWORD})
+            if login.status_code != 302:
+                raise RuntimeError(f"login answered {login.status_code}")
+            spawn = await client.get("/hub/spawn")  # starts the server, as the browser's redirect does
+            if spawn.status_code >= 400:
+                raise RuntimeError(f"/hub/spawn answered {spawn.status_code}")
+            await wait_progress(client, name, deadline)
+            lab = await client.get(f"/user/{name}/lab", follow_redirects=True)
+            if lab.status_code != 200:
+                raise RuntimeError(f"/user/{name}/lab answered {lab.status_code}")
+            now = time.monotonic()
+            result.login_to_ready, result.ready_at = now - started, now - t0
+            result.rtts = await run_kernel(client, base, name, rounds)
+        except Exception as exc:  # noqa: BLE001 - a failure is a result
+            result.error = f"{type(exc).__name__}: {exc}"[:160]
+    return result
+
+
+async def health_probe(base: str, stop: asyncio.Event, samples: list[float]) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        for _ in range(20000):
+            if stop.is_set():
+                return
+            sent = time.perf_counter()
+            try:
+                await client.get("/hub/health")
+                samples.append(time.perf_counter() - sent)
+            except httpx.HTTPError:
+                samples.append(30.0)
+            await asyncio.sleep(0.1)
+
+
+def server_pss(hub: HubUnderTest) -> tuple[float, int]:
+    """Mean PSS (MiB) per server, the fork server's own PSS shared out among the servers."""
+    servers, extra = [], 0
+    for proc in psutil.process_iter(["username", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if "forkserver" in cmd and proc.ppid() == hub.hub_pid():
+                extra += proc.memory_full_info().pss
+                continue
+            if proc.info["username"] not in hub.server_users or "ipykernel" in cmd:
+                continue
+            if "singleuser" in cmd or "forkserver" in cmd:
+                servers.append(proc.memory_full_info().pss)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    if not servers:
+        return float("nan"), 0
+    return (sum(servers) + extra) / len(servers) / 2**20, len(servers)
+
+
+async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
+    hub_proc = psutil.Process(hub.hub_pid())
+    cpu_before = sum(hub_proc.cpu_times()[:2])
+    stop, health = asyncio.Event(), []
+    probe = asyncio.create_task(health_probe(hub.url, stop, health))
+    t0 = time.monotonic()
+    results = await asyncio.gather(*(student(hub.url, f"student{i}", t0, rounds) for i in range(n)))
+    stop.set()
+    await probe
+    cpu = sum(hub_proc.cpu_times()[:2]) - cpu_before
+    pss, counted = server_pss(hub)
+    ok = [r for r in results if r.error is None]
+    failures = [r for r in results if r.error]
+    waits = sorted(r.login_to_ready for r in ok)
+    rtts = sorted(x for r in ok for x in r.rtts)
+    health.sort()
+
+    def pct(values, q):
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+    messages: dict[str, int] = {}
+    for r in failures:
+        messages[r.error] = messages.get(r.error, 0) + 1
+    return {
+        "hub": hub.name, "n": n, "ok": len(ok), "failed": len(failures),
+        "all_ready": max((r.ready_at for r in ok), default=float("nan")) if not failures else float("nan"),
+        "p50": statistics.median(waits) if waits else float("nan"), "p95": pct(waits, 0.95),
+        "hub_cpu": cpu, "pss": pss, "pss_n": counted,
+        "rtt_p50": statistics.median(rtts) * 1000 if rtts else float("nan"),
+        "health_p99": pct(health, 0.99) * 1000, "errors": messages,
+    }
+
+
+def run_one(kind: str, n: int) -> dict:
+    hub = start_stock(n) if kind == "stock" else start_mlworkshop(n)
+    try:
+        time.sleep(2)  # let start-up work (fork server preload, culler) finish before the rush
+        return asyncio.run(rush(hub, n, rounds=20 if n == 1 else 1))
+    finally:
+        hub.stop()
+        if kind == "stock":
+            subprocess.run(["pkill", "-KILL", "-f", str(STOCK_VENV / "bin" / "jupyterhub-singleuser")], capture_output=True)
+        else:
+            cleanup_mlworkshop_accounts(n)
+        shutil.rmtree(hub.workdir, ignore_errors=True)
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "–" if value != value else f"{value:.{digits}f}"
+
+
+def print_table(rows: list[dict]) -> None:
+    v = versions()
+    print(f"\nClass rush on {os.cpu_count()} cores, JupyterHub {v['jupyterhub']}, JupyterLab {v['jupyterlab']} "
+          f"(`bench/rush.py`)\n")
+    print("| hub | N | all ready (s) | login→ready p50 (s) | p95 (s) | failed | hub CPU (s) | PSS/server (MiB) "
+          "| `1+1` p50 (ms) | /hub/health p99 (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['hub']} | {r['n']} | {fmt(r['all_ready'])} | {fmt(r['p50'], 2)} | {fmt(r['p95'], 2)} | "
+              f"{r['failed']}/{r['n']} | {fmt(r['hub_cpu'])} | {fmt(r['pss'], 0)} | {fmt(r['rtt_p50'])} | "
+              f"{fmt(r['health_p99'], 0)} |")
+    for r in rows:
+        for message, count in r["errors"].items():
+            print(f"  {r['hub']} N={r['n']}: {count} × {message}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1, 10, 30, 60])
+    parser.add_argument("--only", choices=["stock", "mlworkshop"])
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("Run as root: mlworkshop creates a system account per student.")
+    if not CHP.exists():
+        sys.exit("configurable-http-proxy is missing: run `make install` first.")
+    rows = []
+    for n in args.n:
+        for kind in ("stock", "mlworkshop"):
+            if args.only and kind != args.only:
+                continue
+            print(f"{kind}: {n} students ...", flush=True)
+            rows.append(run_one(kind, n))
+            print_table(rows[-1:])
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
