@@ -58,6 +58,10 @@ def apply_docker_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.container_home = d.home
     s.notebook_dir = d.home
     s.run_as = d.user
+    if d.user != "auto":
+        # one fixed uid for every container: no per-user system accounts (a hub in a container
+        # would lose them on restart); each container still mounts only its own user's folders
+        s.isolate_users = False
     s.group_add = list(d.group_add)
     s.host_site_dir = d.host_site_dir
     s.nvidia_devices = d.nvidia_devices
