@@ -18,6 +18,7 @@ from .auth import TEMPLATES
 CLI_SERVICE = "mlworkshop-cli"
 CULLER_SERVICE = "idle-culler"
 REPO_ROOT = Path(__file__).resolve().parents[3]
+SERVER_CONFIG = str(Path(__file__).resolve().parent / "server_config")
 
 
 def proxy_command() -> list[str]:
@@ -86,7 +87,9 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.default_url = cfg.spawner.default_url
     s.start_timeout = cfg.spawner.start_timeout
     s.http_timeout = cfg.spawner.http_timeout
-    s.environment = dict(cfg.spawner.environment)
+    # Server config of ours (jupyter_lsp and notebook_shim off: nothing uses them by default, and
+    # they cost every server start); the admin's own environment entries win.
+    s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
     s.preload = cfg.spawner.local.preload
     s.max_concurrent_starts = cfg.spawner.max_concurrent_starts or 2 * (os.cpu_count() or 1)
 
