@@ -320,6 +320,11 @@ def list_images(
                       f"{int(info.get('Size') or 0) / 1e6:.0f} MB" if info else "-",
                       f"{archive} ({archive.stat().st_size / 1e6:.0f} MB)" if archive.exists() else "-")
     out.print(table)
+    listed = eng.run("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+    known = {image for _, image in rows}
+    for image in sorted(set(listed)):
+        if "mlworkshop" in image and image not in known:
+            out.print(f"also in {eng.name}: {image}", highlight=False)
     extra = sorted(p for p in directory.glob("*.tar.gz") if p.name not in {archive_name(i) for _, i in rows})
     for path in extra:
         out.print(f"also in {directory}/: {path.name} ({path.stat().st_size / 1e6:.0f} MB)", highlight=False)
