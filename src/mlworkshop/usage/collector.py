@@ -1,0 +1,180 @@
+"""Sampling running servers: CPU time and memory of each server's whole process tree (psutil),
+container stats for the docker backend, and per-process GPU use through NVML where it exists.
+
+Cheap by construction: one pass over the process table per round (parent links only), then
+one read of /proc/<pid>/stat + statm for the processes that belong to a server. psutil.Process
+objects are kept between rounds so a reused pid is never mistaken for the old process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reading:
+    cpu_total: float  # cumulative CPU seconds of the tree (alive processes + their reaped children)
+    mem_bytes: int  # resident set size of the tree
+    processes: int
+    gpu_util: float | None = None
+    gpu_mem_bytes: int | None = None
+
+
+class ProcessSampler:
+    def __init__(self) -> None:
+        self._procs: dict[int, psutil.Process] = {}
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        proc = self._procs.get(pid)
+        if proc is not None and proc.is_running():
+            return proc
+        try:
+            proc = psutil.Process(pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            self._procs.pop(pid, None)
+            return None
+        self._procs[pid] = proc
+        return proc
+
+    def trees(self, roots: Mapping[Hashable, int]) -> dict[Hashable, list[int]]:
+        """The pids of each root's process tree, from one pass over the process table."""
+        children: dict[int, list[int]] = defaultdict(list)
+        try:
+            ppids = psutil._ppid_map()  # one read of /proc/*/stat; what Process.children() uses
+        except Exception:  # noqa: BLE001 - another platform: the public, slower way
+            ppids = {p.pid: p.info["ppid"] for p in psutil.process_iter(["ppid"])}
+        for pid, ppid in ppids.items():
+            children[ppid].append(pid)
+        out = {}
+        for key, root in roots.items():
+            if root not in ppids:
+                continue
+            tree, stack = [], [root]
+            while stack:
+                pid = stack.pop()
+                tree.append(pid)
+                stack.extend(children.get(pid, ()))
+            out[key] = tree
+        return out
+
+    def sample(self, roots: Mapping[Hashable, int], gpu: "GpuSampler | None" = None) -> dict[Hashable, Reading]:
+        """A reading per root pid that still runs (dead roots are left out)."""
+        trees = self.trees(roots)
+        gpu_by_pid = gpu.per_pid() if gpu is not None else {}
+        readings = {}
+        alive = set()
+        for key, pids in trees.items():
+            cpu = 0.0
+            mem = 0
+            count = 0
+            gpu_util = None
+            gpu_mem = None
+            for pid in pids:
+                proc = self._process(pid)
+                if proc is None:
+                    continue
+                try:
+                    with proc.oneshot():
+                        t = proc.cpu_times()
+                        m = proc.memory_info()
+                except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                    continue
+                alive.add(pid)
+                cpu += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+                mem += m.rss
+                count += 1
+                if pid in gpu_by_pid:
+                    util, used = gpu_by_pid[pid]
+                    gpu_util = (gpu_util or 0.0) + (util or 0.0)
+                    gpu_mem = (gpu_mem or 0) + (used or 0)
+            if count:
+                readings[key] = Reading(cpu, mem, count, gpu_util, gpu_mem)
+        for pid in list(self._procs):
+            if pid not in alive:
+                del self._procs[pid]
+        return readings
+
+
+class GpuSampler:
+    """Per-process GPU memory and utilisation through NVML (nvidia-ml-py); absent: no GPU data."""
+
+    def __init__(self) -> None:
+        self.nvml = None
+        self._last_seen: dict[int, int] = {}
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.nvml = pynvml
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception as exc:  # noqa: BLE001 - no driver, no library, no device
+            log.info("NVML not available (%s): no per-process GPU samples", exc)
+            self.nvml = None
+            self.handles = []
+
+    @property
+    def available(self) -> bool:
+        return self.nvml is not None and bool(self.handles)
+
+    def per_pid(self) -> dict[int, tuple[float | None, int | None]]:
+        """pid -> (SM utilisation percent, GPU memory bytes), summed over devices."""
+        if not self.available:
+            return {}
+        nvml = self.nvml
+        out: dict[int, list] = {}
+        for index, handle in enumerate(self.handles):
+            try:
+                for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    entry = out.setdefault(proc.pid, [None, 0])
+                    entry[1] += proc.usedGpuMemory or 0
+            except nvml.NVMLError:
+                pass
+            try:
+                samples = nvml.nvmlDeviceGetProcessUtilization(handle, self._last_seen.get(index, 0))
+                for s in samples:
+                    entry = out.setdefault(s.pid, [None, 0])
+                    entry[0] = (entry[0] or 0.0) + s.smUtil
+                    self._last_seen[index] = max(self._last_seen.get(index, 0), s.timeStamp)
+            except nvml.NVMLError:
+                pass  # not supported on this device, or no samples since last time
+        return {pid: (util, mem) for pid, (util, mem) in out.items()}
+
+
+class ContainerSampler:
+    """docker / podman container stats (one-shot, not the 1-second streaming read)."""
+
+    def __init__(self, client=None) -> None:
+        self.client = client
+
+    def _client(self):
+        if self.client is None:
+            import docker
+
+            self.client = docker.from_env(timeout=10)
+        return self.client
+
+    def sample(self, containers: Mapping[Hashable, str]) -> dict[Hashable, Reading]:
+        out = {}
+        for key, cid in containers.items():
+            try:
+                container = self._client().containers.get(cid)
+                try:
+                    stats = container.stats(stream=False, one_shot=True)
+                except TypeError:
+                    stats = container.stats(stream=False)
+            except Exception as exc:  # noqa: BLE001 - gone, or the engine does not answer
+                log.debug("no stats for container %s: %s", cid, exc)
+                continue
+            cpu_ns = (stats.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage") or 0
+            mem = stats.get("memory_stats") or {}
+            usage = mem.get("usage") or 0
+            cache = (mem.get("stats") or {}).get("inactive_file") or (mem.get("stats") or {}).get("cache") or 0
+            out[key] = Reading(cpu_ns / 1e9, max(0, usage - cache), int((stats.get("pids_stats") or {}).get("current") or 0))
+        return out
