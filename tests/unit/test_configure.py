@@ -1,0 +1,117 @@
+"""The config -> traitlets mapping (hub/configure.py) is pure: build a Config and look at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from mlworkshop.config import MLWorkshopConfig
+from mlworkshop.hub.configure import CULLER_SERVICE, configure
+from mlworkshop.site import Site
+
+
+def build(tmp_path: Path, **sections) -> tuple[Config, Site]:
+    site = Site(tmp_path / "site")
+    cfg = MLWorkshopConfig.model_validate(sections)
+    return configure(Config(), cfg, site), site
+
+
+def spawner_value(c: Config, name: str):
+    """A spawner option wherever it is set: the spawner class's own section, else a base one."""
+    cls = c.JupyterHub.spawner_class.rsplit(".", 1)[-1]
+    for section in (cls, "WorkspaceMixin", "Spawner"):
+        if section in c and name in c[section]:
+            return c[section][name]
+    raise AssertionError(f"{name} is not set for {cls}")
+
+
+def service(c: Config, name: str) -> dict | None:
+    return next((s for s in c.JupyterHub.services if s["name"] == name), None)
+
+
+def test_authenticator_and_default_database(tmp_path):
+    c, site = build(tmp_path)
+    assert c.JupyterHub.authenticator_class == "mlworkshop.hub.auth.MLWorkshopAuthenticator"
+    expected = f"sqlite:///{site.root / 'state' / 'jupyterhub.sqlite'}"
+    assert c.JupyterHub.db_url == expected
+    assert c.MLWorkshopAuthenticator.db_url == expected  # accounts live in the hub's own database
+
+
+def test_postgresql_url_is_passed_through(tmp_path):
+    url = "postgresql://hub@127.0.0.1:5432/hubdb"
+    c, _ = build(tmp_path, hub={"db_url": url})
+    assert c.JupyterHub.db_url == url and c.MLWorkshopAuthenticator.db_url == url
+
+
+def test_auth_options_reach_the_authenticator(tmp_path):
+    c, _ = build(tmp_path, auth={"open_signup": True, "admin_users": ["ada"], "min_password_length": 12,
+                                 "lockout_attempts": 7, "lockout_minutes": 3, "check_common_passwords": False})
+    a = c.MLWorkshopAuthenticator
+    assert (a.open_signup, a.admin_users, a.min_password_length) == (True, {"ada"}, 12)
+    assert (a.lockout_attempts, a.lockout_minutes, a.check_common_passwords) == (7, 3, False)
+    assert a.allow_all is False
+    assert {"root", CULLER_SERVICE} <= set(a.reserved_names)
+
+
+def test_culler_runs_with_the_default_timeout(tmp_path):
+    c, _ = build(tmp_path)
+    culler = service(c, CULLER_SERVICE)
+    assert culler is not None
+    assert "--timeout=7200" in culler["command"] and "--cull-every=300" in culler["command"]
+    role = next(r for r in c.JupyterHub.load_roles if CULLER_SERVICE in r["services"])
+    assert "delete:servers" in role["scopes"]
+
+
+def test_culler_uses_the_configured_timeout(tmp_path):
+    c, _ = build(tmp_path, culler={"timeout": 900, "every": 60})
+    command = service(c, CULLER_SERVICE)["command"]
+    assert "--timeout=900" in command and "--cull-every=60" in command
+    assert "--timeout=7200" not in command
+
+
+def test_culler_absent_when_disabled(tmp_path):
+    c, _ = build(tmp_path, culler={"enabled": False})
+    assert service(c, CULLER_SERVICE) is None
+    assert not any(CULLER_SERVICE in r["services"] for r in c.JupyterHub.load_roles)
+    assert service(c, "mlworkshop-cli") is not None  # the CLI's own service stays
+
+
+def test_spawner_lands_on_lab_and_knows_the_site(tmp_path):
+    c, site = build(tmp_path)
+    assert spawner_value(c, "default_url") == "/lab"
+    assert spawner_value(c, "site_root") == str(site.root)
+    assert spawner_value(c, "content_dir") == str(site.root / "content")
+    c2, _ = build(tmp_path, spawner={"default_url": "/tree"}, workspace={"content_dir": "/srv/course"})
+    assert spawner_value(c2, "default_url") == "/tree"
+    assert spawner_value(c2, "content_dir") == "/srv/course"
+
+
+def test_cookie_secret_file_is_inside_the_sites_secrets(tmp_path):
+    c, site = build(tmp_path)
+    path = Path(c.JupyterHub.cookie_secret_file)
+    assert path.parent == site.root / "secrets" and path.name == "cookie_secret"
+
+
+def test_ports(tmp_path):
+    c, _ = build(tmp_path)
+    assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == ("127.0.0.1", 8000, 8081)
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
+    c, _ = build(tmp_path, hub={"ip": "0.0.0.0", "port": 9443, "internal_port": 9081, "proxy_api_port": 9001,
+                                "base_url": "/jupyter"})
+    assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == ("0.0.0.0", 9443, 9081)
+    assert c.JupyterHub.hub_ip == "127.0.0.1"  # the hub's API never leaves loopback
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:9001"
+    assert c.JupyterHub.base_url == "/jupyter/"
+
+
+def test_hub_restart_keeps_user_servers(tmp_path):
+    c, _ = build(tmp_path)
+    assert c.JupyterHub.cleanup_servers is False
+
+
+def test_same_config_same_result(tmp_path):
+    first, _ = build(tmp_path, culler={"timeout": 600})
+    second, _ = build(tmp_path, culler={"timeout": 600})
+    assert first == second  # secrets are made once and then kept, so the mapping is repeatable

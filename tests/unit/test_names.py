@@ -1,0 +1,67 @@
+"""Username rules (names.py): one rule for signup, the CLI, folders and system accounts."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlworkshop.names import MAX_LENGTH, BadUsername, normalize_username, system_account
+
+ALLOWED_HINT = "lowercase letters a-z"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("alice", "alice"),
+    ("Alice", "alice"),            # documented normalisation: case is folded
+    ("LI_WEI2", "li_wei2"),
+    ("  bob  ", "bob"),            # surrounding blanks from a form are dropped
+    ("a-b_c9", "a-b_c9"),
+    ("a" * MAX_LENGTH, "a" * MAX_LENGTH),
+])
+def test_good_names_are_normalised(raw, expected):
+    assert normalize_username(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    "../x", "a/b", "..", ".", "/etc", "x/../../y", "a\\b", "a b", "a\x00b", "a:b", "a$", "a.b",
+    "-rf", "_x", "1abc", "ali\nce",
+])
+def test_unsafe_names_are_refused_with_the_rule(raw):
+    with pytest.raises(BadUsername) as info:
+        normalize_username(raw)
+    message = str(info.value)
+    assert ALLOWED_HINT in message and "starting with a letter" in message
+    assert repr(raw) in message  # says which name was refused
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "\t\n"])
+def test_empty_name_is_refused(raw):
+    with pytest.raises(BadUsername, match="username is required"):
+        normalize_username(raw)
+
+
+def test_too_long_name_says_the_length_and_the_limit():
+    with pytest.raises(BadUsername) as info:
+        normalize_username("a" * 300)
+    message = str(info.value)
+    assert "300" in message and str(MAX_LENGTH) in message
+    assert len(message) < 300  # the message does not echo the whole 300-character name
+    with pytest.raises(BadUsername):
+        normalize_username("a" * (MAX_LENGTH + 1))
+
+
+@pytest.mark.parametrize("raw", ["jürgen", "李伟", "Ålice", "alice\u200b", "ｌｉ"])
+def test_non_ascii_names_are_refused(raw):
+    with pytest.raises(BadUsername) as info:
+        normalize_username(raw)
+    assert "non-ASCII" in str(info.value) and ALLOWED_HINT in str(info.value)
+
+
+def test_bad_username_is_a_value_error():
+    assert issubclass(BadUsername, ValueError)
+
+
+def test_system_account_is_prefix_plus_normalised_name_within_linux_limit():
+    assert system_account("Alice", "mlw-") == "mlw-alice"
+    assert len(system_account("a" * MAX_LENGTH, "abcdefgh")) <= 32  # Linux account names: 32 max
+    with pytest.raises(BadUsername):
+        system_account("../x", "mlw-")

@@ -1,0 +1,283 @@
+"""The account store (accounts/store.py): accounts, approval and the lockout that survives restarts.
+
+Runs on SQLite files, and the tests marked `postgres` also on the machine's PostgreSQL
+(127.0.0.1:5432); those are skipped only when that server does not answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import uuid
+
+import psycopg2
+import pytest
+
+from mlworkshop.accounts import passwords, store as store_mod
+from mlworkshop.accounts.store import (
+    AccountExists,
+    AccountStore,
+    DatabaseUnavailable,
+    LockoutPolicy,
+    LoginOutcome,
+    NoSuchAccount,
+    utcnow,
+)
+
+PG_ADMIN_DSN = "dbname=postgres user=postgres host=127.0.0.1 port=5432"
+POLICY = LockoutPolicy(attempts=3, minutes=10)
+GOOD = "Corr3ct-Horse"
+WRONG = "wrong-pass-1"
+HOME = "10.0.0.1"
+CAFE = "10.0.0.2"
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch):
+    """Real bcrypt at cost 4 (the cost-12 default is checked in test_passwords.py)."""
+    monkeypatch.setattr(store_mod, "hash_password", lambda password: passwords.hash_password(password, rounds=4))
+
+
+def _postgres_database():
+    try:
+        admin = psycopg2.connect(PG_ADMIN_DSN, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not answering on 127.0.0.1:5432 ({exc})")
+    admin.autocommit = True
+    name = "mlw_unit_" + uuid.uuid4().hex[:10]
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    return admin, name
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """Both backends, for the tests where the database itself matters (restart, parallel logins)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hub.sqlite'}"
+        return
+    admin, name = _postgres_database()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'hub.sqlite'}"
+
+
+@pytest.fixture
+def any_store(db_url):
+    s = AccountStore(db_url)
+    s.create("alice", GOOD, approved=True)
+    yield s
+    _dispose(s)
+
+
+def _dispose(*stores: AccountStore) -> None:
+    for s in stores:
+        s.engine.dispose()  # PostgreSQL: let DROP DATABASE go through without waiting
+
+
+@pytest.fixture
+def store(sqlite_url):
+    s = AccountStore(sqlite_url)
+    s.create("alice", GOOD, approved=True)
+    yield s
+    _dispose(s)
+
+
+# --- accounts ---------------------------------------------------------------------------------
+def test_create_get_list_approve_promote_delete(db_url):
+    s = AccountStore(db_url)
+    try:
+        info = s.create("bob", GOOD, approved=False)
+        assert (info.username, info.approved, info.is_admin, info.approved_at) == ("bob", False, False, None)
+        s.create("adam", GOOD, approved=True, is_admin=True)
+        assert [a.username for a in s.list()] == ["adam", "bob"]
+        assert s.get("nobody") is None
+        approved = s.approve("bob")
+        assert approved.approved and approved.approved_at is not None
+        assert s.set_admin("bob", True).is_admin and s.get("bob").is_admin
+        assert not s.set_admin("bob", False).is_admin
+        with pytest.raises(AccountExists):
+            s.create("bob", "An0ther-pass", approved=True)
+        s.delete("bob")
+        assert s.get("bob") is None
+        for action in (s.approve, lambda n: s.set_admin(n, True), lambda n: s.set_password(n, GOOD), s.delete):
+            with pytest.raises(NoSuchAccount):
+                action("bob")
+    finally:
+        _dispose(s)
+
+
+def test_password_is_stored_hashed(sqlite_url, tmp_path):
+    AccountStore(sqlite_url).create("alice", GOOD, approved=True)
+    with sqlite3.connect(tmp_path / "hub.sqlite") as db:
+        (stored,) = db.execute("SELECT password_hash FROM mlw_accounts WHERE username='alice'").fetchone()
+    assert GOOD not in stored and stored.startswith("$2")
+
+
+# --- logins -----------------------------------------------------------------------------------
+def test_correct_password_logs_in_and_wrong_one_does_not(store):
+    ok = store.check_login("alice", GOOD, HOME, POLICY)
+    assert ok.outcome is LoginOutcome.OK and ok.account.username == "alice"
+    assert store.check_login("alice", WRONG, HOME, POLICY).outcome is LoginOutcome.BAD_CREDENTIALS
+    assert store.check_login("alice", GOOD.lower(), HOME, POLICY).outcome is LoginOutcome.BAD_CREDENTIALS
+
+
+def test_unknown_user_and_wrong_password_look_the_same(store):
+    for attempt in range(1, POLICY.attempts + 2):
+        unknown = store.check_login("nosuchuser", WRONG, HOME, POLICY)
+        wrong = store.check_login("alice", WRONG, HOME, POLICY)
+        assert unknown.outcome is wrong.outcome, f"attempt {attempt}"
+        assert unknown.account is None and wrong.account is None
+        expected = LoginOutcome.BAD_CREDENTIALS if attempt < POLICY.attempts else LoginOutcome.LOCKED
+        assert wrong.outcome is expected, f"attempt {attempt}"
+
+
+def test_not_approved_is_told_only_to_the_right_password(store):
+    store.create("newbie", GOOD, approved=False)
+    assert store.check_login("newbie", WRONG, HOME, POLICY).outcome is LoginOutcome.BAD_CREDENTIALS
+    result = store.check_login("newbie", GOOD, HOME, POLICY)
+    assert result.outcome is LoginOutcome.NOT_APPROVED and result.account.username == "newbie"
+    store.approve("newbie")
+    assert store.check_login("newbie", GOOD, HOME, POLICY).outcome is LoginOutcome.OK
+
+
+def _fail(store: AccountStore, times: int, client: str = HOME, now: dt.datetime | None = None):
+    return [store.check_login("alice", WRONG, client, POLICY, now=now).outcome for _ in range(times)]
+
+
+def test_lockout_after_n_failures_refuses_even_the_right_password(store):
+    assert _fail(store, POLICY.attempts) == [LoginOutcome.BAD_CREDENTIALS] * (POLICY.attempts - 1) + [LoginOutcome.LOCKED]
+    locked = store.check_login("alice", GOOD, HOME, POLICY)
+    assert locked.outcome is LoginOutcome.LOCKED
+    assert locked.account is None  # a lock says nothing about the account
+    minutes = (locked.locked_until - utcnow()).total_seconds() / 60
+    assert POLICY.minutes - 1 < minutes <= POLICY.minutes
+
+
+def test_lock_is_per_client_address(store):
+    _fail(store, POLICY.attempts, client=HOME)
+    assert store.check_login("alice", GOOD, HOME, POLICY).outcome is LoginOutcome.LOCKED
+    assert store.check_login("alice", GOOD, CAFE, POLICY).outcome is LoginOutcome.OK
+
+
+def test_lock_is_per_username(store):
+    store.create("bob", GOOD, approved=True)
+    _fail(store, POLICY.attempts)
+    assert store.check_login("bob", GOOD, HOME, POLICY).outcome is LoginOutcome.OK
+
+
+def test_lockout_survives_a_restart_and_is_per_client_and_expires(any_store, db_url):
+    start = utcnow()
+    assert _fail(any_store, POLICY.attempts, now=start)[-1] is LoginOutcome.LOCKED
+    _dispose(any_store)
+    restarted = AccountStore(db_url)  # a new hub process on the same database
+    try:
+        assert restarted.check_login("alice", GOOD, HOME, POLICY).outcome is LoginOutcome.LOCKED
+        assert restarted.check_login("alice", GOOD, CAFE, POLICY).outcome is LoginOutcome.OK
+        later = start + dt.timedelta(minutes=POLICY.minutes, seconds=1)
+        assert restarted.check_login("alice", GOOD, HOME, POLICY, now=later).outcome is LoginOutcome.OK
+        _fail(restarted, POLICY.attempts)
+        restarted.set_password("alice", "N3w-password-x")
+        assert restarted.check_login("alice", "N3w-password-x", HOME, POLICY).outcome is LoginOutcome.OK
+    finally:
+        _dispose(restarted)
+
+
+def test_lock_is_stored_in_the_database(sqlite_url, tmp_path):
+    s = AccountStore(sqlite_url)
+    s.create("alice", GOOD, approved=True)
+    _fail(s, POLICY.attempts)
+    with sqlite3.connect(tmp_path / "hub.sqlite") as db:
+        rows = db.execute("SELECT username, client, failures, locked_until FROM mlw_login_failures").fetchall()
+    assert len(rows) == 1
+    username, client, failures, locked_until = rows[0]
+    assert (username, client, failures) == ("alice", HOME, POLICY.attempts) and locked_until
+
+
+def test_expired_lock_is_forgiven(store):
+    start = utcnow()
+    _fail(store, POLICY.attempts, now=start)
+    just_before = start + dt.timedelta(minutes=POLICY.minutes) - dt.timedelta(seconds=1)
+    assert store.check_login("alice", GOOD, HOME, POLICY, now=just_before).outcome is LoginOutcome.LOCKED
+    after = start + dt.timedelta(minutes=POLICY.minutes, seconds=1)
+    assert store.check_login("alice", GOOD, HOME, POLICY, now=after).outcome is LoginOutcome.OK
+
+
+def test_after_an_expired_lock_the_count_starts_again(store):
+    start = utcnow()
+    _fail(store, POLICY.attempts, now=start)
+    after = start + dt.timedelta(minutes=POLICY.minutes, seconds=1)
+    assert _fail(store, 1, now=after) == [LoginOutcome.BAD_CREDENTIALS]  # not locked again at once
+    assert _fail(store, POLICY.attempts - 1, now=after)[-1] is LoginOutcome.LOCKED
+
+
+def test_old_failures_are_forgiven(store):
+    start = utcnow()
+    _fail(store, POLICY.attempts - 1, now=start)
+    later = start + dt.timedelta(minutes=POLICY.minutes + 1)
+    assert _fail(store, 1, now=later) == [LoginOutcome.BAD_CREDENTIALS]
+
+
+def test_a_successful_login_clears_the_failures(store):
+    _fail(store, POLICY.attempts - 1)
+    assert store.check_login("alice", GOOD, HOME, POLICY).outcome is LoginOutcome.OK
+    assert _fail(store, POLICY.attempts - 1) == [LoginOutcome.BAD_CREDENTIALS] * (POLICY.attempts - 1)
+
+
+def test_reset_password_clears_locks_from_every_address(store):
+    _fail(store, POLICY.attempts, client=HOME)
+    _fail(store, POLICY.attempts, client=CAFE)
+    store.set_password("alice", "N3w-password-x")
+    for client in (HOME, CAFE):
+        assert store.check_login("alice", "N3w-password-x", client, POLICY).outcome is LoginOutcome.OK
+    assert store.check_login("alice", GOOD, HOME, POLICY).outcome is LoginOutcome.BAD_CREDENTIALS
+
+
+def test_unknown_user_gets_locked_too_and_a_new_account_of_that_name_is_not(store):
+    _fail_unknown = [store.check_login("ghost", WRONG, HOME, POLICY).outcome for _ in range(POLICY.attempts)]
+    assert _fail_unknown[-1] is LoginOutcome.LOCKED
+    assert store.check_login("ghost", GOOD, HOME, POLICY).outcome is LoginOutcome.LOCKED
+
+
+def test_parallel_failures_all_count_and_never_crash(any_store):
+    """Guesses sent in parallel must not slip past the count, nor fail with a database error."""
+    policy = LockoutPolicy(attempts=8, minutes=10)
+    outcomes, errors = [], []
+    barrier = threading.Barrier(8)
+
+    def guess():
+        barrier.wait()
+        try:
+            outcomes.append(any_store.check_login("alice", WRONG, HOME, policy).outcome)
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=guess) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert outcomes.count(LoginOutcome.LOCKED) >= 1  # the 8th failure, whichever thread it was
+    assert any_store.check_login("alice", GOOD, HOME, policy).outcome is LoginOutcome.LOCKED
+
+
+# --- an unreachable database ------------------------------------------------------------------
+def test_unreachable_postgres_is_a_clear_error_without_the_password():
+    with pytest.raises(DatabaseUnavailable) as info:
+        AccountStore("postgresql://hubuser:s3cret-pw@127.0.0.1:1/hub")
+    message = str(info.value)
+    assert "s3cret-pw" not in message
+    assert "127.0.0.1:1" in message and "hub.db_url" in message
+
+
+def test_unwritable_sqlite_path_is_a_clear_error(tmp_path):
+    with pytest.raises(DatabaseUnavailable, match="hub.db_url"):
+        AccountStore(f"sqlite:///{tmp_path / 'missing-dir' / 'hub.sqlite'}")
