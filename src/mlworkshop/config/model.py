@@ -78,6 +78,21 @@ class AuthConfig(Section):
         "`mlworkshop user add NAME --admin` or `user reset-password`; nobody can claim them by signing up.",
     )
     min_password_length: int = Field(8, ge=6, le=128, description="Shortest password accepted.")
+
+    @field_validator("admin_users")
+    @classmethod
+    def _admin_names(cls, value: list[str]) -> list[str]:
+        """The same rule as signup and the CLI (Ada -> ada), so a bad name is refused here with
+        its reason instead of stopping the hub at start."""
+        from ..names import BadUsername, normalize_username
+
+        names = []
+        for raw in value:
+            try:
+                names.append(normalize_username(raw))
+            except BadUsername as exc:
+                raise ValueError(str(exc).rstrip(".")) from None
+        return names
     check_common_passwords: bool = Field(
         True, description="Refuse passwords from a list of 10,000 common ones."
     )
