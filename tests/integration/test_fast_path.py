@@ -1,0 +1,110 @@
+"""The class-rush fast path is still correct: forked servers are each student's own, queued
+spawns succeed and say where they are in line. (No timing assertions: bench/rush.py measures.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+
+import httpx
+import psutil
+import pytest
+
+from .hubctl import Server, mlw
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "Fast-path-pass-7"
+
+
+async def test_forked_servers_belong_to_their_students(make_hub):
+    if os.geteuid() != 0:
+        pytest.skip("per-student accounts need a root hub")
+    hub = make_hub()
+    for name in ("una", "vic"):
+        mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
+    hub.start()
+    servers = {}
+    for name in ("una", "vic"):
+        browser = hub.browser()
+        assert browser.login(name, PASSWORD).status_code == 302
+        model = browser.start_server(name)
+        servers[name] = Server(hub.url, name, browser.new_token(name))
+        assert model["ready"]
+
+    probe = """
+import os, json
+info = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "user": os.environ["JUPYTERHUB_USER"],
+        "token": os.environ["JUPYTERHUB_API_TOKEN"], "home": os.environ["HOME"], "ppid_of_server": os.getppid()}
+print(json.dumps(info))
+"""
+    info = {name: json.loads((await s.run_code(probe)).strip().splitlines()[-1]) for name, s in servers.items()}
+    for name in ("una", "vic"):
+        account = pwd.getpwnam(hub.prefix + name)
+        assert info[name]["uid"] == account.pw_uid and info[name]["gid"] == account.pw_gid
+        assert 0 not in info[name]["groups"], "root's groups leaked into a student's server"
+        assert info[name]["user"] == name and info[name]["home"] == str(hub.site / "users" / name)
+    assert info["una"]["token"] != info["vic"]["token"]
+
+    # the servers were forked by the fork server (not started cold) ...
+    una_kernel_parent = psutil.Process(info["una"]["ppid_of_server"])  # the kernel's parent: una's server
+    assert "forkserver" in " ".join(una_kernel_parent.parent().cmdline())
+    # ... and una cannot read vic's server environment (his token) or his files
+    vic_server = psutil.Process(info["vic"]["ppid_of_server"])
+    leak = await servers["una"].run_code(f"""
+for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
+    try:
+        open(path).read() if path.endswith('environ') else __import__('os').listdir(path)
+        print('READ', path)
+    except PermissionError:
+        print('DENIED', path)
+""")
+    assert leak.count("DENIED") == 2 and "READ" not in leak, leak
+
+    # forked servers survive the hub restarting (and its fork server being replaced)
+    hub.stop()
+    hub.start()
+    assert servers["vic"].write_text("work/after-restart.txt", "still here").status_code == 201
+
+
+async def test_queued_spawns_show_progress_and_succeed(make_hub):
+    hub = make_hub(**{"spawner.max_concurrent_starts": 1})
+    names = ["q1", "q2", "q3"]
+    for name in names:
+        mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
+    hub.start()
+    browsers = {}
+    for name in names:
+        browsers[name] = hub.browser()
+        assert browsers[name].login(name, PASSWORD).status_code == 302
+    def start(name: str) -> int:
+        return browsers[name].api("POST", f"/users/{name}/server").status_code
+
+    # all at once (the API answers when the start finishes): only one may be starting at a time
+    posts = [asyncio.create_task(asyncio.to_thread(start, name)) for name in names]
+    await asyncio.sleep(0.3)
+
+    async def progress_messages(name: str) -> list[dict]:
+        browser = browsers[name]
+        events = []
+        async with httpx.AsyncClient(base_url=hub.url, cookies=browser.client.cookies, timeout=120) as client:
+            async with client.stream("GET", f"/hub/api/users/{name}/server/progress") as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:"):
+                        events.append(json.loads(line[5:]))
+                        if events[-1].get("ready") or events[-1].get("failed"):
+                            break
+        return events
+
+    results = await asyncio.gather(*(progress_messages(name) for name in names))
+    assert all(code in (201, 202) for code in await asyncio.gather(*posts))
+    for name, events in zip(names, results):
+        assert events[-1].get("ready"), f"{name}: {events[-1]}"
+        assert not any(e.get("failed") for e in events)
+    waited = [e["message"] for events in results for e in events if "in line" in e.get("message", "")]
+    assert waited, "no student was told they were waiting in line"
+    for name in names:
+        assert browsers[name].client.get(f"/user/{name}/lab").status_code == 200
