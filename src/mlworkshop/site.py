@@ -11,6 +11,7 @@ import json
 import os
 import secrets as pysecrets
 import shutil
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -125,8 +126,14 @@ def init_site(site: Site) -> list[str]:
     site.root.mkdir(parents=True, exist_ok=True)
     os.chmod(site.root, 0o755)  # user accounts must be able to reach users/, content/, submissions/
     if not site.config_file.exists():
-        site.config_file.write_text(render_config_template(), encoding="utf-8")
+        fd = os.open(site.config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(render_config_template())
         done.append(f"wrote {site.config_file}")
+    # It may hold database passwords (hub.db_url), and user accounts can reach the site root.
+    if stat.S_IMODE(site.config_file.stat().st_mode) & 0o077:
+        os.chmod(site.config_file, 0o600)
+        done.append(f"made {site.config_file} readable by its owner only")
     for folder, mode in ((site.secrets, 0o700), (site.state, 0o700), (site.logs, 0o750),
                          (site.users, 0o755), (site.submissions, 0o755)):
         if not folder.exists():

@@ -193,6 +193,10 @@ def set_key(site: Path, key: str, raw_value: str) -> MLWorkshopConfig:
     buffer = io.StringIO()
     _yaml().dump(document, buffer)
     tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    tmp.unlink(missing_ok=True)
+    # Owner-only, like `init` makes it: the file may hold database passwords.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(buffer.getvalue())
     tmp.replace(path)
     return cfg
