@@ -369,7 +369,7 @@ def next_token_probs(prompt, temperature=1.0, top_k=None):
         logits = logits.masked_fill(logits < kth, float("-inf"))
     return logits.softmax(-1)
 
-prompt = "《春夜喜雨》杜甫\n好雨知时节，当春乃"
+prompt = "《春"   # 语料中以"春"开头的诗题有好几首：下一个字有多种可能
 settings = [(0.5, None), (1.0, None), (1.5, None), (1.0, 5)]
 fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
 base_top = torch.topk(next_token_probs(prompt), 12).indices
@@ -379,7 +379,7 @@ for ax, (T, k) in zip(axes, settings):
     ax.set_title(f"温度 T={T}" + (f"，top-k={k}" if k else ""))
     ax.set_xlabel("候选的下一个字")
 axes[0].set_ylabel("概率")
-fig.suptitle(f"提示语「{prompt.splitlines()[-1]}」之后，下一个字的概率分布")
+fig.suptitle(f"提示语「{prompt}」之后，下一个字的概率分布（概率最高的 12 个候选）")
 plt.tight_layout()
 plt.show()
 """),
@@ -510,9 +510,8 @@ names = list(CONFIGS)
 x = np.arange(len(names))
 for i, (prec, b) in enumerate(BYTES_PER_PARAM.items()):
     axes[1].bar(x + (i - 1.5) * 0.2, [count_params(CONFIGS[n]) * b / GB for n in names], 0.2, label=prec)
-for mem, gpu in [(24, "24 GB 显卡"), (80, "80 GB 显卡"), (141, "141 GB 显卡")]:
-    axes[1].axhline(mem, color="gray", ls="--", lw=0.8)
-    axes[1].text(len(names) - 0.5, mem * 1.08, gpu, ha="right", fontsize=8, color="gray")
+for mem, ls in [(24, ":"), (80, "--"), (141, "-.")]:
+    axes[1].axhline(mem, color="black", ls=ls, lw=0.9, label=f"单卡 {mem} GB 显存")
 axes[1].set_yscale("log")
 axes[1].set_xticks(x, names, rotation=20)
 axes[1].set_ylabel("权重显存 (GB，对数坐标)")
