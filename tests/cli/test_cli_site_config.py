@@ -22,6 +22,7 @@ def test_init_creates_the_site_and_a_second_run_changes_nothing(tmp_path):
     assert first.returncode == 0, first
     config = root / CONFIG_FILE
     assert config.exists() and "# Port the hub's public proxy listens on." in config.read_text()
+    assert mode(config) == 0o600  # may hold a database password; students can reach the site root
     assert mode(root / "secrets") == 0o700 and mode(root / "state") == 0o700
     names = {"cookie_secret", "proxy_auth_token", "cli_api_token"}
     assert {p.name for p in (root / "secrets").iterdir()} == names
@@ -86,6 +87,7 @@ def test_config_set_good_value_is_written_and_kept(site):
     run = mlw(site, "config", "set", "culler.timeout", "900")
     assert run.returncode == 0 and "900" in run.stdout, run
     assert "timeout: 900" in (site / CONFIG_FILE).read_text()
+    assert mode(site / CONFIG_FILE) == 0o600
     assert "# Seconds of inactivity" in (site / CONFIG_FILE).read_text()  # comments kept
 
 

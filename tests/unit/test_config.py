@@ -83,6 +83,14 @@ def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, valu
     assert "Traceback" not in message and "pydantic" not in message.lower()
 
 
+def test_admin_users_follow_the_username_rule(tmp_path):
+    write(tmp_path, "auth:\n  admin_users: [Ada, ' bob ']\n")
+    assert load_config(tmp_path, {}).auth.admin_users == ["ada", "bob"]  # folded like signup does
+    message = error_for(tmp_path, "auth:\n  admin_users: [ada, ../x]\n")
+    assert "auth.admin_users" in message and "'../x' is not allowed" in message
+    assert "lowercase letters a-z" in message
+
+
 def test_bad_value_message_includes_the_options_help(tmp_path):
     message = error_for(tmp_path, "culler:\n  timeout: 5\n")
     assert "Seconds of inactivity before a server is stopped." in message

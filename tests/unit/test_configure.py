@@ -50,6 +50,8 @@ def test_auth_options_reach_the_authenticator(tmp_path):
                                  "lockout_attempts": 7, "lockout_minutes": 3, "check_common_passwords": False})
     a = c.MLWorkshopAuthenticator
     assert (a.open_signup, a.admin_users, a.min_password_length) == (True, {"ada"}, 12)
+    c2, _ = build(tmp_path, auth={"admin_users": ["Ada"]})
+    assert c2.MLWorkshopAuthenticator.admin_users == {"ada"}
     assert (a.lockout_attempts, a.lockout_minutes, a.check_common_passwords) == (7, 3, False)
     assert a.allow_all is False
     assert {"root", CULLER_SERVICE} <= set(a.reserved_names)

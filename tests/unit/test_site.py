@@ -50,3 +50,15 @@ def test_content_can_live_outside_the_site(tmp_path):
     init_site(site)
     for kind in ("lessons", "datasets", "models"):
         assert (elsewhere / kind).is_dir()
+
+
+def test_config_file_is_private_and_an_old_open_one_is_tightened(tmp_path):
+    site = Site(tmp_path / "site")
+    init_site(site)
+    assert mode(site.config_file) == 0o600
+    site.config_file.chmod(0o644)  # a site made before this rule
+    text = site.config_file.read_text()
+    assert any("readable by its owner only" in line for line in init_site(site))
+    assert mode(site.config_file) == 0o600 and site.config_file.read_text() == text
+    set_key(site.root, "hub.db_url", "postgresql://hub:s3cret@127.0.0.1:5432/hub")
+    assert mode(site.config_file) == 0o600
