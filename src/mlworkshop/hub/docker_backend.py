@@ -353,11 +353,14 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
         if hasattr(self, "grant_accelerators"):
             granted = await self.grant_accelerators()  # refused here: nothing was started
         try:
-            return await self._start_container(granted)
+            address = await self._start_container(granted)
         except BaseException:
             if granted is not None:
                 await self.release_accelerators()
             raise
+        if hasattr(self, "usage_started"):
+            await self.usage_started()  # the usage session records the container id
+        return address
 
     async def stop(self, now=False):
         try:
@@ -366,6 +369,8 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
             self.clear_state()
         if hasattr(self, "release_accelerators"):
             await self.release_accelerators()
+        if hasattr(self, "usage_stopped"):
+            await self.usage_stopped("stopped")
 
     async def _start_container(self, granted):
         url = self.client_kwargs.get("base_url", "")
@@ -403,6 +408,7 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
         if workspace.account is None and os.geteuid() == 0:
             for path in (workspace.home / "work", Path(self.site_root) / "submissions" / self.user.name):
                 os.chown(path, uid, gid)
+            os.chmod(workspace.home / "work", 0o700)
         groups = list(self.group_add)
         if is_admin and workspace.account is not None:
             import grp
