@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SITE_ARG := $(if $(SITE),--site $(SITE),)
+# GPU machines also get the GPU dashboard (jupyterlab-nvdashboard) and jupyter-resource-usage.
+EXTRAS := lessons,test$(shell command -v nvidia-smi >/dev/null 2>&1 && echo ,gpu)
 
 .PHONY: up test install system-deps clean
 
@@ -26,7 +28,7 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	bash scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[lessons,test]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 node_modules/.bin/configurable-http-proxy: package.json package-lock.json
