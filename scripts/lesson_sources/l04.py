@@ -97,7 +97,7 @@ LLaMA 的架构要点：Pre-LN 的 **RMSNorm**、**SwiGLU** 激活的 FFN、**Ro
 | Qwen2 | 2024 年 6 月 | 0.5B / 1.5B / 7B / 57B-A14B（MoE）/ 72B | arXiv:2407.10671 |
 | Qwen2.5 | 2024 年 9 月 | 0.5B / 1.5B / 3B / 7B / 14B / 32B / 72B | 除 3B 与 72B 使用各自的许可证外，均为 **Apache-2.0** |
 | Qwen2.5-Coder | 2024 年 | 0.5B – 32B | 代码模型 |
-| Qwen2.5-VL | 2025 年 | 3B / 7B / 72B | 视觉-语言模型 |
+| Qwen2.5-VL | 2025 年 | 3B、7B、72B 等 | 视觉-语言模型 |
 | QwQ-32B | 2025 年 3 月 | 32B | 推理模型，Apache-2.0 |
 | Qwen3 | 2025 年 4 月 | 稠密 0.6B – 32B，MoE 30B-A3B、235B-A22B | Apache-2.0，可在"思考/非思考"模式间切换 |
 
@@ -145,7 +145,7 @@ Qwen2.5 模型卡：0.5B–3B 支持 32K 上下文，7B 及以上最长支持 12
 | Codex（2021，arXiv:2107.03374） | GitHub Copilot 最初的模型；论文提出了 HumanEval 评测集 |
 | StarCoder（2023，arXiv:2305.06161） | BigCode 项目，15.5B，训练数据来自许可宽松的代码 |
 | Code Llama（2023，arXiv:2308.12950） | 在 Llama 2 上继续训练代码 |
-| DeepSeek-Coder（2024，arXiv:2401.14196） | 1.3B / 6.7B / 33B |
+| DeepSeek-Coder（论文 arXiv:2401.14196） | 1.3B / 6.7B / 33B |
 | Qwen2.5-Coder（2024，arXiv:2409.12186） | 0.5B – 32B |
 
 代码模型常用 **pass@k** 评测：生成 $k$ 个程序，至少有一个通过全部单元测试的概率。
