@@ -6,10 +6,11 @@ state stays right); with the hub down they write the database directly.
 
 from __future__ import annotations
 
-import os
+import pwd
 import signal
 
 import httpx
+import psutil
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
@@ -88,7 +89,8 @@ class HubDatabase:
                 user.admin = admin
                 db.commit()
 
-    def delete_user(self, name: str) -> None:
+    def delete_user(self, name: str, account: str | None = None) -> None:
+        """account: the user's system account (a root hub runs their server as it)."""
         from jupyterhub import orm
 
         db = self._session()
@@ -98,15 +100,34 @@ class HubDatabase:
             user = db.query(orm.User).filter_by(name=name).one_or_none()
             if user is not None:
                 for spawner in user._orm_spawners:
-                    _stop_process((spawner.state or {}).get("pid"))
+                    _stop_process((spawner.state or {}).get("pid"), name, account)
                 db.delete(user)
                 db.commit()
 
 
-def _stop_process(pid: int | None) -> None:
-    """A local server left running by a stopped hub: ask it to stop (SIGTERM)."""
-    if pid:
+def _is_users_server(proc: psutil.Process, name: str, account: str | None) -> bool:
+    if account is not None:
         try:
-            os.kill(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+            return proc.uids().real == pwd.getpwnam(account).pw_uid  # root hub: the user's own uid
+        except KeyError:
+            pass  # no such account: the hub ran servers as its own user
+    try:
+        return proc.environ().get("JUPYTERHUB_USER") == name
+    except (psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def _stop_process(pid: int | None, name: str, account: str | None) -> None:
+    """A local server left running by a stopped hub: ask it to stop (SIGTERM) and wait a little.
+    Only if that pid is still this user's server: a recorded pid can be stale (the server died,
+    the machine restarted) and belong to any other process by now."""
+    if not pid:
+        return
+    try:
+        proc = psutil.Process(pid)
+        if not _is_users_server(proc, name, account):
+            return
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.TimeoutExpired):
+        pass

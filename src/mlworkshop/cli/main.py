@@ -316,7 +316,7 @@ def user_remove(
     if api.running():
         api.delete_user(name)
     else:
-        HubDatabase(s.db_url(cfg)).delete_user(name)
+        HubDatabase(s.db_url(cfg)).delete_user(name, cfg.spawner.local.user_prefix + name)
     home, submissions = s.users / name, s.submissions / name
     if delete_files:
         shutil.rmtree(home, ignore_errors=True)
