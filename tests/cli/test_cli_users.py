@@ -163,3 +163,69 @@ def test_remove_with_delete_files_removes_the_folders_and_account(site):
     if os.geteuid() == 0:
         with pytest.raises(KeyError):
             pwd.getpwnam(account)
+
+
+def _hub_user_with_server_pid(site, name: str, pid: int) -> None:
+    """The hub's own tables as a stopped hub leaves them: a user whose server had this pid."""
+    from jupyterhub import orm
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(Site(site).db_url(load_config(site, {})))
+    orm.Base.metadata.create_all(engine)
+    db = Session(engine)
+    user = orm.User(name=name)
+    db.add(user)
+    db.commit()
+    db.add(orm.Spawner(user_id=user.id, name="", state={"pid": pid}))
+    db.commit()
+    db.close()
+
+
+def test_remove_with_the_hub_stopped_stops_the_users_server_but_nothing_else(site):
+    store = accounts(site)
+    store.create("lena", GOOD, approved=True)
+    store.create("milo", GOOD, approved=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    server = subprocess.Popen(["sleep", "60"], env={**env, "JUPYTERHUB_USER": "lena"})
+    # a pid recorded long ago (the server died, the machine rebooted) now used by something else
+    unrelated = subprocess.Popen(["sleep", "60"], env=env)
+    try:
+        _hub_user_with_server_pid(site, "lena", server.pid)
+        _hub_user_with_server_pid(site, "milo", unrelated.pid)
+        for name in ("lena", "milo"):
+            run = mlw_here(site, "user", "remove", name)
+            assert run.returncode == 0, run
+        assert server.wait(timeout=10) is not None  # lena's server was asked to stop
+        assert unrelated.poll() is None, "user remove killed a process that was not the user's server"
+    finally:
+        for proc in (server, unrelated):
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as another account")
+def test_remove_with_the_hub_stopped_stops_a_server_running_as_the_users_account(site):
+    """A root hub's server runs as <prefix><name>; a forked one has no JUPYTERHUB_USER in /proc."""
+    accounts(site).create("nora", GOOD, approved=True)
+    account = load_config(site, {}).spawner.local.user_prefix + "nora"
+    subprocess.run(["useradd", "--no-create-home", account], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    server = subprocess.Popen(["sleep", "60"], env=env, user=account, cwd="/")
+    try:
+        _hub_user_with_server_pid(site, "nora", server.pid)
+        run = mlw_here(site, "user", "remove", "nora")
+        assert run.returncode == 0, run
+        assert server.wait(timeout=10) is not None
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_unreachable_database_is_a_clear_error(site):
+    from mlworkshop.config import set_key
+
+    set_key(site, "hub.db_url", "postgresql://hub:s3cret-pw@127.0.0.1:1/hub")
+    run = mlw_here(site, "user", "list")
+    assert_refused(run, "Cannot open the hub database", "127.0.0.1:1", "hub.db_url")
+    assert "s3cret-pw" not in run.output
