@@ -120,7 +120,8 @@ def _own(path: Path, uid: int, gid: int, mode: int) -> None:
 
 
 def prepare_shared_content(content: Path, submissions: Path, admin_group: str | None) -> None:
-    """Shared folders: root-owned, group-writable by admins, read-only for everyone else."""
+    """Shared folders: group-writable by admins, read-only for everyone else, all the way down
+    (so admins can edit the lessons `init` copied in). Entries already right are only stat'ed."""
     content.mkdir(parents=True, exist_ok=True)
     submissions.mkdir(parents=True, exist_ok=True)
     if admin_group is None:
@@ -129,7 +130,25 @@ def prepare_shared_content(content: Path, submissions: Path, admin_group: str | 
     for folder in [content] + [content / kind for kind in CONTENT_KINDS]:
         folder.mkdir(exist_ok=True)
         _own(folder, 0, gid, 0o2775)
+    for kind in CONTENT_KINDS:
+        for root, dirs, files in os.walk(content / kind):
+            for name in dirs:
+                _share_with_admins(Path(root) / name, gid, 0o2775)
+            for name in files:
+                _share_with_admins(Path(root) / name, gid, None)
     _own(submissions, 0, gid, 0o2755)
+
+
+def _share_with_admins(path: Path, gid: int, dir_mode: int | None) -> None:
+    """Group = admins, group-writable, not writable by others; owner and read bits kept."""
+    st = path.lstat()
+    if path.is_symlink():
+        return
+    mode = dir_mode if dir_mode is not None else ((st.st_mode & 0o7777) | 0o060) & ~0o002
+    if st.st_gid != gid:
+        os.chown(path, -1, gid, follow_symlinks=False)
+    if (st.st_mode & 0o7777) != mode:
+        os.chmod(path, mode)
 
 
 def prepare_workspace(
