@@ -20,7 +20,6 @@ import math
 import os
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import matplotlib.pyplot as plt
@@ -28,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mlworkshop.lessonkit import pick_device, use_chinese_font
+from mlworkshop.lessonkit import lesson_file, pick_device, use_chinese_font
 
 SEED = 0
 np.random.seed(SEED)
@@ -172,7 +171,8 @@ $$
 下面读取随课附带的唐诗语料，建立字符级词表。
 """),
 ("code", r"""
-text = Path("tang_poems.txt").read_text(encoding="utf-8")
+# 语料随课附带；若只把 notebook 复制到了别处，就从安装包里找到它
+text = lesson_file("tang_poems.txt", "04-llm-overview").read_text(encoding="utf-8")
 chars = sorted(set(text))
 stoi = {ch: i for i, ch in enumerate(chars)}
 itos = {i: ch for ch, i in stoi.items()}

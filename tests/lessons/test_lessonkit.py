@@ -260,3 +260,21 @@ def test_use_chinese_font_says_so_when_none(monkeypatch, capsys):
     monkeypatch.setattr(fonts, "find_cjk_font", lambda *a, **k: None)
     assert fonts.use_chinese_font() is None
     assert "fonts-noto-cjk" in capsys.readouterr().out
+
+
+# --- shipped lesson files -----------------------------------------------------------------
+
+
+def test_lesson_file_prefers_the_notebook_folder_then_the_package(tmp_path):
+    from mlworkshop.lessonkit import bundled_lesson_dir, lesson_file
+
+    shipped = bundled_lesson_dir("04-llm-overview") / "tang_poems.txt"
+    assert shipped.is_file()
+    assert "床前明月光" in shipped.read_text(encoding="utf-8")
+    # a notebook copied alone into work/ still finds the corpus
+    assert lesson_file("tang_poems.txt", "04-llm-overview", tmp_path) == shipped
+    local = tmp_path / "tang_poems.txt"
+    local.write_text("自己的语料", encoding="utf-8")
+    assert lesson_file("tang_poems.txt", "04-llm-overview", tmp_path) == local
+    with pytest.raises(FileNotFoundError):
+        lesson_file("nothing.txt", "04-llm-overview", tmp_path)

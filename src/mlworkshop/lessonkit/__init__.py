@@ -9,6 +9,7 @@ Nothing here downloads anything: the lessons must run on a machine with no inter
 """
 
 from mlworkshop.lessonkit.device import choose_device_name, npu_available, pick_device
+from mlworkshop.lessonkit.files import bundled_lesson_dir, lesson_file
 from mlworkshop.lessonkit.fonts import find_cjk_font, use_chinese_font
 from mlworkshop.lessonkit.mnist import (
     DigitsData,
@@ -20,9 +21,11 @@ from mlworkshop.lessonkit.mnist import (
 
 __all__ = [
     "DigitsData",
+    "bundled_lesson_dir",
     "choose_device_name",
     "find_cjk_font",
     "find_mnist_dir",
+    "lesson_file",
     "load_handwritten_digits",
     "load_mnist_idx",
     "npu_available",
