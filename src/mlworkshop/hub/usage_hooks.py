@@ -1,17 +1,221 @@
-"""Usage accounting hooks every backend's spawner calls (issue 5 fills these in).
+"""Usage accounting hooks every backend's spawner calls.
 
-`usage_started()` runs once the server is up, `usage_stopped(reason)` once it is gone; both
-must never raise into the spawn/stop path (a broken usage store must not stop a class).
+`usage_started()` runs once the server is up, `usage_stopped(reason)` once it is gone: the
+session row is written at the moment each happens. Neither ever raises into the spawn/stop
+path (a broken usage store must not stop a class): failures are logged.
+
+Quotas at spawn need no wiring: `UsageHooks` comes before `AcceleratorHooks` in the spawner's
+bases, so its `check_user_options` runs first (refusing with 403 and the remaining budget) and
+its `_profiles` hides the accelerator profiles that are over budget from the spawn form.
+
+How a stop is named:
+- `stopped`: the server ran until the hub stopped it (user, admin, culler);
+- `quota`: the usage service stopped it at the limit (it marks the row before asking the hub);
+- `died`: the hub saw this server run (or started it) and then found it dead;
+- `lost`: it was already dead when a (re)started hub first looked at it -- it died while the
+  hub was down; its end is the last moment it was known to run (its last sample).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from tornado import web
 from traitlets.config import LoggingConfigurable
+
+from ..config import MLWorkshopConfig, load_config
+from ..site import Site
+
+
+def usage_db_url(cfg: MLWorkshopConfig, site: Site) -> str:
+    return cfg.usage.db_url or f"sqlite:///{site.state / 'usage.sqlite'}"
+
+
+@dataclass
+class HubUsage:
+    cfg: MLWorkshopConfig
+    url: str
+    _store: object = None
+    _failed_at: float = 0.0
+
+    def store(self):
+        """The store, opened on first use; None (and retried after 10 s) while the DB is down."""
+        if self._store is not None:
+            return self._store
+        if self._failed_at and time.monotonic() - self._failed_at < 10:
+            return None
+        from ..usage.store import UsageStore
+
+        try:
+            self._store = UsageStore(self.url)
+        except Exception:
+            self._failed_at = time.monotonic()
+            raise
+        return self._store
+
+
+@lru_cache(maxsize=8)
+def hub_usage(site_root: str) -> HubUsage:
+    site = Site(Path(site_root))
+    cfg = load_config(site.root)
+    return HubUsage(cfg, usage_db_url(cfg, site))
+
+
+class UsageUnavailable(Exception):
+    pass
 
 
 class UsageHooks(LoggingConfigurable):
+    _usage_started_here: bool = False  # this hub process started the server
+    _usage_seen_alive: bool = False  # ... or saw it running
+    _usage_stop_called: bool = False  # the hub called stop(): the server was running
+    _usage_closed: bool = False  # usage_stopped() already closed the session
+
+    @property
+    def _usage(self) -> HubUsage:
+        return hub_usage(self.site_root)
+
+    @property
+    def _usage_backend(self) -> str:
+        names = {cls.__name__ for cls in type(self).__mro__}
+        if "DockerSpawner" in names:
+            return "docker"
+        if "KubeSpawner" in names:
+            return "kubernetes"
+        return "local"
+
+    def _usage_store(self):
+        store = self._usage.store()
+        if store is None:
+            raise UsageUnavailable("the usage database did not answer a moment ago")
+        return store
+
+    # --- life cycle -----------------------------------------------------------------------
+    # JupyterHub calls Spawner.stop() only for a server that still runs; for one found dead it
+    # goes straight to run_post_stop_hook(). That is where died/lost sessions are closed.
+    def start_polling(self):
+        self._usage_seen_alive = True  # the hub starts polling a server it saw up (start or restart)
+        return super().start_polling()
+
+    async def stop(self, now=False):
+        self._usage_stop_called = True
+        await super().stop(now=now)
+
+    async def run_post_stop_hook(self):
+        try:
+            if not self._usage_closed:
+                if self._usage_stop_called:
+                    await self.usage_stopped("stopped")
+                else:
+                    await self.usage_stopped("died" if (self._usage_started_here or self._usage_seen_alive) else "lost")
+        finally:
+            self._usage_closed = self._usage_stop_called = False
+            self._usage_started_here = self._usage_seen_alive = False
+        result = super().run_post_stop_hook()
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            result = await result
+        return result
+
     async def usage_started(self) -> None:
-        return None
+        self._usage_started_here = True
+        self._usage_seen_alive = True
+        if not self._usage.cfg.usage.enabled:
+            return
+        grant = getattr(self, "accelerator_grant", None)
+        devices = list(grant.devices) if grant else []
+        facts = dict(
+            backend=self._usage_backend,
+            profile=grant.profile.slug if grant else None,
+            devices=[f"{d.kind}:{d.index}" for d in devices],
+            device_kind=devices[0].kind if devices else None,
+            n_devices=len(devices) if grant and grant.allocated else 0,  # shared mode holds nothing
+            pid=getattr(self, "pid", None) or None,
+            container_id=getattr(self, "container_id", None) or None,
+            groups=[g.name for g in self.user.groups],
+        )
+        try:
+            store = await asyncio.to_thread(self._usage_store)
+            await asyncio.to_thread(store.open_session, self.user.name, self.name or "", **facts)
+        except Exception as exc:  # noqa: BLE001 - never into the spawn path
+            self.log.error("Usage: could not record the start of %s's server %r: %s", self.user.name, self.name, exc)
 
     async def usage_stopped(self, reason: str = "stopped") -> None:
-        return None
+        if not self._usage.cfg.usage.enabled:
+            return
+        self._usage_closed = True
+        try:
+            store = await asyncio.to_thread(self._usage_store)
+            closed = await asyncio.to_thread(store.close_session, self.user.name, self.name or "", reason)
+            if closed is not None and closed.end_reason != "stopped":
+                self.log.info("Usage: %s's server %r ended (%s)", self.user.name, self.name, closed.end_reason)
+        except Exception as exc:  # noqa: BLE001 - never into the stop path
+            self.log.error("Usage: could not record the stop of %s's server %r: %s", self.user.name, self.name, exc)
+
+    # --- quotas at spawn --------------------------------------------------------------------
+    def _usage_limits_and_use(self):
+        from ..usage.quotas import Used, current_use, effective_limits
+
+        store = self._usage_store()
+        cfg = self._usage.cfg.usage
+        groups = [g.name for g in self.user.groups]
+        limits = effective_limits(self.user.name, groups, bool(self.user.admin), cfg.quotas, store.overrides())
+        if limits.unlimited:
+            return limits, Used()
+        used = current_use(store, self.user.name)
+        mine = [s for s in store.open_sessions(self.user.name) if s.server_name == (self.name or "")]
+        if mine:  # this very server (a restart): do not count it against itself
+            used = Used(used.gpu_hours, used.cpu_hours, max(0, used.servers - len(mine)),
+                        max(0, used.devices - sum(s.n_devices for s in mine)))
+        return limits, used
+
+    async def usage_check_spawn(self, profile_slug: str | None) -> None:
+        """Refuse (403, with what is left) a start the user's budget does not allow."""
+        cfg = self._usage.cfg.usage
+        if not cfg.enabled:
+            return
+        from ..usage.quotas import spawn_refusal
+
+        try:
+            limits, used = await asyncio.to_thread(self._usage_limits_and_use)
+        except Exception as exc:  # noqa: BLE001
+            if cfg.failover_open:
+                self.log.warning("Usage data unavailable (%s); usage.failover_open lets %s start", exc, self.user.name)
+                return
+            raise web.HTTPError(503, "Usage data is unavailable right now, and this hub does not start servers "
+                                "without it (usage.failover_open is false). Try again in a minute.",
+                                reason="Spawn refused") from None
+        if limits.unlimited:
+            return
+        count = 0
+        try:
+            profiles = await asyncio.to_thread(super()._profiles, False)  # type: ignore[misc]
+            from ..accelerators import validate_choice
+
+            count = validate_choice(profile_slug, profiles).count
+        except Exception:  # noqa: BLE001 - an invalid choice is refused by the accelerator hooks
+            count = 0
+        message = spawn_refusal(limits, used, count)
+        if message:
+            self.log.info("Spawn of %s refused by quota: %s", self.user.name, message)
+            raise web.HTTPError(403, message, reason="Spawn refused")
+
+    async def check_user_options(self, user_options: dict) -> None:
+        await self.usage_check_spawn((user_options or {}).get("profile"))
+        await super().check_user_options(user_options)
+
+    def _profiles(self, only_free: bool):
+        profiles = super()._profiles(only_free)
+        if not only_free or not self._usage.cfg.usage.enabled:
+            return profiles
+        from ..usage.quotas import allowed_profiles, remaining
+
+        try:
+            limits, used = self._usage_limits_and_use()
+        except Exception as exc:  # noqa: BLE001 - the spawn itself applies failover_open
+            self.log.warning("Usage data unavailable for the spawn form: %s", exc)
+            return profiles
+        return allowed_profiles(profiles, remaining(limits, used))

@@ -1,0 +1,81 @@
+"""The usage service in JupyterHub's config: a hub-managed service (FastAPI, mlworkshop.usage.service)
+with its own role, two custom scopes for scripts, and access for every user (each sees only
+themselves; the service decides that).
+
+Pure: `usage_service_config(cfg, site)` returns values; `apply_usage_service(c, cfg, site)` only
+sets them on a traitlets Config.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from traitlets.config import Config
+
+from ..config import MLWorkshopConfig
+from ..site import Site
+
+USAGE_SERVICE = "usage"
+SCOPE_READ = "custom:mlworkshop-usage:read"
+SCOPE_ADMIN = "custom:mlworkshop-usage:admin"
+ACCESS = f"access:services!service={USAGE_SERVICE}"
+
+
+@dataclass
+class UsageServiceConfig:
+    services: list[dict] = field(default_factory=list)
+    roles: list[dict] = field(default_factory=list)
+    custom_scopes: dict[str, dict] = field(default_factory=dict)
+    extra_user_scopes: set[str] = field(default_factory=set)
+
+
+def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfig:
+    if not cfg.usage.enabled:
+        return UsageServiceConfig()
+    service = {
+        "name": USAGE_SERVICE,
+        "url": f"http://127.0.0.1:{cfg.usage.service_port}",
+        "command": [sys.executable, "-m", "mlworkshop.usage.service"],
+        "environment": {"MLWORKSHOP_SITE": str(site.root)},
+        "oauth_no_confirm": True,
+        "display": True,
+        "info": {"description": "Usage, quotas and costs"},
+    }
+    roles = [
+        {
+            "name": "mlworkshop-usage-service",
+            "description": "The usage service: lists running servers, stops servers at their quota.",
+            "scopes": ["list:users", "read:users", "read:servers", "delete:servers"],
+            "services": [USAGE_SERVICE],
+        },
+        {
+            "name": "mlworkshop-usage-admin",
+            "description": "Read everyone's usage and change quotas through the usage service's API.",
+            "scopes": [SCOPE_READ, SCOPE_ADMIN, ACCESS],
+            "users": sorted(cfg.auth.admin_users),
+            "services": [],
+        },
+    ]
+    custom_scopes = {
+        SCOPE_READ: {"description": "Read every user's usage, sessions and reports in the usage service."},
+        SCOPE_ADMIN: {"description": "Change quotas, record or end sessions and stop servers through the usage service.",
+                      "subscopes": [SCOPE_READ]},
+    }
+    return UsageServiceConfig([service], roles, custom_scopes, {ACCESS})
+
+
+def apply_usage_service(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    """Adds to what apply_services set (call it after)."""
+    usage = usage_service_config(cfg, site)
+    if not usage.services:
+        return
+    hub = c.JupyterHub
+
+    def existing(name, empty):
+        return hub[name] if name in hub else empty
+
+    hub.services = [*existing("services", []), *usage.services]
+    hub.load_roles = [*existing("load_roles", []), *usage.roles]
+    hub.custom_scopes = {**existing("custom_scopes", {}), **usage.custom_scopes}
+    hub.extra_user_scopes = set(existing("extra_user_scopes", set())) | usage.extra_user_scopes
