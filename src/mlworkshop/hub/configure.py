@@ -114,6 +114,9 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
         })
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+    from .usage_service import apply_usage_service  # usage accounting service (issue 5)
+
+    apply_usage_service(c, cfg, site)
 
 
 def configure(c: Config, cfg: MLWorkshopConfig, site: Site) -> Config:
