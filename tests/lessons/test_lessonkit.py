@@ -254,6 +254,24 @@ def test_chinese_plot_has_no_missing_glyphs(tmp_path):
     assert (tmp_path / "zh.png").stat().st_size > 0
 
 
+def test_falls_back_to_any_installed_cjk_font(monkeypatch):
+    """No known file path: the scan of matplotlib's font list still finds a CJK font."""
+    from matplotlib import font_manager as fm
+
+    from mlworkshop.lessonkit import fonts
+
+    if find_cjk_font() is None:
+        pytest.skip("no CJK font installed")
+    # make sure the installed fonts are registered, as on a machine where matplotlib found them
+    for path in fonts.KNOWN_FONT_FILES:
+        if Path(path).is_file():
+            fm.fontManager.addfont(path)
+    monkeypatch.setattr(fonts, "KNOWN_FONT_FILES", ())
+    found = fonts.find_cjk_font()
+    assert found is not None
+    assert fonts._covers(found[1])
+
+
 def test_use_chinese_font_says_so_when_none(monkeypatch, capsys):
     from mlworkshop.lessonkit import fonts
 
