@@ -20,12 +20,14 @@ class BadUsername(ValueError):
 
 def normalize_username(raw: str) -> str:
     """Return the canonical name, or raise BadUsername saying what is wrong and what is allowed."""
-    name = raw.strip().lower()
+    name = raw.strip()
     if not name:
         raise BadUsername("A username is required.")
     allowed = "Use lowercase letters a-z, digits, '-' or '_', starting with a letter"
-    if not name.isascii():
-        raise BadUsername(f"Username {raw!r} has non-ASCII characters. {allowed}.")
+    if not name.isascii():  # before folding: the Kelvin sign K would fold to an ASCII k
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise BadUsername(f"Username {shown!r} has non-ASCII characters. {allowed}.")
+    name = name.lower()
     if len(name) > MAX_LENGTH:
         raise BadUsername(
             f"Username is {len(name)} characters long; the most is {MAX_LENGTH}. {allowed}."
