@@ -65,3 +65,15 @@ def test_system_account_is_prefix_plus_normalised_name_within_linux_limit():
     assert len(system_account("a" * MAX_LENGTH, "abcdefgh")) <= 32  # Linux account names: 32 max
     with pytest.raises(BadUsername):
         system_account("../x", "mlw-")
+
+
+def test_non_ascii_that_folds_to_ascii_is_still_refused():
+    # str.lower() turns the Kelvin sign (U+212A) into an ASCII "k"
+    with pytest.raises(BadUsername, match="non-ASCII"):
+        normalize_username("\u212aate")
+
+
+def test_a_huge_non_ascii_name_is_not_echoed_whole():
+    with pytest.raises(BadUsername) as info:
+        normalize_username("é" * 10_000)
+    assert "non-ASCII" in str(info.value) and len(str(info.value)) < 200
