@@ -199,7 +199,7 @@ def _name(raw: str) -> str:
 def _read_password(password_stdin: bool, name: str, cfg: MLWorkshopConfig) -> tuple[str, bool]:
     """(password, generated). From stdin, a prompt, or generated when nobody can be asked."""
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\r\n")  # a file saved on Windows ends lines with \r\n
         generated = False
     elif sys.stdin.isatty():
         password = typer.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
