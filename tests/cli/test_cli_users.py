@@ -229,3 +229,9 @@ def test_unreachable_database_is_a_clear_error(site):
     run = mlw_here(site, "user", "list")
     assert_refused(run, "Cannot open the hub database", "127.0.0.1:1", "hub.db_url")
     assert "s3cret-pw" not in run.output
+
+
+def test_password_stdin_from_a_windows_file_drops_the_carriage_return(site):
+    run = mlw_here(site, "user", "add", "olga", "--password-stdin", input=GOOD + "\r\n")
+    assert run.returncode == 0, run
+    assert accounts(site).check_login("olga", GOOD, "127.0.0.1", LockoutPolicy()).outcome is LoginOutcome.OK
