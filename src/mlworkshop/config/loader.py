@@ -127,33 +127,51 @@ def _describe(loc: tuple) -> str:
     return field.description or "" if field else ""
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def env_sources(environ: Mapping[str, str]) -> dict[str, str]:
+    """{"hub.port": "MLWORKSHOP_HUB__PORT"}: which variable set which key."""
+    return {
+        ".".join(_env_path(name[len(ENV_PREFIX):].split("__"))): name
+        for name in environ
+        if name.startswith(ENV_PREFIX) and "__" in name
+    }
+
+
+def _origin(key: str, origins: Mapping[str, str]) -> str:
+    """' (from MLWORKSHOP_...)' when an environment variable set this key or a part of it."""
+    for name in (n for k, n in origins.items() if key == k or key.startswith(k + ".")):
+        return f" (from {name})"
+    return ""
+
+
+def format_validation_error(exc: ValidationError, source: str, origins: Mapping[str, str] | None = None) -> str:
     """One line per problem: key, given value, what is allowed, where to fix it."""
+    origins = origins or {}
     lines = [f"Invalid configuration ({source}):"]
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         key = ".".join(loc)
         value = err.get("input")
+        where = _origin(key, origins)
         if err["type"] == "extra_forbidden":
             known = _known_keys(loc)
             hint = difflib.get_close_matches(loc[-1], known, n=1)
             suggestion = f" Did you mean '{'.'.join(loc[:-1] + (hint[0],))}'?" if hint else ""
             lines.append(
-                f"  - unknown key '{key}'.{suggestion} Known keys here: {', '.join(known) or '(none)'}."
+                f"  - unknown key '{key}'{where}.{suggestion} Known keys here: {', '.join(known) or '(none)'}."
             )
             continue
         msg = err["msg"].removeprefix("Value error, ")
         what = _describe(loc)
-        lines.append(f"  - {key} = {value!r}: {msg}." + (f" ({key}: {what})" if what else ""))
+        lines.append(f"  - {key} = {value!r}{where}: {msg}." + (f" ({key}: {what})" if what else ""))
     lines.append(f"Fix the value in {source}, or run `mlworkshop config set KEY VALUE`.")
     return "\n".join(lines)
 
 
-def validate(data: Mapping[str, Any], source: str) -> MLWorkshopConfig:
+def validate(data: Mapping[str, Any], source: str, origins: Mapping[str, str] | None = None) -> MLWorkshopConfig:
     try:
         return MLWorkshopConfig.model_validate(_to_plain(data))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, origins)) from None
 
 
 def load_config(site: Path, environ: Mapping[str, str] | None = None) -> MLWorkshopConfig:
@@ -163,7 +181,7 @@ def load_config(site: Path, environ: Mapping[str, str] | None = None) -> MLWorks
     data = _to_plain(read_yaml(path))
     overrides = env_overrides(environ)
     source = str(path) + (" and MLWORKSHOP_* environment variables" if overrides else "")
-    return validate(deep_merge(data, overrides), source)
+    return validate(deep_merge(data, overrides), source, env_sources(environ))
 
 
 def get_key(cfg: MLWorkshopConfig, key: str) -> Any:
