@@ -151,13 +151,17 @@ def test_site_and_other_variables_are_not_options(tmp_path):
 
 def test_bad_environment_value_says_it_came_from_the_environment(tmp_path):
     message = error_for(tmp_path, "", {"MLWORKSHOP_HUB__PORT": "0"})
-    assert "hub.port = 0" in message and "greater than or equal to 1" in message
-    assert "MLWORKSHOP_" in message
+    assert "hub.port = 0 (from MLWORKSHOP_HUB__PORT)" in message and "greater than or equal to 1" in message
+
+
+def test_a_file_value_is_not_blamed_on_the_environment(tmp_path):
+    message = error_for(tmp_path, "hub:\n  port: 0\n", {"MLWORKSHOP_HUB__IP": "0.0.0.0"})
+    assert "hub.port = 0:" in message and "(from" not in message
 
 
 def test_unknown_environment_key_is_refused(tmp_path):
     message = error_for(tmp_path, "", {"MLWORKSHOP_HUB__PROT": "9000"})
-    assert "unknown key 'hub.prot'" in message and "hub.port" in message
+    assert "unknown key 'hub.prot' (from MLWORKSHOP_HUB__PROT)" in message and "hub.port" in message
 
 
 def test_environment_keeps_the_case_of_keys_inside_mapping_options(tmp_path):
