@@ -103,6 +103,7 @@ draw_boundary(axes[1], p2.predict, X_xor, y_xor, "XOR 数据：一条直线无�
 axes[2].plot(err1, "o-", label="线性可分数据")
 axes[2].plot(err2, "s-", label="XOR 数据")
 axes[2].set_xlabel("训练轮数 epoch")
+axes[2].xaxis.set_major_locator(plt.MaxNLocator(integer=True))
 axes[2].set_ylabel("本轮分错的样本数")
 axes[2].set_title("感知机的训练过程")
 axes[2].legend()
@@ -339,7 +340,7 @@ USING_MNIST = data.source == "mnist"
 print("本课使用:", "真实 MNIST" if USING_MNIST else "scikit-learn 8×8 digits")
 print("各类别训练样本数:", np.bincount(data.y_train, minlength=10))
 
-fig, axes = plt.subplots(2, 10, figsize=(12, 2.8))
+fig, axes = plt.subplots(2, 10, figsize=(12, 3.2))
 for ax, img, label in zip(axes.ravel(), data.x_train[:20], data.y_train[:20]):
     ax.imshow(img, cmap="gray_r")
     ax.set_title(f"标签 {label}", fontsize=9)
@@ -449,6 +450,7 @@ axes[1].set_title("准确率曲线")
 axes[1].set_ylabel("准确率 (%)")
 for ax in axes:
     ax.set_xlabel("训练轮数 epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.legend()
 fig.suptitle("训练曲线（" + ("MNIST" if USING_MNIST else "sklearn 8×8 digits") + "）")
 plt.tight_layout()
