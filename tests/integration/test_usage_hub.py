@@ -200,7 +200,7 @@ def test_quota_refuses_at_spawn_and_stops_at_the_limit(make_hub):
     # 2 fake GPUs handed out exclusively; 0.001 device-hours (3.6 s) of GPU a week; 1 s of grace
     hub = usage_hub(make_hub, **{
         "accelerators.mode": "exclusive", "accelerators.inventory": TWO_GPUS, "accelerators.max_per_user": 2,
-        "usage.quotas.default": "{gpu_hours_per_week: 0.001, max_servers: 1}", "usage.grace_minutes": 0.02,
+        "usage.quotas.default": "{gpu_hours_per_week: 0.001, max_devices: 1}", "usage.grace_minutes": 0.02,
         "usage.warn_at": 0.5})
     start_hub(hub)
     teacher = login(hub, "teacher", ADMIN_PW)
@@ -208,13 +208,16 @@ def test_quota_refuses_at_spawn_and_stops_at_the_limit(make_hub):
     admin_api = UsageAPI(hub, teacher.new_token("teacher"))
     alice_api = UsageAPI(hub, alice.new_token("alice"))
 
-    assert "1 × GPU" in alice.client.get("/hub/spawn").text  # budget left: GPU profiles offered
+    form = alice.client.get("/hub/spawn").text
+    assert "1 × GPU" in form and "2 × GPU" not in form  # budget left for one device: 2 x GPU is not offered
+    # a crafted request for two devices is refused with what is left
+    refused = alice.api("POST", "/users/alice/server", json={"profile": "gpu-2"})
+    assert refused.status_code == 403, refused.text
+    assert "may hold 1 at once" in refused.text and "devices: 1 of 1 more may be held" in refused.text, refused.text
+    assert not alice.api("GET", "/users/alice").json()["servers"]
     response = alice.api("POST", "/users/alice/server", json={"profile": "gpu-1"})
     assert response.status_code in (201, 202), response.text
     alice.wait_ready("alice")
-    # a second server would exceed max_servers: refused with what is left
-    refused = alice.api("POST", "/users/alice/servers/second", json={"profile": "cpu"})
-    assert refused.status_code == 403 and "may run 1 at once" in refused.text and "Remaining" in refused.text, refused.text
 
     # running: warned, then stopped by the usage service once the budget and the grace are spent
     def stopped():

@@ -121,7 +121,11 @@ def remaining(limits: Limits, used: Used) -> Remaining:
 
 
 def _h(hours: float) -> str:
-    return f"{hours:.2f}".rstrip("0").rstrip(".") if hours else "0"
+    if not hours:
+        return "0"
+    if abs(hours) < 0.1:
+        return f"{hours:.2g}"  # 0.001, not 0
+    return f"{hours:.2f}".rstrip("0").rstrip(".")
 
 
 def describe_remaining(limits: Limits, used: Used) -> str:
