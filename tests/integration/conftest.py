@@ -5,37 +5,9 @@ import os
 import pwd
 import secrets
 import subprocess
-import uuid
-
-import psycopg2
 import pytest
 
 from .hubctl import Hub, make_site_dir, remove_site
-
-PG_ADMIN_DSN = "dbname=postgres user=postgres host=127.0.0.1 port=5432"
-
-
-def postgres_available() -> bool:
-    try:
-        psycopg2.connect(PG_ADMIN_DSN, connect_timeout=3).close()
-        return True
-    except psycopg2.OperationalError:
-        return False
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432")
-    name = "mlw_test_" + uuid.uuid4().hex[:10]
-    conn = psycopg2.connect(PG_ADMIN_DSN)
-    conn.autocommit = True
-    conn.cursor().execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    conn.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    conn.close()
-
 
 def _remove_accounts(prefix: str, group: str) -> None:
     for entry in pwd.getpwall():

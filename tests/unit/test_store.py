@@ -9,9 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-import uuid
 
-import psycopg2
 import pytest
 
 from mlworkshop.accounts import passwords, store as store_mod
@@ -25,7 +23,6 @@ from mlworkshop.accounts.store import (
     utcnow,
 )
 
-PG_ADMIN_DSN = "dbname=postgres user=postgres host=127.0.0.1 port=5432"
 POLICY = LockoutPolicy(attempts=3, minutes=10)
 GOOD = "Corr3ct-Horse"
 WRONG = "wrong-pass-1"
@@ -41,29 +38,12 @@ def cheap_hashes(monkeypatch):
     monkeypatch.setattr(store_mod, "dummy_hash", lambda: dummy)
 
 
-def _postgres_database():
-    try:
-        admin = psycopg2.connect(PG_ADMIN_DSN, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not answering on 127.0.0.1:5432 ({exc})")
-    admin.autocommit = True
-    name = "mlw_unit_" + uuid.uuid4().hex[:10]
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    return admin, name
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path):
     """Both backends, for the tests where the database itself matters (restart, parallel logins)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hub.sqlite'}"
-        return
-    admin, name = _postgres_database()
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+        return f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
