@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--network", default="bridge", help="spawner.docker.network (bridge, host)")
+    parser.add_argument("--verbose", action="store_true", help="print the hub's log lines of each start")
     args = parser.parse_args()
 
     url = engine_url()
@@ -59,8 +60,8 @@ def main() -> None:
             assert response.status_code in (201, 202), response.text
             browser.wait_ready("student", timeout=180)
             elapsed = time.monotonic() - started
-            lab = browser.client.get("/user/student/api/status")
-            assert lab.status_code == 200, lab.text
+            lab = browser.client.get("/user/student/lab")  # through the proxy, with the OAuth dance
+            assert lab.status_code == 200 and "JupyterLab" in lab.text, lab.status_code
             times.append(elapsed)
             print(f"run {run + 1}: ready in {elapsed:.2f} s", file=sys.stderr)
             browser.stop_server("student")
@@ -73,6 +74,12 @@ def main() -> None:
         print(f"\nimage {image}; time = POST /hub/api/users/student/server until the hub reports the "
               "server ready (container created, JupyterLab answering through the proxy); "
               f"{os.cpu_count()} CPUs")
+        if args.verbose:
+            import re
+
+            for line in hub.log().splitlines():
+                if re.search(r"Creating oauth client|Created container|Starting container|took .* seconds to start", line):
+                    print(line)
     finally:
         hub.stop()
         import docker

@@ -22,19 +22,20 @@ PASSWORD = "Container-class-7"
 TWO_NPUS = "[{kind: ascend, index: 6, name: Fake 910B}, {kind: ascend, index: 7, name: Fake 910B}]"
 
 
-def docker_settings(engine: str, image: str, **more) -> dict:
+def docker_settings(engine: str, image: str, images: str | None = None, accelerators: str | None = None) -> dict:
+    """Hub settings as few `config set` calls as possible (each one is a CLI run)."""
     tag = secrets.token_hex(3)
-    return {
+    images = images or f"[{{name: default, image: '{image}', description: test image}}]"
+    settings = {
         "spawner.backend": "docker",
-        "spawner.docker.url": engine,
-        "spawner.docker.images": f"[{{name: default, image: '{image}', description: test image}}]",
-        "spawner.docker.pull_policy": "never",
-        "spawner.docker.name_template": f"mlwtest-{tag}-{{username}}",
-        "spawner.docker.mem_limit": "512M",
-        "spawner.docker.environment": "{COURSE: ml101}",
+        "spawner.docker": (f"{{url: '{engine}', images: {images}, pull_policy: never, "
+                           f"name_template: 'mlwtest-{tag}-{{username}}', mem_limit: 512M, "
+                           "environment: {COURSE: ml101}}"),
         "culler.enabled": "false",
-        **more,
     }
+    if accelerators:
+        settings["accelerators"] = accelerators
+    return settings
 
 
 def exec_in(client, container: str, *cmd: str) -> tuple[int, str]:
@@ -56,10 +57,8 @@ def spawn(browser, name: str, body: dict | None = None):
 
 async def test_two_students_in_containers(make_hub, engine, test_image, client, cleanup_containers, fake_ascend):
     fake_ascend([6, 7])
-    hub = make_hub(**docker_settings(engine, test_image, **{
-        "accelerators.mode": "exclusive", "accelerators.detect": "false",
-        "accelerators.inventory": TWO_NPUS, "accelerators.max_per_user": 1,
-    }))
+    hub = make_hub(**docker_settings(engine, test_image, accelerators=(
+        f"{{mode: exclusive, detect: false, inventory: {TWO_NPUS}, max_per_user: 1}}")))
     cleanup_containers(str(hub.site))
     (hub.site / "content" / "lessons").mkdir(parents=True, exist_ok=True)
     (hub.site / "content" / "lessons" / "intro.md").write_text("# hello\n")
@@ -163,23 +162,19 @@ async def test_two_students_in_containers(make_hub, engine, test_image, client, 
 
 
 async def test_failures_are_explained_and_leave_nothing(make_hub, engine, test_image, client, cleanup_containers):
-    hub = make_hub(**docker_settings(engine, test_image, **{
-        "spawner.docker.images": f"[{{name: default, image: '{test_image}'}}, "
-                                 "{name: ghost, image: 'localhost/mlworkshop-not-built:1'}]",
-        "accelerators.mode": "exclusive", "accelerators.detect": "false",
-        "accelerators.inventory": "[{kind: ascend, index: 250, name: Missing chip}]",
-    }))
+    hub = make_hub(**docker_settings(
+        engine, test_image,
+        images=f"[{{name: default, image: '{test_image}'}}, {{name: ghost, image: 'localhost/mlworkshop-not-built:1'}}]",
+        accelerators="{mode: exclusive, detect: false, inventory: [{kind: ascend, index: 250, name: Missing chip}]}"))
     cleanup_containers(str(hub.site))
     for name in ("carol", "dave", "erin"):
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
     hub.start()
-    template = hub_template = None
-    for line in (hub.site / "mlworkshop.yaml").read_text().splitlines():
-        if "name_template" in line:
-            hub_template = line.split(":", 1)[1].strip().strip("'\"")
-    template = hub_template.replace("{username}", "carol")
+    name_template = mlw(hub.site, "config", "get", "spawner.docker.name_template").stdout.strip()
+    template = name_template.replace("{username}", "carol")
 
     def failed_spawn(name: str, body: dict | None = None) -> str:
+        began = time.monotonic()
         browser = hub.browser()
         assert browser.login(name, PASSWORD).status_code == 302
         response = spawn(browser, name, body)
@@ -189,6 +184,7 @@ async def test_failures_are_explained_and_leave_nothing(make_hub, engine, test_i
             if not model.get("pending") and not (model.get("servers") or {}).get(""):
                 break
             time.sleep(0.3)
+        print(f"{name}: failed spawn took {time.monotonic() - began:.1f} s ({response.status_code})")
         return response.text + "\n" + hub.log()
 
     # image missing: the message names the commands that build or load it
