@@ -42,6 +42,7 @@ XSRF_COOKIE = "mlw-usage-xsrf"
 STATE_COOKIE = "mlw-usage-state"
 GIB = 1024**3
 EARLIEST, LATEST = dt.datetime(2000, 1, 1), dt.datetime(2200, 1, 1)
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no NUL or control characters (PostgreSQL refuses NUL in text)
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -88,17 +89,17 @@ class SessionOut(BaseModel):
 
 class SessionIn(BaseModel):
     user: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
-    server: str = Field("", max_length=255)
-    backend: str = Field("local", max_length=32)
-    profile: str | None = Field(None, max_length=64)
-    devices: list[str] = Field(default_factory=list, max_length=64)
+    server: str = Field("", max_length=255, pattern=PRINTABLE)
+    backend: str = Field("local", max_length=32, pattern=PRINTABLE)
+    profile: str | None = Field(None, max_length=64, pattern=PRINTABLE)
+    devices: list[Annotated[str, Field(max_length=64, pattern=PRINTABLE)]] = Field(default_factory=list, max_length=64)
     device_kind: Literal["nvidia", "ascend"] | None = None
     n_devices: int = Field(0, ge=0, le=64)
     start: dt.datetime | None = None
 
 
 class SessionEnd(BaseModel):
-    reason: str = Field("admin", min_length=1, max_length=32)
+    reason: str = Field("admin", min_length=1, max_length=32, pattern=PRINTABLE)
     end: dt.datetime | None = None
 
 
@@ -643,7 +644,7 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
         for s in open_:
             await asyncio.to_thread(store.request_stop, s.id, "admin")
         status = await hub.stop_server(username, server)
-        if status == 404:
+        if status in (400, 404):
             raise HTTPException(404, f"The hub has no server {server!r} for {username}.")
         if status >= 400:
             raise HTTPException(502, f"The hub refused to stop the server ({status}).")
@@ -698,6 +699,15 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
                 xsrf=request.cookies.get(XSRF_COOKIE, ""), sample_every=cfg.usage.sample_every)
 
         return HTMLResponse(await asyncio.to_thread(build))
+
+    @app.middleware("http")
+    async def refuse_control_characters(request: Request, call_next):
+        from urllib.parse import unquote
+
+        raw = unquote(request.url.path) + unquote(request.url.query)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+            return PlainTextResponse("Control characters are not allowed in the URL.", status_code=400)
+        return await call_next(request)
 
     app.include_router(api)
     app.include_router(pages)
