@@ -16,6 +16,8 @@ import pytest
 
 from tests.integration.hubctl import Server, mlw
 
+from .images import podman
+
 pytestmark = [pytest.mark.containers, pytest.mark.integration]
 
 PASSWORD = "Container-class-7"
@@ -161,13 +163,26 @@ async def test_two_students_in_containers(make_hub, engine, test_image, client, 
     assert a2.read_text("work/notes.py").json()["content"] == "print('alice')"
 
 
-async def test_failures_are_explained_and_leave_nothing(make_hub, engine, test_image, client, cleanup_containers):
+@pytest.fixture
+def broken_image(test_image, tmp_path):
+    """The test image with a server command that fails at once (no RUN step: built instantly)."""
+    tag = f"localhost/mlworkshop-test-broken:{secrets.token_hex(3)}"
+    (tmp_path / "Containerfile").write_text(
+        f"FROM {test_image}\nCMD [\"sh\", \"-c\", \"echo this image is broken >&2; exit 3\"]\n")
+    podman("build", "-t", tag, str(tmp_path))
+    yield tag
+    podman("rmi", "-f", tag, check=False)
+
+
+async def test_failures_are_explained_and_leave_nothing(make_hub, engine, test_image, broken_image, client,
+                                                        cleanup_containers):
     hub = make_hub(**docker_settings(
         engine, test_image,
-        images=f"[{{name: default, image: '{test_image}'}}, {{name: ghost, image: 'localhost/mlworkshop-not-built:1'}}]",
+        images=f"[{{name: default, image: '{test_image}'}}, {{name: ghost, image: 'localhost/mlworkshop-not-built:1'}}, "
+               f"{{name: broken, image: '{broken_image}'}}]",
         accelerators="{mode: exclusive, detect: false, inventory: [{kind: ascend, index: 250, name: Missing chip}]}"))
     cleanup_containers(str(hub.site))
-    for name in ("carol", "dave", "erin"):
+    for name in ("carol", "dave", "erin", "fred"):
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
     hub.start()
     name_template = mlw(hub.site, "config", "get", "spawner.docker.name_template").stdout.strip()
@@ -205,4 +220,9 @@ async def test_failures_are_explained_and_leave_nothing(make_hub, engine, test_i
     # no container is left behind
     text = failed_spawn("erin", {"profile": "npu-1"})
     assert "davinci250" in text
+    assert client.containers(all=True, filters={"label": f"org.mlworkshop.site={hub.site}"}) == []
+
+    # a server that exits while starting: its own last words reach the admin, nothing is left
+    text = failed_spawn("fred", {"image": "broken"})
+    assert "exited while starting" in text and "this image is broken" in text
     assert client.containers(all=True, filters={"label": f"org.mlworkshop.site={hub.site}"}) == []

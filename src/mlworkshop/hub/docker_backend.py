@@ -431,7 +431,9 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
         self.read_only_volumes = {}
         self._create_extra = {"user": f"{uid}:{gid}", "labels": self.labels(),
                               "working_dir": self.container_home}
-        host: dict[str, Any] = {"group_add": groups, **acc["host_config"]}
+        # removed by stop() (remove: true) or after a failed start, not by the engine the moment
+        # it exits: a server that dies while starting keeps its output for the error message
+        host: dict[str, Any] = {"group_add": groups, "auto_remove": False, **acc["host_config"]}
         if self.host_network:
             host["network_mode"] = "host"
             from jupyterhub.utils import random_port
