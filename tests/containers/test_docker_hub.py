@@ -66,6 +66,7 @@ async def test_two_students_in_containers(make_hub, engine, test_image, client, 
     (hub.site / "content" / "lessons" / "intro.md").write_text("# hello\n")
     for name in ("alice", "bob"):
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
+    mlw(hub.site, "user", "add", "teacher", "--admin", "--password-stdin", input=PASSWORD + "\n")
     hub.start()
     browsers = {}
     for name in ("alice", "bob"):
@@ -141,6 +142,17 @@ async def test_two_students_in_containers(make_hub, engine, test_image, client, 
         code, out = exec_in(client, spec["Id"], "ls", mine[0])
         assert code == 0, out
     assert sorted(chips.values()) == ["/dev/davinci6", "/dev/davinci7"], chips
+
+    # --- an admin's container reads every submission, read-only ---
+    admin = hub.browser()
+    assert admin.login("teacher", PASSWORD).status_code == 302
+    assert spawn(admin, "teacher").status_code in (201, 202)
+    admin.wait_ready("teacher", timeout=120)
+    t = Server(hub.url, "teacher", admin.new_token("teacher"))
+    handed_in = t.read_text("submissions/alice/hw1.txt")
+    assert handed_in.status_code == 200 and handed_in.json()["content"] == "alice's answer"
+    assert t.write_text("submissions/alice/hw1.txt", "graded").status_code in (403, 500)
+    admin.stop_server("teacher")
 
     # --- stop removes the container; files stay ---
     browsers["alice"].stop_server("alice")

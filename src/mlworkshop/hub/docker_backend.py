@@ -208,6 +208,9 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
     nvidia_devices = Unicode(
         "auto", help="device_requests, cdi (nvidia.com/gpu=N, podman) or auto (cdi on podman)."
     ).tag(config=True)
+    wait_until_ready = Bool(
+        True, help="Return from start() once the server answers HTTP (else JupyterHub's back-off finds it)."
+    ).tag(config=True)
     static_devices = List(
         Dict(), help="Devices every server gets, as [{kind, index}] (tests; hosts without the allocator)."
     ).tag(config=True)
@@ -387,7 +390,8 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
                 ip, port = await super().start()
             finally:
                 self.user_options = options
-            await self.wait_until_answering(ip, port)
+            if self.wait_until_ready:
+                await self.wait_until_answering(ip, port)
             return ip, port
         except ContainerStartError:
             await self.remove_failed()
