@@ -89,6 +89,9 @@ def usage_db(request):
 
 def test_sessions_recorded_authorized_and_lost(make_hub, usage_db):
     hub = usage_hub(make_hub, **usage_db)
+    extra = hub.site / "jupyterhub_config.d"
+    extra.mkdir(exist_ok=True)
+    (extra / "poll.py").write_text("c.Spawner.poll_interval = 1\n")  # the hub notices a dead server within 1 s
     start_hub(hub)
     teacher = login(hub, "teacher", ADMIN_PW)
     alice = login(hub, "alice", ALICE_PW)
@@ -154,6 +157,14 @@ def test_sessions_recorded_authorized_and_lost(make_hub, usage_db):
     reader_api = UsageAPI(hub, reader.json()["token"])
     assert reader_api.get("/api/report").status_code == 200
     assert reader_api.client.put("/api/users/alice/quota", json={"unlimited": True}).status_code == 403
+
+    # --- a server that crashes while the hub runs: closed as `died` when the hub notices --------
+    alice.start_server("alice")
+    [crashing] = admin_api.json("/api/sessions", params={"user": "alice", "state": "open"})
+    os.killpg(_server_pid(hub, crashing["id"]), signal.SIGKILL)
+    wait_for(lambda: not alice.api("GET", "/users/alice").json()["servers"], 60, what="the hub noticing the crash")
+    died = admin_api.json(f"/api/sessions/{crashing['id']}")
+    assert died["end_reason"] == "died" and parse(died["end"]) >= parse(died["start"]), died
 
     # --- a session left open by a hub that was killed ----------------------------------------
     alice.start_server("alice")

@@ -86,7 +86,9 @@ class UsageConfig(_Section):
         "running; false refuses new starts.",
     )
     service_port: int = Field(
-        8082, ge=1, le=65535, description="Loopback port of the usage service (API and dashboards)."
+        0, ge=0, le=65535,
+        description="Loopback port of the usage service (API and dashboards; the proxy serves it at "
+        "/services/usage/). 0: a free port chosen at each start.",
     )
 
     @field_validator("db_url")

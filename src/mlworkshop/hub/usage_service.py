@@ -2,8 +2,9 @@
 with its own role, two custom scopes for scripts, and access for every user (each sees only
 themselves; the service decides that).
 
-Pure: `usage_service_config(cfg, site)` returns values; `apply_usage_service(c, cfg, site)` only
-sets them on a traitlets Config.
+`usage_service_config(cfg, site)` returns values (pure but for the port: usage.service_port 0
+picks a free loopback port, so two hubs on one machine never share a usage service);
+`apply_usage_service(c, cfg, site)` only sets them on a traitlets Config.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+from jupyterhub.utils import random_port
 from traitlets.config import Config
 
 from ..config import MLWorkshopConfig
@@ -35,7 +37,7 @@ def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfi
         return UsageServiceConfig()
     service = {
         "name": USAGE_SERVICE,
-        "url": f"http://127.0.0.1:{cfg.usage.service_port}",
+        "url": f"http://127.0.0.1:{cfg.usage.service_port or random_port()}",
         "command": [sys.executable, "-m", "mlworkshop.usage.service"],
         "environment": {"MLWORKSHOP_SITE": str(site.root)},
         "oauth_no_confirm": True,

@@ -748,7 +748,10 @@ def main() -> None:
         finally:
             watch.cancel()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:  # the hub's Ctrl-C reached us too: already shut down cleanly
+        pass
 
 
 if __name__ == "__main__":
