@@ -2,8 +2,9 @@
 with its own role, two custom scopes for scripts, and access for every user (each sees only
 themselves; the service decides that).
 
-`usage_service_config(cfg, site)` returns values (pure but for the port: usage.service_port 0
-picks a free loopback port, so two hubs on one machine never share a usage service);
+`usage_service_config(cfg, site)` returns values (usage.service_port 0: a free loopback port picked
+once per site and kept in <site>/state/usage_service_port, like the secrets, so two hubs on one
+machine never share a usage service and the same site always maps to the same config);
 `apply_usage_service(c, cfg, site)` only sets them on a traitlets Config.
 """
 
@@ -32,12 +33,23 @@ class UsageServiceConfig:
     extra_user_scopes: set[str] = field(default_factory=set)
 
 
+def site_port(site: Site) -> int:
+    path = site.state / "usage_service_port"
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        port = random_port()
+        site.state.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{port}\n")
+        return port
+
+
 def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfig:
     if not cfg.usage.enabled:
         return UsageServiceConfig()
     service = {
         "name": USAGE_SERVICE,
-        "url": f"http://127.0.0.1:{cfg.usage.service_port or random_port()}",
+        "url": f"http://127.0.0.1:{cfg.usage.service_port or site_port(site)}",
         "command": [sys.executable, "-m", "mlworkshop.usage.service"],
         "environment": {"MLWORKSHOP_SITE": str(site.root)},
         "oauth_no_confirm": True,
