@@ -42,3 +42,29 @@ def test_disabled_means_no_service(tmp_path):
     c = configure(Config(), _cfg(enabled=False), Site(tmp_path))
     assert all(s["name"] != "usage" for s in c.JupyterHub.services)
     assert all(not r["name"].startswith("mlworkshop-usage") for r in c.JupyterHub.load_roles)
+
+
+def test_hub_pages_announce_a_budget_near_or_over(tmp_path):
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from mlworkshop.hub.usage_hooks import UsageAnnouncement, _announcements
+    from mlworkshop.usage.store import UsageStore
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "mlworkshop.yaml").write_text("usage:\n  grace_minutes: 10\n", encoding="utf-8")
+    c = configure(Config(), _cfg(), Site(tmp_path))
+    announce = c.JupyterHub.template_vars["announcement"]
+    assert announce == UsageAnnouncement(str(tmp_path), "/")
+    store = UsageStore(f"sqlite:///{tmp_path / 'state' / 'usage.sqlite'}")
+    alice, bob = SimpleNamespace(name="alice"), SimpleNamespace(name="bob")
+    a = store.open_session("alice", n_devices=1, device_kind="nvidia")
+    b = store.open_session("bob")
+    assert announce(alice) == "" and announce(None) == ""
+    _announcements.clear()
+    store.mark(a, warned_at=dt.datetime(2026, 3, 2, 10), over_limit_at=dt.datetime(2026, 3, 2, 10, 0))
+    store.mark(b, warned_at=dt.datetime(2026, 3, 2, 10))
+    text = announce(alice)
+    assert "used up" in text and "stops at 10:10 UTC" in text and 'href="/services/usage/me"' in text
+    assert announce(bob).startswith("You have used most of your weekly budget")
+    store.close()

@@ -219,3 +219,48 @@ class UsageHooks(LoggingConfigurable):
             self.log.warning("Usage data unavailable for the spawn form: %s", exc)
             return profiles
         return allowed_profiles(profiles, remaining(limits, used))
+
+
+@dataclass(frozen=True)
+class UsageAnnouncement:
+    """The hub pages' announcement for a user whose running server is near or over its budget
+    (JupyterHub calls template_vars values with the current user). Cached a few seconds per
+    user: it runs on the hub's event loop for every page."""
+
+    site_root: str
+    base_url: str = "/"
+
+    def __call__(self, user) -> str:
+        if user is None:
+            return ""
+        now = time.monotonic()
+        cached = _announcements.get((self.site_root, user.name))
+        if cached and now - cached[0] < 5:
+            return cached[1]
+        text = ""
+        try:
+            usage = hub_usage(self.site_root)
+            store = usage.store() if usage.cfg.usage.enabled else None
+            if store is not None:
+                text = self._text(usage, store.open_sessions(user.name))
+        except Exception:  # noqa: BLE001 - a page must render without it
+            text = ""
+        _announcements[(self.site_root, user.name)] = (now, text)
+        return text
+
+    def _text(self, usage: HubUsage, sessions) -> str:
+        import datetime as dt
+        import html
+
+        link = f'<a href="{html.escape(self.base_url)}services/usage/me">your usage</a>'
+        over = [s for s in sessions if s.over_limit_at is not None]
+        if over:
+            stop = min(s.over_limit_at for s in over) + dt.timedelta(minutes=usage.cfg.usage.grace_minutes)
+            return (f"Your weekly budget is used up: your running server stops at {stop:%H:%M} UTC. "
+                    f"Save your work. See {link}.")
+        if any(s.warned_at is not None for s in sessions):
+            return f"You have used most of your weekly budget. See {link}."
+        return ""
+
+
+_announcements: dict[tuple[str, str], tuple[float, str]] = {}

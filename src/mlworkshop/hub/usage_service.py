@@ -93,3 +93,9 @@ def apply_usage_service(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     hub.load_roles = [*existing("load_roles", []), *usage.roles]
     hub.custom_scopes = {**existing("custom_scopes", {}), **usage.custom_scopes}
     hub.extra_user_scopes = set(existing("extra_user_scopes", set())) | usage.extra_user_scopes
+    template_vars = dict(existing("template_vars", {}))
+    if "announcement" not in template_vars:  # an admin's own announcement wins
+        from .usage_hooks import UsageAnnouncement
+
+        template_vars["announcement"] = UsageAnnouncement(str(site.root), cfg.hub.base_url)
+        hub.template_vars = template_vars
