@@ -150,14 +150,16 @@ class GpuSampler:
 class ContainerSampler:
     """docker / podman container stats (one-shot, not the 1-second streaming read)."""
 
-    def __init__(self, client=None) -> None:
+    def __init__(self, client=None, url: str | None = None) -> None:
         self.client = client
+        self.url = url
 
     def _client(self):
         if self.client is None:
             import docker
 
-            self.client = docker.from_env(timeout=10)
+            self.client = (docker.DockerClient(base_url=self.url, version="auto", timeout=10) if self.url
+                           else docker.from_env(timeout=10))
         return self.client
 
     def sample(self, containers: Mapping[Hashable, str]) -> dict[Hashable, Reading]:

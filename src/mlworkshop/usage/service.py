@@ -218,12 +218,17 @@ class UsageLoop:
     def __init__(self, store: UsageStore, hub: HubClient, cfg: MLWorkshopConfig):
         self.store, self.hub, self.cfg = store, hub, cfg
         self.processes = ProcessSampler()
-        self.containers = ContainerSampler()
+        self.containers = ContainerSampler(url=self._engine_url(cfg))
         self.gpu = GpuSampler()
         self.rounds = 0
         self.last_round_ms: float | None = None
         self.last_round_servers = 0
         self.stopping: set[int] = set()
+
+    @staticmethod
+    def _engine_url(cfg: MLWorkshopConfig) -> str | None:
+        docker = getattr(cfg.spawner, "docker", None)  # the docker backend's engine (podman works too)
+        return getattr(docker, "url", None) or None
 
     async def sweep_lost(self) -> list[SessionInfo]:
         """At start: sessions open in the store whose server the hub does not know are closed as
