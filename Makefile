@@ -17,6 +17,7 @@ up: install
 	$(BIN)/mlworkshop up $(SITE_ARG)
 
 test: install
+	bash scripts/podman-setup.sh >/dev/null || echo "podman cannot run here: tests/containers will be skipped"
 	bash scripts/test.sh
 
 install: $(STAMP) node_modules/.bin/configurable-http-proxy

@@ -37,8 +37,10 @@ app.add_typer(user_app, name="user")
 
 def _register_subcommands() -> None:
     from .accelerators_cmd import accelerators
+    from .images_cmd import images_app
 
     app.command("accelerators")(accelerators)
+    app.add_typer(images_app, name="images")
 
 out = Console(soft_wrap=True)  # piped or logged output keeps paths and lines whole
 err = Console(stderr=True, soft_wrap=True)
