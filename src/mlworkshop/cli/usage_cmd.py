@@ -33,7 +33,10 @@ def _date(text: str, option: str) -> dt.datetime:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a date such as 2026-03-01 or 2026-03-01T08:00", param_hint=option) from None
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            raise typer.BadParameter(f"{text!r} is out of range", param_hint=option) from None
     return value
 
 

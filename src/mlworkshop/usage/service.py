@@ -319,8 +319,11 @@ def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    if not (EARLIEST <= value <= LATEST):
+        try:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+            value = None
+    if value is None or not (EARLIEST <= value <= LATEST):
         raise HTTPException(400, f"dates must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
     return value
 
