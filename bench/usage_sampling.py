@@ -107,11 +107,23 @@ def main() -> None:
             got = sampler.sample(roots)
             store.add_samples([SampleIn(k, now, r.cpu_total, r.mem_bytes) for k, r in got.items()])
 
+        from mlworkshop.usage.quotas import current_use, current_use_many
+
+        for _ in range(5):  # a few rounds of samples so the quota queries have rows to sum
+            full_round()
+
+        def quota_checks():  # what enforcement adds per round when every user has a budget
+            for i in range(args.servers):
+                current_use(store, f"user{i:03d}")
+
         results = {
             "tree sampling (mlworkshop: one process-table pass)": timed(sample_only, args.rounds),
             "tree sampling (naive: children(recursive) per server)": timed(lambda: naive(roots), args.rounds),
             f"full round: sampling + INSERT of {args.servers} rows ({'PostgreSQL' if args.pg else 'SQLite'})":
                 timed(full_round, args.rounds),
+            f"quota check of {args.servers} users, one by one (spawn path)": timed(quota_checks, max(3, args.rounds // 4)),
+            f"quota check of {args.servers} users, batched (enforcer round)":
+                timed(lambda: current_use_many(store, [f"user{i:03d}" for i in range(args.servers)]), args.rounds),
         }
         total_procs = len(psutil.pids())
         table = Table(title=f"Sampling {args.servers} servers ({args.servers * 3} processes in their trees, "

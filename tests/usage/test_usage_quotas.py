@@ -101,3 +101,15 @@ def test_current_use_from_the_store(store):
     used = current_use(store, "alice", now=now)
     assert (round(used.gpu_hours, 6), round(used.cpu_hours, 6), used.servers, used.devices) == (4.0, 0.5, 1, 2)
     assert old != sid
+
+
+def test_current_use_many_matches_one_by_one(store):
+    from mlworkshop.usage.quotas import current_use_many
+
+    now = T("2026-03-04 12:00")
+    a = store.open_session("alice", "", n_devices=2, device_kind="nvidia", started_at=T("2026-03-04 11:00"))
+    store.add_samples([SampleIn(a, T("2026-03-04 11:30"), 1800, GIB)])
+    store.open_session("bob", "", device_kind="ascend", n_devices=1, started_at=T("2026-03-03 12:00"))
+    many = current_use_many(store, ["alice", "bob", "carol"], now=now)
+    assert many == {name: current_use(store, name, now=now) for name in ("alice", "bob", "carol")}
+    assert many["bob"].gpu_hours == 24.0 and many["carol"] == Used()

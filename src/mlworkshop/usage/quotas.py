@@ -225,6 +225,30 @@ def current_use(store, username: str, now: dt.datetime | None = None) -> Used:
                 servers=len(running), devices=sum(s.n_devices for s in running))
 
 
+def current_use_many(store, usernames, now: dt.datetime | None = None) -> dict[str, Used]:
+    """current_use() for many users in one report query and one listing (the enforcer's round)."""
+    from .models import utcnow
+    from .reports import Rates, report
+
+    now = now or utcnow()
+    names = sorted(set(usernames))
+    if not names:
+        return {}
+    rows = {r.key: r for r in report(store, week_start(now), now + dt.timedelta(seconds=1), "user", Rates(),
+                                     usernames=names, now=now)}
+    running: dict[str, list] = {}
+    for s in store.open_sessions():
+        running.setdefault(s.username, []).append(s)
+    out = {}
+    for name in names:
+        row = rows.get(name)
+        mine = running.get(name, [])
+        out[name] = Used(gpu_hours=(row.gpu_hours + row.npu_hours) if row else 0.0,
+                         cpu_hours=row.cpu_hours if row else 0.0, servers=len(mine),
+                         devices=sum(s.n_devices for s in mine))
+    return out
+
+
 def limits_for(store, cfg_usage, username: str, groups: Iterable[str], is_admin: bool) -> Limits:
     return effective_limits(username, groups, is_admin, cfg_usage.quotas, store.overrides())
 

@@ -32,7 +32,7 @@ from . import dashboard
 from .collector import ContainerSampler, GpuSampler, ProcessSampler
 from .hubclient import Caller, HubClient
 from .models import utcnow
-from .quotas import current_use, effective_limits, remaining, running_verdict, week_start
+from .quotas import current_use, current_use_many, effective_limits, remaining, running_verdict, week_start
 from .reports import Rates, report, to_csv, totals
 from .store import SampleIn, SessionInfo, UsageStore
 
@@ -269,13 +269,18 @@ class UsageLoop:
         for s in sessions:
             by_user.setdefault(s.username, []).append(s)
         now = utcnow()
+        budgets = {}
         for username, mine in by_user.items():
             info = users.get(username) or {}
             groups = info.get("groups") or (mine[0].groups if mine else [])
             limits = effective_limits(username, groups, bool(info.get("admin")), cfg.quotas, overrides)
-            if limits.gpu_hours_per_week is None and limits.cpu_hours_per_week is None:
-                continue
-            used = await asyncio.to_thread(current_use, self.store, username, now)
+            if limits.gpu_hours_per_week is not None or limits.cpu_hours_per_week is not None:
+                budgets[username] = limits
+        if not budgets:
+            return
+        use = await asyncio.to_thread(current_use_many, self.store, list(budgets), now)  # one query for all
+        for username, limits in budgets.items():
+            mine, used = by_user[username], use[username]
             for s in mine:
                 verdict = running_verdict(limits, used, cfg.warn_at, s.n_devices > 0, cfg.enforce_cpu_only)
                 if verdict.state in ("warn", "over") and s.warned_at is None:
