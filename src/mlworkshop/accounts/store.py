@@ -195,7 +195,8 @@ class AccountStore:
             if locked_until:
                 return LoginResult(LoginOutcome.LOCKED, locked_until=locked_until)
             return LoginResult(LoginOutcome.BAD_CREDENTIALS)
-        self.clear_failures(username, client)
+        if failure is not None:  # most logins have none: no write, no fsync on the login path
+            self.clear_failures(username, client)
         if not account.approved:
             return LoginResult(LoginOutcome.NOT_APPROVED, _info(account))
         return LoginResult(LoginOutcome.OK, _info(account))
