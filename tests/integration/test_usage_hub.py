@@ -262,3 +262,25 @@ def test_quota_refuses_at_spawn_and_stops_at_the_limit(make_hub):
     assert again.status_code in (201, 202), again.text
     alice.wait_ready("alice")
     alice.stop_server("alice")
+
+
+@pytest.mark.parametrize("failover_open", [True, False])
+def test_usage_database_down(make_hub, failover_open):
+    """Nothing answers at the usage database's address: failover_open decides whether servers
+    start; either way the hub itself keeps working."""
+    hub = usage_hub(make_hub, **{"usage.db_url": "postgresql://postgres@127.0.0.1:1/nowhere",
+                                 "usage.failover_open": str(failover_open).lower()})
+    start_hub(hub)  # the usage service runs too, and says why it has no data
+    alice = login(hub, "alice", ALICE_PW)
+    down = UsageAPI(hub, alice.new_token("alice")).get("/api/users/alice/limits")
+    assert down.status_code == 503 and "unavailable" in down.text, down.text
+    response = alice.api("POST", "/users/alice/server")
+    if failover_open:
+        assert response.status_code in (201, 202), response.text
+        alice.wait_ready("alice")
+        alice.stop_server("alice")  # the stop hook logs the failure; the stop itself succeeds
+        assert "Usage: could not record" in hub.log()
+    else:
+        assert response.status_code == 503, response.text
+        assert "usage.failover_open is false" in response.text
+        assert not alice.api("GET", "/users/alice").json()["servers"]

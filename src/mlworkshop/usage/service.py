@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from ..config import MLWorkshopConfig, load_config
@@ -34,7 +34,7 @@ from .hubclient import Caller, HubClient
 from .models import utcnow
 from .quotas import current_use, current_use_many, effective_limits, remaining, running_verdict, week_start
 from .reports import Rates, report, to_csv, totals
-from .store import SampleIn, SessionInfo, UsageStore
+from .store import LazyStore, SampleIn, SessionInfo, StoreUnavailable, UsageStore
 
 log = logging.getLogger("mlworkshop.usage")
 COOKIE = "mlw-usage-token"
@@ -215,7 +215,7 @@ class UsageLoop:
     """Every sample_every seconds: sample each open session's processes (or container), store
     the samples, then warn or stop servers whose users are over budget."""
 
-    def __init__(self, store: UsageStore, hub: HubClient, cfg: MLWorkshopConfig):
+    def __init__(self, store: UsageStore | LazyStore, hub: HubClient, cfg: MLWorkshopConfig):
         self.store, self.hub, self.cfg = store, hub, cfg
         self.processes = ProcessSampler()
         self.containers = ContainerSampler(url=self._engine_url(cfg))
@@ -306,12 +306,15 @@ class UsageLoop:
                     await asyncio.to_thread(self.store.mark, s.id, over_limit_at=None)  # the quota grew
 
     async def run(self, every: float) -> None:
-        try:
-            await self.sweep_lost()
-        except Exception as exc:  # noqa: BLE001
-            log.error("Could not check for lost sessions: %s", exc)
+        swept = False
         while True:
             started = time.monotonic()
+            if not swept:  # once, as soon as both the hub and the usage database answer
+                try:
+                    await self.sweep_lost()
+                    swept = True
+                except Exception as exc:  # noqa: BLE001
+                    log.error("Could not check for lost sessions yet: %s", exc)
             try:
                 await self.round()
             except Exception as exc:  # noqa: BLE001 - a bad round must not end sampling
@@ -356,7 +359,7 @@ class NeedLogin(Exception):
         self.next_url = next_url
 
 
-def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageStore, hub: HubClient,
+def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageStore | LazyStore, hub: HubClient,
                loop: UsageLoop | None = None) -> FastAPI:
     prefix = settings.prefix if settings.prefix.endswith("/") else settings.prefix + "/"
     base = prefix.rstrip("/")
@@ -423,6 +426,11 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
     ApiCaller = Annotated[Caller, Depends(api_caller)]
     FromQ = Annotated[dt.datetime | None, Query(alias="from", description="Start (ISO 8601, UTC if no zone).")]
     ToQ = Annotated[dt.datetime | None, Query(alias="to", description="End, exclusive. Default: now.")]
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(request: Request, exc: StoreUnavailable):
+        return JSONResponse({"detail": f"Usage data is unavailable right now: {exc}. Try again in a minute."},
+                            status_code=503)
 
     @app.exception_handler(NeedLogin)
     async def _login(request: Request, exc: NeedLogin):
@@ -730,6 +738,7 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s usage] %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     import uvicorn
 
     settings = ServiceSettings.from_env()
@@ -737,8 +746,9 @@ def main() -> None:
     cfg = load_config(site.root)
     from ..hub.usage_hooks import usage_db_url
 
-    store = UsageStore(usage_db_url(cfg, site))
-    store.sync_rates(cfg.usage.rates)
+    # opened lazily and retried: a usage database that is down must not stop the service (JupyterHub
+    # gives up on the whole hub when a managed service exits while it starts)
+    store = LazyStore(usage_db_url(cfg, site), on_open=lambda s: s.sync_rates(cfg.usage.rates))
     hub = HubClient(settings.api_url, settings.token)
     loop = UsageLoop(store, hub, cfg)
     app = create_app(settings, cfg, store, hub, loop)

@@ -328,3 +328,48 @@ class UsageStore:
     def rates(self) -> list[Rate]:
         with self.session() as db:
             return list(db.scalars(select(Rate).order_by(Rate.valid_from, Rate.id)))
+
+
+class StoreUnavailable(Exception):
+    """The usage database does not answer; str() says why (the service answers 503)."""
+
+
+class LazyStore:
+    """A UsageStore opened on first use and retried every `retry_s` seconds while the database is
+    down, so the usage service starts (and the hub with it) even then. Attribute access forwards
+    to the store or raises StoreUnavailable."""
+
+    def __init__(self, url: str, on_open=None, retry_s: float = 5.0):
+        self.url, self.on_open, self.retry_s = url, on_open, retry_s
+        self._store: UsageStore | None = None
+        self._failed_at = 0.0
+        self._error = ""
+        self._lock = threading.Lock()
+
+    def get(self) -> UsageStore:
+        import time
+
+        if self._store is not None:
+            return self._store
+        with self._lock:
+            if self._store is not None:
+                return self._store
+            if self._failed_at and time.monotonic() - self._failed_at < self.retry_s:
+                raise StoreUnavailable(self._error)
+            try:
+                store = UsageStore(self.url)
+                if self.on_open is not None:
+                    self.on_open(store)
+            except Exception as exc:  # noqa: BLE001 - any driver error means "not now"
+                self._failed_at = time.monotonic()
+                self._error = f"the usage database does not answer ({type(exc).__name__})"
+                raise StoreUnavailable(self._error) from None
+            self._store = store
+            return store
+
+    def __getattr__(self, name: str):
+        return getattr(self.get(), name)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
