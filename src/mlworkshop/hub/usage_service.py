@@ -33,12 +33,29 @@ class UsageServiceConfig:
     extra_user_scopes: set[str] = field(default_factory=set)
 
 
+def _free_port_outside_ephemeral() -> int:
+    """A free loopback port below Linux's ephemeral range (32768+), so an outgoing connection
+    never holds it when the hub restarts."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return random_port()
+
+
 def site_port(site: Site) -> int:
     path = site.state / "usage_service_port"
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):
-        port = random_port()
+        port = _free_port_outside_ephemeral()
         site.state.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{port}\n")
         return port
