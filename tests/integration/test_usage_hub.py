@@ -245,6 +245,9 @@ def test_quota_refuses_at_spawn_and_stops_at_the_limit(make_hub):
     # at spawn: the GPU profiles are gone from the form, and a crafted request is refused with the budget
     form = alice.client.get("/hub/spawn").text
     assert "1 × GPU" not in form and "2 × GPU" not in form
+    # ... but a form remains (one choice: CPU only), saying why, so nothing is started behind her back
+    assert 'value="cpu" checked' in form and "hidden by your quota" in form, form[-3000:]
+    assert not alice.api("GET", "/users/alice").json()["servers"]
     crafted = alice.api("POST", "/users/alice/server", json={"profile": "gpu-1"})
     assert crafted.status_code == 403, crafted.text
     assert "GPU/NPU budget of 0.001 device-hours this week is used up" in crafted.text

@@ -19,6 +19,7 @@ How a stop is named:
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -213,12 +214,44 @@ class UsageHooks(LoggingConfigurable):
             return profiles
         from ..usage.quotas import allowed_profiles, remaining
 
+        from ..usage.quotas import describe_remaining
+
+        self._usage_form = None
         try:
             limits, used = self._usage_limits_and_use()
         except Exception as exc:  # noqa: BLE001 - the spawn itself applies failover_open
             self.log.warning("Usage data unavailable for the spawn form: %s", exc)
             return profiles
-        return allowed_profiles(profiles, remaining(limits, used))
+        allowed = allowed_profiles(profiles, remaining(limits, used))
+        if len(allowed) < len(profiles):
+            self._usage_form = (allowed, "GPU/NPU choices are hidden by your quota: " + describe_remaining(limits, used) + ".")
+        return allowed
+
+    async def get_options_form(self) -> str:
+        """The accelerator hooks' form, plus why choices are missing. When the quota leaves one
+        choice, a form is still shown: without one JupyterHub would re-use the last choice (a GPU
+        the quota now refuses) and the student could never pick the CPU-only server."""
+        self._usage_form = None
+        form = await super().get_options_form()
+        hidden = getattr(self, "_usage_form", None)
+        if not hidden:
+            return form
+        allowed, note = hidden
+        note_html = f'<p class="alert alert-warning mlw-quota-note">{html.escape(note)}</p>'
+        if form:
+            return note_html + form
+        if len(allowed) != 1:
+            return note_html
+        from ..accelerators.profiles import FORM_FIELD
+
+        p = allowed[0]
+        detail = " · ".join(x for x in (p.description, p.resources) if x)
+        return (note_html + '<div class="mlw-profiles"><div class="radio">'
+                f'<label for="mlw-profile-{html.escape(p.slug)}"><input type="radio" name="{FORM_FIELD}" '
+                f'id="mlw-profile-{html.escape(p.slug)}" value="{html.escape(p.slug)}" checked> '
+                f"<strong>{html.escape(p.display_name)}</strong>"
+                + (f' <span class="text-muted">{html.escape(detail)}</span>' if detail else "")
+                + "</label></div></div>")
 
 
 @dataclass(frozen=True)
