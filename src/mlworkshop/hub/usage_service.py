@@ -70,6 +70,7 @@ def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfi
         "command": [sys.executable, "-m", "mlworkshop.usage.service"],
         "environment": {"MLWORKSHOP_SITE": str(site.root)},
         "oauth_no_confirm": True,
+        "timeout": 120,  # a hub on a loaded machine must not give up on itself because this starts slowly
         "display": True,
         "info": {"description": "Usage, quotas and costs"},
     }
