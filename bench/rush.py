@@ -356,8 +356,9 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
     messages: dict[str, int] = {}
-    for r in failures:
-        messages[r.error] = messages.get(r.error, 0) + 1
+    for r in failures:  # group alike messages: ports and student numbers differ
+        key = re.sub(r"\d+", "N", r.error)
+        messages[key] = messages.get(key, 0) + 1
     return {
         "hub": hub.name, "n": n, "ok": len(ok), "failed": len(failures),
         "all_ready": max((r.ready_at for r in ok), default=float("nan")) if not failures else float("nan"),
@@ -379,6 +380,7 @@ def run_one(kind: str, n: int) -> dict:
             subprocess.run(["pkill", "-KILL", "-f", str(STOCK_VENV / "bin" / "jupyterhub-singleuser")], capture_output=True)
         else:
             cleanup_mlworkshop_accounts(n)
+        shutil.copy(hub.workdir / "hub.log", Path(tempfile.gettempdir()) / f"rush-{kind}-{n}.log")
         shutil.rmtree(hub.workdir, ignore_errors=True)
 
 

@@ -9,7 +9,8 @@ Each child still becomes an ordinary server of its own: its own session, the stu
 and groups (set before any user code runs), its own environment, token and working directory.
 
 Protocol (a Unix socket only root can reach, in <site>/state/): one JSON request per connection,
-{"uid", "gid", "groups", "umask", "cwd", "env", "argv"}, answered by {"pid": N} or {"error": "..."}.
+{"uid", "gid", "groups", "umask", "cwd", "env", "argv"}, answered by {"pid": N}. The fork server
+forks before reading it, so no student's token ever sits in the memory later servers inherit.
 The server exits when the hub that started it goes away (its stdin closes).
 """
 
@@ -96,34 +97,43 @@ def become_user_server(request: dict) -> None:
     main()
 
 
-def _serve_one(conn: socket.socket, listener: socket.socket, hub_pipe: int) -> None:
-    with conn:
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        request = json.loads(data)
-        pid = os.fork()
-        if pid == 0:  # child: nothing of the fork server may leak into a user's process
-            try:
-                listener.close()
-                conn.close()
-                os.close(hub_pipe)
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                become_user_server(request)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException as exc:  # noqa: BLE001 - report, then leave without cleanup
-                print(f"[forkserver] server for uid {request.get('uid')} failed: {exc!r}", file=sys.stderr)
-                code = 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+def _read_request(conn: socket.socket) -> dict:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ValueError("connection closed before a whole request arrived")
+        data += chunk
+    return json.loads(data)
+
+
+def _serve_one(conn: socket.socket, listener: socket.socket, hub_pipe: int, selector: selectors.BaseSelector) -> None:
+    """Fork first, read later: the request carries the student's API token, and anything the
+    fork server itself ever read would be copied into every server forked after it. Only the
+    child reads it, answers with its own pid, and becomes the server."""
+    pid = os.fork()
+    if pid != 0:
+        conn.close()
+        return
+    code = 1
+    try:  # child: nothing of the fork server may leak into a user's process
+        selector.close()
+        listener.close()
+        os.close(hub_pipe)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        request = _read_request(conn)
+        conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+        conn.close()
+        become_user_server(request)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:  # noqa: BLE001 - report, then leave without cleanup
+        print(f"[forkserver] a server failed to start: {exc!r}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def serve(socket_path: str) -> None:
@@ -151,9 +161,10 @@ def serve(socket_path: str) -> None:
                 continue
             conn, _ = listener.accept()
             try:
-                _serve_one(conn, listener, hub_pipe)
-            except (OSError, ValueError) as exc:
-                print(f"[forkserver] bad request: {exc!r}", file=sys.stderr)
+                _serve_one(conn, listener, hub_pipe, selector)
+            except OSError as exc:
+                print(f"[forkserver] could not fork: {exc!r}", file=sys.stderr)
+                conn.close()
 
 
 if __name__ == "__main__":

@@ -64,10 +64,33 @@ for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
 """)
     assert leak.count("DENIED") == 2 and "READ" not in leak, leak
 
+    # the fork server never held a student's token: servers forked later cannot find one in
+    # the memory they inherit from it
+    forkserver = una_kernel_parent.parent()
+    for name in ("una", "vic"):
+        assert not _memory_contains(forkserver.pid, info[name]["token"].encode()), f"{name}'s token is in the fork server"
+
     # forked servers survive the hub restarting (and its fork server being replaced)
     hub.stop()
     hub.start()
     assert servers["vic"].write_text("work/after-restart.txt", "still here").status_code == 201
+
+
+def _memory_contains(pid: int, needle: bytes) -> bool:
+    """Scan a process's readable memory (root reads /proc/<pid>/mem) for a byte string."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            addresses, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in addresses.split("-"))
+            try:
+                mem.seek(start)
+                if needle in mem.read(end - start):
+                    return True
+            except (OSError, ValueError, OverflowError):
+                continue
+    return False
 
 
 async def test_queued_spawns_show_progress_and_succeed(make_hub):
