@@ -68,41 +68,32 @@ class HubDatabase:
     def __init__(self, db_url: str):
         self.db_url = db_url
 
-    def _session(self) -> Session | None:
+    def _edit_user(self, name: str, edit) -> None:
+        """Apply edit(db, orm_user) and commit; nothing to do if the hub never ran or has no such user."""
         from jupyterhub import orm
 
         engine = create_engine(self.db_url)
         with engine.connect() as conn:
             if not engine.dialect.has_table(conn, "users"):
-                return None  # the hub has never run: nothing to change
-        return Session(engine)
-
-    def set_admin(self, name: str, admin: bool) -> None:
-        from jupyterhub import orm
-
-        db = self._session()
-        if db is None:
-            return
-        with db:
+                return  # the hub has never run: nothing to change
+        with Session(engine) as db:
             user = db.query(orm.User).filter_by(name=name).one_or_none()
             if user is not None:
-                user.admin = admin
+                edit(db, user)
                 db.commit()
+
+    def set_admin(self, name: str, admin: bool) -> None:
+        self._edit_user(name, lambda db, user: setattr(user, "admin", admin))
 
     def delete_user(self, name: str, account: str | None = None) -> None:
         """account: the user's system account (a root hub runs their server as it)."""
-        from jupyterhub import orm
 
-        db = self._session()
-        if db is None:
-            return
-        with db:
-            user = db.query(orm.User).filter_by(name=name).one_or_none()
-            if user is not None:
-                for spawner in user._orm_spawners:
-                    _stop_process((spawner.state or {}).get("pid"), name, account)
-                db.delete(user)
-                db.commit()
+        def stop_and_delete(db, user) -> None:
+            for spawner in user._orm_spawners:
+                _stop_process((spawner.state or {}).get("pid"), name, account)
+            db.delete(user)
+
+        self._edit_user(name, stop_and_delete)
 
 
 def _is_users_server(proc: psutil.Process, name: str, account: str | None) -> bool:

@@ -233,7 +233,11 @@ def user_add(
     api = HubAPI(s, cfg)
     if api.running():
         api.ensure_user(name, admin)
-    out.print(f"Added {'admin' if admin else 'user'} {name}.")
+    _report_password(f"Added {'admin' if admin else 'user'} {name}.", password, generated)
+
+
+def _report_password(done: str, password: str, generated: bool) -> None:
+    out.print(done)
     if generated:
         out.print(f"Generated password (shown once): {password}", highlight=False)
 
@@ -278,9 +282,7 @@ def user_reset_password(
     name = _name(name)
     password, generated = _read_password(password_stdin, name, cfg)
     _account_action(name, site, lambda store, n: store.set_password(n, password))
-    out.print(f"New password set for {name}.")
-    if generated:
-        out.print(f"Generated password (shown once): {password}", highlight=False)
+    _report_password(f"New password set for {name}.", password, generated)
 
 
 def _set_admin(name: str, site: Path | None, admin: bool) -> None:
