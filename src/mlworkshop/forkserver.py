@@ -9,7 +9,7 @@ Each child still becomes an ordinary server of its own: its own session, the stu
 and groups (set before any user code runs), its own environment, token and working directory.
 
 Protocol (a Unix socket only root can reach, in <site>/state/): one JSON request per connection,
-{"uid", "gid", "groups", "umask", "cwd", "env", "argv"}, answered by {"pid": N}. The fork server
+{"uid", "gid", "groups", "umask", "nice", "cwd", "env", "argv"}, answered by {"pid": N}. The fork server
 forks before reading it, so no student's token ever sits in the memory later servers inherit.
 The server exits when the hub that started it goes away (its stdin closes).
 """
@@ -83,6 +83,7 @@ def become_user_server(request: dict) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.nice(request.get("nice", 0))
     if request.get("uid") is not None:
         os.setgid(request["gid"])
         os.setgroups(request["groups"])

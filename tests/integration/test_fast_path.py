@@ -38,7 +38,7 @@ async def test_forked_servers_belong_to_their_students(make_hub):
     probe = """
 import os, json
 info = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "user": os.environ["JUPYTERHUB_USER"],
-        "token": os.environ["JUPYTERHUB_API_TOKEN"], "home": os.environ["HOME"], "ppid_of_server": os.getppid()}
+        "token": os.environ["JUPYTERHUB_API_TOKEN"], "home": os.environ["HOME"], "ppid_of_server": os.getppid(), "nice": os.nice(0)}
 print(json.dumps(info))
 """
     info = {name: json.loads((await s.run_code(probe)).strip().splitlines()[-1]) for name, s in servers.items()}
@@ -47,6 +47,7 @@ print(json.dumps(info))
         assert info[name]["uid"] == account.pw_uid and info[name]["gid"] == account.pw_gid
         assert 0 not in info[name]["groups"], "root's groups leaked into a student's server"
         assert info[name]["user"] == name and info[name]["home"] == str(hub.site / "users" / name)
+        assert info[name]["nice"] >= 5, "servers (and their kernels) run below the hub's priority"
     assert info["una"]["token"] != info["vic"]["token"]
 
     # the servers were forked by the fork server (not started cold) ...

@@ -103,6 +103,13 @@ class AuthConfig(Section):
 
 
 class LocalBackendConfig(Section):
+    nice: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="CPU priority of user servers and their kernels below the hub's (Unix nice): "
+        "the hub and proxy stay responsive when a class runs heavy notebooks. 0: same priority.",
+    )
     preload: bool = Field(
         True,
         description="Start servers by forking a process that has already imported JupyterLab "

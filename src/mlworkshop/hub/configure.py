@@ -91,6 +91,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     # they cost every server start); the admin's own environment entries win.
     s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
     s.preload = cfg.spawner.local.preload
+    s.nice = cfg.spawner.local.nice
     s.max_concurrent_starts = cfg.spawner.max_concurrent_starts or 2 * (os.cpu_count() or 1)
 
 

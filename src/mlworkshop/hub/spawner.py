@@ -117,6 +117,7 @@ def start_queue(limit: int) -> StartQueue:
 class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
     """A JupyterLab process per user, as that user's own account when the hub is root."""
 
+    nice = Integer(5, help="Niceness of user servers (and so their kernels) above the hub's.").tag(config=True)
     preload = Bool(True, help="Fork servers from the fork server (JupyterLab preloaded).").tag(config=True)
     max_concurrent_starts = Integer(4, help="Servers starting at once; the rest wait in line.").tag(config=True)
     ready_poll_interval = Float(0.02, help="Seconds between checks that a starting server listens.").tag(config=True)
@@ -127,10 +128,12 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         workspace = self.workspace
         is_admin = bool(self.user.admin)
 
+        nice = self.nice
         if workspace is None or workspace.account is None:
             home = str(workspace.home) if workspace else None
 
             def preexec_same_user():
+                os.nice(nice)
                 if home:
                     os.chdir(home)
 
@@ -140,6 +143,7 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         groups = os.getgrouplist(account.name, account.gid)
 
         def preexec_drop_privileges():
+            os.nice(nice)
             os.setgid(account.gid)
             os.setgroups(groups)
             os.setuid(account.uid)
@@ -241,7 +245,8 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         workspace = self.workspace
         account = workspace.account if workspace else None
         request = {"cwd": str(workspace.home) if workspace else os.getcwd(), "env": env, "argv": cmd[2:] if cmd[1:2] == ["-m"] else cmd,
-                   "umask": 0o002 if self.user.admin else 0o022, "uid": None, "gid": None, "groups": []}
+                   "umask": 0o002 if self.user.admin else 0o022, "nice": self.nice,
+                   "uid": None, "gid": None, "groups": []}
         if account is not None:
             request.update(uid=account.uid, gid=account.gid, groups=os.getgrouplist(account.name, account.gid))
         return request
