@@ -67,7 +67,7 @@ class Hub:
         for key, value in values.items():
             mlw(self.site, "config", "set", key, str(value))
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 150) -> None:
         self.log_path = self.site / "logs" / f"hub-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen([*MLW, "up", "--site", str(self.site)], stdout=log, stderr=subprocess.STDOUT,

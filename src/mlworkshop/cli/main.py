@@ -38,9 +38,11 @@ app.add_typer(user_app, name="user")
 def _register_subcommands() -> None:
     from .accelerators_cmd import accelerators
     from .images_cmd import images_app
+    from .usage_cmd import usage_app
 
     app.command("accelerators")(accelerators)
     app.add_typer(images_app, name="images")
+    app.add_typer(usage_app, name="usage")
 
 out = Console(soft_wrap=True)  # piped or logged output keeps paths and lines whole
 err = Console(stderr=True, soft_wrap=True)
