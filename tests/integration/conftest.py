@@ -47,7 +47,8 @@ def make_hub():
     yield factory
     for hub in hubs:
         hub.stop()
-        print(f"--- hub log ({hub.site}) ---\n{hub.log()[-6000:]}")  # shown when a test fails
+        tail = None if os.environ.get("MLW_FULL_HUB_LOG") else -6000
+        print(f"--- hub log ({hub.site}) ---\n{hub.log()[tail:] if tail else hub.log()}")  # shown when a test fails
         if os.geteuid() == 0:
             _remove_accounts(hub.prefix, hub.admin_group)
         remove_site(hub.site)

@@ -76,6 +76,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     w.content_dir = str(site.content(cfg))
     w.user_prefix = cfg.spawner.local.user_prefix
     w.admin_group = cfg.spawner.local.admin_group
+    w.max_concurrent_starts = cfg.spawner.max_concurrent_starts or 2 * (os.cpu_count() or 1)
     if cfg.spawner.backend == "docker":
         from .docker_backend import apply_docker_spawner
 
@@ -92,7 +93,6 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
     s.preload = cfg.spawner.local.preload
     s.nice = cfg.spawner.local.nice
-    s.max_concurrent_starts = cfg.spawner.max_concurrent_starts or 2 * (os.cpu_count() or 1)
 
 
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:

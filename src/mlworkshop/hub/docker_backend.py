@@ -352,31 +352,13 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
             return "127.0.0.1", self.port
         return await super().get_ip_and_port()
 
-    async def start(self):
-        granted = None
-        if hasattr(self, "grant_accelerators"):
-            granted = await self.grant_accelerators()  # refused here: nothing was started
-        try:
-            address = await self._start_container(granted)
-        except BaseException:
-            if granted is not None:
-                await self.release_accelerators()
-            raise
-        if hasattr(self, "usage_started"):
-            await self.usage_started()  # the usage session records the container id
-        return address
-
     async def stop(self, now=False):
         try:
-            await super().stop(now)
+            await super().stop(now)  # the mixin releases devices and closes the usage session
         except docker.errors.NotFound:
             self.clear_state()
-        if hasattr(self, "release_accelerators"):
-            await self.release_accelerators()
-        if hasattr(self, "usage_stopped"):
-            await self.usage_stopped("stopped")
 
-    async def _start_container(self, granted):
+    async def start_backend(self, granted):
         url = self.client_kwargs.get("base_url", "")
         try:
             await self.prepare_spec(granted)
@@ -387,7 +369,7 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
             if "image" in options:
                 self.user_options = {k: v for k, v in options.items() if k != "image"}
             try:
-                ip, port = await super().start()
+                ip, port = await DockerSpawner.start(self)  # the engine part only (the mixin's start called us)
             finally:
                 self.user_options = options
             if self.wait_until_ready:

@@ -24,40 +24,6 @@ from .usage_hooks import UsageHooks
 from .workspace import Workspace, WorkspaceError, prepare_workspace, set_device_groups
 
 
-class WorkspaceMixin(UsageHooks, AcceleratorHooks):
-    """What every backend shares: the workspace on disk and the accelerator hooks."""
-
-    site_root = Unicode(help="The site folder (users/, submissions/ live here).").tag(config=True)
-    content_dir = Unicode(help="Folder with lessons/, datasets/, models/.").tag(config=True)
-    user_prefix = Unicode("mlw-", help="Prefix of per-user system accounts.").tag(config=True)
-    admin_group = Unicode("mlw-admins", help="System group of hub admins.").tag(config=True)
-    isolate_users = Bool(
-        True, help="Run each server as the user's own system account (needs a root hub)."
-    ).tag(config=True)
-
-    workspace: Workspace | None = None
-
-    @property
-    def runs_as_root(self) -> bool:
-        return os.geteuid() == 0 and self.isolate_users
-
-    async def prepare_user_workspace(self) -> Workspace:
-        site = Path(self.site_root)
-        account = self.user_prefix + self.user.name if self.runs_as_root else None
-        try:
-            self.workspace = await asyncio.to_thread(
-                prepare_workspace, site / "users", site / "submissions", Path(self.content_dir),
-                self.user.name, bool(self.user.admin), account, self.admin_group,
-            )
-        except (OSError, WorkspaceError) as exc:
-            self.log.error("Workspace for %s could not be prepared: %s", self.user.name, exc)
-            raise RuntimeError(
-                f"Your workspace could not be prepared ({exc}). Ask an administrator to check "
-                "the hub's log and free disk space."
-            ) from None
-        return self.workspace
-
-
 class StartQueue:
     """Admission control: at most `limit` servers start at once, the rest wait their turn.
 
@@ -114,15 +80,91 @@ def start_queue(limit: int) -> StartQueue:
     return _queues[limit]
 
 
+class WorkspaceMixin(UsageHooks, AcceleratorHooks):
+    """What every backend shares: the workspace on disk and the accelerator hooks."""
+
+    site_root = Unicode(help="The site folder (users/, submissions/ live here).").tag(config=True)
+    content_dir = Unicode(help="Folder with lessons/, datasets/, models/.").tag(config=True)
+    user_prefix = Unicode("mlw-", help="Prefix of per-user system accounts.").tag(config=True)
+    admin_group = Unicode("mlw-admins", help="System group of hub admins.").tag(config=True)
+    isolate_users = Bool(
+        True, help="Run each server as the user's own system account (needs a root hub)."
+    ).tag(config=True)
+
+    workspace: Workspace | None = None
+
+    @property
+    def runs_as_root(self) -> bool:
+        return os.geteuid() == 0 and self.isolate_users
+
+    async def prepare_user_workspace(self) -> Workspace:
+        site = Path(self.site_root)
+        account = self.user_prefix + self.user.name if self.runs_as_root else None
+        try:
+            self.workspace = await asyncio.to_thread(
+                prepare_workspace, site / "users", site / "submissions", Path(self.content_dir),
+                self.user.name, bool(self.user.admin), account, self.admin_group,
+            )
+        except (OSError, WorkspaceError) as exc:
+            self.log.error("Workspace for %s could not be prepared: %s", self.user.name, exc)
+            raise RuntimeError(
+                f"Your workspace could not be prepared ({exc}). Ask an administrator to check "
+                "the hub's log and free disk space."
+            ) from None
+        return self.workspace
+
+    max_concurrent_starts = Integer(4, help="Servers starting at once; the rest wait in line.").tag(config=True)
+    _queue_ticket_state: str = ""
+
+    # --- the life cycle every backend shares; backends implement start_backend/stop_backend ---
+    async def start(self):
+        queue = start_queue(self.max_concurrent_starts)
+        self._queue_ticket_state = "waiting"
+        await queue.acquire()
+        try:
+            self._queue_ticket_state = "starting"
+            granted = await self.grant_accelerators()  # refused here: nothing was started
+            try:
+                address = await self.start_backend(granted)
+            except BaseException:
+                await self.release_accelerators()
+                raise
+            await self.usage_started()
+            return address
+        finally:
+            self._queue_ticket_state = ""
+            queue.release()
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)  # through UsageHooks to the backend's own stop
+        finally:
+            await self.release_accelerators()
+            await self.usage_stopped("stopped")
+
+    async def start_backend(self, granted):
+        raise NotImplementedError
+
+    async def progress(self):
+        """Events for the spawn page: the student's place in line while the class rushes in."""
+        queue = start_queue(self.max_concurrent_starts)
+        shown = None
+        while self._queue_ticket_state == "waiting":
+            waiting = len(queue.waiting)
+            if waiting != shown:
+                shown = waiting
+                yield {"progress": 10, "message": f"Many students are starting at once: yours is in line "
+                       f"({waiting} waiting, {queue.limit} starting at a time)"}
+            await asyncio.sleep(0.5)
+        yield {"progress": 50, "message": "Starting your JupyterLab"}
+
+
 class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
     """A JupyterLab process per user, as that user's own account when the hub is root."""
 
     nice = Integer(5, help="Niceness of user servers (and so their kernels) above the hub's.").tag(config=True)
     preload = Bool(True, help="Fork servers from the fork server (JupyterLab preloaded).").tag(config=True)
-    max_concurrent_starts = Integer(4, help="Servers starting at once; the rest wait in line.").tag(config=True)
     ready_poll_interval = Float(0.02, help="Seconds between checks that a starting server listens.").tag(config=True)
-
-    _queue_ticket_state: str = ""
 
     def make_preexec_fn(self, name):
         workspace = self.workspace
@@ -168,29 +210,6 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         env.update(self.accelerator_env())
         return env
 
-    async def start(self):
-        queue = start_queue(self.max_concurrent_starts)
-        self._queue_ticket_state = "waiting"
-        await queue.acquire()
-        try:
-            self._queue_ticket_state = "starting"
-            granted = await self.grant_accelerators()  # refused here: nothing was started
-            try:
-                address = await self._start_granted(granted)
-            except BaseException:
-                await self.release_accelerators()
-                raise
-            await self.usage_started()
-            return address
-        finally:
-            self._queue_ticket_state = ""
-            queue.release()
-
-    async def stop(self, now=False):
-        await super().stop(now=now)
-        await self.release_accelerators()
-        await self.usage_stopped("stopped")
-
     async def poll(self):
         """Like LocalProcessSpawner.poll, but a server that died while another hub process was
         its parent (a zombie nobody reaps) counts as dead, not running."""
@@ -200,7 +219,7 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
             return 0
         return status
 
-    async def _start_granted(self, granted):
+    async def start_backend(self, granted):
         workspace = await self.prepare_user_workspace()
         if workspace.account is None:
             self.log.warning(
@@ -271,15 +290,3 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
             return
         raise TimeoutError(f"{self.user.name}'s server did not start listening within {self.start_timeout} s")
 
-    async def progress(self):
-        """Events for the spawn page: the student's place in line while the class rushes in."""
-        queue = start_queue(self.max_concurrent_starts)
-        shown = None
-        while self._queue_ticket_state == "waiting":
-            waiting = len(queue.waiting)
-            if waiting != shown:
-                shown = waiting
-                yield {"progress": 10, "message": f"Many students are starting at once: yours is in line "
-                       f"({waiting} waiting, {queue.limit} starting at a time)"}
-            await asyncio.sleep(0.5)
-        yield {"progress": 50, "message": "Starting your JupyterLab"}
