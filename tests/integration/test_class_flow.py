@@ -25,7 +25,7 @@ def hub_settings(request):
     return {"hub.db_url": request.getfixturevalue("postgres_url")}
 
 
-async def test_class_flow(make_hub, hub_settings):
+async def test_class_flow(hub_settings, make_hub):  # hub stops before its database is dropped
     hub = make_hub(**hub_settings)
     mlw(hub.site, "user", "add", "teacher", "--admin", "--password-stdin", input=ADMIN_PW + "\n")
     hub.start()

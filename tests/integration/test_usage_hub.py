@@ -87,7 +87,7 @@ def usage_db(request):
     return {"usage.db_url": request.getfixturevalue("postgres_url")}
 
 
-def test_sessions_recorded_authorized_and_lost(make_hub, usage_db):
+def test_sessions_recorded_authorized_and_lost(usage_db, make_hub):  # hub stops before its database is dropped
     hub = usage_hub(make_hub, **usage_db)
     extra = hub.site / "jupyterhub_config.d"
     extra.mkdir(exist_ok=True)
