@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    """The hub database, on each engine the hub supports."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
 
 @pytest.fixture
 def allocators(db_url):

@@ -38,14 +38,6 @@ def cheap_hashes(monkeypatch):
     monkeypatch.setattr(store_mod, "dummy_hash", lambda: dummy)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    """Both backends, for the tests where the database itself matters (restart, parallel logins)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.sqlite'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'hub.sqlite'}"

@@ -3,49 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import uuid
 
 import pytest
 
 from mlworkshop.usage.store import SampleIn, UsageStore
-
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-
-def _pg_answers() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def pg_url():
-    if not _pg_answers():
-        pytest.skip(f"PostgreSQL does not answer on {PG_HOST}:{PG_PORT}")
-    import psycopg2
-
-    name = f"mlw_usage_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'usage.sqlite'}"
-    return request.getfixturevalue("pg_url")
-
 
 @pytest.fixture
 def store(db_url):
