@@ -46,9 +46,11 @@ def make_hub():
 
     yield factory
     for hub in hubs:
-        hub.stop()
-        tail = None if os.environ.get("MLW_FULL_HUB_LOG") else -6000
-        print(f"--- hub log ({hub.site}) ---\n{hub.log()[tail:] if tail else hub.log()}")  # shown when a test fails
-        if os.geteuid() == 0:
-            _remove_accounts(hub.prefix, hub.admin_group)
-        remove_site(hub.site)
+        try:
+            hub.stop()
+        finally:  # a hub that would not stop still leaves no accounts, servers or site behind
+            tail = None if os.environ.get("MLW_FULL_HUB_LOG") else -6000
+            print(f"--- hub log ({hub.site}) ---\n{hub.log()[tail:] if tail else hub.log()}")  # shown when a test fails
+            if os.geteuid() == 0:
+                _remove_accounts(hub.prefix, hub.admin_group)
+            remove_site(hub.site)
