@@ -38,6 +38,9 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.integration.hubctl import wait_healthy  # noqa: E402  (the same readiness check the tests use)
 STOCK_VENV = REPO / "bench" / ".stock"
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD = "Rush-hour-pass-1"
@@ -69,17 +72,9 @@ class HubUnderTest:
         return self.proc.pid
 
     def wait_up(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} hub exited: see {self.workdir}/hub.log")
-            try:
-                if httpx.get(self.url + "/hub/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} hub did not come up: see {self.workdir}/hub.log")
+        problem = wait_healthy(self.url, self.proc, timeout)
+        if problem:
+            raise RuntimeError(f"{self.name}: {problem}: see {self.workdir}/hub.log")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -47,6 +47,21 @@ def mlw(site: Path, *args: str, input: str | None = None, check: bool = True) ->
     return result
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> str | None:
+    """Wait until a hub answers /hub/health through its proxy; None, or what went wrong."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"hub exited with {proc.returncode}"
+        try:
+            if httpx.get(url + "/hub/health", timeout=1).status_code == 200:
+                return None
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return f"hub did not answer within {timeout}s"
+
+
 @dataclass
 class Hub:
     site: Path
@@ -72,17 +87,9 @@ class Hub:
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen([*MLW, "up", "--site", str(self.site)], stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"hub exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/hub/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"hub did not answer within {timeout}s:\n{self.log()}")
+        problem = wait_healthy(self.url, self.proc, timeout)
+        if problem:
+            raise AssertionError(f"{problem}:\n{self.log()}")
 
     def stop(self, timeout: float = 30) -> float:
         """SIGINT (Ctrl-C) and wait; returns how long the hub took to exit."""
