@@ -203,6 +203,7 @@ class StudentResult:
     ready_at: float | None = None
     error: str | None = None
     rtts: list[float] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds since the rush began, per step
 
 
 async def wait_progress(client: httpx.AsyncClient, name: str, deadline: float) -> None:
@@ -281,16 +282,21 @@ async def student(base: str, name: str, t0: float, rounds: int) -> StudentResult
             login = await client.post("/hub/login", data={"_xsrf": token, "username": name, "password": PASSWORD})
             if login.status_code != 302:
                 raise RuntimeError(f"login answered {login.status_code}")
+            result.phases["logged in"] = time.monotonic() - t0
             spawn = await client.get("/hub/spawn")  # starts the server, as the browser's redirect does
             if spawn.status_code >= 400:
                 raise RuntimeError(f"/hub/spawn answered {spawn.status_code}")
+            result.phases["spawn page"] = time.monotonic() - t0
             await wait_progress(client, name, deadline)
+            result.phases["server ready"] = time.monotonic() - t0
             lab = await client.get(f"/user/{name}/lab", follow_redirects=True)
             if lab.status_code != 200:
                 raise RuntimeError(f"/user/{name}/lab answered {lab.status_code}")
             now = time.monotonic()
             result.login_to_ready, result.ready_at = now - started, now - t0
+            result.phases["JupyterLab page"] = now - t0
             result.rtts = await run_kernel(client, base, name, rounds)
+            result.phases["kernel done"] = time.monotonic() - t0
         except Exception as exc:  # noqa: BLE001 - a failure is a result
             result.error = f"{type(exc).__name__}: {exc}"[:160]
     return result
@@ -323,6 +329,7 @@ def server_pss(hub: HubUnderTest) -> tuple[float, int]:
                 continue
             if "singleuser" in cmd or "forkserver" in cmd:
                 servers.append(proc.memory_full_info().pss)
+                SERVER_CPU.append(sum(proc.cpu_times()[:2]))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     if not servers:
@@ -361,6 +368,8 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
         "hub_cpu": cpu, "pss": pss, "pss_n": counted,
         "rtt_p50": statistics.median(rtts) * 1000 if rtts else float("nan"),
         "health_p99": pct(health, 0.99) * 1000, "errors": messages,
+        "phases": {step: (statistics.median(v), max(v)) for step in PHASES
+                   if (v := [r.phases[step] for r in ok if step in r.phases])},
     }
 
 
@@ -377,6 +386,11 @@ def run_one(kind: str, n: int) -> dict:
             cleanup_mlworkshop_accounts(n)
         shutil.copy(hub.workdir / "hub.log", Path(tempfile.gettempdir()) / f"rush-{kind}-{n}.log")
         shutil.rmtree(hub.workdir, ignore_errors=True)
+
+
+PRINT_PHASES = False
+SERVER_CPU: list[float] = []  # CPU seconds of each server so far (a rush's servers, read with their PSS)
+PHASES = ("logged in", "spawn page", "server ready", "JupyterLab page", "kernel done")
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -397,13 +411,24 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         for message, count in r["errors"].items():
             print(f"  {r['hub']} N={r['n']}: {count} × {message}")
+    if PRINT_PHASES:
+        print(f"\nCPU seconds per server process (mean): {fmt(statistics.mean(SERVER_CPU), 2) if SERVER_CPU else '–'}")
+        print("\nWhen each step was done, seconds after the rush began (median / last student):\n")
+        print("| hub | N | " + " | ".join(PHASES) + " |")
+        print("|---|---|" + "---|" * len(PHASES))
+        for r in rows:
+            cells = [f"{fmt(r['phases'][p][0])} / {fmt(r['phases'][p][1])}" if p in r["phases"] else "–" for p in PHASES]
+            print(f"| {r['hub']} | {r['n']} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1, 10, 30, 60])
     parser.add_argument("--only", choices=["stock", "mlworkshop"])
+    parser.add_argument("--phases", action="store_true", help="also print when each step was done")
     args = parser.parse_args()
+    global PRINT_PHASES
+    PRINT_PHASES = args.phases
     if os.geteuid() != 0:
         sys.exit("Run as root: mlworkshop creates a system account per student.")
     if not CHP.exists():

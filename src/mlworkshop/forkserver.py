@@ -12,10 +12,15 @@ Protocol (a Unix socket only root can reach, in <site>/state/): one JSON request
 {"uid", "gid", "groups", "umask", "nice", "cwd", "env", "argv"}, answered by {"pid": N}. The fork server
 forks before reading it, so no student's token ever sits in the memory later servers inherit.
 The server exits when the hub that started it goes away (its stdin closes).
+
+With `--kernels PATH` it also forks IPython kernels for the users' servers on a second socket
+(mlworkshop.kernelfork says who may ask and what a kernel inherits). The hub starts it with a
+scrubbed environment: a forked kernel runs user code in a copy of this process's memory.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import importlib
 import json
@@ -24,6 +29,8 @@ import selectors
 import signal
 import socket
 import sys
+import threading
+from collections.abc import Callable
 
 PRELOAD = (
     "jupyter_server.serverapp",
@@ -65,14 +72,18 @@ PRELOAD = (
 _IMPORT_TIME_ENV = ("JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXTENSION")
 
 
-def preload() -> None:
+def preload(modules: tuple[str, ...] = PRELOAD) -> None:
     for name in _IMPORT_TIME_ENV:
         os.environ.pop(name, None)
-    for module in PRELOAD:
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]  # `-m` put the hub's folder first; kernels put their own back, as ipykernel does
+    for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:  # an optional extension missing is not fatal
             print(f"[forkserver] could not preload {module}: {exc}", file=sys.stderr)
+    if threading.active_count() != 1:  # fork() copies only the calling thread: refuse to go on
+        raise SystemExit(f"[forkserver] preloading started threads {threading.enumerate()}; cannot fork safely")
     gc.collect()
     gc.freeze()  # keep the collector from touching (and so copying) the shared pages
 
@@ -108,65 +119,106 @@ def _read_request(conn: socket.socket) -> dict:
     return json.loads(data)
 
 
-def _serve_one(conn: socket.socket, listener: socket.socket, hub_pipe: int, selector: selectors.BaseSelector) -> None:
+def _serve_one(conn: socket.socket, inherited: list, hub_pipe: int, become: Callable[[socket.socket], int]) -> None:
     """Fork first, read later: the request carries the student's API token, and anything the
     fork server itself ever read would be copied into every server forked after it. Only the
-    child reads it, answers with its own pid, and becomes the server."""
+    child reads it, answers with its own pid, and becomes the server (or the kernel)."""
     pid = os.fork()
     if pid != 0:
         conn.close()
         return
     code = 1
     try:  # child: nothing of the fork server may leak into a user's process
-        selector.close()
-        listener.close()
+        for obj in inherited:
+            obj.close()
         os.close(hub_pipe)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
-        request = _read_request(conn)
-        conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
-        conn.close()
-        become_user_server(request)
-        code = 0
+        code = become(conn)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:  # noqa: BLE001 - report, then leave without cleanup
-        print(f"[forkserver] a server failed to start: {exc!r}", file=sys.stderr)
+        import traceback
+
+        print(f"[forkserver] a {become.__name__} child failed: {exc!r}", file=sys.stderr)
+        traceback.print_exc()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-def serve(socket_path: str) -> None:
-    preload()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel: no zombies
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub's Ctrl-C is the hub's; we follow stdin
-    if os.path.exists(socket_path):
-        os.unlink(socket_path)
+def server_child(conn: socket.socket) -> int:
+    request = _read_request(conn)
+    conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+    conn.close()
+    become_user_server(request)
+    return 0
+
+
+def _listen(path: str, mode: int) -> socket.socket:
+    if os.path.exists(path):
+        os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o077)
-    listener.bind(socket_path)
+    listener.bind(path)
     os.umask(old_umask)
-    listener.listen(64)
+    os.chmod(path, mode)
+    listener.listen(128)
+    return listener
+
+
+def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: str = "") -> None:
+    modules = PRELOAD
+    if kernel_socket:
+        from . import kernelfork
+
+        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's frozen-modules notice
+        modules = PRELOAD + kernelfork.PRELOAD
+    preload(modules)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel: no zombies
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub's Ctrl-C is the hub's; we follow stdin
+    listener = _listen(socket_path, 0o600)
     hub_pipe = sys.stdin.fileno()
     selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ, "accept")
-    selector.register(hub_pipe, selectors.EVENT_READ, "hub")
-    print(f"[forkserver] ready on {socket_path} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    selector.register(listener, selectors.EVENT_READ, server_child)
+    inherited: list = [selector, listener]
+    paths = [socket_path]
+    if kernel_socket:
+        startup_env = dict(os.environ)
+        kernels = _listen(kernel_socket, 0o666)  # anyone may connect; the child checks who it is
+
+        def kernel_child(conn: socket.socket) -> int:
+            return kernelfork.become_kernel(conn, student_prefix, startup_env)
+
+        selector.register(kernels, selectors.EVENT_READ, kernel_child)
+        inherited.append(kernels)
+        paths.append(kernel_socket)
+    selector.register(hub_pipe, selectors.EVENT_READ, None)
+    print(f"[forkserver] ready on {', '.join(paths)} (pid {os.getpid()})", file=sys.stderr, flush=True)
     while True:
         for key, _ in selector.select():
-            if key.data == "hub":
+            if key.data is None:
                 if not os.read(hub_pipe, 4096):
-                    os.unlink(socket_path)
+                    for path in paths:
+                        os.unlink(path)
                     return  # the hub is gone: its successor starts a fresh fork server
                 continue
-            conn, _ = listener.accept()
+            conn, _ = key.fileobj.accept()
             try:
-                _serve_one(conn, listener, hub_pipe, selector)
+                _serve_one(conn, inherited, hub_pipe, key.data)
             except OSError as exc:
                 print(f"[forkserver] could not fork: {exc!r}", file=sys.stderr)
                 conn.close()
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description="mlworkshop's fork server (started by the hub)")
+    parser.add_argument("socket")
+    parser.add_argument("--kernels", help="also fork kernels for users' servers on this socket")
+    parser.add_argument("--students", default="", help="account prefix of the users kernels are forked for")
+    args = parser.parse_args()
+    serve(args.socket, args.kernels, args.students)
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    main()

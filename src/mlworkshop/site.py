@@ -2,7 +2,7 @@
 
     <site>/mlworkshop.yaml   <site>/secrets/ (0700, files 0600)   <site>/state/ (0700)
     <site>/content/{lessons,datasets,models}   <site>/users/<name>/   <site>/submissions/<name>/
-    <site>/logs/
+    <site>/logs/   <site>/run/kernels.sock (users' servers ask for forked kernels here)
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ class Site:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def kernel_socket(self) -> Path:
+        """Where users' servers ask the fork server for kernels (<site>/run/, 0755)."""
+        return self.root / "run" / "kernels.sock"
 
     def content(self, cfg: MLWorkshopConfig) -> Path:
         return cfg.workspace.content_dir or self.root / "content"

@@ -38,7 +38,8 @@ async def test_forked_servers_belong_to_their_students(make_hub):
     probe = """
 import os, json
 info = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "user": os.environ["JUPYTERHUB_USER"],
-        "token": os.environ["JUPYTERHUB_API_TOKEN"], "home": os.environ["HOME"], "ppid_of_server": os.getppid(), "nice": os.nice(0)}
+        "token": os.environ["JUPYTERHUB_API_TOKEN"], "home": os.environ["HOME"], "ppid": os.getppid(), "nice": os.nice(0),
+        "pid": os.getpid()}
 print(json.dumps(info))
 """
     info = {name: json.loads((await s.run_code(probe)).strip().splitlines()[-1]) for name, s in servers.items()}
@@ -50,11 +51,11 @@ print(json.dumps(info))
         assert info[name]["nice"] >= 5, "servers (and their kernels) run below the hub's priority"
     assert info["una"]["token"] != info["vic"]["token"]
 
-    # the servers were forked by the fork server (not started cold) ...
-    una_kernel_parent = psutil.Process(info["una"]["ppid_of_server"])  # the kernel's parent: una's server
-    assert "forkserver" in " ".join(una_kernel_parent.parent().cmdline())
+    # the servers (and their kernels) were forked by the fork server, not started cold ...
+    forkserver = psutil.Process(info["una"]["ppid"])  # a forked kernel's parent
+    assert "forkserver" in " ".join(forkserver.cmdline()) and forkserver.uids().real == 0
+    vic_server = _server_process(forkserver, info["vic"]["uid"], info["vic"]["pid"])
     # ... and una cannot read vic's server environment (his token) or his files
-    vic_server = psutil.Process(info["vic"]["ppid_of_server"])
     leak = await servers["una"].run_code(f"""
 for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
     try:
@@ -67,7 +68,6 @@ for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
 
     # the fork server never held a student's token: servers forked later cannot find one in
     # the memory they inherit from it
-    forkserver = una_kernel_parent.parent()
     for name in ("una", "vic"):
         assert not _memory_contains(forkserver.pid, info[name]["token"].encode()), f"{name}'s token is in the fork server"
 
@@ -75,6 +75,14 @@ for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
     hub.stop()
     hub.start()
     assert servers["vic"].write_text("work/after-restart.txt", "still here").status_code == 201
+
+
+def _server_process(forkserver: psutil.Process, uid: int, kernel_pid: int) -> psutil.Process:
+    """The server the fork server forked for this account: its one child of that uid that is not
+    the kernel the probe ran in."""
+    servers = [p for p in forkserver.children() if p.uids().real == uid and p.pid != kernel_pid]
+    assert len(servers) == 1, servers
+    return servers[0]
 
 
 def _memory_contains(pid: int, needle: bytes) -> bool:

@@ -115,6 +115,12 @@ class LocalBackendConfig(Section):
         description="Start servers by forking a process that has already imported JupyterLab "
         "(fast starts, shared memory). false: a fresh Python process per server.",
     )
+    fork_kernels: bool = Field(
+        True,
+        description="Also fork users' IPython kernels from that process (a notebook's kernel is "
+        "ready in a fraction of a second, even when a whole class opens one at once); needs "
+        "`preload`. false: each kernel is a fresh Python process.",
+    )
     user_prefix: str = Field(
         "mlw-",
         pattern=r"^[a-z][a-z0-9_-]{0,7}$",

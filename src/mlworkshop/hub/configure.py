@@ -12,6 +12,7 @@ from pathlib import Path
 from traitlets.config import Config
 
 from ..config import MLWorkshopConfig
+from ..kernelfork import PROVISIONER_NAME, SOCKET_ENV
 from ..site import Site
 from .auth import TEMPLATES
 
@@ -93,6 +94,9 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
     s.preload = cfg.spawner.local.preload
     s.nice = cfg.spawner.local.nice
+    if cfg.spawner.local.preload and cfg.spawner.local.fork_kernels:
+        s.environment = {SOCKET_ENV: str(site.kernel_socket), "JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME,
+                         **s.environment}
 
 
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:

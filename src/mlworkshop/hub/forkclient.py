@@ -14,19 +14,40 @@ class ForkServerUnavailable(RuntimeError):
     pass
 
 
+# The only parts of the hub's environment the fork server gets. Forked kernels run user code in
+# a copy of its memory, so nothing else may be there: an admin's MLWORKSHOP_HUB__DB_URL with a
+# password, a JUPYTERHUB_CRYPT_KEY, a cloud token in the shell that started the hub.
+_KEPT_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH")  # what a cold server gets
+_KEPT_ENV_PREFIXES = ("LC_",)
+
+
+def fork_server_env(environ: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k in _KEPT_ENV or k.startswith(_KEPT_ENV_PREFIXES)}
+
+
 class ForkServer:
     def __init__(self, socket_path: Path):
         self.socket_path = socket_path
+        self.kernel_socket: Path | None = None
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        """Start it in the background; it preloads JupyterLab while the hub finishes starting."""
+    def start(self, kernel_socket: Path | None = None, student_prefix: str = "") -> None:
+        """Start it in the background; it preloads JupyterLab (and, with `kernel_socket`, IPython
+        kernels) while the hub finishes starting."""
         if self.proc is not None and self.proc.poll() is None:
             return
+        cmd = [sys.executable, "-m", "mlworkshop.forkserver", str(self.socket_path)]
+        if kernel_socket is not None:
+            kernel_socket.parent.mkdir(parents=True, exist_ok=True)
+            kernel_socket.parent.chmod(0o755)  # students' servers connect; the socket checks who
+            cmd += ["--kernels", str(kernel_socket), "--students", student_prefix]
+        self.kernel_socket = kernel_socket
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlworkshop.forkserver", str(self.socket_path)],
+            cmd,
             stdin=subprocess.PIPE,  # closed when the hub exits: the fork server follows
             start_new_session=True,
+            env=fork_server_env(dict(os.environ)),
+            cwd="/",
         )
 
     @property

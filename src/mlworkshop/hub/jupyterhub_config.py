@@ -18,7 +18,11 @@ configure(c, _cfg, _site)
 if _cfg.spawner.backend == "local" and _cfg.spawner.local.preload:
     from mlworkshop.hub.forkclient import forkserver_for
 
-    forkserver_for(_site.state).start()  # preloads JupyterLab while the hub starts
+    _local = _cfg.spawner.local
+    forkserver_for(_site.state).start(  # preloads JupyterLab (and kernels) while the hub starts
+        kernel_socket=_site.kernel_socket if _local.fork_kernels else None,
+        student_prefix=_local.user_prefix,
+    )
 
 _extra = _site.root / "jupyterhub_config.d"
 if _extra.is_dir():

@@ -1,0 +1,177 @@
+"""The kernel provisioner of mlworkshop's user servers: kernels forked by the fork server.
+
+Registered as the `mlworkshop-fork` provisioner and made the default for local-backend servers
+(JUPYTER_DEFAULT_PROVISIONER_NAME). With no fork server to ask (other backends, `fork_kernels:
+false`, a server started cold, the socket gone) or for a kernel that needs a fresh process, it is
+jupyter_client's own LocalProvisioner, unchanged.
+
+A forked kernel is not this server's child, so the handle here stands in for subprocess.Popen:
+alive while the connection to the kernel is open and its pid exists; signals go to its process
+group (same account, so the kernel permits them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import LocalProvisioner
+
+from .kernelfork import SOCKET_ENV
+
+FORK_TIMEOUT = 30.0
+
+
+class ForkRefused(RuntimeError):
+    """The fork server would not or could not fork this kernel."""
+
+
+def forkable(cmd: list[str]) -> bool:
+    """The standard IPython kernel of this very Python: what the fork server has preloaded."""
+    return len(cmd) >= 3 and cmd[0] == sys.executable and cmd[1:3] == ["-m", "ipykernel_launcher"]
+
+
+class ForkedKernel:
+    """A Popen look-alike for a kernel the fork server forked."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, conn: socket.socket):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._conn = conn
+        self._reported: int | None = None
+        self._signalled: int | None = None
+        self._buffer = b""
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        closed = False
+        while True:
+            try:
+                chunk = self._conn.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                closed = True
+                break
+            self._buffer += chunk
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            try:
+                self._reported = int(json.loads(line).get("exit"))
+            except (ValueError, TypeError, AttributeError):
+                pass
+        if closed or not _pid_exists(self.pid):
+            self._conn.close()
+            if self._reported is not None:
+                self.returncode = self._reported
+            else:
+                self.returncode = -self._signalled if self._signalled else 1
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"kernel {self.pid} still running after {timeout} s")
+            time.sleep(0.05)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is not None:
+            return
+        os.kill(self.pid, signum)
+        if signum in (signal.SIGKILL, signal.SIGTERM):
+            self._signalled = signum
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def fork_kernel(socket_path: str, cmd: list[str], env: dict[str, str], cwd: str) -> ForkedKernel:
+    """Ask the fork server for a kernel: our identity travels in the socket, our output fds with
+    the request. ForkRefused when it cannot or will not; the caller then starts one cold."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, socket_path), FORK_TIMEOUT)
+        request = json.dumps({"argv": cmd, "env": env, "cwd": cwd}).encode() + b"\n"
+        fds = [sys.stdout.fileno(), sys.stderr.fileno()]
+        sent = await loop.run_in_executor(None, lambda: _send_with_fds(sock, request, fds))
+        if sent != len(request):
+            await loop.sock_sendall(sock, request[sent:])
+        line = b""
+        async with asyncio.timeout(FORK_TIMEOUT):
+            while not line.endswith(b"\n"):
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    raise ForkRefused("the fork server closed the connection")
+                line += chunk
+    except (OSError, TimeoutError) as exc:
+        sock.close()
+        raise ForkRefused(f"the fork server at {socket_path} did not answer: {exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    first, _, rest = line.partition(b"\n")
+    reply = json.loads(first)
+    if "pid" not in reply:
+        sock.close()
+        raise ForkRefused(reply.get("error") or reply.get("cold") or "no pid in the answer")
+    kernel = ForkedKernel(int(reply["pid"]), sock)
+    kernel._buffer = rest
+    return kernel
+
+
+def _send_with_fds(sock: socket.socket, data: bytes, fds: list[int]) -> int:
+    sock.setblocking(True)
+    try:
+        return socket.send_fds(sock, [data], fds)
+    finally:
+        sock.setblocking(False)
+
+
+class ForkProvisioner(LocalProvisioner):
+    """LocalProvisioner that asks the fork server first."""
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        socket_path = os.environ.get(SOCKET_ENV)
+        if socket_path and forkable(cmd):
+            env = dict(kwargs.get("env") or os.environ)
+            cwd = str(kwargs.get("cwd") or os.getcwd())
+            try:
+                self.process = await fork_kernel(socket_path, cmd, env, cwd)
+            except ForkRefused as exc:
+                self.log.info("Starting the kernel as a new process: %s", exc)
+            else:
+                self.pid = self.pgid = self.process.pid  # the kernel leads its own session
+                self.cwd = kwargs.get("cwd", pathlib.Path.cwd())
+                self.log.info("Kernel forked by the fork server (pid %s)", self.pid)
+                return self.connection_info
+        return await super().launch_kernel(cmd, **kwargs)

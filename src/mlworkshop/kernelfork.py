@@ -1,0 +1,264 @@
+"""Kernels forked from the fork server: the kernel half of the class-rush fast path.
+
+A cold IPython kernel imports IPython, ipykernel, zmq and debugpy before it answers: ~0.5
+CPU-seconds on an idle machine, several seconds of wall time when a whole class opens its first
+notebook at once. The fork server has imported all of that already, so a user's server asks it
+(through `mlworkshop.kernel_provisioner`) to fork the kernel instead.
+
+Who may ask: any local process can connect to <site>/run/kernels.sock, so the forked child first
+reads the peer's credentials from the kernel (SO_PEERCRED), refuses root and every account that
+is not one of the hub's students, and takes on exactly the identity of the process that asked:
+uid, gid, supplementary groups, umask, nice value and resource limits, read from /proc while it
+is still root. Only then does it read the request ({"argv", "env", "cwd"} plus the server's
+stdout and stderr passed as file descriptors), so nothing a request says can widen its rights:
+a forked kernel can do what the server that asked could do, and nothing more.
+
+The connection then stays open for the kernel's life: the server sees the kernel die as
+end-of-file, and the kernel exits when its server goes away (what ipykernel's parent poller does
+for a kernel that is the server's child; a forked one is the fork server's child).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import pwd
+import resource
+import signal
+import site
+import socket
+import struct
+import sys
+import threading
+from dataclasses import dataclass, field
+
+SOCKET_ENV = "MLW_KERNEL_FORK_SOCKET"
+PROVISIONER_NAME = "mlworkshop-fork"
+
+# Imported by a starting IPython kernel (measured: a cold kernel's sys.modules after start).
+PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.comm",
+    "ipykernel.debugger",
+    "ipykernel.eventloops",
+    "ipykernel.iostream",
+    "ipykernel.heartbeat",
+    "IPython",
+    "IPython.core.interactiveshell",
+    "IPython.core.completer",
+    "IPython.core.history",
+    "IPython.core.magics",
+    "comm",
+    "debugpy",
+    "debugpy.server.api",
+    "matplotlib_inline.backend_inline",
+    "sqlite3",
+    "pdb",
+    "pydoc",
+)
+# What only a new interpreter reads (the dynamic linker, Python's start-up): a request that sets
+# any of these differently from the fork server gets a fresh process instead of a fork.
+_START_TIME_PREFIXES = ("LD_", "PYTHON", "MALLOC_", "GLIBC_")
+# /proc/<pid>/limits names of the limits a kernel takes over from its server
+RLIMITS = {
+    "Max cpu time": resource.RLIMIT_CPU, "Max file size": resource.RLIMIT_FSIZE,
+    "Max data size": resource.RLIMIT_DATA, "Max stack size": resource.RLIMIT_STACK,
+    "Max core file size": resource.RLIMIT_CORE, "Max processes": resource.RLIMIT_NPROC,
+    "Max open files": resource.RLIMIT_NOFILE, "Max locked memory": resource.RLIMIT_MEMLOCK,
+    "Max address space": resource.RLIMIT_AS,
+}
+PR_SET_DUMPABLE = 4
+
+
+class PeerRefused(Exception):
+    """The process that asked may not have a kernel forked for it."""
+
+
+@dataclass
+class PeerIdentity:
+    """Everything a kernel inherits from the server that asked for it."""
+
+    pid: int
+    uid: int
+    gid: int
+    groups: list[int] = field(default_factory=list)
+    umask: int = 0o022
+    nice: int = 0
+    rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def parse_proc_status(text: str) -> dict[str, str]:
+    """/proc/<pid>/status as a mapping of field name to its text."""
+    fields = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def parse_proc_limits(text: str) -> dict[int, tuple[int, int]]:
+    """/proc/<pid>/limits (soft and hard columns) for the limits in RLIMITS."""
+    limits = {}
+    for line in text.splitlines():
+        for name, limit in RLIMITS.items():
+            if line.startswith(name + " "):
+                soft, hard = line[len(name):].split()[:2]
+                limits[limit] = tuple(resource.RLIM_INFINITY if v == "unlimited" else int(v) for v in (soft, hard))
+    return limits
+
+
+def identity_from_status(pid: int, uid: int, gid: int, status: dict[str, str]) -> PeerIdentity:
+    """The peer's identity, checked against the credentials the kernel vouched for: a pid reused
+    by another account between connect() and now is refused, not trusted."""
+    real_uid, eff_uid = (int(x) for x in status.get("Uid", "-1 -1").split()[:2])
+    eff_gid = int(status.get("Gid", "-1 -1").split()[1])
+    if real_uid != uid or eff_uid != uid or eff_gid != gid:
+        raise PeerRefused(f"process {pid} changed identity after it connected")
+    groups = [int(g) for g in status.get("Groups", "").split()]
+    return PeerIdentity(pid=pid, uid=uid, gid=gid, groups=groups, umask=int(status.get("Umask", "0022"), 8))
+
+
+def check_peer(uid: int, own_uid: int, student_prefix: str) -> None:
+    """Root hub: only the hub's student accounts. Hub not root: only its own user."""
+    if own_uid != 0:
+        if uid != own_uid:
+            raise PeerRefused(f"uid {uid} is not the hub's user")
+        return
+    if uid == 0:
+        raise PeerRefused("no kernel is forked for root")
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise PeerRefused(f"uid {uid} has no account") from None
+    if not student_prefix or not name.startswith(student_prefix):
+        raise PeerRefused(f"account {name!r} is not one of this hub's users ({student_prefix}*)")
+
+
+def read_peer(conn: socket.socket, student_prefix: str) -> PeerIdentity:
+    """Run as root in the forked child, before anything from the peer is read."""
+    pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    check_peer(uid, os.getuid(), student_prefix)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            ident = identity_from_status(pid, uid, gid, parse_proc_status(f.read()))
+        ident.nice = os.getpriority(os.PRIO_PROCESS, pid)
+        with open(f"/proc/{pid}/limits") as f:
+            ident.rlimits = parse_proc_limits(f.read())
+    except (FileNotFoundError, ProcessLookupError):
+        raise PeerRefused(f"process {pid} exited before its kernel was forked") from None
+    return ident
+
+
+def take_identity(ident: PeerIdentity) -> None:
+    """Become the peer: its limits (where tighter than ours), groups, gid, then uid (irreversibly)."""
+    for limit, (soft, hard) in ident.rlimits.items():
+        own_soft, own_hard = resource.getrlimit(limit)
+        hard = _tighter(hard, own_hard)
+        resource.setrlimit(limit, (_tighter(_tighter(soft, own_soft), hard), hard))
+    if os.getuid() == 0:
+        os.setgroups(ident.groups)
+        os.setgid(ident.gid)
+        os.setuid(ident.uid)
+    os.umask(ident.umask)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, ident.nice)
+    except PermissionError:
+        pass  # a kernel may not run at a higher priority than the fork server itself
+    # setuid() made us undumpable, which hides /proc/<pid> from the user's own server (psutil,
+    # resource usage); an exec'd kernel is dumpable, so this one is too. Its memory holds nothing
+    # but imported modules: the fork server is started with a scrubbed environment.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+
+
+def _tighter(a: int, b: int) -> int:
+    if a == resource.RLIM_INFINITY:
+        return b
+    return a if b == resource.RLIM_INFINITY else min(a, b)
+
+
+def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    data, fds = b"", []
+    while not data.endswith(b"\n"):
+        chunk, new_fds, _, _ = socket.recv_fds(conn, 1 << 20, 4)
+        if not chunk:
+            raise ValueError("connection closed before a whole request arrived")
+        data += chunk
+        fds.extend(new_fds)
+    return json.loads(data), fds
+
+
+def needs_fresh_process(argv: list[str], env: dict[str, str], startup_env: dict[str, str]) -> bool:
+    """A fork is only the same as `python -m ipykernel_launcher` for this very Python with the
+    interpreter-start settings the fork server itself had."""
+    if len(argv) < 3 or argv[0] != sys.executable or argv[1:3] != ["-m", "ipykernel_launcher"]:
+        return True
+    keys = {k for k in (*env, *startup_env) if k.startswith(_START_TIME_PREFIXES)}
+    return any(env.get(k) != startup_env.get(k) for k in keys)
+
+
+def _exit_when_server_goes(conn: socket.socket) -> None:
+    def watch():
+        while True:
+            try:
+                if conn.recv(4096):
+                    continue
+            except OSError:
+                pass
+            os._exit(1)  # as ipykernel's parent poller does when the server is gone
+
+    threading.Thread(target=watch, name="mlw-server-watch", daemon=True).start()
+
+
+def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[str, str]) -> int:
+    """In the child the fork server forked for this connection. Returns the exit code."""
+    try:
+        ident = read_peer(conn, student_prefix)
+    except PeerRefused as exc:
+        conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
+        print(f"[forkserver] kernel refused: {exc}", file=sys.stderr, flush=True)
+        return 1
+    os.setsid()  # its own process group: interrupts and kills reach the kernel and its children
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    take_identity(ident)
+    # From here on, everything runs with the server's rights only.
+    request, fds = read_request(conn)
+    for target, fd in zip((1, 2), fds):
+        os.dup2(fd, target)
+    for fd in fds:
+        os.close(fd)
+    env = {k: v for k, v in request["env"].items() if k != "JPY_PARENT_PID"}  # we watch the server ourselves
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(request["cwd"])
+    argv = list(request["argv"])
+    if needs_fresh_process(argv, env, startup_env):
+        conn.sendall(json.dumps({"cold": "this kernel needs a fresh Python process"}).encode() + b"\n")
+        return 0
+    conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+    _exit_when_server_goes(conn)
+    import ipykernel
+
+    launcher = os.path.join(os.path.dirname(os.path.dirname(ipykernel.__file__)), "ipykernel_launcher.py")
+    # parent_handle 1: "my parent is init, do not poll it" (we watch the server ourselves above)
+    sys.argv = [launcher, *argv[3:], "--IPKernelApp.parent_handle=1"]
+    site.USER_BASE = site.USER_SITE = None  # per-user site-packages of this user, not root's
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        site.addsitedir(site.getusersitepackages())
+    from ipykernel.kernelapp import launch_new_instance
+
+    try:
+        launch_new_instance()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    try:
+        conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
+    except OSError:
+        pass
+    return code
