@@ -46,3 +46,56 @@ def test_gpu_sampler_without_nvml_is_empty_not_an_error():
     gpu = GpuSampler()
     if not gpu.available:
         assert gpu.per_pid() == {}
+
+
+BUSY = "import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\ntime.sleep({linger})"
+
+
+def test_processes_of_a_servers_account_outside_its_tree_count_and_keep_their_time():
+    """A forked kernel is the fork server's child, not the server's: it is found by its owner,
+    and the CPU time it used is kept after it exits (nobody reaps it into the server's)."""
+    import os
+    import pwd
+    import secrets
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the processes run as a throwaway account")
+    name = f"mlwc{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "-M", "-d", "/nonexistent", name], check=True)
+    procs = []
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+
+        def as_account(code):
+            return subprocess.Popen([sys.executable, "-c", code], user=uid, group=pwd.getpwnam(name).pw_gid,
+                                    start_new_session=True)
+
+        server = as_account("import time; time.sleep(60)")
+        outsider = as_account(BUSY.format(seconds=1.0, linger=0))  # not the server's descendant
+        procs += [server, outsider]
+        sampler = ProcessSampler()
+        seen = sampler.sample({"s1": server.pid})["s1"]
+        assert seen.processes == 2, seen
+        highest = seen.cpu_total
+        while outsider.poll() is None:
+            reading = sampler.sample({"s1": server.pid})["s1"]
+            assert reading.cpu_total >= highest, "CPU time went backwards"
+            highest = reading.cpu_total
+            time.sleep(0.1)
+        after = sampler.sample({"s1": server.pid})["s1"]
+        assert after.processes == 1
+        assert after.cpu_total >= highest > 0.3, (highest, after)  # the outsider's time is kept
+        # two servers of one account: nobody can tell whose an outsider is, so it is nobody's
+        second = as_account("import time; time.sleep(60)")
+        stray = as_account("import time; time.sleep(60)")
+        procs += [second, stray]
+        time.sleep(0.3)
+        both = sampler.sample({"s1": server.pid, "s2": second.pid})
+        assert both["s1"].processes == 1 and both["s2"].processes == 1, both
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["userdel", name], capture_output=True)

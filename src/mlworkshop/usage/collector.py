@@ -1,17 +1,24 @@
 """Sampling running servers: CPU time and memory of each server's whole process tree (psutil),
 container stats for the docker backend, and per-process GPU use through NVML where it exists.
 
-Cheap by construction: one pass over the process table per round (parent links only), then
-one read of /proc/<pid>/stat + statm for the processes that belong to a server. psutil.Process
-objects are kept between rounds so a reused pid is never mistaken for the old process.
+Cheap by construction: one pass over the process table per round (parent links and owners),
+then one read of /proc/<pid>/stat + statm for the processes that belong to a server.
+psutil.Process objects are kept between rounds so a reused pid is never mistaken for the old
+process.
+
+A server's processes are its descendants plus, when each server runs as an account of its own
+(a root hub), every other process of that account: kernels forked by the fork server are the
+fork server's children, not the server's, and so is anything a student left running with
+`nohup`. Their CPU time is kept when they exit (nobody reaps them into the server's totals).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psutil
 
@@ -30,6 +37,8 @@ class Reading:
 class ProcessSampler:
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
+        self._adopted: dict[int, tuple[Hashable, float]] = {}  # pid -> (server, CPU seconds last seen)
+        self._departed_cpu: dict[Hashable, float] = defaultdict(float)  # of adopted processes gone
 
     def _process(self, pid: int) -> psutil.Process | None:
         proc = self._procs.get(pid)
@@ -45,6 +54,11 @@ class ProcessSampler:
 
     def trees(self, roots: Mapping[Hashable, int]) -> dict[Hashable, list[int]]:
         """The pids of each root's process tree, from one pass over the process table."""
+        return self._trees(roots)[0]
+
+    def _trees(self, roots: Mapping[Hashable, int]) -> tuple[dict[Hashable, list[int]], set[int]]:
+        """Each root's pids, and which of them were adopted by owner rather than found as
+        descendants (their CPU time is not reaped into the root's)."""
         children: dict[int, list[int]] = defaultdict(list)
         try:
             ppids = psutil._ppid_map()  # one read of /proc/*/stat; what Process.children() uses
@@ -52,7 +66,7 @@ class ProcessSampler:
             ppids = {p.pid: p.info["ppid"] for p in psutil.process_iter(["ppid"])}
         for pid, ppid in ppids.items():
             children[ppid].append(pid)
-        out = {}
+        out: dict[Hashable, list[int]] = {}
         for key, root in roots.items():
             if root not in ppids:
                 continue
@@ -62,15 +76,26 @@ class ProcessSampler:
                 tree.append(pid)
                 stack.extend(children.get(pid, ()))
             out[key] = tree
-        return out
+        owners = _owners_of_one_root({key: tree[0] for key, tree in out.items()})
+        adopted: set[int] = set()
+        if owners:
+            in_trees = {pid for tree in out.values() for pid in tree}
+            for pid in ppids:
+                if pid not in in_trees:
+                    key = owners.get(_owner(pid))
+                    if key is not None:
+                        out[key].append(pid)
+                        adopted.add(pid)
+        return out, adopted
 
     def sample(self, roots: Mapping[Hashable, int], gpu: "GpuSampler | None" = None) -> dict[Hashable, Reading]:
         """A reading per root pid that still runs (dead roots are left out)."""
-        trees = self.trees(roots)
+        trees, adopted = self._trees(roots)
         gpu_by_pid = gpu.per_pid() if gpu is not None else {}
         readings = {}
         alive = set()
         for key, pids in trees.items():
+            server_pids = set(pids)
             cpu = 0.0
             mem = 0
             count = 0
@@ -87,7 +112,10 @@ class ProcessSampler:
                 except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                     continue
                 alive.add(pid)
-                cpu += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+                own = t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+                cpu += own
+                if pid in adopted and _reaped_by_nobody(proc, server_pids):
+                    self._adopted[pid] = (key, own)
                 mem += m.rss
                 count += 1
                 if pid in gpu_by_pid:
@@ -99,7 +127,40 @@ class ProcessSampler:
         for pid in list(self._procs):
             if pid not in alive:
                 del self._procs[pid]
-        return readings
+        for pid, (key, last_cpu) in list(self._adopted.items()):
+            if pid not in alive:  # gone, and nobody reaped its time into the server's
+                self._departed_cpu[key] += last_cpu
+                del self._adopted[pid]
+        for key in set(self._departed_cpu) - set(roots):
+            del self._departed_cpu[key]
+        return {key: replace(r, cpu_total=r.cpu_total + self._departed_cpu.get(key, 0.0)) for key, r in readings.items()}
+
+
+def _reaped_by_nobody(proc: psutil.Process, server_pids: set[int]) -> bool:
+    """An adopted process's time is lost when it exits unless its parent is one of the server's
+    processes (which reaps it, and so keeps its time): a forked kernel's parent is the fork server."""
+    try:
+        return proc.ppid() not in server_pids
+    except psutil.Error:
+        return False
+
+
+def _owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def _owners_of_one_root(roots: Mapping[Hashable, int]) -> dict[int, Hashable]:
+    """Account uid -> server, for accounts that run exactly one server and are neither root nor
+    the hub's own user (a hub that is not root runs every server as itself: no owner is unique)."""
+    by_uid: dict[int, list[Hashable]] = defaultdict(list)
+    for key, root in roots.items():
+        uid = _owner(root)
+        if uid is not None and uid not in (0, os.getuid()):
+            by_uid[uid].append(key)
+    return {uid: keys[0] for uid, keys in by_uid.items() if len(keys) == 1}
 
 
 class GpuSampler:
