@@ -337,16 +337,83 @@ def server_pss(hub: HubUnderTest) -> tuple[float, int]:
     return (sum(servers) + extra) / len(servers) / 2**20, len(servers)
 
 
+class CpuBreakdown:
+    """Where the machine's CPU went during a rush, by kind of process: every process is read every
+    0.2 s and its highest CPU time kept (a process that lives less than that is counted in its
+    parent's once reaped)."""
+
+    def __init__(self, hub: HubUnderTest):
+        self.hub_pid, self.me = hub.hub_pid(), os.getpid()
+        self.students = set(getattr(hub, "server_users", []))
+        self.seen: dict[int, tuple[str, float, float]] = {}  # pid -> (kind, first CPU, highest CPU)
+        self.stop = False
+
+    def kind(self, proc: psutil.Process) -> str:
+        if proc.pid == self.me:
+            return "simulated class (bench)"
+        if proc.pid == self.hub_pid:
+            return "hub"
+        cmd = " ".join(proc.cmdline())
+        if proc.username() in self.students or "singleuser" in cmd:
+            return "servers and kernels"
+        if "configurable-http-proxy" in cmd:
+            return "proxy"
+        if "forkserver" in cmd:
+            return "fork server"
+        if "mlworkshop.usage" in cmd or "usage_service" in cmd:
+            return "usage service"
+        if "culler" in cmd:
+            return "idle culler"
+        return "other"
+
+    def sample(self) -> None:
+        for proc in psutil.process_iter():
+            try:
+                t = proc.cpu_times()
+                cpu = t.user + t.system + t.children_user + t.children_system
+                if proc.pid not in self.seen:
+                    self.seen[proc.pid] = (self.kind(proc), cpu, cpu)
+                else:
+                    kind, first, _ = self.seen[proc.pid]
+                    self.seen[proc.pid] = (kind, first, cpu)
+            except psutil.Error:
+                continue
+
+    async def run(self) -> None:
+        self.sample()
+        self.first_pids = set(self.seen)
+        while not self.stop:
+            await asyncio.to_thread(self.sample)
+            await asyncio.sleep(0.2)
+        self.sample()
+
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, (kind, first, last) in self.seen.items():
+            used = last - first if pid in self.first_pids else last
+            out[kind] = out.get(kind, 0.0) + used
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
     hub_proc = psutil.Process(hub.hub_pid())
     cpu_before = sum(hub_proc.cpu_times()[:2])
+    machine_before, client_before = psutil.cpu_times(), sum(psutil.Process().cpu_times()[:2])
     stop, health = asyncio.Event(), []
     probe = asyncio.create_task(health_probe(hub.url, stop, health))
+    breakdown = CpuBreakdown(hub) if PRINT_PHASES else None
+    watcher = asyncio.create_task(breakdown.run()) if breakdown else None
     t0 = time.monotonic()
     results = await asyncio.gather(*(student(hub.url, f"student{i}", t0, rounds) for i in range(n)))
     stop.set()
+    if breakdown:
+        breakdown.stop = True
+        await watcher
     await probe
     cpu = sum(hub_proc.cpu_times()[:2]) - cpu_before
+    machine_after = psutil.cpu_times()
+    busy = sum(machine_after) - machine_after.idle - (sum(machine_before) - machine_before.idle)
+    client_cpu = sum(psutil.Process().cpu_times()[:2]) - client_before
     pss, counted = server_pss(hub)
     ok = [r for r in results if r.error is None]
     failures = [r for r in results if r.error]
@@ -368,6 +435,7 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
         "hub_cpu": cpu, "pss": pss, "pss_n": counted,
         "rtt_p50": statistics.median(rtts) * 1000 if rtts else float("nan"),
         "health_p99": pct(health, 0.99) * 1000, "errors": messages,
+        "machine_busy": busy, "client_cpu": client_cpu, "cpu_by_kind": breakdown.totals() if breakdown else {},
         "phases": {step: (statistics.median(v), max(v)) for step in PHASES
                    if (v := [r.phases[step] for r in ok if step in r.phases])},
     }
@@ -413,6 +481,11 @@ def print_table(rows: list[dict]) -> None:
             print(f"  {r['hub']} N={r['n']}: {count} × {message}")
     if PRINT_PHASES:
         print(f"\nCPU seconds per server process (mean): {fmt(statistics.mean(SERVER_CPU), 2) if SERVER_CPU else '–'}")
+        for r in rows:
+            print(f"{r['hub']} N={r['n']}: whole machine busy {fmt(r['machine_busy'])} CPU-s during the rush "
+                  f"(of which this simulated class {fmt(r['client_cpu'])}, the hub process {fmt(r['hub_cpu'])})")
+            if r.get("cpu_by_kind"):
+                print("  CPU-s by kind of process: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_by_kind"].items()))
         print("\nWhen each step was done, seconds after the rush began (median / last student):\n")
         print("| hub | N | " + " | ".join(PHASES) + " |")
         print("|---|---|" + "---|" * len(PHASES))

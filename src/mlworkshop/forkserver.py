@@ -67,6 +67,7 @@ PRELOAD = (
     "jupyter_client.ioloop",
     "nbformat",
     "tornado.platform.asyncio",
+    "psutil",  # jupyter_client.localinterfaces, at each server's start
 )
 # Read at import time by jupyterhub.singleuser: the same for every user, so never preloaded with a value.
 _IMPORT_TIME_ENV = ("JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXTENSION")

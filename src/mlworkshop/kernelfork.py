@@ -46,11 +46,14 @@ PRELOAD = (
     "ipykernel.eventloops",
     "ipykernel.iostream",
     "ipykernel.heartbeat",
+    "ipykernel.kernelspec",
     "IPython",
     "IPython.core.interactiveshell",
     "IPython.core.completer",
     "IPython.core.history",
     "IPython.core.magics",
+    "IPython.core.oinspect",
+    "IPython.core.debugger",
     "comm",
     "debugpy",
     "debugpy.server.api",
@@ -58,6 +61,7 @@ PRELOAD = (
     "sqlite3",
     "pdb",
     "pydoc",
+    "mlworkshop.kernel_provisioner",  # what a user's server itself imports for its first kernel
 )
 # What only a new interpreter reads (the dynamic linker, Python's start-up): a request that sets
 # any of these differently from the fork server gets a fresh process instead of a fork.

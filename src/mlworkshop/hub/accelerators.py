@@ -122,6 +122,14 @@ class AcceleratorHooks(LoggingConfigurable):
     async def grant_accelerators(self) -> Grant:
         """Validate the chosen profile on the server side and take its devices."""
         acc = self._acc
+        if not acc.inventory.devices:  # nothing to hand out: no thread or database on the start path
+            try:
+                profile = validate_choice((self.user_options or {}).get("profile"), self._profiles(False))
+            except InvalidChoice as exc:
+                raise refuse(str(exc), 400) from None
+            self.accelerator_grant = grant(profile, self.user.name, self.name, [], None, None,
+                                           acc.cfg.accelerators.device_groups)
+            return self.accelerator_grant
         await self._release_stale()
         try:
             allowed = await asyncio.to_thread(self._profiles, False)

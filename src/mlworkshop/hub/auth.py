@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -42,6 +45,22 @@ def client_address(handler: web.RequestHandler) -> str:
 
 def _minutes_left(until: dt.datetime) -> int:
     return max(1, int((until - utcnow()).total_seconds() // 60) + 1)
+
+
+# bcrypt (~0.25 CPU-s a password) runs on threads of its own, one per core: when a whole class
+# logs in at once the hashes must not hold up the hub's other thread work (workspaces, database
+# writes of starting servers queue on asyncio's default pool). They keep the hub's priority:
+# measured with bench/rush.py, logins below the servers' priority made the last of 30 students
+# wait 20 s to log in while the first ones' servers started (6 s at the hub's priority).
+_hash_pool: ThreadPoolExecutor | None = None
+
+
+async def password_work(fn, *args):
+    """Run a password check or hash on the hashing threads."""
+    global _hash_pool
+    if _hash_pool is None:
+        _hash_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlw-bcrypt")
+    return await asyncio.get_running_loop().run_in_executor(_hash_pool, functools.partial(fn, *args))
 
 
 class MLWorkshopAuthenticator(Authenticator):
@@ -90,7 +109,7 @@ class MLWorkshopAuthenticator(Authenticator):
         except BadUsername:
             return None
         password = data.get("password", "")
-        result = await asyncio.to_thread(
+        result = await password_work(
             self.store.check_login, username, password, client_address(handler), self.policy
         )
         if result.outcome is LoginOutcome.LOCKED:
@@ -132,7 +151,7 @@ class MLWorkshopAuthenticator(Authenticator):
             raise ValueError("The two passwords do not match.")
         check_password_rules(password, self.min_password_length, self.check_common_passwords, name)
         try:
-            await asyncio.to_thread(self.store.create, name, password, self.open_signup)
+            await password_work(self.store.create, name, password, self.open_signup)
         except AccountExists:
             raise ValueError(f"The username {name!r} is taken. Choose another.") from None
         return name, self.open_signup
@@ -197,7 +216,7 @@ class AccountActionHandler(_Page):
                 check_password_rules(
                     password, self.mlw_auth.min_password_length, self.mlw_auth.check_common_passwords, name
                 )
-                await asyncio.to_thread(store.set_password, name, password)
+                await password_work(store.set_password, name, password)
                 message = f"New password set for {name}."
         except NoSuchAccount:
             raise web.HTTPError(404, f"No account named {name!r}.") from None
@@ -219,7 +238,7 @@ class ChangePasswordHandler(_Page):
         current = self.get_body_argument("current_password", "", strip=False)
         new = self.get_body_argument("new_password", "", strip=False)
         confirm = self.get_body_argument("new_password_confirm", "", strip=False)
-        result = await asyncio.to_thread(
+        result = await password_work(
             auth.store.check_login, name, current, client_address(self), auth.policy
         )
         error = None
@@ -230,7 +249,7 @@ class ChangePasswordHandler(_Page):
         else:
             try:
                 check_password_rules(new, auth.min_password_length, auth.check_common_passwords, name)
-                await asyncio.to_thread(auth.store.set_password, name, new)
+                await password_work(auth.store.set_password, name, new)
             except WeakPassword as exc:
                 error = str(exc)
         if error:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from mlworkshop.config import load_config
 from mlworkshop.hub.configure import configure
+from mlworkshop.hub.sqlite_tuning import use_wal_for_sqlite
 from mlworkshop.site import Site
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 _site = Site(Path(os.environ["MLWORKSHOP_SITE"]))
 _cfg = load_config(_site.root)
 configure(c, _cfg, _site)
+use_wal_for_sqlite()  # before JupyterHub opens its database
 
 if _cfg.spawner.backend == "local" and _cfg.spawner.local.preload:
     from mlworkshop.hub.forkclient import forkserver_for
