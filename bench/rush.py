@@ -173,8 +173,10 @@ def start_mlworkshop(n: int) -> HubUnderTest:
                        "spawner.local.user_prefix": "rb-", "spawner.local.admin_group": "rb-adm"}.items():
         subprocess.run([*mlw, "config", "set", key, str(value), "--site", str(site)], check=True, capture_output=True)
     from mlworkshop.accounts.store import AccountStore
+    from mlworkshop.config import load_config
 
-    store = AccountStore(f"sqlite:///{site}/state/jupyterhub.sqlite")
+    # as `mlworkshop user add` does: the site's password settings
+    store = AccountStore(f"sqlite:///{site}/state/jupyterhub.sqlite", load_config(site).auth.password_hash_cost)
     for i in range(n):
         store.create(f"student{i}", PASSWORD, approved=True)
     log = open(hub.workdir / "hub.log", "w")
@@ -313,6 +315,7 @@ async def health_probe(base: str, stop: asyncio.Event, samples: list[float]) -> 
                 samples.append(time.perf_counter() - sent)
             except httpx.HTTPError:
                 samples.append(30.0)
+            SLOW_HEALTH.append((time.monotonic(), samples[-1]))
             await asyncio.sleep(0.1)
 
 
@@ -346,6 +349,7 @@ class CpuBreakdown:
         self.hub_pid, self.me = hub.hub_pid(), os.getpid()
         self.students = set(getattr(hub, "server_users", []))
         self.seen: dict[int, tuple[str, float, float]] = {}  # pid -> (kind, first CPU, highest CPU)
+        self.other_names: dict[int, str] = {}
         self.stop = False
 
     def kind(self, proc: psutil.Process) -> str:
@@ -364,6 +368,7 @@ class CpuBreakdown:
             return "usage service"
         if "culler" in cmd:
             return "idle culler"
+        self.other_names[proc.pid] = " ".join(proc.cmdline())[:80] or proc.name()
         return "other"
 
     def sample(self) -> None:
@@ -392,6 +397,9 @@ class CpuBreakdown:
         for pid, (kind, first, last) in self.seen.items():
             used = last - first if pid in self.first_pids else last
             out[kind] = out.get(kind, 0.0) + used
+        others = sorted(((last - first if pid in self.first_pids else last, self.other_names.get(pid, "?"))
+                         for pid, (kind, first, last) in self.seen.items() if kind == "other"), reverse=True)
+        out["(largest others: " + "; ".join(f"{name} {cpu:.1f}" for cpu, name in others[:4]) + ")"] = 0.0
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
@@ -404,6 +412,7 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
     breakdown = CpuBreakdown(hub) if PRINT_PHASES else None
     watcher = asyncio.create_task(breakdown.run()) if breakdown else None
     t0 = time.monotonic()
+    SLOW_HEALTH.clear()
     results = await asyncio.gather(*(student(hub.url, f"student{i}", t0, rounds) for i in range(n)))
     stop.set()
     if breakdown:
@@ -435,6 +444,7 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
         "hub_cpu": cpu, "pss": pss, "pss_n": counted,
         "rtt_p50": statistics.median(rtts) * 1000 if rtts else float("nan"),
         "health_p99": pct(health, 0.99) * 1000, "errors": messages,
+        "slow_health": sorted(((round(w - t0 - d, 2), round(d * 1000)) for w, d in SLOW_HEALTH if d > 0.2))[:40],
         "machine_busy": busy, "client_cpu": client_cpu, "cpu_by_kind": breakdown.totals() if breakdown else {},
         "phases": {step: (statistics.median(v), max(v)) for step in PHASES
                    if (v := [r.phases[step] for r in ok if step in r.phases])},
@@ -457,6 +467,7 @@ def run_one(kind: str, n: int) -> dict:
 
 
 PRINT_PHASES = False
+SLOW_HEALTH: list[tuple[float, float]] = []  # (when, seconds) of each /hub/health probe
 SERVER_CPU: list[float] = []  # CPU seconds of each server so far (a rush's servers, read with their PSS)
 PHASES = ("logged in", "spawn page", "server ready", "JupyterLab page", "kernel done")
 
@@ -484,6 +495,8 @@ def print_table(rows: list[dict]) -> None:
         for r in rows:
             print(f"{r['hub']} N={r['n']}: whole machine busy {fmt(r['machine_busy'])} CPU-s during the rush "
                   f"(of which this simulated class {fmt(r['client_cpu'])}, the hub process {fmt(r['hub_cpu'])})")
+            if r.get("slow_health"):
+                print(f"  /hub/health over 200 ms (sent at s, took ms): {r['slow_health']}")
             if r.get("cpu_by_kind"):
                 print("  CPU-s by kind of process: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_by_kind"].items()))
         print("\nWhen each step was done, seconds after the rush began (median / last student):\n")

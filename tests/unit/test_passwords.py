@@ -87,3 +87,24 @@ def test_dummy_hash_is_a_real_hash_that_matches_no_usual_password():
     assert hashed.startswith("$2")
     assert int(hashed.split("$")[2]) >= 12  # as slow to check as a real account's hash
     assert not verify_password("password", hashed)
+
+
+def test_the_configured_bcrypt_cost_is_what_new_passwords_get(tmp_path):
+    """auth.password_hash_cost reaches the stored hash (bcrypt writes its cost into the hash),
+    the unknown-user check costs the same, and costs below OWASP's minimum are refused."""
+    import pytest
+    from pydantic import ValidationError
+
+    from mlworkshop.accounts.store import AccountStore
+    from mlworkshop.config.model import AuthConfig
+
+    store = AccountStore(f"sqlite:///{tmp_path / 'hub.sqlite'}", hash_cost=10)
+    store.create("ada", "Corr3ct-Horse-10", approved=True)
+    with store._session() as db:
+        from mlworkshop.accounts.store import Account
+
+        assert db.get(Account, "ada").password_hash.startswith("$2b$10$")
+    assert dummy_hash(10).startswith("$2b$10$")
+    assert AuthConfig().password_hash_cost == 12
+    with pytest.raises(ValidationError, match="password_hash_cost"):
+        AuthConfig(password_hash_cost=8)

@@ -16,7 +16,7 @@ GOOD = "Corr3ct-Horse"
 
 @pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch):
-    monkeypatch.setattr(store_mod, "hash_password", lambda password: passwords.hash_password(password, rounds=4))
+    monkeypatch.setattr(store_mod, "hash_password", lambda password, rounds=4: passwords.hash_password(password, rounds=4))
 
 
 @pytest.fixture

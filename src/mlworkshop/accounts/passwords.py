@@ -42,8 +42,8 @@ def verify_password(password: str, hashed: str) -> bool:
         return False
 
 
-@lru_cache(maxsize=1)
-def dummy_hash() -> str:
+@lru_cache(maxsize=4)
+def dummy_hash(rounds: int = BCRYPT_ROUNDS) -> str:
     """Checked when the user does not exist, so a wrong name costs as long as a wrong password
     and login timing does not reveal which names exist."""
-    return hash_password("not a real password")
+    return hash_password("not a real password", rounds)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .passwords import dummy_hash, hash_password, verify_password
+from .passwords import BCRYPT_ROUNDS, dummy_hash, hash_password, verify_password
 
 
 def utcnow() -> dt.datetime:
@@ -109,8 +109,9 @@ def _info(account: Account) -> AccountInfo:
 
 
 class AccountStore:
-    def __init__(self, db_url: str):
+    def __init__(self, db_url: str, hash_cost: int = BCRYPT_ROUNDS):
         self.db_url = db_url
+        self.hash_cost = hash_cost
         self.engine = make_engine(db_url)
         try:
             Base.metadata.create_all(self.engine)
@@ -125,7 +126,7 @@ class AccountStore:
 
     # --- accounts -----------------------------------------------------------------------
     def create(self, username: str, password: str, approved: bool, is_admin: bool = False) -> AccountInfo:
-        hashed = hash_password(password)
+        hashed = hash_password(password, self.hash_cost)
         with self._session() as db, db.begin():
             if db.get(Account, username) is not None:
                 raise AccountExists(username)
@@ -161,7 +162,7 @@ class AccountStore:
         return self._update(username, is_admin=is_admin)
 
     def set_password(self, username: str, password: str) -> AccountInfo:
-        info = self._update(username, password_hash=hash_password(password))
+        info = self._update(username, password_hash=hash_password(password, self.hash_cost))
         self.clear_lockouts(username)
         return info
 
@@ -189,7 +190,7 @@ class AccountStore:
             if failure and failure.locked_until and failure.locked_until > now:
                 return LoginResult(LoginOutcome.LOCKED, locked_until=failure.locked_until)
             account = db.get(Account, username)
-            hashed = account.password_hash if account else dummy_hash()
+            hashed = account.password_hash if account else dummy_hash(self.hash_cost)
         if not verify_password(password, hashed) or account is None:
             locked_until = self._record_failure(username, client, policy, now)
             if locked_until:

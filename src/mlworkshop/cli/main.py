@@ -69,7 +69,7 @@ def _loaded(site: Path | None, must_exist: bool = True) -> tuple[Site, MLWorksho
 
 
 def _store(s: Site, cfg: MLWorkshopConfig) -> AccountStore:
-    return AccountStore(s.db_url(cfg))
+    return AccountStore(s.db_url(cfg), cfg.auth.password_hash_cost)
 
 
 # --- site -------------------------------------------------------------------------------

@@ -100,6 +100,14 @@ class AuthConfig(Section):
         5, ge=1, le=1000, description="Failed logins (per username and client address) before a lockout."
     )
     lockout_minutes: int = Field(10, ge=1, le=1440, description="How long a lockout lasts.")
+    password_hash_cost: int = Field(
+        12,
+        ge=10,
+        le=16,
+        description="bcrypt cost of stored passwords: each step up doubles the work of a login and "
+        "of an attacker guessing from a stolen database (12: ~0.25 CPU-seconds a login; 10 is "
+        "OWASP's minimum). Applies to passwords set from now on.",
+    )
 
 
 class LocalBackendConfig(Section):

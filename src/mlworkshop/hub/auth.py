@@ -70,6 +70,7 @@ class MLWorkshopAuthenticator(Authenticator):
     check_common_passwords = Bool(True).tag(config=True)
     lockout_attempts = Integer(5).tag(config=True)
     lockout_minutes = Integer(10).tag(config=True)
+    password_hash_cost = Integer(12, help="bcrypt cost of passwords set from now on.").tag(config=True)
     reserved_names = List(Unicode(), help="Names nobody may sign up with (the configured admins).").tag(config=True)
 
     _store: AccountStore | None = None
@@ -77,7 +78,7 @@ class MLWorkshopAuthenticator(Authenticator):
     @property
     def store(self) -> AccountStore:
         if self._store is None:
-            self._store = AccountStore(self.db_url)
+            self._store = AccountStore(self.db_url, self.password_hash_cost)
         return self._store
 
     @property

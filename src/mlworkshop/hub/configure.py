@@ -65,6 +65,7 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     a.check_common_passwords = cfg.auth.check_common_passwords
     a.lockout_attempts = cfg.auth.lockout_attempts
     a.lockout_minutes = cfg.auth.lockout_minutes
+    a.password_hash_cost = cfg.auth.password_hash_cost
     a.reserved_names = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group"]
     a.allow_all = False
     a.any_allow_config = True  # approved accounts are allowed by check_allowed
