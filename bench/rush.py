@@ -319,8 +319,10 @@ async def health_probe(base: str, stop: asyncio.Event, samples: list[float]) -> 
             await asyncio.sleep(0.1)
 
 
-def server_pss(hub: HubUnderTest) -> tuple[float, int]:
-    """Mean PSS (MiB) per server, the fork server's own PSS shared out among the servers."""
+def server_pss(hub: HubUnderTest) -> tuple[float, float, int]:
+    """Mean PSS (MiB) per server: its own, and with the fork server's own PSS shared out among
+    the servers (what each server really costs the machine; with one server, the whole fork
+    server counts)."""
     servers, extra = [], 0
     for proc in psutil.process_iter(["username", "cmdline"]):
         try:
@@ -336,8 +338,8 @@ def server_pss(hub: HubUnderTest) -> tuple[float, int]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     if not servers:
-        return float("nan"), 0
-    return (sum(servers) + extra) / len(servers) / 2**20, len(servers)
+        return float("nan"), float("nan"), 0
+    return sum(servers) / len(servers) / 2**20, (sum(servers) + extra) / len(servers) / 2**20, len(servers)
 
 
 class CpuBreakdown:
@@ -423,7 +425,7 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
     machine_after = psutil.cpu_times()
     busy = sum(machine_after) - machine_after.idle - (sum(machine_before) - machine_before.idle)
     client_cpu = sum(psutil.Process().cpu_times()[:2]) - client_before
-    pss, counted = server_pss(hub)
+    own_pss, pss, counted = server_pss(hub)
     ok = [r for r in results if r.error is None]
     failures = [r for r in results if r.error]
     waits = sorted(r.login_to_ready for r in ok)
@@ -441,7 +443,7 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
         "hub": hub.name, "n": n, "ok": len(ok), "failed": len(failures),
         "all_ready": max((r.ready_at for r in ok), default=float("nan")) if not failures else float("nan"),
         "p50": statistics.median(waits) if waits else float("nan"), "p95": pct(waits, 0.95),
-        "hub_cpu": cpu, "pss": pss, "pss_n": counted,
+        "hub_cpu": cpu, "pss": pss, "own_pss": own_pss, "pss_n": counted,
         "rtt_p50": statistics.median(rtts) * 1000 if rtts else float("nan"),
         "health_p99": pct(health, 0.99) * 1000, "errors": messages,
         "slow_health": sorted(((round(w - t0 - d, 2), round(d * 1000)) for w, d in SLOW_HEALTH if d > 0.2))[:40],
@@ -480,12 +482,12 @@ def print_table(rows: list[dict]) -> None:
     v = versions()
     print(f"\nClass rush on {os.cpu_count()} cores, JupyterHub {v['jupyterhub']}, JupyterLab {v['jupyterlab']} "
           f"(`bench/rush.py`)\n")
-    print("| hub | N | all ready (s) | login→ready p50 (s) | p95 (s) | failed | hub CPU (s) | PSS/server (MiB) "
+    print("| hub | N | all ready (s) | login→ready p50 (s) | p95 (s) | failed | hub CPU (s) | PSS/server, MiB (own) "
           "| `1+1` p50 (ms) | /hub/health p99 (ms) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['hub']} | {r['n']} | {fmt(r['all_ready'])} | {fmt(r['p50'], 2)} | {fmt(r['p95'], 2)} | "
-              f"{r['failed']}/{r['n']} | {fmt(r['hub_cpu'])} | {fmt(r['pss'], 0)} | {fmt(r['rtt_p50'])} | "
+              f"{r['failed']}/{r['n']} | {fmt(r['hub_cpu'])} | {fmt(r['pss'], 0)} ({fmt(r['own_pss'], 0)}) | {fmt(r['rtt_p50'])} | "
               f"{fmt(r['health_p99'], 0)} |")
     for r in rows:
         for message, count in r["errors"].items():

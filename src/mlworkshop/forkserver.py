@@ -25,6 +25,7 @@ import gc
 import importlib
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -176,6 +177,10 @@ def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: st
         os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's frozen-modules notice
         modules = PRELOAD + kernelfork.PRELOAD
     preload(modules)
+    if "matplotlib" in sys.modules:  # it would carry root's settings into every kernel
+        raise SystemExit("[forkserver] preloading imported matplotlib; remove what imported it")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # kernels take the lower of ours and their server's
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel: no zombies
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub's Ctrl-C is the hub's; we follow stdin
     listener = _listen(socket_path, 0o600)

@@ -37,6 +37,8 @@ SOCKET_ENV = "MLW_KERNEL_FORK_SOCKET"
 PROVISIONER_NAME = "mlworkshop-fork"
 
 # Imported by a starting IPython kernel (measured: a cold kernel's sys.modules after start).
+# Never anything that reads the user's settings when imported (matplotlib reads its rc file,
+# MPLBACKEND and its config folder): here that would be root's, not the student's.
 PRELOAD = (
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
@@ -57,7 +59,6 @@ PRELOAD = (
     "comm",
     "debugpy",
     "debugpy.server.api",
-    "matplotlib_inline.backend_inline",
     "sqlite3",
     "pdb",
     "pydoc",
@@ -226,7 +227,7 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
         print(f"[forkserver] kernel refused: {exc}", file=sys.stderr, flush=True)
         return 1
     os.setsid()  # its own process group: interrupts and kills reach the kernel and its children
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
+    for sig in (signal.SIGCHLD, signal.SIGTERM):  # SIGPIPE stays ignored, as Python starts with it
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     take_identity(ident)

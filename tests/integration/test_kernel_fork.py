@@ -622,12 +622,9 @@ def test_kernel_with_other_interpreter_settings_starts_cold(lab, forkserver):
     client.finish()
 
 
-# --- known differences from a cold kernel (bugs in src/; remove the xfail once fixed) ---------
+# --- where a forked kernel once differed from a cold one (bugs these tests found) ---------------
 
 
-@pytest.mark.xfail(strict=True, reason="kernelfork.become_kernel sets SIGPIPE to SIG_DFL; Python (and so a cold "
-                   "kernel) starts with SIGPIPE ignored, so a forked kernel is killed by a write to a closed "
-                   "pipe or socket instead of getting BrokenPipeError")
 def test_kernel_survives_a_write_to_a_closed_pipe(lab, forkserver):
     alice = lab.account("alice")
     signals = "import signal; print(signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN)"
@@ -651,9 +648,6 @@ except BrokenPipeError:
     client.finish()
 
 
-@pytest.mark.xfail(strict=True, reason="matplotlib is imported in the fork server (root's HOME and environment, via "
-                   "matplotlib_inline.backend_inline in kernelfork.PRELOAD): a forked kernel keeps root's rcParams, "
-                   "config and cache folders, ignoring the student's matplotlibrc and MPLBACKEND")
 def test_kernel_reads_the_students_matplotlib_settings(lab, forkserver):
     pytest.importorskip("matplotlib")
     alice = lab.account("alice")

@@ -416,14 +416,11 @@ def test_fork_server_env_keeps_only_what_a_server_needs():
     }
     env = fork_server_env(hub_env)
     assert env == {k: hub_env[k] for k in ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ",
-                                            "TMPDIR", "PYTHONPATH")}
+                                            "TMPDIR", "PYTHONPATH")}  # (LD_LIBRARY_PATH: the next test)
     assert fork_server_env({}) == {}
     assert hub_env["AWS_SECRET_ACCESS_KEY"] in hub_env.values()  # input untouched
 
 
-@pytest.mark.xfail(strict=True, reason="forkclient._KEPT_ENV drops LD_LIBRARY_PATH, which the local spawner passes on "
-                   "to every server (JupyterHub's env_keep): with it set in the hub's environment (CUDA, conda), "
-                   "every kernel request differs from the fork server's start-up environment and starts cold")
 def test_fork_server_env_keeps_what_servers_inherit_and_interpreters_read_at_start():
     from mlworkshop.hub.spawner import LocalSpawner
 

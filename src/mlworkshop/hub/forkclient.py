@@ -17,7 +17,9 @@ class ForkServerUnavailable(RuntimeError):
 # The only parts of the hub's environment the fork server gets. Forked kernels run user code in
 # a copy of its memory, so nothing else may be there: an admin's MLWORKSHOP_HUB__DB_URL with a
 # password, a JUPYTERHUB_CRYPT_KEY, a cloud token in the shell that started the hub.
-_KEPT_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH")  # what a cold server gets
+# What a cold server also gets (JupyterHub's env_keep): an interpreter-start variable that
+# differed between the fork server and a user's server would send every kernel down the cold path.
+_KEPT_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "LD_LIBRARY_PATH")
 _KEPT_ENV_PREFIXES = ("LC_",)
 
 
