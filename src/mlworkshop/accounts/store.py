@@ -99,6 +99,7 @@ def make_engine(db_url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _busy_timeout(dbapi_connection, _record):  # wait for the hub's writes, do not fail
             dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+            dbapi_connection.execute("PRAGMA synchronous = FULL")  # an account survives a power cut
 
         return engine
     return create_engine(db_url, pool_pre_ping=True, pool_size=4, max_overflow=4)
