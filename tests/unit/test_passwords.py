@@ -73,8 +73,8 @@ def test_hash_and_verify_round_trip():
     assert hash_password("Tr4m-lines-Ahead", rounds=4) != hashed  # salted
 
 
-def test_default_cost_is_at_least_12():
-    assert int(hash_password("Tr4m-lines-Ahead").split("$")[2]) >= 12
+def test_default_cost_is_above_owasps_minimum():
+    assert int(hash_password("Tr4m-lines-Ahead").split("$")[2]) >= 11
 
 
 def test_malformed_hash_never_matches():
@@ -85,7 +85,7 @@ def test_malformed_hash_never_matches():
 def test_dummy_hash_is_a_real_hash_that_matches_no_usual_password():
     hashed = dummy_hash()
     assert hashed.startswith("$2")
-    assert int(hashed.split("$")[2]) >= 12  # as slow to check as a real account's hash
+    assert int(hashed.split("$")[2]) >= 11  # as slow to check as a real account's hash
     assert not verify_password("password", hashed)
 
 
@@ -105,6 +105,6 @@ def test_the_configured_bcrypt_cost_is_what_new_passwords_get(tmp_path):
 
         assert db.get(Account, "ada").password_hash.startswith("$2b$10$")
     assert dummy_hash(10).startswith("$2b$10$")
-    assert AuthConfig().password_hash_cost == 12
+    assert AuthConfig().password_hash_cost == 11  # twice OWASP's minimum; see passwords.BCRYPT_ROUNDS
     with pytest.raises(ValidationError, match="password_hash_cost"):
         AuthConfig(password_hash_cost=8)

@@ -32,7 +32,7 @@ CAFE = "10.0.0.2"
 
 @pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch):
-    """Real bcrypt at cost 4 (the cost-12 default is checked in test_passwords.py)."""
+    """Real bcrypt at cost 4 (the default cost is checked in test_passwords.py)."""
     monkeypatch.setattr(store_mod, "hash_password", lambda password, rounds=4: passwords.hash_password(password, rounds=4))
     dummy = passwords.hash_password("not a real password", rounds=4)
     monkeypatch.setattr(store_mod, "dummy_hash", lambda rounds=4: dummy)

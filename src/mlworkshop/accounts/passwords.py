@@ -7,7 +7,10 @@ from importlib import resources
 
 import bcrypt
 
-BCRYPT_ROUNDS = 12
+# bcrypt cost (auth.password_hash_cost): 11 is ~0.12 CPU-s a login on this project's 2-core test
+# machine, twice OWASP's minimum (10). 12 (NativeAuthenticator's) made logins alone take 15 of the
+# 40 CPU-seconds two cores have in the 20 s a class of 60 may wait (bench/rush.py).
+BCRYPT_ROUNDS = 11
 
 
 class WeakPassword(ValueError):

@@ -21,7 +21,7 @@ from jupyterhub.handlers import BaseHandler
 from tornado import web
 from traitlets import Bool, Integer, List, Unicode
 
-from ..accounts.passwords import WeakPassword, check_password_rules
+from ..accounts.passwords import BCRYPT_ROUNDS, WeakPassword, check_password_rules
 from ..accounts.store import (
     AccountExists,
     AccountStore,
@@ -70,7 +70,7 @@ class MLWorkshopAuthenticator(Authenticator):
     check_common_passwords = Bool(True).tag(config=True)
     lockout_attempts = Integer(5).tag(config=True)
     lockout_minutes = Integer(10).tag(config=True)
-    password_hash_cost = Integer(12, help="bcrypt cost of passwords set from now on.").tag(config=True)
+    password_hash_cost = Integer(BCRYPT_ROUNDS, help="bcrypt cost of passwords set from now on.").tag(config=True)
     reserved_names = List(Unicode(), help="Names nobody may sign up with (the configured admins).").tag(config=True)
 
     _store: AccountStore | None = None
