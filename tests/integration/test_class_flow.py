@@ -44,8 +44,11 @@ async def test_class_flow(hub_settings, make_hub):  # hub stops before its datab
     assert refused.status_code == 403 and "waiting for an administrator" in refused.text
     assert alice.logged_in_as() is None
 
-    # approved with the CLI (hub running), she logs in
+    # a signup waiting for approval is no hub user yet; approved with the CLI (hub running), she is
+    # one at once, with the user role (groups can be set before her first login), and logs in
+    assert admin.api("GET", "/users/alice").status_code == 404
     mlw(hub.site, "user", "approve", "alice")
+    assert admin.api("GET", "/users/alice").json()["roles"] == ["user"]
     assert alice.login("alice", ALICE_PW).status_code == 302
     assert alice.logged_in_as() == "alice"
 
@@ -57,6 +60,7 @@ async def test_class_flow(hub_settings, make_hub):  # hub stops before its datab
     xsrf = admin.client.cookies.get("_xsrf", path="/hub/")
     approved = admin.client.post("/hub/accounts/bob/approve", data={"_xsrf": xsrf})
     assert "Approved bob" in approved.text
+    assert admin.api("GET", "/users/bob").json()["roles"] == ["user"]
     assert bob.login("bob", BOB_PW).status_code == 302
 
     # alice's JupyterLab starts and answers through the proxy (the browser's OAuth dance too)
@@ -123,7 +127,10 @@ print('UID', os.getuid())
     assert locked.status_code == 403 and "Too many failed logins" in locked.text
 
     assert hub.stop() < 15
+    # approved while the hub is down: a hub user (role `user`) as soon as it is back, before logging in
+    mlw(hub.site, "user", "add", "carol", "--password-stdin", input="Carol-pass-42\n")
     hub.start()
+    assert admin.api("GET", "/users/carol").json()["roles"] == ["user"]
     assert "Too many failed logins" in hub.browser().login("bob", BOB_PW).text
     # accounts survived, and bob's server kept running across the restart
     alice2 = hub.browser()

@@ -53,6 +53,11 @@ class HubAPI:
         else:
             self.set_admin(name, admin)
 
+    def create_user(self, name: str) -> None:
+        """Make an approved account a hub user now (JupyterHub gives it the `user` role)."""
+        if self.user(name) is None:
+            self._check(self.client.post(f"{self.url}/users/{name}", json={}))
+
     def set_admin(self, name: str, admin: bool) -> None:
         if self.user(name) is not None:
             self._check(self.client.patch(f"{self.url}/users/{name}", json={"admin": admin}))

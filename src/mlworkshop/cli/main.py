@@ -269,7 +269,10 @@ def _account_action(name: str, site: Path | None, action) -> tuple[Site, MLWorks
 @user_app.command("approve")
 def user_approve(name: str, site: SiteOpt = None) -> None:
     """Let a signed-up user log in."""
-    _, _, name = _account_action(name, site, lambda store, n: store.approve(n))
+    s, cfg, name = _account_action(name, site, lambda store, n: store.approve(n))
+    api = HubAPI(s, cfg)
+    if api.running():
+        api.create_user(name)  # otherwise the hub does it when it starts
     out.print(f"Approved {name}.")
 
 

@@ -211,6 +211,7 @@ class AccountActionHandler(_Page):
         try:
             if action == "approve":
                 await asyncio.to_thread(store.approve, name)
+                self.user_from_username(name)  # a hub user now (groups can be set before first login)
                 message = f"Approved {name}."
             else:
                 password = self.get_body_argument("password", "", strip=False)

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from mlworkshop.config import load_config
-from mlworkshop.hub.configure import configure
+from mlworkshop.accounts.store import AccountStore, DatabaseUnavailable
+from mlworkshop.hub.configure import apply_approved_accounts, configure
 from mlworkshop.hub.sqlite_tuning import use_wal_for_sqlite
 from mlworkshop.site import Site
 
@@ -16,6 +17,10 @@ _site = Site(Path(os.environ["MLWORKSHOP_SITE"]))
 _cfg = load_config(_site.root)
 configure(c, _cfg, _site)
 use_wal_for_sqlite()  # before JupyterHub opens its database
+try:
+    apply_approved_accounts(c, [a.username for a in AccountStore(_site.db_url(_cfg)).list() if a.approved])
+except DatabaseUnavailable:
+    pass  # JupyterHub itself says so next, with its own message
 
 if _cfg.spawner.backend == "local" and _cfg.spawner.local.preload:
     from mlworkshop.hub.forkclient import forkserver_for
