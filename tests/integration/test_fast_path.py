@@ -48,8 +48,14 @@ print(json.dumps(info))
         assert info[name]["uid"] == account.pw_uid and info[name]["gid"] == account.pw_gid
         assert 0 not in info[name]["groups"], "root's groups leaked into a student's server"
         assert info[name]["user"] == name and info[name]["home"] == str(hub.site / "users" / name)
-        assert info[name]["nice"] >= 5, "servers (and their kernels) run below the hub's priority"
+        assert info[name]["nice"] == 5, "servers (and their kernels) run below the hub's priority"
     assert info["una"]["token"] != info["vic"]["token"]
+
+    # the hub (and its proxy) run ahead of everything else: hub.nice, -5 by default
+    hub_process = psutil.Process(hub.proc.pid)
+    assert hub_process.nice() == -5
+    proxy = [p for p in hub_process.children() if "configurable-http-proxy" in " ".join(p.cmdline())]
+    assert proxy and proxy[0].nice() == -5
 
     # the servers (and their kernels) were forked by the fork server, not started cold ...
     forkserver = psutil.Process(info["una"]["ppid"])  # a forked kernel's parent

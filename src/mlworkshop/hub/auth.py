@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
@@ -47,19 +48,28 @@ def _minutes_left(until: dt.datetime) -> int:
     return max(1, int((until - utcnow()).total_seconds() // 60) + 1)
 
 
-# bcrypt (~0.25 CPU-s a password) runs on threads of its own, one per core: when a whole class
-# logs in at once the hashes must not hold up the hub's other thread work (workspaces, database
-# writes of starting servers queue on asyncio's default pool). They keep the hub's priority:
-# measured with bench/rush.py, logins below the servers' priority made the last of 30 students
-# wait 20 s to log in while the first ones' servers started (6 s at the hub's priority).
+# bcrypt (~0.12 CPU-s a password at cost 11) runs on threads of its own, one per core: when a
+# whole class logs in at once the hashes must not hold up the hub's other thread work
+# (workspaces, database writes of starting servers queue on asyncio's default pool). They run at
+# nice 0: below the hub's event loop (hub.nice, -5), so pages stay quick, and above the servers
+# (nice 5). Measured with bench/rush.py: logins at the servers' priority made the last of 30
+# students wait 20 s to log in while the first ones' servers started (6 s above them).
 _hash_pool: ThreadPoolExecutor | None = None
+
+
+def _normal_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 0)  # Linux: this thread only
+    except (OSError, AttributeError):
+        pass
 
 
 async def password_work(fn, *args):
     """Run a password check or hash on the hashing threads."""
     global _hash_pool
     if _hash_pool is None:
-        _hash_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlw-bcrypt")
+        _hash_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlw-bcrypt",
+                                        initializer=_normal_priority)
     return await asyncio.get_running_loop().run_in_executor(_hash_pool, functools.partial(fn, *args))
 
 
