@@ -81,6 +81,11 @@ for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
     hub.stop()
     hub.start()
     assert servers["vic"].write_text("work/after-restart.txt", "still here").status_code == 201
+    # ... and a surviving server's next kernel is forked by the new hub's fork server
+    after = json.loads((await servers["vic"].run_code(probe)).strip().splitlines()[-1])
+    new_forkserver = psutil.Process(after["ppid"])
+    assert new_forkserver.pid != forkserver.pid and "forkserver" in " ".join(new_forkserver.cmdline())
+    assert after["uid"] == info["vic"]["uid"] and after["nice"] == 5
 
 
 def _server_process(forkserver: psutil.Process, uid: int, kernel_pid: int) -> psutil.Process:
@@ -109,7 +114,9 @@ def _memory_contains(pid: int, needle: bytes) -> bool:
 
 
 async def test_queued_spawns_show_progress_and_succeed(make_hub):
-    hub = make_hub(**{"spawner.max_concurrent_starts": 1})
+    # cold starts (~2 s each) so that the line lasts long enough to be seen: forked servers start
+    # so fast that three students are through it before a progress stream connects
+    hub = make_hub(**{"spawner.max_concurrent_starts": 1, "spawner.local.preload": False})
     names = ["q1", "q2", "q3"]
     for name in names:
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
