@@ -5,23 +5,13 @@ import os
 import pwd
 import secrets
 import subprocess
-import time
 import pytest
 
-from .hubctl import Hub, make_site_dir, remove_site
+from .hubctl import Hub, make_site_dir, remove_accounts, remove_site
 
 def _remove_accounts(prefix: str, group: str) -> None:
-    """Kill the test accounts' processes, wait until they are gone (userdel refuses a busy
-    account), then delete the accounts and the admin group."""
-    names = [entry.pw_name for entry in pwd.getpwall() if entry.pw_name.startswith(prefix)]
-    for name in names:
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-    for name in names:
-        for _ in range(50):
-            if subprocess.run(["pgrep", "-u", name], capture_output=True).returncode != 0:
-                break
-            time.sleep(0.1)
-        subprocess.run(["userdel", name], capture_output=True)
+    """The test accounts (all processes killed first) and the admin group."""
+    remove_accounts([entry.pw_name for entry in pwd.getpwall() if entry.pw_name.startswith(prefix)])
     try:
         grp.getgrnam(group)
         subprocess.run(["groupdel", group], capture_output=True)

@@ -239,3 +239,33 @@ class Server:
 
 def remove_site(site: Path) -> None:
     shutil.rmtree(site, ignore_errors=True)
+
+
+def remove_accounts(names: list[str]) -> None:
+    """Kill the accounts' processes, wait until they are gone (userdel refuses a busy account),
+    then delete the accounts."""
+    for name in names:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+    for name in names:
+        for _ in range(50):
+            if subprocess.run(["pgrep", "-u", name], capture_output=True).returncode != 0:
+                break
+            time.sleep(0.1)
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def memory_contains(pid: int, needle: bytes) -> bool:
+    """Scan a process's readable memory (root reads /proc/<pid>/mem) for a byte string."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            addresses, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in addresses.split("-"))
+            try:
+                mem.seek(start)
+                if needle in mem.read(end - start):
+                    return True
+            except (OSError, ValueError, OverflowError):
+                continue
+    return False

@@ -5,7 +5,6 @@ backend, real JupyterLab servers whose environment is read from inside their ker
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 

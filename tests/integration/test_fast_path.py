@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from .hubctl import Server, mlw
+from .hubctl import Server, memory_contains, mlw
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
     # the fork server never held a student's token: servers forked later cannot find one in
     # the memory they inherit from it
     for name in ("una", "vic"):
-        assert not _memory_contains(forkserver.pid, info[name]["token"].encode()), f"{name}'s token is in the fork server"
+        assert not memory_contains(forkserver.pid, info[name]["token"].encode()), f"{name}'s token is in the fork server"
 
     # forked servers survive the hub restarting (and its fork server being replaced)
     hub.stop()
@@ -94,23 +94,6 @@ def _server_process(forkserver: psutil.Process, uid: int, kernel_pid: int) -> ps
     servers = [p for p in forkserver.children() if p.uids().real == uid and p.pid != kernel_pid]
     assert len(servers) == 1, servers
     return servers[0]
-
-
-def _memory_contains(pid: int, needle: bytes) -> bool:
-    """Scan a process's readable memory (root reads /proc/<pid>/mem) for a byte string."""
-    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
-        for line in maps:
-            addresses, perms = line.split()[:2]
-            if not perms.startswith("r"):
-                continue
-            start, end = (int(x, 16) for x in addresses.split("-"))
-            try:
-                mem.seek(start)
-                if needle in mem.read(end - start):
-                    return True
-            except (OSError, ValueError, OverflowError):
-                continue
-    return False
 
 
 async def test_queued_spawns_show_progress_and_succeed(make_hub):

@@ -30,6 +30,8 @@ from mlworkshop.hub.forkclient import fork_server_env
 from mlworkshop.kernel_provisioner import ForkRefused, fork_kernel
 from mlworkshop.kernelfork import PROVISIONER_NAME, SOCKET_ENV
 
+from .hubctl import memory_contains, remove_accounts
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="forked kernels take on other accounts' identities: needs root "
@@ -231,7 +233,7 @@ class Lab:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        _remove_accounts(self.accounts)
+        remove_accounts(self.accounts)
         for group in self.groups:
             subprocess.run(["groupdel", group], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -329,17 +331,6 @@ class ForkServer:
                 child.kill()
             except psutil.NoSuchProcess:
                 pass
-
-
-def _remove_accounts(names: list[str]) -> None:
-    for name in names:
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-    for name in names:
-        for _ in range(50):
-            if subprocess.run(["pgrep", "-u", name], capture_output=True).returncode != 0:
-                break
-            time.sleep(0.1)
-        subprocess.run(["userdel", name], capture_output=True)
 
 
 @pytest.fixture
@@ -556,30 +547,12 @@ def test_fork_server_memory_never_holds_a_request(lab, forkserver):
     assert started["kind"] == "ForkedKernel", client.output()
     assert client.event("ran")["out"].strip() == secret, "the request (and its secret) reached the kernel"
     client.event("holding")
-    assert _memory_contains(started["kernel_pid"], secret.encode()), "the scan finds the secret where it is"
-    assert not _memory_contains(forkserver.pid, secret.encode()), "the fork server holds what a request carried"
+    assert memory_contains(started["kernel_pid"], secret.encode()), "the scan finds the secret where it is"
+    assert not memory_contains(forkserver.pid, secret.encode()), "the fork server holds what a request carried"
     client.resume()
     client.event("shut_down")
     client.finish()
-    assert not _memory_contains(forkserver.pid, secret.encode())
-
-
-def _memory_contains(pid: int, needle: bytes) -> bool:
-    """Scan a process's readable memory (root reads /proc/<pid>/mem) for a byte string.
-    (The same as tests/integration/test_fast_path.py's.)"""
-    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
-        for line in maps:
-            addresses, perms = line.split()[:2]
-            if not perms.startswith("r"):
-                continue
-            start, end = (int(x, 16) for x in addresses.split("-"))
-            try:
-                mem.seek(start)
-                if needle in mem.read(end - start):
-                    return True
-            except (OSError, ValueError, OverflowError):
-                continue
-    return False
+    assert not memory_contains(forkserver.pid, secret.encode())
 
 
 # --- f. without a fork server, or for a kernel a fork cannot be, kernels start cold ----------

@@ -5,7 +5,6 @@ button; screenshots are saved in test-artifacts/.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 from pathlib import Path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from traitlets.config import Config
 
 from mlworkshop.config import MLWorkshopConfig

@@ -3,7 +3,6 @@ and what happens to a running server."""
 
 from __future__ import annotations
 
-import datetime as dt
 from types import SimpleNamespace
 
 from mlworkshop.config.usage import Budget, QuotasConfig
