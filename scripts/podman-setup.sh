@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes podman usable as the Docker engine on this machine (see shared/CONTAINERS.md):
-#   1. installs podman, runc and debootstrap when missing (apt-get, as root);
+#   1. installs podman, runc, debootstrap and podman-compose when missing (apt-get, as root);
 #   2. writes a containers.conf that works without systemd and on hybrid cgroups;
 #   3. starts `podman system service` on a Docker-compatible socket unless one already answers.
 # Idempotent. Prints the socket URL on its last line (unix:///...), so callers can do
@@ -23,7 +23,7 @@ conf="$dir/containers.conf"
 
 # 1. packages
 need=()
-for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in podman runc debootstrap podman-compose; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "${MLW_PODMAN_NO_INSTALL:-0}" = 1 ] || [ "$(id -u)" -ne 0 ]; then
     echo "podman-setup: missing ${need[*]}; install them as root: apt-get install -y ${need[*]}" >&2
