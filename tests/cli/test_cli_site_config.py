@@ -91,6 +91,14 @@ def test_config_set_good_value_is_written_and_kept(site):
     assert "# Seconds of inactivity" in (site / CONFIG_FILE).read_text()  # comments kept
 
 
+def test_config_set_takes_a_negative_number_as_the_value(site):
+    """hub.nice's default is -5: `config set hub.nice -10` must not be read as an option."""
+    run = mlw_here(site, "config", "set", "hub.nice", "-10")
+    assert run.returncode == 0, run
+    assert load_config(site, {}).hub.nice == -10
+    assert_refused(mlw_here(site, "config", "set", "hub.nice", "-30"), "hub.nice = -30", "greater than or equal to -20")
+
+
 def test_config_set_refuses_bad_values_with_key_value_and_fix(site):
     before = (site / CONFIG_FILE).read_text()
     port = mlw(site, "config", "set", "hub.port", "99999")  # one in a real process, the rest here

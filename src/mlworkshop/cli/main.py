@@ -169,7 +169,7 @@ def config_get(key: str, site: SiteOpt = None) -> None:
     out.print(json.dumps(value) if isinstance(value, (dict, list)) else str(value), highlight=False)
 
 
-@config_app.command("set")
+@config_app.command("set", context_settings={"ignore_unknown_options": True})  # `hub.nice -10` is a value
 def config_set(key: str, value: str, site: SiteOpt = None) -> None:
     """Change one value; the whole file is validated before anything is written."""
     s = _site(site)
