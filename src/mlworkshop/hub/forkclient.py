@@ -16,9 +16,9 @@ class ForkServerUnavailable(RuntimeError):
 
 # The only parts of the hub's environment the fork server gets. Forked kernels run user code in
 # a copy of its memory, so nothing else may be there: an admin's MLWORKSHOP_HUB__DB_URL with a
-# password, a JUPYTERHUB_CRYPT_KEY, a cloud token in the shell that started the hub.
-# What a cold server also gets (JupyterHub's env_keep): an interpreter-start variable that
-# differed between the fork server and a user's server would send every kernel down the cold path.
+# password, a JUPYTERHUB_CRYPT_KEY, a cloud token in the shell that started the hub. The list is
+# what a cold server gets too (JupyterHub's env_keep): an interpreter-start variable that differed
+# between the fork server and a user's server would send every kernel down the cold path.
 _KEPT_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "LD_LIBRARY_PATH")
 _KEPT_ENV_PREFIXES = ("LC_",)
 
@@ -30,7 +30,6 @@ def fork_server_env(environ: dict[str, str]) -> dict[str, str]:
 class ForkServer:
     def __init__(self, socket_path: Path):
         self.socket_path = socket_path
-        self.kernel_socket: Path | None = None
         self.proc: subprocess.Popen | None = None
 
     def start(self, kernel_socket: Path | None = None, student_prefix: str = "") -> None:
@@ -43,7 +42,6 @@ class ForkServer:
             kernel_socket.parent.mkdir(parents=True, exist_ok=True)
             kernel_socket.parent.chmod(0o755)  # students' servers connect; the socket checks who
             cmd += ["--kernels", str(kernel_socket), "--students", student_prefix]
-        self.kernel_socket = kernel_socket
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,  # closed when the hub exits: the fork server follows

@@ -116,6 +116,7 @@ class WorkspaceMixin(UsageHooks, AcceleratorHooks):
 
     max_concurrent_starts = Integer(4, help="Servers starting at once; the rest wait in line.").tag(config=True)
     _queue_ticket_state: str = ""
+    _step_times: dict[str, float] | None = None  # when each step of the current start ended
 
     # --- the life cycle every backend shares; backends implement start_backend/stop_backend ---
     async def start(self):
@@ -142,7 +143,7 @@ class WorkspaceMixin(UsageHooks, AcceleratorHooks):
             queue.release()
 
     def _mark(self, step: str) -> None:
-        if getattr(self, "_step_times", None) is not None:
+        if self._step_times is not None:
             self._step_times[step] = time.monotonic()
 
     def _log_step_times(self) -> None:
