@@ -25,7 +25,7 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-from .kernelfork import SOCKET_ENV
+from .kernelfork import SOCKET_ENV, is_preloaded_kernel
 
 FORK_TIMEOUT = 30.0
 
@@ -35,8 +35,8 @@ class ForkRefused(RuntimeError):
 
 
 def forkable(cmd: list[str]) -> bool:
-    """The standard IPython kernel of this very Python: what the fork server has preloaded."""
-    return len(cmd) >= 3 and cmd[0] == sys.executable and cmd[1:3] == ["-m", "ipykernel_launcher"]
+    """Worth asking the fork server (it decides with the environment too: needs_fresh_process)."""
+    return is_preloaded_kernel(cmd)
 
 
 class ForkedKernel:
@@ -123,7 +123,8 @@ async def fork_kernel(socket_path: str, cmd: list[str], env: dict[str, str], cwd
         await asyncio.wait_for(loop.sock_connect(sock, socket_path), FORK_TIMEOUT)
         request = json.dumps({"argv": cmd, "env": env, "cwd": cwd}).encode() + b"\n"
         fds = [sys.stdout.fileno(), sys.stderr.fileno()]
-        sent = await loop.run_in_executor(None, lambda: _send_with_fds(sock, request, fds))
+        # the first write to a fresh Unix socket fits its buffer: the fds go with it, no waiting
+        sent = socket.send_fds(sock, [request], fds)
         if sent != len(request):
             await loop.sock_sendall(sock, request[sent:])
         line = b""
@@ -147,14 +148,6 @@ async def fork_kernel(socket_path: str, cmd: list[str], env: dict[str, str], cwd
     kernel = ForkedKernel(int(reply["pid"]), sock)
     kernel._buffer = rest
     return kernel
-
-
-def _send_with_fds(sock: socket.socket, data: bytes, fds: list[int]) -> int:
-    sock.setblocking(True)
-    try:
-        return socket.send_fds(sock, [data], fds)
-    finally:
-        sock.setblocking(False)
 
 
 class ForkProvisioner(LocalProvisioner):

@@ -196,10 +196,15 @@ def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data), fds
 
 
+def is_preloaded_kernel(argv: list[str]) -> bool:
+    """The standard IPython kernel of this very Python: what the fork server has preloaded."""
+    return len(argv) >= 3 and argv[0] == sys.executable and argv[1:3] == ["-m", "ipykernel_launcher"]
+
+
 def needs_fresh_process(argv: list[str], env: dict[str, str], startup_env: dict[str, str]) -> bool:
     """A fork is only the same as `python -m ipykernel_launcher` for this very Python with the
     interpreter-start settings the fork server itself had."""
-    if len(argv) < 3 or argv[0] != sys.executable or argv[1:3] != ["-m", "ipykernel_launcher"]:
+    if not is_preloaded_kernel(argv):
         return True
     keys = {k for k in (*env, *startup_env) if k.startswith(_START_TIME_PREFIXES)}
     return any(env.get(k) != startup_env.get(k) for k in keys)
