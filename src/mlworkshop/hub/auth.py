@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import functools
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,18 +19,20 @@ from urllib.parse import urlencode
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from tornado import web
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode, default
 
 from ..accounts.passwords import BCRYPT_ROUNDS, WeakPassword, check_password_rules
 from ..accounts.store import (
     AccountExists,
     AccountStore,
+    DatabaseUnavailable,
     LockoutPolicy,
     LoginOutcome,
     NoSuchAccount,
     utcnow,
 )
 from ..names import BadUsername, normalize_username
+from .priority import reset_thread_priority
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 
@@ -57,19 +58,12 @@ def _minutes_left(until: dt.datetime) -> int:
 _hash_pool: ThreadPoolExecutor | None = None
 
 
-def _normal_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 0)  # Linux: this thread only
-    except (OSError, AttributeError):
-        pass
-
-
 async def password_work(fn, *args):
     """Run a password check or hash on the hashing threads."""
     global _hash_pool
     if _hash_pool is None:
         _hash_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlw-bcrypt",
-                                        initializer=_normal_priority)
+                                        initializer=reset_thread_priority)
     return await asyncio.get_running_loop().run_in_executor(_hash_pool, functools.partial(fn, *args))
 
 
@@ -84,6 +78,17 @@ class MLWorkshopAuthenticator(Authenticator):
     reserved_names = List(Unicode(), help="Names nobody may sign up with (the configured admins).").tag(config=True)
 
     _store: AccountStore | None = None
+
+    @default("allowed_users")
+    def _approved_accounts(self):
+        """Approved accounts become hub users (with the `user` role) when the hub starts, not at
+        their first login: a class's first minute has no user rows to create, and an instructor
+        can put students into groups (limits, quotas) before they ever log in. Who may log in is
+        still decided by check_allowed (the account store)."""
+        try:
+            return {account.username for account in self.store.list() if account.approved}
+        except DatabaseUnavailable:
+            return set()  # JupyterHub says so itself, next, with its own message
 
     @property
     def store(self) -> AccountStore:

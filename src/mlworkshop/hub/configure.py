@@ -71,14 +71,6 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     a.any_allow_config = True  # approved accounts are allowed by check_allowed
 
 
-def apply_approved_accounts(c: Config, approved: list[str]) -> None:
-    """Approved accounts become hub users (with the `user` role) when the hub starts, not at their
-    first login: a class's first minute has no user rows to create, and an instructor can put
-    students into groups (limits, quotas) before they ever log in. Who may log in is still
-    decided by MLWorkshopAuthenticator.check_allowed (the account store)."""
-    c.MLWorkshopAuthenticator.allowed_users = set(approved)
-
-
 def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     """Options every backend shares go on the WorkspaceMixin; each backend adds its own."""
     w = c.WorkspaceMixin

@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 from mlworkshop.config import load_config
-from mlworkshop.accounts.store import AccountStore, DatabaseUnavailable
-from mlworkshop.hub.configure import apply_approved_accounts, configure
+from mlworkshop.hub.configure import configure
 from mlworkshop.hub.priority import set_hub_priority
 from mlworkshop.hub.sqlite_tuning import use_wal_for_sqlite
 from mlworkshop.site import Site
@@ -19,10 +18,6 @@ _cfg = load_config(_site.root)
 configure(c, _cfg, _site)
 use_wal_for_sqlite()  # before JupyterHub opens its database
 set_hub_priority(_cfg.hub.nice)  # before the proxy, services and fork server start: they inherit it
-try:
-    apply_approved_accounts(c, [a.username for a in AccountStore(_site.db_url(_cfg)).list() if a.approved])
-except DatabaseUnavailable:
-    pass  # JupyterHub itself says so next, with its own message
 
 if _cfg.spawner.backend == "local" and _cfg.spawner.local.preload:
     from mlworkshop.hub.forkclient import forkserver_for

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -25,3 +26,12 @@ def set_hub_priority(nice: int) -> None:
     except PermissionError:
         if nice < os.getpriority(os.PRIO_PROCESS, 0):
             log.warning("hub.nice %s needs a root hub; keeping nice %s", nice, os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def reset_thread_priority() -> None:
+    """Put the calling thread back at nice 0 (a thread pool's initializer): Linux keeps a nice
+    value per thread, and threads start with their creator's (the hub's -5)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 0)
+    except OSError:
+        pass
