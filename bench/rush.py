@@ -409,15 +409,20 @@ class CpuBreakdown:
             await asyncio.sleep(0.2)
         self.sample()
 
+    def used(self) -> dict[int, float]:
+        """CPU seconds each process used during the rush."""
+        return {pid: last - first if pid in self.first_pids else last for pid, (_, first, last) in self.seen.items()}
+
     def totals(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for pid, (kind, first, last) in self.seen.items():
-            used = last - first if pid in self.first_pids else last
-            out[kind] = out.get(kind, 0.0) + used
-        others = sorted(((last - first if pid in self.first_pids else last, self.other_names.get(pid, "?"))
-                         for pid, (kind, first, last) in self.seen.items() if kind == "other"), reverse=True)
-        out["(largest others: " + "; ".join(f"{name} {cpu:.1f}" for cpu, name in others[:4]) + ")"] = 0.0
+        for pid, cpu in self.used().items():
+            out[self.seen[pid][0]] = out.get(self.seen[pid][0], 0.0) + cpu
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def largest_others(self, n: int = 4) -> list[tuple[str, float]]:
+        """What "other" was made of: processes outside the hub's stack (noise on the machine)."""
+        others = sorted(((cpu, pid) for pid, cpu in self.used().items() if self.seen[pid][0] == "other"), reverse=True)
+        return [(self.other_names.get(pid, "?"), cpu) for cpu, pid in others[:n]]
 
 
 async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
@@ -462,6 +467,7 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
         "health_p99": pct(health, 0.99) * 1000, "errors": messages,
         "slow_health": sorted((round(sent - t0, 2), round(took * 1000)) for sent, took in probes if took > 0.2)[:40],
         "machine_busy": busy, "client_cpu": client_cpu, "cpu_by_kind": breakdown.totals() if breakdown else {},
+        "largest_others": breakdown.largest_others() if breakdown else [],
         "phases": {step: (statistics.median(v), max(v)) for step in PHASES
                    if (v := [r.phases[step] for r in ok if step in r.phases])},
     }
@@ -514,6 +520,7 @@ def print_table(rows: list[dict]) -> None:
                 print(f"  /hub/health over 200 ms (sent at s, took ms): {r['slow_health']}")
             if r.get("cpu_by_kind"):
                 print("  CPU-s by kind of process: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_by_kind"].items()))
+                print("  largest of other: " + "; ".join(f"{name} {cpu:.1f}" for name, cpu in r["largest_others"]))
         print("\nWhen each step was done, seconds after the rush began (median / last student):\n")
         print("| hub | N | " + " | ".join(PHASES) + " |")
         print("|---|---|" + "---|" * len(PHASES))
