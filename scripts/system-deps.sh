@@ -2,7 +2,7 @@
 # Installs the Debian packages mlworkshop needs, only those that are missing.
 # Runs as root (apt-get) or with sudo; a normal user without sudo gets the list to install.
 set -euo pipefail
-need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium)
+need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium postgresql)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 
-PG_DSN = "dbname=postgres user=postgres host=127.0.0.1 port=5432"
+# `make test` (scripts/test.sh) starts a private PostgreSQL server and names it here; run by hand,
+# pytest uses a server of the developer's own on 127.0.0.1:5432 when one answers.
+PG_BASE = os.environ.get("MLW_TEST_POSTGRES", "")
+_pg = urlsplit(PG_BASE or "postgresql://postgres@127.0.0.1:5432")
+PG_HOST, PG_PORT = _pg.hostname, _pg.port or 5432
+PG_DSN = f"dbname=postgres user=postgres host={PG_HOST} port={PG_PORT}"
 
 
 def postgres_available() -> bool:
@@ -21,9 +28,11 @@ def postgres_available() -> bool:
 
 @pytest.fixture
 def postgres_url():
-    """A fresh database on the machine's PostgreSQL (127.0.0.1:5432, trust auth), dropped afterwards."""
+    """A fresh database on the tests' PostgreSQL (trust auth), dropped afterwards."""
     if not postgres_available():
-        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432")
+        if PG_BASE:  # make test started one: its absence is a failure, not a skip
+            pytest.fail(f"the tests' PostgreSQL ({PG_BASE}) is not answering")
+        pytest.skip(f"PostgreSQL is not answering on {PG_HOST}:{PG_PORT} (make test starts one)")
     import psycopg2
 
     name = "mlw_test_" + uuid.uuid4().hex[:10]
@@ -32,7 +41,7 @@ def postgres_url():
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,7 +1,7 @@
 """The account store (accounts/store.py): accounts, approval and the lockout that survives restarts.
 
-Runs on SQLite files, and the tests marked `postgres` also on the machine's PostgreSQL
-(127.0.0.1:5432); those are skipped only when that server does not answer.
+Runs on SQLite files, and the tests marked `postgres` also on PostgreSQL (the private server
+`make test` starts; by hand, 127.0.0.1:5432); those are skipped only when no server was started.
 """
 
 from __future__ import annotations
