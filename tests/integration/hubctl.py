@@ -66,8 +66,8 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> str | None
 class Hub:
     site: Path
     port: int = field(default_factory=free_port)
-    internal_port: int = field(default_factory=free_port)
-    proxy_api_port: int = field(default_factory=free_port)
+    internal_port: int | None = field(default_factory=free_port)
+    proxy_api_port: int | None = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -80,6 +80,8 @@ class Hub:
         values = {"hub.port": self.port, "hub.internal_port": self.internal_port,
                   "hub.proxy_api_port": self.proxy_api_port, **settings}
         for key, value in values.items():
+            if value is None:  # the config's own default (e.g. a root hub's ports below 1024)
+                continue
             mlw(self.site, "config", "set", key, str(value))
 
     def start(self, timeout: float = 150) -> None:

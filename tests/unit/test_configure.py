@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 from traitlets.config import Config
@@ -97,8 +99,10 @@ def test_cookie_secret_file_is_inside_the_sites_secrets(tmp_path):
 
 def test_ports(tmp_path):
     c, _ = build(tmp_path)
-    assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == ("127.0.0.1", 8000, 8081)
-    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
+    # a root hub's loopback ports are below 1024, where no student account can bind them
+    hub_port, proxy_api_port = (881, 882) if os.geteuid() == 0 else (8081, 8001)
+    assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == ("127.0.0.1", 8000, hub_port)
+    assert c.ConfigurableHTTPProxy.api_url == f"http://127.0.0.1:{proxy_api_port}"
     c, _ = build(tmp_path, hub={"ip": "0.0.0.0", "port": 9443, "internal_port": 9081, "proxy_api_port": 9001,
                                 "base_url": "/jupyter"})
     assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == ("0.0.0.0", 9443, 9081)

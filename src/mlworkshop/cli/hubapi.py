@@ -21,7 +21,7 @@ from ..site import Site
 class HubAPI:
     def __init__(self, site: Site, cfg: MLWorkshopConfig):
         base = cfg.hub.base_url.rstrip("/")
-        self.url = f"http://127.0.0.1:{cfg.hub.internal_port}{base}/hub/api"
+        self.url = f"http://127.0.0.1:{cfg.hub.api_port}{base}/hub/api"
         token = site.secret("cli_api_token")
         self.client = httpx.Client(headers={"Authorization": f"token {token}"}, timeout=30)
 

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from ..accounts.passwords import WeakPassword, check_password_rules
 from ..accounts.store import AccountExists, AccountStore, DatabaseUnavailable, NoSuchAccount
-from ..config import ConfigError, MLWorkshopConfig, get_key, load_config, set_key
+from ..config import ConfigError, MLWorkshopConfig, get_key, load_config, set_key, to_yaml
 from ..names import BadUsername, normalize_username
 from ..site import Site, init_site, resolve_site
 from .hubapi import HubAPI, HubDatabase
@@ -38,10 +38,12 @@ app.add_typer(user_app, name="user")
 def _register_subcommands() -> None:
     from .accelerators_cmd import accelerators
     from .images_cmd import images_app
+    from .logs_cmd import logs
     from .usage_cmd import usage_app
 
     app.command("accelerators")(accelerators)
     app.add_typer(images_app, name="images")
+    app.command("logs")(logs)
     app.add_typer(usage_app, name="usage")
 
 out = Console(soft_wrap=True)  # piped or logged output keeps paths and lines whole
@@ -110,8 +112,8 @@ def up(
     cfg = load_config(s.root, env)
     _store(s, cfg)  # fails early, with a message, when the database is unreachable
     for what, host, number in (("hub.port", cfg.hub.ip, cfg.hub.port),
-                               ("hub.internal_port", "127.0.0.1", cfg.hub.internal_port),
-                               ("hub.proxy_api_port", "127.0.0.1", cfg.hub.proxy_api_port)):
+                               ("hub.internal_port", "127.0.0.1", cfg.hub.api_port),
+                               ("hub.proxy_api_port", "127.0.0.1", cfg.hub.proxy_port)):
         if not _port_free(host, number):
             raise Failure(f"Port {number} ({what}) is already in use. Stop what uses it, or pick another: "
                           f"`mlworkshop config set {what} PORT`" + (" or `--port PORT`." if what == "hub.port" else "."))
@@ -125,6 +127,12 @@ def up(
     prepare_shared_content(s.content(cfg), s.submissions, cfg.spawner.local.admin_group if as_root else None)
     if not as_root:
         err.print("[yellow]Not running as root: every user's server runs as you, and users are not isolated.[/]")
+    else:
+        from ..hub.ports import unprivileged_port_start, warning
+
+        exposed = warning(cfg, unprivileged_port_start())
+        if exposed:
+            err.print(f"[yellow]Warning: {exposed}[/]", highlight=False)
     config_file = Path(__file__).resolve().parents[1] / "hub" / "jupyterhub_config.py"
     out.print(f"mlworkshop hub on http://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})")
     os.chdir(s.state)
@@ -163,10 +171,9 @@ def config_show(site: SiteOpt = None) -> None:
 
 @config_app.command("get")
 def config_get(key: str, site: SiteOpt = None) -> None:
-    """One value, e.g. `mlworkshop config get hub.port`."""
+    """One value as YAML, e.g. `mlworkshop config get hub.port`; `config set` takes it back as it is."""
     _, cfg = _loaded(site, must_exist=False)
-    value = get_key(cfg, key)
-    out.print(json.dumps(value) if isinstance(value, (dict, list)) else str(value), highlight=False)
+    print(to_yaml(get_key(cfg, key)))  # as it is: no markup, emoji or wrapping
 
 
 @config_app.command("set", context_settings={"ignore_unknown_options": True})  # `hub.nice -10` is a value
@@ -176,7 +183,7 @@ def config_set(key: str, value: str, site: SiteOpt = None) -> None:
     if not s.root.exists():
         raise Failure(f"No site at {s.root}. Create it with `mlworkshop init --site {s.root}`.")
     cfg = set_key(s.root, key, value)
-    out.print(f"{key} = {get_key(cfg, key)!r} (restart the hub to apply)")
+    print(f"{key} = {to_yaml(get_key(cfg, key), flow=True)} (restart the hub to apply)")
 
 
 @config_app.command("validate")

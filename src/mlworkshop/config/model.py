@@ -7,6 +7,7 @@ model doubles as the JSON Schema that `mlworkshop config schema` prints for edit
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -23,13 +24,31 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# A root hub's own loopback ports sit below 1024 (net.ipv4.ip_unprivileged_port_start): no student
+# account can bind them, not even while the hub restarts.
+ROOT_INTERNAL_PORT = 881
+ROOT_PROXY_API_PORT = 882
+
+
 class HubConfig(Section):
     ip: str = Field("127.0.0.1", description="Address the hub's public proxy listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the hub's public proxy listens on.")
-    internal_port: int = Field(
-        8081, ge=1, le=65535, description="Loopback port of the hub's API (proxy and servers call it)."
+    internal_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Loopback port of the hub's API (proxy and servers call it to check every "
+        f"token). Empty: {ROOT_INTERNAL_PORT} when the hub runs as root, 8081 otherwise. Below 1024 "
+        "only root can bind it, so while the hub is stopped no student can answer in its place "
+        "and accept made-up tokens for everyone's servers.",
     )
-    proxy_api_port: int = Field(8001, ge=1, le=65535, description="Loopback port of the proxy's API.")
+    proxy_api_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=f"Loopback port of the proxy's API. Empty: {ROOT_PROXY_API_PORT} when the hub runs "
+        "as root (no student can stand in for the proxy and collect its token), 8001 otherwise.",
+    )
     base_url: str = Field("/", description="URL prefix of the hub, e.g. /jupyter/.")
     db_url: str | None = Field(
         None,
@@ -48,6 +67,20 @@ class HubConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the hub."
     )
+
+    @property
+    def api_port(self) -> int:
+        """The hub API's port this process uses: hub.internal_port, or the default for its user."""
+        if self.internal_port is not None:
+            return self.internal_port
+        return ROOT_INTERNAL_PORT if os.geteuid() == 0 else 8081
+
+    @property
+    def proxy_port(self) -> int:
+        """The proxy API's port: hub.proxy_api_port, or the default for this process's user."""
+        if self.proxy_api_port is not None:
+            return self.proxy_api_port
+        return ROOT_PROXY_API_PORT if os.geteuid() == 0 else 8001
 
     @field_validator("ip")
     @classmethod
@@ -138,6 +171,16 @@ class LocalBackendConfig(Section):
         description="Also fork users' IPython kernels from that process (a notebook's kernel is "
         "ready in a fraction of a second, even when a whole class opens one at once); needs "
         "`preload`. false: each kernel is a fresh Python process.",
+    )
+    max_processes: int = Field(
+        2048,
+        ge=32,
+        le=4_000_000,
+        description="Most processes and threads one user's server, kernels and terminals may run "
+        "at once (the kernel's pids limit of the user's cgroup; needs a root hub). Threads count: "
+        "a JupyterLab holds ~10, a PyTorch kernel one or two per CPU core. A fork bomb stops here. "
+        "The user's memory and CPU limits are those of their spawn profile "
+        "(accelerators.profiles), the same the usage API reports.",
     )
     user_prefix: str = Field(
         "mlw-",

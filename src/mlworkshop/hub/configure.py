@@ -15,6 +15,7 @@ from ..config import MLWorkshopConfig
 from ..kernelfork import PROVISIONER_NAME, SOCKET_ENV
 from ..site import Site
 from .auth import TEMPLATES
+from .service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, isolating, setpriv_command
 
 CLI_SERVICE = "mlworkshop-cli"
 CULLER_SERVICE = "idle-culler"
@@ -31,6 +32,13 @@ def proxy_command() -> list[str]:
     return [found] if found else [str(local)]
 
 
+def public_url(cfg: MLWorkshopConfig) -> str:
+    """The hub's address as people type it (a wildcard listen address names no host)."""
+    host = cfg.hub.ip if cfg.hub.ip not in ("", "0.0.0.0", "::") else "<this machine>"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{cfg.hub.port}{cfg.hub.base_url}"
+
+
 def singleuser_command() -> list[str]:
     return [sys.executable, "-m", "mlworkshop.singleuser"]
 
@@ -40,7 +48,7 @@ def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     c.JupyterHub.port = cfg.hub.port
     c.JupyterHub.base_url = cfg.hub.base_url
     c.JupyterHub.hub_ip = "127.0.0.1"
-    c.JupyterHub.hub_port = cfg.hub.internal_port  # stable: running servers call it after a restart
+    c.JupyterHub.hub_port = cfg.hub.api_port  # stable: running servers call it after a restart
     c.JupyterHub.db_url = site.db_url(cfg)
     c.JupyterHub.cookie_secret_file = str(site.secrets / "cookie_secret")
     c.JupyterHub.pid_file = str(site.state / "jupyterhub.pid")
@@ -49,10 +57,13 @@ def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     c.JupyterHub.cleanup_servers = False  # a hub restart leaves students' servers running
     c.JupyterHub.cleanup_proxy = True
     c.ConfigurableHTTPProxy.auth_token = site.secret("proxy_auth_token")
-    c.ConfigurableHTTPProxy.command = proxy_command()
+    # a root hub's proxy runs as an account of its own (hub/service_accounts.py); the hub tells its
+    # connections from anyone else's by that account (hub/peer.py)
+    c.ConfigurableHTTPProxy.command = (setpriv_command(PROXY_ACCOUNT, proxy_command()) if isolating()
+                                       else proxy_command())
     c.ConfigurableHTTPProxy.pid_file = str(site.state / "proxy.pid")
     c.ConfigurableHTTPProxy.should_start = True
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{cfg.hub.proxy_api_port}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{cfg.hub.proxy_port}"
 
 
 def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
@@ -69,6 +80,8 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     a.reserved_names = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group"]
     a.allow_all = False
     a.any_allow_config = True  # approved accounts are allowed by check_allowed
+    a.proxy_account = PROXY_ACCOUNT if isolating() else ""
+    a.public_url = public_url(cfg)
 
 
 def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
@@ -95,6 +108,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
     s.preload = cfg.spawner.local.preload
     s.nice = cfg.spawner.local.nice
+    s.max_processes = cfg.spawner.local.max_processes  # memory and CPUs: the spawn profile's (CgroupHooks)
     if cfg.spawner.local.preload and cfg.spawner.local.fork_kernels:
         s.environment = {SOCKET_ENV: str(site.kernel_socket), "JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME,
                          **s.environment}
@@ -112,6 +126,8 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
             "name": CULLER_SERVICE,
             "command": [sys.executable, "-m", "mlworkshop.hub.culler",
                         f"--timeout={cfg.culler.timeout}", f"--cull-every={cfg.culler.every}"],
+            "cwd": "/",  # not the hub's (<site>/state), which the culler's account cannot enter
+            **({"user": CULLER_ACCOUNT} if isolating() else {}),
         })
         roles.append({
             "name": "idle-culler",

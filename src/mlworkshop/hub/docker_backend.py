@@ -81,7 +81,7 @@ def apply_docker_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
         s.host_network = True
         s.use_internal_ip = True
         s.ip = "127.0.0.1"
-        s.hub_connect_url = f"http://127.0.0.1:{cfg.hub.internal_port}"
+        s.hub_connect_url = f"http://127.0.0.1:{cfg.hub.api_port}"
         s.auto_hub_connect_url = False
     else:
         s.network_name = d.network
