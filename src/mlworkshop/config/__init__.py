@@ -1,6 +1,6 @@
 """Config: the typed model and its YAML file."""
 
-from .loader import CONFIG_FILE, ConfigError, get_key, load_config, set_key
+from .loader import CONFIG_FILE, ConfigError, get_key, load_config, set_key, to_yaml
 from .model import MLWorkshopConfig
 
-__all__ = ["CONFIG_FILE", "ConfigError", "MLWorkshopConfig", "get_key", "load_config", "set_key"]
+__all__ = ["CONFIG_FILE", "ConfigError", "MLWorkshopConfig", "get_key", "load_config", "set_key", "to_yaml"]

@@ -185,13 +185,30 @@ def load_config(site: Path, environ: Mapping[str, str] | None = None) -> MLWorks
 
 
 def get_key(cfg: MLWorkshopConfig, key: str) -> Any:
+    """The value of one key as plain data (what the YAML file holds: lists and mappings of
+    str, int, float, bool and None), whatever its type in the model: a list of devices, a path."""
+    parent: Any = None
     node: Any = cfg
     for part in key.split("."):
         if not isinstance(node, BaseModel) or part not in type(node).model_fields:
             known = list(type(node).model_fields) if isinstance(node, BaseModel) else []
             raise ConfigError(f"unknown key '{key}'. Known keys here: {', '.join(known)}.")
-        node = getattr(node, part)
-    return node.model_dump(mode="json") if isinstance(node, BaseModel) else node
+        parent, node = node, getattr(node, part)
+    return parent.model_dump(mode="json", include={part})[part]
+
+
+def to_yaml(value: Any, flow: bool = False) -> str:
+    """`value` (plain data, as get_key returns it) as YAML text that parse_scalar, and so
+    `set_key`, reads back to the same value: '0123' stays a string, None is null. flow=True puts a
+    list or mapping on one line ([{kind: nvidia, index: 0}]), the form typed on a command line."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.sort_base_mapping_type_on_output = False  # the model's order, as in the file
+    yaml.default_flow_style = flow
+    yaml.allow_unicode = True
+    yaml.width = 4096
+    buffer = io.StringIO()
+    yaml.dump(value, buffer)
+    return buffer.getvalue().removesuffix("...\n").rstrip("\n")  # a lone scalar ends its document
 
 
 def set_key(site: Path, key: str, raw_value: str) -> MLWorkshopConfig:
