@@ -20,7 +20,8 @@ def test_service_role_scopes_and_access(tmp_path):
     [usage] = [s for s in c.JupyterHub.services if s["name"] == "usage"]
     assert usage["url"] == "http://127.0.0.1:9123"
     assert usage["command"][1:] == ["-m", "mlworkshop.usage.service"]
-    assert usage["environment"] == {"MLWORKSHOP_SITE": str(tmp_path)} and usage["oauth_no_confirm"] is True
+    assert usage["environment"]["MLWORKSHOP_SITE"] == str(tmp_path) and usage["oauth_no_confirm"] is True
+    assert usage["cwd"] == "/"  # never the hub's working folder (<site>/state, root's alone)
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     service_role = roles["mlworkshop-usage-service"]
     assert service_role["services"] == ["usage"]
@@ -68,3 +69,32 @@ def test_hub_pages_announce_a_budget_near_or_over(tmp_path):
     assert "used up" in text and "stops at 10:10 UTC" in text and 'href="/services/usage/me"' in text
     assert announce(bob).startswith("You have used most of your weekly budget")
     store.close()
+
+
+def test_the_service_gets_the_hubs_config_without_the_hub_database_url(tmp_path):
+    """A root hub's usage service runs as its own account and cannot read mlworkshop.yaml (0600):
+    the hub hands it the config it loaded, minus hub.db_url (a password the service never needs)."""
+    from mlworkshop.hub.usage_service import CONFIG_ENV, service_config
+
+    cfg = MLWorkshopConfig.model_validate({"usage": {"service_port": 9123, "db_url": "postgresql://u:pw@db/usage"},
+                                           "hub": {"db_url": "postgresql://hub:secret@db/hub"},
+                                           "auth": {"admin_users": ["teacher"]}})
+    [usage] = usage_service_config(cfg, Site(tmp_path)).services
+    passed = service_config(usage["environment"], Site(tmp_path))
+    assert passed.usage == cfg.usage and passed.auth == cfg.auth and passed.spawner == cfg.spawner
+    assert passed.hub.db_url is None and "secret" not in usage["environment"][CONFIG_ENV]
+    # run by hand (no hub), the service reads the site's file as before
+    (tmp_path / "mlworkshop.yaml").write_text("usage:\n  grace_minutes: 7\n", encoding="utf-8")
+    assert service_config({}, Site(tmp_path)).usage.grace_minutes == 7
+
+
+def test_which_account_the_service_runs_as(tmp_path, monkeypatch):
+    """A root hub runs it as _mlw-usage; a hub that is not root (nothing to switch to) and the
+    docker backend (the engine's socket is root's to give anyway) run it as the hub's own user."""
+    from mlworkshop.hub import service_accounts
+
+    for root, backend, user in ((True, "local", "_mlw-usage"), (False, "local", None), (True, "docker", None)):
+        monkeypatch.setattr(service_accounts.os, "geteuid", lambda root=root: 0 if root else 1000)
+        cfg = MLWorkshopConfig.model_validate({"usage": {"service_port": 9123}, "spawner": {"backend": backend}})
+        [usage] = usage_service_config(cfg, Site(tmp_path)).services
+        assert usage.get("user") == user, (root, backend)

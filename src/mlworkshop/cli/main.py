@@ -133,6 +133,13 @@ def up(
         exposed = warning(cfg, unprivileged_port_start())
         if exposed:
             err.print(f"[yellow]Warning: {exposed}[/]", highlight=False)
+    from ..hub.service_accounts import ServiceAccountError, prepare_helpers
+
+    try:  # the proxy, culler and usage service run as accounts of their own under a root hub
+        for line in prepare_helpers(s, cfg):
+            out.print(line)
+    except ServiceAccountError as exc:
+        raise Failure(str(exc)) from None
     config_file = Path(__file__).resolve().parents[1] / "hub" / "jupyterhub_config.py"
     out.print(f"mlworkshop hub on http://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})")
     os.chdir(s.state)

@@ -12,12 +12,15 @@ import asyncio
 import datetime as dt
 import functools
 import os
+import pwd
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
+from jupyterhub.handlers.login import LoginHandler
 from tornado import web
 from traitlets import Bool, Integer, List, Unicode, default
 
@@ -32,15 +35,33 @@ from ..accounts.store import (
     utcnow,
 )
 from ..names import BadUsername, normalize_username
+from .peer import peer_uid
 from .priority import reset_thread_priority
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 
 
-def client_address(handler: web.RequestHandler) -> str:
-    """The address lockouts are keyed on: the last X-Forwarded-For entry, the one our proxy
-    appended (earlier entries are whatever the client sent, so they cannot be trusted)."""
+def _connection_socket(request) -> socket.socket | None:
+    """The TCP socket a request came in on (None once the client has gone)."""
+    return getattr(getattr(request.connection, "stream", None), "socket", None)
+
+
+def _peer_ip(request) -> str:
+    """Who is at the other end of the connection itself (tornado's remote_ip is X-Forwarded-For's)."""
+    sock = _connection_socket(request)
+    try:
+        return str(sock.getpeername()[0]) if sock is not None else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def client_address(handler: web.RequestHandler, through_proxy: bool = True) -> str:
+    """The address lockouts are keyed on. Through our proxy: the last X-Forwarded-For entry, the
+    one the proxy appended (earlier entries are whatever the client sent). Any other way: the
+    connection's own peer, whatever the headers say."""
     request = handler.request
+    if not through_proxy:
+        return _peer_ip(request)[:64]
     forwarded = request.headers.get("X-Forwarded-For", "")
     return (forwarded.split(",")[-1].strip() or request.remote_ip or "unknown")[:64]
 
@@ -76,8 +97,16 @@ class MLWorkshopAuthenticator(Authenticator):
     lockout_minutes = Integer(10).tag(config=True)
     password_hash_cost = Integer(BCRYPT_ROUNDS, help="bcrypt cost of passwords set from now on.").tag(config=True)
     reserved_names = List(Unicode(), help="Names nobody may sign up with (the configured admins).").tag(config=True)
+    proxy_account = Unicode(
+        "",
+        help="System account the proxy runs as (a root hub). Password forms answer only connections "
+        "from a socket of this account, and only then is X-Forwarded-For believed. Empty: every "
+        "connection is taken as the proxy's (a hub that is not root cannot tell them apart).",
+    ).tag(config=True)
+    public_url = Unicode("", help="The hub's address for people, named when a password form is reached past the proxy.").tag(config=True)
 
     _store: AccountStore | None = None
+    _proxy_uid: int | None = None
 
     @default("allowed_users")
     def _approved_accounts(self):
@@ -125,6 +154,7 @@ class MLWorkshopAuthenticator(Authenticator):
         except BadUsername:
             return None
         password = data.get("password", "")
+        await self.require_proxy(handler)  # the login handler checked already; this is the one that counts
         result = await password_work(
             self.store.check_login, username, password, client_address(handler), self.policy
         )
@@ -141,6 +171,40 @@ class MLWorkshopAuthenticator(Authenticator):
         account = result.account
         return {"name": username, "admin": account.is_admin or username in self.admin_users}
 
+    # --- who is at the other end --------------------------------------------------------
+    def proxy_uid(self) -> int:
+        """The proxy account's uid (-1 when it does not exist: then no connection is the proxy's)."""
+        if self._proxy_uid is None:
+            try:
+                self._proxy_uid = pwd.getpwnam(self.proxy_account).pw_uid
+            except KeyError:
+                self.log.error("The proxy's account %s does not exist: password forms refuse every "
+                               "connection. Start the hub with `mlworkshop up`, which makes it.", self.proxy_account)
+                self._proxy_uid = -1
+        return self._proxy_uid
+
+    async def through_proxy(self, handler) -> bool:
+        """Did this request come through our proxy? Decided by the owner of the socket at the other
+        end of the connection (hub/peer.py), never by anything the client sent; kept per request."""
+        if not self.proxy_account:
+            return True
+        known = getattr(handler, "_mlw_through_proxy", None)
+        if known is None:
+            sock = _connection_socket(handler.request)
+            uid = await asyncio.to_thread(peer_uid, sock) if sock is not None else None
+            known = uid is not None and uid == self.proxy_uid()
+            handler._mlw_through_proxy = known
+        return known
+
+    async def require_proxy(self, handler) -> None:
+        """Forms that take a password answer only through the proxy: straight to the hub's loopback
+        port, a local account could send any X-Forwarded-For and dodge (or aim) the lockout."""
+        if not await self.through_proxy(handler):
+            self.log.warning("Refused %s %s from %s: not through the proxy", handler.request.method,
+                             handler.request.path, _peer_ip(handler.request))
+            where = self.public_url or "the hub's address"
+            raise web.HTTPError(403, f"Sign in through the hub's address, {where}, not its internal port.")
+
     def delete_user(self, user) -> None:
         """Deleting a hub user (admin page, API) deletes the account; files stay on disk."""
         try:
@@ -150,7 +214,8 @@ class MLWorkshopAuthenticator(Authenticator):
         super().delete_user(user)
 
     def get_handlers(self, app):
-        return super().get_handlers(app) + [
+        return [
+            (r"/login", ProxiedLoginHandler),
             (r"/signup", SignUpHandler),
             (r"/accounts", AccountsHandler),
             (r"/accounts/([^/]+)/(approve|reset-password)", AccountActionHandler),
@@ -173,6 +238,18 @@ class MLWorkshopAuthenticator(Authenticator):
         return name, self.open_signup
 
 
+class _ThroughProxyOnly:
+    """Handlers of forms that take a password: nothing is answered past the proxy."""
+
+    async def prepare(self):
+        await self.authenticator.require_proxy(self)
+        return await super().prepare()
+
+
+class ProxiedLoginHandler(_ThroughProxyOnly, LoginHandler):
+    pass
+
+
 class _Page(BaseHandler):
     @property
     def mlw_auth(self) -> MLWorkshopAuthenticator:
@@ -182,7 +259,7 @@ class _Page(BaseHandler):
         self.finish(await self.render_template(name, **ns))
 
 
-class SignUpHandler(_Page):
+class SignUpHandler(_ThroughProxyOnly, _Page):
     async def get(self):
         await self.page("signup.html", message=None, error=None, username="")
 
@@ -217,7 +294,7 @@ class AccountsHandler(_Page):
         await self.page("accounts.html", accounts=accounts, message=self.get_argument("message", None))
 
 
-class AccountActionHandler(_Page):
+class AccountActionHandler(_ThroughProxyOnly, _Page):
     @web.authenticated
     async def post(self, name: str, action: str):
         if not self.current_user.admin:
@@ -243,7 +320,7 @@ class AccountActionHandler(_Page):
         self.redirect(self.hub.base_url + "accounts?" + urlencode({"message": message}))
 
 
-class ChangePasswordHandler(_Page):
+class ChangePasswordHandler(_ThroughProxyOnly, _Page):
     @web.authenticated
     async def get(self):
         await self.page("change-password.html", message=None, error=None)
@@ -256,7 +333,7 @@ class ChangePasswordHandler(_Page):
         new = self.get_body_argument("new_password", "", strip=False)
         confirm = self.get_body_argument("new_password_confirm", "", strip=False)
         result = await password_work(
-            auth.store.check_login, name, current, client_address(self), auth.policy
+            auth.store.check_login, name, current, client_address(self, await auth.through_proxy(self)), auth.policy
         )
         error = None
         if result.outcome not in (LoginOutcome.OK, LoginOutcome.NOT_APPROVED):

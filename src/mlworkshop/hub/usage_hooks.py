@@ -33,7 +33,9 @@ from ..site import Site
 
 
 def usage_db_url(cfg: MLWorkshopConfig, site: Site) -> str:
-    return cfg.usage.db_url or f"sqlite:///{site.state / 'usage.sqlite'}"
+    from .usage_storage import usage_sqlite_path  # <site>/usage/, the usage service's own folder
+
+    return cfg.usage.db_url or f"sqlite:///{usage_sqlite_path(site)}"
 
 
 @dataclass

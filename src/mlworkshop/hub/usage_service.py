@@ -18,8 +18,10 @@ from traitlets.config import Config
 
 from ..config import MLWorkshopConfig
 from ..site import Site
+from .service_accounts import USAGE_ACCOUNT, isolating
 
 USAGE_SERVICE = "usage"
+CONFIG_ENV = "MLWORKSHOP_CONFIG_JSON"
 SCOPE_READ = "custom:mlworkshop-usage:read"
 SCOPE_ADMIN = "custom:mlworkshop-usage:admin"
 ACCESS = f"access:services!service={USAGE_SERVICE}"
@@ -61,6 +63,28 @@ def site_port(site: Site) -> int:
         return port
 
 
+def runs_as_own_account(cfg: MLWorkshopConfig) -> bool:
+    """A root hub runs the usage service (a web app every student reaches) as its own account.
+    Not with the docker backend: there it reads container stats from the engine's socket, which
+    is root's to give in any case (membership of its group is root in all but name)."""
+    return isolating() and cfg.spawner.backend != "docker"
+
+
+def service_config_json(cfg: MLWorkshopConfig) -> str:
+    """The hub's config for the service, which cannot read mlworkshop.yaml (root's, 0600); without
+    the hub database's URL, which it has no use for (it may hold a password)."""
+    return cfg.model_copy(update={"hub": cfg.hub.model_copy(update={"db_url": None})}).model_dump_json()
+
+
+def service_config(environ, site: Site) -> MLWorkshopConfig:
+    """In the service: the config the hub passed, else mlworkshop.yaml (run by hand, for tests)."""
+    if environ.get(CONFIG_ENV):
+        return MLWorkshopConfig.model_validate_json(environ[CONFIG_ENV])
+    from ..config import load_config
+
+    return load_config(site.root)
+
+
 def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfig:
     if not cfg.usage.enabled:
         return UsageServiceConfig()
@@ -68,7 +92,9 @@ def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfi
         "name": USAGE_SERVICE,
         "url": f"http://127.0.0.1:{cfg.usage.service_port or site_port(site)}",
         "command": [sys.executable, "-m", "mlworkshop.usage.service"],
-        "environment": {"MLWORKSHOP_SITE": str(site.root)},
+        "environment": {"MLWORKSHOP_SITE": str(site.root), CONFIG_ENV: service_config_json(cfg)},
+        "cwd": "/",  # not the hub's (<site>/state), which the service's account cannot enter
+        **({"user": USAGE_ACCOUNT} if runs_as_own_account(cfg) else {}),
         "oauth_no_confirm": True,
         "timeout": 120,  # a hub on a loaded machine must not give up on itself because this starts slowly
         "display": True,

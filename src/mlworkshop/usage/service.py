@@ -26,7 +26,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from ..config import MLWorkshopConfig, load_config
+from ..config import MLWorkshopConfig
 from ..site import Site
 from . import dashboard
 from .collector import ContainerSampler, GpuSampler, ProcessSampler
@@ -743,8 +743,10 @@ def main() -> None:
 
     settings = ServiceSettings.from_env()
     site = Site(Path(os.environ["MLWORKSHOP_SITE"]))
-    cfg = load_config(site.root)
     from ..hub.usage_hooks import usage_db_url
+    from ..hub.usage_service import service_config
+
+    cfg = service_config(os.environ, site)  # a root hub's service cannot read mlworkshop.yaml itself
 
     # opened lazily and retried: a usage database that is down must not stop the service (JupyterHub
     # gives up on the whole hub when a managed service exits while it starts)
