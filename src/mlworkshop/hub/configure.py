@@ -115,7 +115,11 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
 
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
-    services = [{"name": CLI_SERVICE, "api_token": site.secret("cli_api_token")}]
+    # admin: JupyterHub lets only an admin grant admin (`user add --admin`, `user promote`); no
+    # scope does it. The flag, not an `admin` role entry in load_roles: with auth.admin_users set,
+    # such an entry would make the admin role's users exactly admin_users and take admin away from
+    # everyone promoted with the CLI at the next start. (The hub logs that the flag is deprecated.)
+    services = [{"name": CLI_SERVICE, "api_token": site.secret("cli_api_token"), "admin": True}]
     roles = [{
         "name": "mlworkshop-cli",
         "scopes": ["admin:users", "admin:servers", "list:users", "read:users"],
