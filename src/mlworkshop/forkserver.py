@@ -9,7 +9,7 @@ Each child still becomes an ordinary server of its own: its own session, the stu
 and groups (set before any user code runs), its own environment, token and working directory.
 
 Protocol (a Unix socket only root can reach, in <site>/state/): one JSON request per connection,
-{"uid", "gid", "groups", "umask", "nice", "cwd", "env", "argv"}, answered by {"pid": N}. The fork server
+{"uid", "gid", "groups", "umask", "nice", "cgroups", "cwd", "env", "argv"}, answered by {"pid": N}. The fork server
 forks before reading it, so no student's token ever sits in the memory later servers inherit.
 The server exits when the hub that started it goes away (its stdin closes).
 
@@ -97,6 +97,7 @@ def become_user_server(request: dict) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.nice(request.get("nice", 0))
+    join_cgroups(request.get("cgroups") or [])
     if request.get("uid") is not None:
         os.setgid(request["gid"])
         os.setgroups(request["groups"])
@@ -109,6 +110,15 @@ def become_user_server(request: dict) -> None:
     from mlworkshop.singleuser import main
 
     main()
+
+
+def join_cgroups(dirs: list[str]) -> None:
+    """Still root: into the user's cgroup (made by the hub, mlworkshop.cgroups), which the
+    student's uid can then never leave."""
+    if dirs:
+        from .cgroups import join
+
+        join(dirs)
 
 
 def _read_request(conn: socket.socket) -> dict:

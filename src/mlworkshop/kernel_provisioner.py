@@ -25,6 +25,7 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
+from . import cgroups
 from .kernelfork import SOCKET_ENV, is_preloaded_kernel
 
 FORK_TIMEOUT = 30.0
@@ -150,10 +151,53 @@ async def fork_kernel(socket_path: str, cmd: list[str], env: dict[str, str], cwd
     return kernel
 
 
+class OomWatch:
+    """Was a kernel that died killed by the OOM killer of its server's cgroup? The cgroup counts
+    its kills (memory.oom_control / memory.events, readable by the student): one more than when
+    the kernel started, and the kernel is gone, is the best answer there is (a SIGKILL says
+    nothing of who sent it)."""
+
+    def __init__(self):
+        self.hierarchy = cgroups.detect()
+        self.group = cgroups.own_memory_group(self.hierarchy) if self.hierarchy else None
+        self.before = self.kills()
+
+    def kills(self) -> int | None:
+        return cgroups.oom_kills_in(self.hierarchy, self.group) if self.group else None
+
+    def explain(self, pid: int | None) -> str | None:
+        """The line for the server's log, or None when the OOM killer had no part in it."""
+        now = self.kills()
+        if self.before is None or now is None or now <= self.before:
+            return None
+        limit = cgroups.memory_limit_in(self.hierarchy, self.group)
+        within = f"{cgroups.describe_bytes(limit)} of memory" if limit else "their memory limit"
+        return (f"Kernel {pid} was killed by the out-of-memory killer: this server and its kernels may use "
+                f"{within} together. Use less memory at once (smaller data or batches), or ask for a "
+                "larger profile.")
+
+
 class ForkProvisioner(LocalProvisioner):
     """LocalProvisioner that asks the fork server first."""
 
+    _oom: OomWatch | None = None
+
+    async def poll(self) -> int | None:
+        status = await super().poll()
+        if status is not None and self._oom is not None:
+            reason, self._oom = self._oom.explain(self.pid), None  # said once per kernel
+            if reason:
+                self.log.error(reason)
+        return status
+
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        try:
+            self._oom = OomWatch()
+        except OSError:
+            self._oom = None
+        return await self._launch(cmd, **kwargs)
+
+    async def _launch(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         socket_path = os.environ.get(SOCKET_ENV)
         if socket_path and forkable(cmd):
             env = dict(kwargs.get("env") or os.environ)

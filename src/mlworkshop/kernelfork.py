@@ -13,6 +13,12 @@ is still root. Only then does it read the request ({"argv", "env", "cwd"} plus t
 stdout and stderr passed as file descriptors), so nothing a request says can widen its rights:
 a forked kernel can do what the server that asked could do, and nothing more.
 
+Before it drops to the peer's uid it joins the account's cgroup (mlworkshop.cgroups), where the
+hub put that account's server: the kernel shares its server's memory, CPU and process limits, and
+a student who keeps asking for kernels is stopped at the group's pids.max. A peer that connects
+and then sends no whole request within REQUEST_TIMEOUT seconds is dropped: an idle or half-open
+connection must not hold a forked process.
+
 The connection then stays open for the kernel's life: the server sees the kernel die as
 end-of-file, and the kernel exits when its server goes away (what ipykernel's parent poller does
 for a kernel that is the server's child; a forked one is the fork server's child).
@@ -31,7 +37,10 @@ import socket
 import struct
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
+
+from . import cgroups
 
 SOCKET_ENV = "MLW_KERNEL_FORK_SOCKET"
 PROVISIONER_NAME = "mlworkshop-fork"
@@ -76,6 +85,9 @@ RLIMITS = {
     "Max address space": resource.RLIMIT_AS,
 }
 PR_SET_DUMPABLE = 4
+# Seconds a peer has to send its whole request: the provisioner sends it at once with its connect.
+REQUEST_TIMEOUT = 10.0
+MAX_REQUEST = 16 << 20  # bytes: an environment and an argv, never more
 
 
 class PeerRefused(Exception):
@@ -185,15 +197,56 @@ def _tighter(a: int, b: int) -> int:
     return a if b == resource.RLIM_INFINITY else min(a, b)
 
 
-def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+def read_request(conn: socket.socket, timeout: float = REQUEST_TIMEOUT) -> tuple[dict, list[int]]:
+    """The whole request within `timeout` seconds (a deadline for all of it, so a peer trickling
+    a byte at a time is dropped too); TimeoutError or ValueError otherwise."""
     data, fds = b"", []
-    while not data.endswith(b"\n"):
-        chunk, new_fds, _, _ = socket.recv_fds(conn, 1 << 20, 4)
-        if not chunk:
-            raise ValueError("connection closed before a whole request arrived")
-        data += chunk
-        fds.extend(new_fds)
+    deadline = time.monotonic() + timeout
+    try:
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no whole request within {timeout:g} s")
+            conn.settimeout(left)
+            try:
+                chunk, new_fds, _, _ = socket.recv_fds(conn, 1 << 20, 4)
+            except TimeoutError:  # socket.timeout
+                raise TimeoutError(f"no whole request within {timeout:g} s") from None
+            fds.extend(new_fds)
+            if not chunk:
+                raise ValueError("connection closed before a whole request arrived")
+            data += chunk
+            if len(data) > MAX_REQUEST:
+                raise ValueError(f"request larger than {MAX_REQUEST} bytes")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    finally:
+        conn.settimeout(None)
     return json.loads(data), fds
+
+
+def join_account_cgroup(ident: PeerIdentity) -> None:
+    """As root, before take_identity: join the group the hub made for the peer's account (named
+    after the account the kernel vouched for, nothing the peer sent). No group (the hub is not
+    root, cgroups unavailable, or the account has no server) leaves the kernel where the fork
+    server is, as before. PeerRefused when the group cannot be joined or is at its pids limit."""
+    if os.getuid() != 0:
+        return
+    hierarchy = cgroups.detect()
+    if hierarchy is None:
+        return
+    try:
+        account = pwd.getpwuid(ident.uid).pw_name
+        dirs = cgroups.existing_dirs(hierarchy, account)
+        if not dirs:
+            return
+        cgroups.join(dirs)
+    except (KeyError, cgroups.CgroupError) as exc:
+        raise PeerRefused(f"could not join the account's cgroup: {exc}") from None
+    if cgroups.pids_over_limit(hierarchy, account):
+        raise PeerRefused(f"{account} already runs as many processes as its limit allows (pids.max)")
 
 
 def is_preloaded_kernel(argv: list[str]) -> bool:
@@ -227,6 +280,7 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
     """In the child the fork server forked for this connection. Returns the exit code."""
     try:
         ident = read_peer(conn, student_prefix)
+        join_account_cgroup(ident)
     except PeerRefused as exc:
         conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
         print(f"[forkserver] kernel refused: {exc}", file=sys.stderr, flush=True)
@@ -235,9 +289,18 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
     for sig in (signal.SIGCHLD, signal.SIGTERM):  # SIGPIPE stays ignored, as Python starts with it
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    from .userlogs import redirect_output
+
+    # The fork server's stdout and stderr are the hub's log: gone before the student's uid could
+    # reach them. The server's own fds 1 and 2 (its user's log) replace /dev/null below.
+    redirect_output(None)
     take_identity(ident)
     # From here on, everything runs with the server's rights only.
-    request, fds = read_request(conn)
+    try:
+        request, fds = read_request(conn)
+    except (TimeoutError, ValueError) as exc:
+        print(f"[forkserver] kernel request from pid {ident.pid} dropped: {exc}", file=sys.stderr, flush=True)
+        return 1
     for target, fd in zip((1, 2), fds):
         os.dup2(fd, target)
     for fd in fds:

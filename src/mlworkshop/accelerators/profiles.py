@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .allocator import Allocator, Limit
+from .allocator import Allocator, Limit, NoDeviceFree
 from .inventory import KIND_LABEL, Device
 from .limits import effective_limit
 
@@ -64,6 +64,27 @@ def scale_mem(mem: str | None, factor: int) -> str | None:
 
 def _scale_cpu(cpu: float | None, factor: int) -> float | None:
     return None if cpu is None else cpu * factor
+
+
+def mem_bytes(mem: str | None) -> int | None:
+    """'4G' -> 4294967296, '512M' -> 536870912 (the config's validated sizes; no suffix: bytes)."""
+    if mem is None:
+        return None
+    match = _MEM_RE.match(mem)
+    if not match:
+        raise ValueError(f"{mem!r} is not a size such as 512M or 4G")
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " "))
+
+
+def server_resources(profiles_cfg: Any, n_devices: int) -> tuple[float | None, int | None]:
+    """CPUs and bytes of memory of a server holding `n_devices` allocated devices (0: a CPU-only
+    or shared-mode server, as the usage records count them). The one rule behind what the usage
+    API reports as a user's limits and what the local backend's cgroup enforces, so the two agree.
+    `profiles_cfg`: accelerators.profiles."""
+    if n_devices:
+        per = profiles_cfg.per_device
+        return _scale_cpu(per.cpu_limit, n_devices), mem_bytes(scale_mem(per.mem_limit, n_devices))
+    return profiles_cfg.cpu.cpu_limit, mem_bytes(profiles_cfg.cpu.mem_limit)
 
 
 def _describe_devices(devices: Sequence[Device]) -> str:
@@ -143,6 +164,17 @@ def validate_choice(slug: str | None, allowed: Sequence[Profile]) -> Profile:
     raise InvalidChoice(f"The server option {shown!r} is not available to you. You may choose: {choices}.")
 
 
+def why_not_offered(allowed: Sequence[Profile], offered: Sequence[Profile], allocator: Allocator | None) -> list[str]:
+    """A sentence for each kind of device the user may use (`allowed`, from only_free=False) of
+    which none is offered now because all are held: who holds them and since when. Shown on the
+    spawn page, so a student left with "CPU only" knows why and when to come back."""
+    if allocator is None:
+        return []
+    offered_kinds = {p.kind for p in offered}
+    missing = dict.fromkeys(p.kind for p in allowed if p.kind is not None and p.kind not in offered_kinds)
+    return [str(NoDeviceFree(kind, 1, allocator.usage(kind))) for kind in missing]
+
+
 def options_from_form(formdata: Mapping[str, Any]) -> dict[str, str]:
     """JupyterHub's form data (each value a list) -> {"profile": slug}."""
     value = formdata.get(FORM_FIELD)
@@ -151,9 +183,10 @@ def options_from_form(formdata: Mapping[str, Any]) -> dict[str, str]:
     return {FORM_FIELD: str(value)} if value not in (None, "") else {}
 
 
-def render_options_form(profiles: Sequence[Profile]) -> str:
-    """Radio buttons, first one checked; "" when there is nothing to choose (no form at all)."""
-    if len(profiles) <= 1:
+def render_options_form(profiles: Sequence[Profile], notes: Sequence[str] = ()) -> str:
+    """Radio buttons, first one checked, below `notes` (why_not_offered). "" when there is nothing
+    to choose and nothing to say (no form at all: the server starts at once)."""
+    if len(profiles) <= 1 and not notes:
         return ""
     items = []
     for number, p in enumerate(profiles):
@@ -167,4 +200,6 @@ def render_options_form(profiles: Sequence[Profile]) -> str:
             + (f' <span class="text-muted">{html.escape(detail)}</span>' if detail else "")
             + "</label></div>"
         )
-    return '<div class="mlw-profiles"><p>Choose the resources for this server:</p>\n' + "\n".join(items) + "\n</div>"
+    said = "".join(f'<p class="mlw-not-offered alert alert-warning">{html.escape(note)}</p>\n' for note in notes)
+    return ('<div class="mlw-profiles">' + said + "<p>Choose the resources for this server:</p>\n"
+            + "\n".join(items) + "\n</div>")

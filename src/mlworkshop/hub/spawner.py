@@ -19,7 +19,9 @@ from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Integer, Unicode
 
+from .. import cgroups
 from .accelerators import AcceleratorHooks
+from .cgroup_hooks import CgroupHooks
 from .forkclient import ForkServerUnavailable, forkserver_for
 from .usage_hooks import UsageHooks
 from .workspace import Workspace, WorkspaceError, prepare_workspace, set_device_groups
@@ -177,8 +179,9 @@ class WorkspaceMixin(UsageHooks, AcceleratorHooks):
         yield {"progress": 50, "message": "Starting your JupyterLab"}
 
 
-class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
-    """A JupyterLab process per user, as that user's own account when the hub is root."""
+class LocalSpawner(WorkspaceMixin, CgroupHooks, LocalProcessSpawner):
+    """A JupyterLab process per user, as that user's own account when the hub is root (in the
+    account's cgroup: CgroupHooks)."""
 
     nice = Integer(5, help="Niceness of user servers (and so their kernels) above the hub's.").tag(config=True)
     preload = Bool(True, help="Fork servers from the fork server (JupyterLab preloaded).").tag(config=True)
@@ -201,9 +204,11 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
 
         account = workspace.account
         groups = os.getgrouplist(account.name, account.gid)
+        cgroup_dirs = list(self.cgroup_dirs)
 
         def preexec_drop_privileges():
             os.nice(nice)
+            cgroups.join(cgroup_dirs)  # still root: a group the student's uid cannot leave
             os.setgid(account.gid)
             os.setgroups(groups)
             os.setuid(account.uid)
@@ -266,6 +271,7 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         process. Either way the server runs as the user's account with the user's environment."""
         cmd = [*self.cmd, *self.get_args()]
         env = self.get_env()
+        await self.prepare_cgroup()
         if self.preload:
             try:
                 self.pid = await forkserver_for(Path(self.site_root) / "state").fork(self._fork_request(cmd, env))
@@ -287,7 +293,7 @@ class LocalSpawner(WorkspaceMixin, LocalProcessSpawner):
         account = workspace.account if workspace else None
         request = {"cwd": str(workspace.home) if workspace else os.getcwd(), "env": env, "argv": cmd[2:] if cmd[1:2] == ["-m"] else cmd,
                    "umask": 0o002 if self.user.admin else 0o022, "nice": self.nice,
-                   "uid": None, "gid": None, "groups": []}
+                   "uid": None, "gid": None, "groups": [], "cgroups": list(self.cgroup_dirs)}
         if account is not None:
             request.update(uid=account.uid, gid=account.gid, groups=os.getgrouplist(account.name, account.gid))
         return request

@@ -26,6 +26,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from ..accelerators.profiles import server_resources
 from ..config import MLWorkshopConfig
 from ..site import Site
 from . import dashboard
@@ -150,6 +151,9 @@ class LimitsOut(BaseModel):
     remaining: Left
     state: Literal["ok", "warn", "over"]
     message: str
+    oom_kills: int | None = Field(
+        None, description="Processes of the user's running server the out-of-memory killer stopped "
+        "(local backend with cgroups; null: not known).")
 
 
 class QuotaIn(BaseModel):
@@ -344,16 +348,6 @@ def _window(start: dt.datetime | None, end: dt.datetime | None, default_days: in
     return start, end
 
 
-def _mem_gib(text: str | None) -> float | None:
-    if not text:
-        return None
-    units = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
-    text = text.strip().upper().removesuffix("B")
-    if text and text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text) / GIB
-
-
 class NeedLogin(Exception):
     def __init__(self, next_url: str):
         self.next_url = next_url
@@ -502,11 +496,8 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
         cpu_limit = mem_limit = 0.0
         cpu_none = mem_none = False
         for s in running or [None]:
-            n = s.n_devices if s else 0
-            p_cpu = profiles.per_device.cpu_limit * n if n and profiles.per_device.cpu_limit else (
-                None if n else profiles.cpu.cpu_limit)
-            p_mem = _mem_gib(profiles.per_device.mem_limit) * n if n and profiles.per_device.mem_limit else (
-                None if n else _mem_gib(profiles.cpu.mem_limit))
+            p_cpu, p_bytes = server_resources(profiles, s.n_devices if s else 0)  # what the cgroup enforces
+            p_mem = None if p_bytes is None else p_bytes / GIB
             cpu_none |= p_cpu is None
             mem_none |= p_mem is None
             cpu_limit += p_cpu or 0.0
@@ -517,6 +508,7 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
 
             gpu_limit = effective_limit(username, groups, is_admin, cfg.accelerators).max_devices
         verdict = running_verdict(limits, used, cfg.usage.warn_at, True, cfg.usage.enforce_cpu_only)  # for display
+        oom_kills, oom_message = _out_of_memory(username)
         return {
             "cpu_limit_cores": None if cpu_none else round(cpu_limit, 3),
             "memory_limit_gib": None if mem_none else round(mem_limit, 3),
@@ -530,8 +522,30 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
                                "servers": used.servers, "devices": used.devices},
             "remaining": left.as_dict(),
             "state": verdict.state,
-            "message": verdict.message,
+            "message": " ".join(m for m in (oom_message, verdict.message) if m),
+            "oom_kills": oom_kills,
         }
+
+    def _out_of_memory(username: str) -> tuple[int | None, str]:
+        """How often the kernel's OOM killer stopped a process of this user's running server (its
+        cgroup, local backend), and a sentence saying so; (None, "") where that cannot be known."""
+        if cfg.spawner.backend != "local":
+            return None, ""
+        from .. import cgroups
+
+        hierarchy = cgroups.detect()
+        try:
+            group = hierarchy and hierarchy.controller_dir("memory", cfg.spawner.local.user_prefix + username)
+        except cgroups.CgroupError:
+            return None, ""
+        kills = cgroups.oom_kills_in(hierarchy, group) if group else None
+        if not kills:
+            return kills, ""
+        limit = cgroups.memory_limit_in(hierarchy, group)
+        within = f" within its limit of {cgroups.describe_bytes(limit)}" if limit else ""
+        return kills, (f"Your server ran out of memory{within}: the kernel's out-of-memory killer stopped "
+                       f"{kills} of its processes (usually a notebook's kernel, which then restarts). "
+                       "Use less memory at once (smaller batches or data), or ask for a larger profile.")
 
     def _session_or_404(session_id: int) -> SessionInfo:
         session = store.get_session(session_id)
