@@ -64,7 +64,7 @@ class UsageConfig(_Section):
     db_url: str | None = Field(
         None,
         description="Usage database URL (e.g. postgresql://user@127.0.0.1:5432/usage). "
-        "Empty: SQLite in <site>/state/usage.sqlite.",
+        "Empty: SQLite in <site>/usage/usage.sqlite (the usage service's own folder).",
     )
     sample_every: float = Field(
         60, ge=0.2, le=3600, description="Seconds between two samples of each running server's CPU and memory."
