@@ -156,6 +156,26 @@ def test_the_old_database_moves_into_the_usage_accounts_folder(tmp_path):
     assert prepare_usage_storage(site, _cfg(), NOBODY) == []
 
 
+def test_the_database_file_is_made_by_root_for_the_account(tmp_path):
+    """Empty, and the account's: whoever opens it first (the hub's hooks as root, the CLI, the
+    service), it stays the account's, and so do the side files SQLite makes next to it as root."""
+    site = _site(tmp_path)
+    prepare_usage_storage(site, _cfg(), NOBODY)
+    path = site.root / "usage" / "usage.sqlite"
+    info = path.lstat()
+    assert stat.S_ISREG(info.st_mode) and info.st_size == 0 and (info.st_uid, info.st_gid) == NOBODY
+    db = sqlite3.connect(path)  # as root
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    try:
+        for name in ("usage.sqlite", "usage.sqlite-wal", "usage.sqlite-shm"):
+            owned = (site.root / "usage" / name).stat()
+            assert (owned.st_uid, owned.st_gid) == NOBODY, name
+    finally:
+        db.close()
+
+
 def test_a_database_already_in_the_folder_is_never_overwritten(tmp_path):
     site = _site(tmp_path)
     prepare_usage_storage(site, _cfg(), NOBODY)
@@ -185,6 +205,7 @@ def test_links_planted_in_the_folder_are_not_handed_over(tmp_path, plant):
     victim.write_text("root's")
     os.chmod(victim, 0o600)
     planted = site.root / "usage" / "usage.sqlite"
+    planted.unlink()  # the account may remove its own database file and leave something else there
     if plant == "symlink":
         planted.symlink_to(victim)
     else:

@@ -6,9 +6,9 @@ creates and removes files next to the database, so the account needs a folder it
 (password hashes, token hashes) and stays root's alone. Root makes and hands over the folder
 itself: the site root is root's (0755), so nobody else can put a link where the folder goes, and
 inside it root changes the owner only of the database's own plain, single-link files, through
-descriptors opened without following links. (Root processes that open the database later, the
-hub's spawner hooks and the CLI, are fine: SQLite gives the files it creates as root the
-database file's owner.)
+descriptors opened without following links. Root makes the database file itself (empty), so root
+processes that open it later, the hub's spawner hooks and the CLI, never make it root's; and the
+side files SQLite creates as root get the database file's owner.
 
 Sites made before this kept the database at <site>/state/usage.sqlite; it is used there until the
 next `mlworkshop up` moves it into <site>/usage/ (after a checkpoint, so nothing is left in its
@@ -64,6 +64,7 @@ def prepare_usage_storage(site: Site, cfg: MLWorkshopConfig, owner: tuple[int, i
                                 "Move it away and start the hub again.") from None
     try:
         done += _move_legacy(site, dir_fd)
+        _create_empty(dir_fd)
         if owner is not None:
             os.fchown(dir_fd, *owner)
             for name in DB_FILES:
@@ -109,6 +110,16 @@ def _checkpoint(path: Path) -> None:
     except sqlite3.Error as exc:
         raise UsageStorageError(f"Could not open the usage database {path} to move it: {exc}. "
                                 "Is it still in use? Stop what uses it and start the hub again.") from None
+
+
+def _create_empty(dir_fd: int) -> None:
+    """An empty database file (SQLite takes an empty file for an empty database), so that its
+    owner is the usage account however it gets opened first: were it the hub's spawner hooks or
+    the CLI, as root, it would be root's and the service could not write it."""
+    try:
+        os.close(os.open(DB_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd))
+    except FileExistsError:
+        pass
 
 
 def _exists(dir_fd: int, name: str) -> bool:
