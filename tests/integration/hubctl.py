@@ -254,6 +254,19 @@ def remove_accounts(names: list[str]) -> None:
                 break
             time.sleep(0.1)
         subprocess.run(["userdel", name], capture_output=True)
+    _remove_cgroups(names)
+
+
+def _remove_cgroups(names: list[str]) -> None:
+    """The accounts' cgroups (mlworkshop.cgroups): a hub leaves them to servers that outlive it."""
+    from mlworkshop import cgroups
+
+    hierarchy = cgroups.detect() if os.geteuid() == 0 else None
+    for name in names if hierarchy else []:
+        try:
+            cgroups.remove(hierarchy, name)
+        except cgroups.CgroupError:
+            pass
 
 
 def memory_contains(pid: int, needle: bytes) -> bool:
