@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Integer, String, UniqueConstraint, create_engine, delete, event, select
+from sqlalchemy import DateTime, Integer, String, UniqueConstraint, delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from ..db import HUB_SCHEMA, SQLiteMode, migrate
+from ..db import make_engine as _make_engine
 from .inventory import KIND_LABEL, Device
 
 
@@ -138,24 +140,15 @@ class Limit:
 
 
 # --- the allocator ----------------------------------------------------------------------
+# Every transaction takes the write lock first (BEGIN IMMEDIATE): see the module docstring.
+# Durability: the process's (NORMAL in the hub): an allocation a power cut loses belonged to a
+# server the power cut stopped too.
+SQLITE = SQLiteMode(synchronous=None, begin_immediate=True)
+
+
 def make_engine(db_url: str) -> Engine:
-    """Our own engine on the hub's database; SQLite transactions start with BEGIN IMMEDIATE."""
-    if db_url.startswith("sqlite"):
-        in_memory = db_url in ("sqlite://", "sqlite:///:memory:")
-        pool = {} if in_memory else {"pool_size": 8, "max_overflow": 16}
-        engine = create_engine(db_url, connect_args={"timeout": 30}, **pool)
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection, _record):
-            dbapi_connection.isolation_level = None  # let us issue BEGIN ourselves (pysqlite)
-            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
-
-        @event.listens_for(engine, "begin")
-        def _begin(connection):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
-
-        return engine
-    return create_engine(db_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    """Our own engine on the hub's database."""
+    return _make_engine(db_url, SQLITE, pool_size=8, max_overflow=16)
 
 
 Alive = Callable[[str, str], bool]
@@ -174,7 +167,7 @@ class Allocator:
         self.slots = slots_per_device
         self.engine = make_engine(db_url)
         self._sqlite = self.engine.dialect.name == "sqlite"
-        Base.metadata.create_all(self.engine)
+        migrate(self.engine, HUB_SCHEMA)
         if not self._sqlite:
             self._ensure_lock_row()
 

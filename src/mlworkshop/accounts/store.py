@@ -16,11 +16,13 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy import Boolean, DateTime, Integer, String, create_engine, delete, event, or_, select, update
+from sqlalchemy import Boolean, DateTime, Integer, String, delete, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from ..db import HUB_SCHEMA, SchemaError, SQLiteMode, migrate
+from ..db import make_engine as _make_engine
 from .passwords import BCRYPT_ROUNDS, dummy_hash, hash_password, verify_password
 
 
@@ -92,17 +94,14 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached or written; str() says which and what to check."""
 
 
+# An account or a lockout survives a power cut: a full fsync per commit (a handful per login at
+# most; a successful login without earlier failures writes nothing). The hub process makes its
+# database WAL (hub/sqlite_tuning.py).
+SQLITE = SQLiteMode(synchronous="FULL")
+
+
 def make_engine(db_url: str) -> Engine:
-    if db_url.startswith("sqlite"):
-        engine = create_engine(db_url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _busy_timeout(dbapi_connection, _record):  # wait for the hub's writes, do not fail
-            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
-            dbapi_connection.execute("PRAGMA synchronous = FULL")  # an account survives a power cut
-
-        return engine
-    return create_engine(db_url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    return _make_engine(db_url, SQLITE, pool_size=4, max_overflow=4)
 
 
 def _info(account: Account) -> AccountInfo:
@@ -115,12 +114,14 @@ class AccountStore:
         self.hash_cost = hash_cost
         self.engine = make_engine(db_url)
         try:
-            Base.metadata.create_all(self.engine)
+            migrate(self.engine, HUB_SCHEMA)  # accounts survive upgrades: Alembic, never create_all
         except OperationalError as exc:
             raise DatabaseUnavailable(
                 f"Cannot open the hub database {_redact(db_url)}: {exc.orig}. "
                 "Check that the server is running and hub.db_url is right."
             ) from None
+        except SchemaError as exc:
+            raise DatabaseUnavailable(str(exc)) from None
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

@@ -12,15 +12,15 @@ import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..db import USAGE_SCHEMA, SQLiteMode
+from ..db import make_engine as _make_engine
+from ..db import migrate as _migrate
 from .models import QuotaOverride, Rate, Sample, UsageSession, utcnow
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def normalize_url(url: str) -> str:
@@ -30,44 +30,18 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# A usage record survives a power cut (a full fsync per commit; the sampler commits once a round);
+# WAL: the dashboards read while the sampler writes.
+SQLITE = SQLiteMode(synchronous="FULL", wal=True, foreign_keys=True, threads=True)
+
+
 def make_engine(url: str) -> Engine:
-    url = normalize_url(url)
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")  # a usage record survives a power cut
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-
-
-_migrated: set[str] = set()
-_migrate_lock = threading.Lock()
+    return _make_engine(normalize_url(url), SQLITE)
 
 
 def migrate(engine: Engine) -> None:
-    """`alembic upgrade head` on this database (once per process and URL)."""
-    key = str(engine.url)
-    with _migrate_lock:
-        if key in _migrated:
-            return
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":  # two processes starting at once: one migrates
-                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724100511)")
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
-        _migrated.add(key)
+    """`alembic upgrade head` of the usage tables on this database (once per process and URL)."""
+    _migrate(engine, USAGE_SCHEMA)
 
 
 @dataclass(frozen=True)
