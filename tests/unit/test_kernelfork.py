@@ -428,3 +428,54 @@ def test_fork_server_env_keeps_what_servers_inherit_and_interpreters_read_at_sta
                "PYTHONPATH": "/opt/extra"}
     server_env = {k: v for k, v in hub_env.items() if k in LocalSpawner().env_keep}
     assert not needs_fresh_process(KERNEL_ARGV, server_env, fork_server_env(hub_env))
+
+
+# --- the request on the kernel socket: whole, and in time (an idle peer holds no process) --------
+@pytest.fixture
+def pair():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def test_read_request_whole_request_with_fds(pair):
+    ours, theirs = pair
+    r, w = os.pipe()
+    socket.send_fds(theirs, [b'{"argv": ["x"], "env": {}, '], [r, w])
+    theirs.sendall(b'"cwd": "/"}\n')
+    request, fds = kernelfork.read_request(ours, timeout=30)
+    assert request == {"argv": ["x"], "env": {}, "cwd": "/"} and len(fds) == 2
+    assert ours.gettimeout() is None  # the kernel then watches the connection without a timeout
+    for fd in (r, w, *fds):
+        os.close(fd)
+
+
+@pytest.mark.parametrize("sent", [b"", b'{"argv": ["python"'], ids=["idle", "half-open"])
+def test_read_request_gives_up_on_a_peer_that_sends_no_whole_request(pair, sent):
+    ours, theirs = pair
+    theirs.sendall(sent)
+    with pytest.raises(TimeoutError, match="no whole request within 0.2 s"):
+        kernelfork.read_request(ours, timeout=0.2)
+    assert ours.gettimeout() is None
+
+
+def test_read_request_closes_fds_of_a_request_it_gives_up_on(pair):
+    ours, theirs = pair
+    r, w = os.pipe()
+    socket.send_fds(theirs, [b'{"argv"'], [r])
+    theirs.close()
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(ValueError, match="closed before a whole request"):
+        kernelfork.read_request(ours, timeout=30)
+    assert set(os.listdir("/proc/self/fd")) <= before  # the received copy of `r` is closed again
+    os.close(r)
+    os.close(w)
+
+
+def test_read_request_refuses_a_request_larger_than_any_real_one(pair, monkeypatch):
+    ours, theirs = pair
+    monkeypatch.setattr(kernelfork, "MAX_REQUEST", 1000)
+    theirs.sendall(b"x" * 2000)
+    with pytest.raises(ValueError, match="larger than 1000 bytes"):
+        kernelfork.read_request(ours, timeout=30)
