@@ -14,6 +14,7 @@ more than once with different owners, is None: the caller treats it as "not the 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 from collections.abc import Iterable
@@ -42,10 +43,23 @@ def _spellings(ip: str, port: int) -> set[str]:
     return {_hex_address(str(address), port, socket.AF_INET6)}
 
 
+def _read(table: Path) -> str:
+    """The whole table in as few reads as possible: the kernel builds it afresh for each read, and
+    a socket that comes or goes between two reads can make the next one skip an entry."""
+    chunks = []
+    fd = os.open(table, os.O_RDONLY)
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
+
+
 def _rows(tables: Iterable[Path]) -> Iterable[list[str]]:
     for table in tables:
         try:
-            lines = table.read_text().splitlines()[1:]  # after the header
+            lines = _read(table).splitlines()[1:]  # after the header
         except OSError:
             continue
         for line in lines:
@@ -73,4 +87,8 @@ def peer_uid(conn: socket.socket, tables: Iterable[Path] = TABLES) -> int | None
         return None
     if conn.family not in (socket.AF_INET, socket.AF_INET6):
         return None
-    return socket_owner(peer, ours, tables)
+    for _ in range(2):  # once more if not found: a read may have skipped it (see _read)
+        uid = socket_owner(peer, ours, tables)
+        if uid is not None:
+            return uid
+    return None
