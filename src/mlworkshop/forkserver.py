@@ -12,6 +12,8 @@ Protocol (a Unix socket only root can reach, in <site>/state/): one JSON request
 {"uid", "gid", "groups", "umask", "nice", "cgroups", "cwd", "env", "argv"}, answered by {"pid": N}. The fork server
 forks before reading it, so no student's token ever sits in the memory later servers inherit.
 The server exits when the hub that started it goes away (its stdin closes).
+A request may also carry "log", the user's log file (mlworkshop.userlogs): the child opens it as
+root and makes it its stdout and stderr: no server holds the hub's own (the hub's log).
 
 With `--kernels PATH` it also forks IPython kernels for the users' servers on a second socket
 (mlworkshop.kernelfork says who may ask and what a kernel inherits). The hub starts it with a
@@ -32,6 +34,8 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
+
+from .userlogs import redirect_output
 
 PRELOAD = (
     "jupyter_server.serverapp",
@@ -93,6 +97,7 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
 def become_user_server(request: dict) -> None:
     """In the forked child: take on the user's identity and environment, then run the server."""
     os.setsid()
+    redirect_output(request.get("log"))  # still root: the user's log, never the hub's stdout and stderr
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

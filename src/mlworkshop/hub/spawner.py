@@ -12,7 +12,7 @@ import os
 import shlex
 import time
 from pathlib import Path
-from subprocess import Popen
+from subprocess import DEVNULL, Popen
 
 import psutil
 from jupyterhub.spawner import LocalProcessSpawner
@@ -20,6 +20,7 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Integer, Unicode
 
 from .. import cgroups
+from ..userlogs import open_user_log, prepare_user_log
 from .accelerators import AcceleratorHooks
 from .cgroup_hooks import CgroupHooks
 from .forkclient import ForkServerUnavailable, forkserver_for
@@ -272,9 +273,11 @@ class LocalSpawner(WorkspaceMixin, CgroupHooks, LocalProcessSpawner):
         cmd = [*self.cmd, *self.get_args()]
         env = self.get_env()
         await self.prepare_cgroup()
+        log = self._user_log()
         if self.preload:
             try:
-                self.pid = await forkserver_for(Path(self.site_root) / "state").fork(self._fork_request(cmd, env))
+                self.pid = await forkserver_for(Path(self.site_root) / "state").fork(
+                    {**self._fork_request(cmd, env), "log": str(log)})
                 self.proc = None
                 self.log.info("Forked a server for %s (pid %s)", self.user.name, self.pid)
                 return (self.ip or "127.0.0.1", self.port)
@@ -284,9 +287,33 @@ class LocalSpawner(WorkspaceMixin, CgroupHooks, LocalProcessSpawner):
         kwargs = dict(preexec_fn=self.make_preexec_fn(self.user.name), start_new_session=True)
         kwargs.update(self.popen_kwargs)
         kwargs["env"] = env
-        self.proc = Popen(cmd, **kwargs)
+        self.proc = self._popen_logged(cmd, kwargs, log)
         self.pid = self.proc.pid
         return (self.ip or "127.0.0.1", self.port)
+
+    def _user_log(self) -> Path:
+        """The user's own log file (mlworkshop.userlogs), rotated if large: their server's (and
+        kernels') stdout and stderr. Never the hub's own: a student could forge or erase that."""
+        try:
+            return prepare_user_log(Path(self.site_root) / "logs", self.user.name)
+        except OSError as exc:
+            raise self._log_failure(exc) from None
+
+    def _popen_logged(self, cmd: list[str], kwargs: dict, log: Path) -> Popen:
+        """A cold server: stdin /dev/null, stdout and stderr the user's log, and no other
+        descriptor of the hub's (close_fds), whatever popen_kwargs say."""
+        try:
+            fd = open_user_log(log)
+        except OSError as exc:
+            raise self._log_failure(exc) from None
+        try:
+            return Popen(cmd, **{**kwargs, "stdin": DEVNULL, "stdout": fd, "stderr": fd, "close_fds": True})
+        finally:
+            os.close(fd)
+
+    def _log_failure(self, exc: OSError) -> RuntimeError:
+        self.log.error("The log file of %s's server cannot be used: %s", self.user.name, exc)
+        return RuntimeError("Your server's log file could not be prepared. Ask an administrator to check the hub's log.")
 
     def _fork_request(self, cmd: list[str], env: dict[str, str]) -> dict:
         workspace = self.workspace
@@ -307,7 +334,7 @@ class LocalSpawner(WorkspaceMixin, CgroupHooks, LocalProcessSpawner):
         while loop.time() < deadline:
             if await self.poll() is not None:
                 raise RuntimeError(
-                    f"{self.user.name}'s server exited while starting. The hub's log has its output."
+                    f"{self.user.name}'s server exited while starting. An administrator sees its output with `mlworkshop logs {self.user.name}`."
                 )
             try:
                 _, writer = await asyncio.open_connection(host, self.port)
