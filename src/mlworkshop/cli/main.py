@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import secrets
-import shutil
 import socket
 import sys
 from pathlib import Path
@@ -333,25 +332,28 @@ def user_remove(
     delete_files: Annotated[bool, typer.Option("--delete-files", help="Also delete the user's files and system account.")] = False,
     site: SiteOpt = None,
 ) -> None:
-    """Delete an account and stop its server. Files are kept unless --delete-files."""
+    """Delete an account, stop its server and end every process of its system account, then
+    delete that account (its uid is never handed out again). Files are kept unless --delete-files."""
+    from ..hub.removal import delete_tree, remove_system_account
+
     s, cfg, name = _account_action(name, site, lambda store, n: store.delete(n))
     api = HubAPI(s, cfg)
     if api.running():
-        api.delete_user(name)
+        api.delete_user(name)  # the hub stops the server first
     else:
         HubDatabase(s.db_url(cfg)).delete_user(name, cfg.spawner.local.user_prefix + name)
+    problems = remove_system_account(cfg.spawner.local.user_prefix + name, s.state)
     home, submissions = s.users / name, s.submissions / name
     if delete_files:
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(submissions, ignore_errors=True)
-        account = cfg.spawner.local.user_prefix + name
-        if os.geteuid() == 0:
-            import subprocess
-
-            subprocess.run(["userdel", account], capture_output=True)
+        for folder in (home, submissions):
+            problems += delete_tree(folder)
+    if problems:
+        raise Failure(f"Removed {name} from the hub, but not everything:\n  " + "\n  ".join(problems))
+    if delete_files:
         out.print(f"Removed {name}, their files and system account.")
     else:
-        out.print(f"Removed {name}. Their files are kept in {home} and {submissions}.")
+        out.print(f"Removed {name}. Their files are kept in {home} and {submissions} "
+                  f"(moved to {s.root / 'removed'} if a new account named {name} is made).")
 
 
 @user_app.command("export")
