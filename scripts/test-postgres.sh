@@ -39,6 +39,17 @@ pg_start() {
   echo "PostgreSQL for the tests: $MLW_TEST_POSTGRES ($PG_TEST_DIR)"
 }
 
+pg_stale_cleanup() {
+  # A run killed with SIGKILL (no EXIT trap) leaves its folder: remove those whose server is gone.
+  local dir pid
+  for dir in /tmp/mlw-test-pg.*; do
+    [ -d "$dir" ] || continue
+    pid=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then continue; fi
+    rm -rf "$dir"
+  done
+}
+
 pg_stop() {
   [ -n "${PG_TEST_DIR:-}" ] && [ -d "$PG_TEST_DIR/data" ] || return 0
   local as=()

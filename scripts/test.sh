@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Runs every test, with a private PostgreSQL server started for them and stopped after.
-# pytest's exit code 5 ("no tests collected") is a failure here, not a pass.
+# Runs every test, with a private PostgreSQL server started for them and stopped after, also when
+# the run fails or is interrupted (Ctrl-C, kill). pytest's exit code 5 ("no tests collected") is a
+# failure here, not a pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/test-postgres.sh
+pg_stale_cleanup
 pg_start || exit 1
 trap pg_stop EXIT
-.venv/bin/python -m pytest -ra --durations=15 "$@"
+# pytest runs in the background so that a signal reaches these traps at once (bash runs a trap
+# only after a foreground child has exited); each passes the signal on and stops PostgreSQL.
+.venv/bin/python -m pytest -ra --durations=15 "$@" &
+pytest_pid=$!
+trap 'kill -TERM $pytest_pid 2>/dev/null; wait $pytest_pid; exit 130' INT
+trap 'kill -TERM $pytest_pid 2>/dev/null; wait $pytest_pid; exit 143' TERM
+wait $pytest_pid
 rc=$?
 [ $rc -eq 5 ] && { echo "no tests were collected: that is a failure"; exit 1; }
 exit $rc
