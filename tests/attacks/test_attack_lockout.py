@@ -15,6 +15,8 @@ import subprocess
 import sys
 import textwrap
 
+import httpx
+
 from mlworkshop.config.model import ROOT_INTERNAL_PORT
 from tests.integration.hubctl import mlw
 
@@ -52,6 +54,12 @@ ATTACK = textwrap.dedent("""
     # 2. the proxy's own address: the owner's logins through the proxy come from there
     for i in range(attempts + 1):
         results.append(guess(f"wrong-again-{i}", "127.0.0.1"))
+    # 3. signup past the proxy (an account made without anyone seeing where from)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        answer = client.post("/hub/signup", data={"username": "sneaky", "password": "Sneaky-pass-99",
+                                                  "password_confirm": "Sneaky-pass-99"})
+        results.append({"status": answer.status_code, "logged_in": False,
+                        "says_why": "Sign in through the hub" in answer.text})
     print(json.dumps(results))
 """)
 
@@ -88,10 +96,23 @@ def test_no_lockout_bypass_or_owner_lockout_through_the_internal_port(make_hub):
     # ... and none of them left a failure row (a spoofed address each) in the hub's database
     assert _failure_rows(hub) == rows_before
 
+    assert "sneaky" not in mlw(hub.site, "user", "list").stdout
+
     # the owner still logs in through the proxy: the forged 127.0.0.1 guesses locked nothing
     owner = hub.browser()
     assert owner.login("owner", OWNER_PW).status_code == 302
     assert owner.logged_in_as() == "owner"
+
+    # changing a password takes the current one: with the owner's own session cookie, but past the
+    # proxy, it is refused as well; through the proxy it works
+    form = {"_xsrf": owner.client.cookies.get("_xsrf", path="/hub/"), "current_password": "a-guess",
+            "new_password": "Owner-new-pass-8", "new_password_confirm": "Owner-new-pass-8"}
+    with httpx.Client(base_url=internal, cookies=owner.client.cookies, timeout=60) as direct:
+        refused = direct.post("/hub/change-password", data=form)
+    assert refused.status_code == 403 and "Sign in through the hub" in refused.text
+    assert _failure_rows(hub) == rows_before
+    changed = owner.client.post("/hub/change-password", data={**form, "current_password": OWNER_PW})
+    assert changed.status_code == 200 and "Password changed." in changed.text
 
     # through the proxy, the lockout works as configured: ATTEMPTS wrong, then even the right one is refused
     bob = hub.browser()
