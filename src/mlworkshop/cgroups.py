@@ -18,8 +18,10 @@ can neither leave it nor loosen it. When the server stops, what is left in the g
 that outlived its server, a `nohup` loop) is killed and the group removed.
 
 Both hierarchies: cgroup v1 (one mount per controller, what hosts without systemd as PID 1 and
-older distributions have) and v2 (one unified tree, the default of current distributions; where
-systemd runs the hub's unit should have `Delegate=yes` so it may manage groups of its own).
+older distributions have) and v2 (one unified tree, the default of current distributions). On v2
+the groups are made directly under the cgroup2 root, beside systemd's slices rather than as one of
+them (a systemd slice would need the hub to ask systemd to move each process after it exists,
+while here the process joins by itself before it drops to the student's uid).
 
 Stdlib only: the fork server (which imports nothing of the hub) and users' servers import it too.
 """
