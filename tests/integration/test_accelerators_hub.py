@@ -4,7 +4,10 @@ backend, real JupyterLab servers whose environment is read from inside their ker
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import subprocess
 import time
 
@@ -91,3 +94,84 @@ async def test_exclusive_gpus_are_never_shared(make_hub):
         assert response.status_code in (201, 202), response.text
         browsers["ann"].wait_ready("ann")
         assert await _visible_devices(hub, browsers["ann"], "ann") == seen["ben"]
+
+
+def _text(page) -> str:
+    """What a student reads on a page: tags dropped, entities decoded, spaces collapsed."""
+    shown = re.sub(r"<(script|style)\b.*?</\1>", " ", page.text, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", shown)).split())
+
+
+def _submit_spawn_form(browser, page, profile: str):
+    """Press Start on a spawn page with `profile` chosen, as the browser would post it."""
+    action = re.search(r'<form[^>]*id="spawn_form"[^>]*action="([^"]*)"', page.text, re.S)
+    assert action, f"no spawn form on the page ({page.status_code}): {_text(page)[:600]}"
+    return browser.client.post(html.unescape(action.group(1)), data={"profile": profile})
+
+
+def _progress_messages(browser, name: str) -> list[str]:
+    messages = []
+    with browser.client.stream("GET", f"/hub/api/users/{name}/server/progress") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                messages.append(json.loads(line[5:])["message"])
+    return messages
+
+
+async def test_a_refused_student_is_told_why_and_starts_on_cpu_from_home(make_hub):
+    """Issue 20: both GPUs held; cat's 1 × GPU request is refused in words, and Home → Start My
+    Server then offers CPU only, says why, and starts it (the refused choice is not re-used)."""
+    hub = make_hub(**{"accelerators.mode": "exclusive", "accelerators.inventory": TWO_GPUS,
+                      "accelerators.max_per_user": 1})
+    for name in ("ann", "ben", "cat"):
+        mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
+    hub.start()
+    browsers = {}
+    for name in ("ann", "ben", "cat"):
+        browsers[name] = hub.browser()
+        assert browsers[name].login(name, PASSWORD).status_code == 302
+    cat = browsers["cat"]
+
+    assert _spawn(browsers["ann"], "ann", "gpu-1").status_code in (201, 202)
+    browsers["ann"].wait_ready("ann")
+    opened = cat.client.get("/hub/spawn")  # one GPU is still free when cat opens the page
+    assert "1 × GPU" in opened.text
+    assert _spawn(browsers["ben"], "ben", "gpu-1").status_code in (201, 202)
+    browsers["ben"].wait_ready("ben")
+
+    refused = _submit_spawn_form(cat, opened, "gpu-1")
+    said = _text(refused)
+    assert refused.status_code == 409, said
+    assert "Both GPUs are in use" in said and "ann" in said and "ben" in said, said
+    assert "HTTP 409" not in said and "error (" not in said, said
+    streamed = _progress_messages(cat, "cat")
+    assert streamed and "Both GPUs are in use" in streamed[-1], streamed
+    assert "HTTP 409" not in streamed[-1], streamed
+
+    home = cat.client.get("/hub/home")
+    start = re.search(r'<a id="start"[^>]*href="([^"]+)"', home.text, re.S)
+    assert start and "Start" in _text(home), _text(home)
+    page = cat.client.get(html.unescape(start.group(1)))
+    said = _text(page)
+    assert page.status_code == 200, said
+    assert "Failed to start" not in said and "contact admin" not in said, said
+    assert "CPU only" in said and "1 × GPU" not in said, said
+    assert "Both GPUs are in use" in said and "ann" in said and "ben" in said, said  # why no GPU is offered
+
+    started = _submit_spawn_form(cat, page, "cpu")
+    assert started.status_code == 200, _text(started)
+    cat.wait_ready("cat")
+    assert await _visible_devices(hub, cat, "cat") == ""
+
+    # a choice that was fine when made but is no longer allowed is not re-used either: ann ran
+    # on a GPU, then the admin takes GPUs away from students
+    browsers["ann"].stop_server("ann")
+    hub.stop()
+    mlw(hub.site, "config", "set", "accelerators.max_per_user", "0")
+    hub.start()
+    ann = hub.browser()
+    assert ann.login("ann", PASSWORD).status_code == 302
+    page = ann.client.get("/hub/spawn")  # nothing to choose now: no form, the server starts at once
+    assert page.status_code == 200, _text(page)
+    assert ann.wait_ready("ann")["user_options"].get("profile") in (None, "cpu")
+    assert await _visible_devices(hub, ann, "ann") == ""

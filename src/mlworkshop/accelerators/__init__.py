@@ -21,6 +21,7 @@ from .profiles import (
     profiles_for,
     render_options_form,
     validate_choice,
+    why_not_offered,
 )
 
 __all__ = [
@@ -28,5 +29,5 @@ __all__ = [
     "NoDeviceFree", "OverLimit", "Profile", "ascend_devices_and_mounts", "detect",
     "docker_device_requests", "effective_limit", "grant", "kubernetes_resources", "local_env", "local_groups",
     "options_from_form", "parse_npu_smi_info", "parse_nvidia_smi_csv", "profiles_for",
-    "render_options_form", "validate_choice",
+    "render_options_form", "validate_choice", "why_not_offered",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import default
 from traitlets.config import LoggingConfigurable
@@ -30,14 +31,20 @@ from ..accelerators import (
     profiles_for,
     render_options_form,
     validate_choice,
+    why_not_offered,
 )
 from ..config import MLWorkshopConfig, load_config
 from ..site import Site
 
 
 def refuse(message: str, status: int = 409) -> web.HTTPError:
-    """An error JupyterHub passes through to the API response and the spawn page as it is."""
-    return web.HTTPError(status, message, reason="Spawn refused")
+    """An error whose message reaches the student as it is: in the API response, on the spawn
+    page and in the progress stream. JupyterHub renames a failed start's reason to "error" and
+    would then show "HTTP 409: error (...)", or on Home → Start My Server its generic "Failed to
+    start your server on the last attempt"; `jupyterhub_message` is what it shows instead."""
+    error = web.HTTPError(status, message, reason="Spawn refused")
+    error.jupyterhub_message = message
+    return error
 
 
 @dataclass(frozen=True)
@@ -86,12 +93,39 @@ class AcceleratorHooks(LoggingConfigurable):
         try:
             validate_choice((user_options or {}).get("profile"), allowed)
         except InvalidChoice as exc:
+            self._forget_choice(str(exc))
             raise refuse(str(exc), 400) from None
+
+    def _forget_choice(self, why: str) -> None:
+        """Drop the saved profile choice. JupyterHub saves every request's options and re-uses
+        them whenever a server is started without a form (Home → Start My Server with nothing
+        left to choose, an API call without a body): a refused or no longer allowed choice would
+        be refused again on every start. Without it the default (CPU only) is started."""
+        orm_spawner = getattr(self, "orm_spawner", None)
+        saved = dict(orm_spawner.user_options or {}) if orm_spawner is not None else {}
+        if saved.pop("profile", None) is None:
+            return
+        self.log.info("Forgetting %s's saved server option: %s", self._log_name, why)
+        orm_spawner.user_options = saved
+        session = object_session(orm_spawner)  # the hub's own (Spawner.db is deprecated)
+        if session is not None:
+            session.commit()
+
+    def _offer(self) -> tuple[list, list[str]]:
+        """The profiles to show now and, for each kind of device the user may use but that is
+        all taken, the sentence saying who holds it."""
+        offered = self._profiles(True)
+        allocator = self._acc.allocator
+        return offered, why_not_offered(self._profiles(False), offered, allocator) if allocator else []
 
     async def get_options_form(self) -> str:
         await self._release_stale()
-        profiles = await asyncio.to_thread(self._profiles, True)
-        return render_options_form(profiles)
+        profiles, notes = await asyncio.to_thread(self._offer)
+        orm_spawner = getattr(self, "orm_spawner", None)
+        saved = (orm_spawner.user_options or {}).get("profile") if orm_spawner is not None else None
+        if saved and saved not in {p.slug for p in profiles}:
+            self._forget_choice(f"{str(saved)[:40]!r} is not offered now")
+        return render_options_form(profiles, notes)
 
     def options_from_form(self, formdata):
         return options_from_form(formdata)
@@ -126,6 +160,7 @@ class AcceleratorHooks(LoggingConfigurable):
             try:
                 profile = validate_choice((self.user_options or {}).get("profile"), self._profiles(False))
             except InvalidChoice as exc:
+                self._forget_choice(str(exc))
                 raise refuse(str(exc), 400) from None
             self.accelerator_grant = grant(profile, self.user.name, self.name, [], None, None,
                                            acc.cfg.accelerators.device_groups)
@@ -140,6 +175,7 @@ class AcceleratorHooks(LoggingConfigurable):
                 acc.cfg.accelerators.device_groups,
             )
         except (InvalidChoice, NoDeviceFree, OverLimit) as exc:
+            self._forget_choice(str(exc))
             raise refuse(str(exc), 400 if isinstance(exc, InvalidChoice) else 409) from None
         if self.accelerator_grant.devices:
             self.log.info("%s gets %s", self.user.name, [f"{d.kind}:{d.index}" for d in self.accelerator_grant.devices])

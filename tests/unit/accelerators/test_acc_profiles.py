@@ -14,6 +14,7 @@ from mlworkshop.accelerators.profiles import (
     render_options_form,
     scale_mem,
     validate_choice,
+    why_not_offered,
 )
 from mlworkshop.config.accelerators import AcceleratorsConfig
 
@@ -84,6 +85,26 @@ def test_user_at_limit_gets_cpu_only_without_form(allocator):
     # the same server, restarting, may take its device again
     again = profiles_for("alice", [], False, _cfg(), GPUS, allocator, server_name="first")
     assert _slugs(again) == ["cpu", "gpu-1"]
+
+
+
+def test_all_devices_taken_the_form_offers_cpu_and_says_who_holds_them(allocator):
+    for user in ("u1", "u2", "u3", "u4"):
+        allocator.allocate(user, "", "nvidia", 1)
+    offered = profiles_for("alice", [], False, _cfg(), GPUS, allocator)
+    allowed = profiles_for("alice", [], False, _cfg(), GPUS, allocator, only_free=False)
+    notes = why_not_offered(allowed, offered, allocator)
+    assert _slugs(offered) == ["cpu"] and len(notes) == 1
+    assert notes[0].startswith("All 4 GPUs are in use (GPU 0 by u1 since ") and "GPU 3 by u4" in notes[0]
+    assert notes[0].endswith("Try again when one is free, or start a CPU-only server.")
+    form = render_options_form(offered, notes)
+    assert 'value="cpu" checked' in form and "All 4 GPUs are in use" in form  # a form: the student reads why
+    # nothing to explain: one free device is offered; a user whose limit is 0 is not told about devices
+    allocator.release("u4", "")
+    offered = profiles_for("alice", [], False, _cfg(), GPUS, allocator)
+    assert why_not_offered(allowed, offered, allocator) == [] and _slugs(offered) == ["cpu", "gpu-1"]
+    no_gpus = profiles_for("alice", [], False, _cfg(max_per_user=0), GPUS, allocator, only_free=False)
+    assert why_not_offered(no_gpus, no_gpus[:1], allocator) == []
 
 
 def test_crafted_request_for_8_gpus_is_refused(allocator):
