@@ -202,8 +202,9 @@ class Server:
     def read_text(self, path: str) -> httpx.Response:
         return self.contents("GET", path, params={"content": "1", "format": "text", "type": "file"})
 
-    async def run_code(self, code: str, timeout: float = 60) -> str:
-        """Execute code in a new kernel over the websocket; returns stdout (raises on error)."""
+    async def run_code(self, code: str, timeout: float = 60, shutdown: bool = True) -> str:
+        """Execute code in a new kernel over the websocket; returns stdout (raises on error).
+        shutdown=False leaves the kernel running (as a student does, until the server stops)."""
         import websockets
 
         kernel = self.client.post(f"{self.prefix}/api/kernels", json={"name": "python3"})
@@ -236,7 +237,8 @@ class Server:
                         return "".join(output)
                 raise AssertionError("kernel did not finish in time")
         finally:
-            self.client.delete(f"{self.prefix}/api/kernels/{kernel_id}")
+            if shutdown:
+                self.client.delete(f"{self.prefix}/api/kernels/{kernel_id}")
 
 
 def remove_site(site: Path) -> None:

@@ -23,7 +23,7 @@ def test_migration_creates_tables_and_is_repeatable(db_url):
             VERSION_TABLE} <= tables
     assert "alembic_version" not in tables  # JupyterHub's own version table is left alone
     with again.engine.connect() as conn:
-        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0001"
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0002"
     again.close()
 
 
@@ -122,3 +122,16 @@ def test_two_stores_on_one_database_see_each_other(db_url):
     service_side.add_samples([SampleIn(sid, dt.datetime(2026, 3, 2, 10, 1), 1.0, GIB)])
     assert hub_side.get_session(sid).last_seen == dt.datetime(2026, 3, 2, 10, 1)
     hub_side.close(); service_side.close()
+
+
+def test_a_last_sample_without_history_adds_what_had_exited(store):
+    """The hub's last sample at a stop reads only the processes still running (a fresh sampler
+    knows nothing of those that exited); the store adds the CPU earlier samples said had exited."""
+    sid = store.open_session("alice", "", pid=1, started_at=T("2026-03-02 10:00"))
+    # the sampler: 10 s in all, 4 of them by a kernel that has exited since (restarted)
+    store.add_samples([SampleIn(sid, T("2026-03-02 10:01"), 10.0, GIB, cpu_departed=4.0)])
+    # the stop, 30 s later: the processes still there have used 7 s in all
+    assert store.last_sample("alice", "", SampleIn(0, T("2026-03-02 10:01:30"), 7.0, GIB, cpu_departed=None)) == 1
+    assert [s["cpu_seconds"] for s in store.samples(sid)] == [10.0, 1.0]
+    store.close_session("alice", "", ended_at=T("2026-03-02 10:01:30"))
+    assert store.last_sample("alice", "", SampleIn(0, T("2026-03-02 10:02"), 9.0, GIB, cpu_departed=None)) == 0

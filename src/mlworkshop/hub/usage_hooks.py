@@ -106,6 +106,7 @@ class UsageHooks(LoggingConfigurable):
 
     async def stop(self, now=False):
         self._usage_stop_called = True
+        await self.usage_last_sample()
         await super().stop(now=now)
 
     async def run_post_stop_hook(self):
@@ -145,6 +146,51 @@ class UsageHooks(LoggingConfigurable):
             await asyncio.to_thread(store.open_session, self.user.name, self.name or "", **facts)
         except Exception as exc:  # noqa: BLE001 - never into the spawn path
             self.log.error("Usage: could not record the start of %s's server %r: %s", self.user.name, self.name, exc)
+
+    async def usage_last_sample(self) -> None:
+        """A last sample of this server's processes while they still run: the hub is about to stop
+        them, and without it the CPU they used since the usage service's last round (up to
+        usage.sample_every seconds; all of a short session) would be missing from the session.
+
+        A server found dead gets none: a process's CPU time can be read only while it exists,
+        and the processes of a dead server are gone (or reaped by someone else).
+        """
+        if not self._usage.cfg.usage.enabled:
+            return
+        try:
+            sample = await asyncio.to_thread(self._usage_read_now)
+            if sample is not None:
+                store = await asyncio.to_thread(self._usage_store)
+                await asyncio.to_thread(store.last_sample, self.user.name, self.name or "", sample)
+        except Exception as exc:  # noqa: BLE001 - never into the stop path
+            self.log.error("Usage: could not take the last sample of %s's server %r: %s", self.user.name, self.name, exc)
+
+    def _usage_read_now(self):
+        """This server's processes now, read as the usage service reads them (blocking: /proc)."""
+        from ..usage.models import utcnow
+        from ..usage.store import SampleIn
+
+        backend, key = self._usage_backend, self.name or ""
+        if backend == "local" and getattr(self, "pid", 0):
+            from ..usage.collector import ProcessSampler
+
+            # every running server of this user, so processes of the account are adopted only
+            # when it runs one server (as the usage service decides)
+            roots = {name or "": sp.pid for name, sp in self.user.spawners.items() if getattr(sp, "pid", 0)}
+            roots[key] = self.pid
+            reading = ProcessSampler().sample(roots).get(key)
+            departed = None  # a fresh sampler: processes that exited earlier are the store's to add
+        elif backend == "docker" and getattr(self, "container_id", None):
+            from ..usage.collector import ContainerSampler
+
+            docker = getattr(self._usage.cfg.spawner, "docker", None)
+            reading = ContainerSampler(url=getattr(docker, "url", None) or None).sample({key: self.container_id}).get(key)
+            departed = 0.0  # the container's own counter: cumulative, exited processes included
+        else:
+            return None
+        if reading is None:
+            return None
+        return SampleIn(0, utcnow(), reading.cpu_total, reading.mem_bytes, cpu_departed=departed)
 
     async def usage_stopped(self, reason: str = "stopped") -> None:
         if not self._usage.cfg.usage.enabled:

@@ -32,6 +32,7 @@ class Reading:
     processes: int
     gpu_util: float | None = None
     gpu_mem_bytes: int | None = None
+    cpu_departed: float = 0.0  # part of cpu_total used by processes that have exited (not reaped)
 
 
 class ProcessSampler:
@@ -133,7 +134,8 @@ class ProcessSampler:
                 del self._adopted[pid]
         for key in set(self._departed_cpu) - set(roots):
             del self._departed_cpu[key]
-        return {key: replace(r, cpu_total=r.cpu_total + self._departed_cpu.get(key, 0.0)) for key, r in readings.items()}
+        return {key: replace(r, cpu_total=r.cpu_total + self._departed_cpu.get(key, 0.0),
+                             cpu_departed=self._departed_cpu.get(key, 0.0)) for key, r in readings.items()}
 
 
 def _reaped_by_nobody(proc: psutil.Process, server_pids: set[int]) -> bool:

@@ -47,6 +47,9 @@ class UsageSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)  # last sample
     cpu_total: Mapped[float] = mapped_column(Float, default=0.0)  # cumulative CPU seconds seen
+    # ... of which processes that have exited: a last sample by a sampler without their history
+    # (the hub's, as it stops the server) adds them to what it reads of the processes still there
+    cpu_departed: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     stop_requested: Mapped[str | None] = mapped_column(String(32), nullable=True)  # e.g. quota
     warned_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     over_limit_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

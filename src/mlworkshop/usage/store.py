@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
@@ -89,6 +89,10 @@ class SampleIn:
     mem_bytes: int
     gpu_util: float | None = None
     gpu_mem_bytes: int | None = None
+    # CPU seconds in cpu_total of the session's processes that have exited. None: the sampler has
+    # no history of them (the hub's last sample as it stops a server): cpu_total is what runs now,
+    # and the store adds what the session's earlier samples said had exited.
+    cpu_departed: float | None = 0.0
 
 
 class UsageStore:
@@ -237,14 +241,26 @@ class UsageStore:
                     continue
                 since = row.last_seen or row.started_at
                 interval = max(0.0, (s.ts - since).total_seconds())
-                cpu = max(0.0, s.cpu_total - row.cpu_total)
+                total = s.cpu_total + row.cpu_departed if s.cpu_departed is None else s.cpu_total
+                cpu = max(0.0, total - row.cpu_total)
                 rows.append({"session_id": row.id, "ts": s.ts, "interval_s": interval, "cpu_seconds": cpu,
                              "mem_bytes": int(s.mem_bytes), "gpu_util": s.gpu_util, "gpu_mem_bytes": s.gpu_mem_bytes})
-                row.cpu_total = max(row.cpu_total, s.cpu_total)
+                row.cpu_total = max(row.cpu_total, total)
+                if s.cpu_departed is not None:
+                    row.cpu_departed = s.cpu_departed
                 row.last_seen = max(s.ts, since)
             if rows:
                 db.execute(Sample.__table__.insert(), rows)
         return len(rows)
+
+    def last_sample(self, username: str, server_name: str, sample: SampleIn) -> int:
+        """The sample the hub takes as it stops a server (session_id 0: this server's open
+        session), so the CPU used since the sampler's last round is not lost."""
+        with self.session() as db:
+            row = db.scalar(self._open_q(username, server_name).order_by(UsageSession.started_at.desc()).limit(1))
+        if row is None:
+            return 0
+        return self.add_samples([replace(sample, session_id=row.id)])
 
     def samples(self, session_id: int, limit: int = 10000) -> list[dict]:
         q = select(Sample).where(Sample.session_id == session_id).order_by(Sample.ts).limit(limit)
