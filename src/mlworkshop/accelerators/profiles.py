@@ -167,12 +167,17 @@ def validate_choice(slug: str | None, allowed: Sequence[Profile]) -> Profile:
 def why_not_offered(allowed: Sequence[Profile], offered: Sequence[Profile], allocator: Allocator | None) -> list[str]:
     """A sentence for each kind of device the user may use (`allowed`, from only_free=False) of
     which none is offered now because all are held: who holds them and since when. Shown on the
-    spawn page, so a student left with "CPU only" knows why and when to come back."""
+    spawn page, so a student left with "CPU only" knows why and when to come back. A kind hidden
+    for another reason while some are free (a spent quota says so itself) gets none."""
     if allocator is None:
         return []
     offered_kinds = {p.kind for p in offered}
-    missing = dict.fromkeys(p.kind for p in allowed if p.kind is not None and p.kind not in offered_kinds)
-    return [str(NoDeviceFree(kind, 1, allocator.usage(kind))) for kind in missing]
+    notes = []
+    for kind in dict.fromkeys(p.kind for p in allowed if p.kind is not None and p.kind not in offered_kinds):
+        usage = allocator.usage(kind)
+        if not any(u.free_slots for u in usage):
+            notes.append(str(NoDeviceFree(kind, 1, usage)))
+    return notes
 
 
 def options_from_form(formdata: Mapping[str, Any]) -> dict[str, str]:

@@ -105,6 +105,7 @@ def test_all_devices_taken_the_form_offers_cpu_and_says_who_holds_them(allocator
     assert why_not_offered(allowed, offered, allocator) == [] and _slugs(offered) == ["cpu", "gpu-1"]
     no_gpus = profiles_for("alice", [], False, _cfg(max_per_user=0), GPUS, allocator, only_free=False)
     assert why_not_offered(no_gpus, no_gpus[:1], allocator) == []
+    assert why_not_offered(allowed, offered[:1], allocator) == []  # hidden (by a quota) while one is free
 
 
 def test_crafted_request_for_8_gpus_is_refused(allocator):
