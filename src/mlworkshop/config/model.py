@@ -30,6 +30,63 @@ ROOT_INTERNAL_PORT = 881
 ROOT_PROXY_API_PORT = 882
 
 
+SELF_SIGNED = "self-signed"
+
+
+class HttpsConfig(Section):
+    """HTTPS at the proxy (hub/tls.py checks the files, makes the self-signed ones, and hands the
+    proxy a copy of the key only its account can read)."""
+
+    cert: str | None = Field(
+        None,
+        description="HTTPS certificate: the absolute path of a PEM file holding the certificate and "
+        "its chain (e.g. certbot's /etc/letsencrypt/live/NAME/fullchain.pem), or self-signed for "
+        "one from a CA of this site's own (made once, kept in <site>/secrets/tls/; `mlworkshop up` "
+        "prints the CA file students' browsers must trust). Empty: plain HTTP.",
+    )
+    key: str | None = Field(
+        None,
+        description="The certificate's private key: absolute path of an unencrypted PEM file (e.g. "
+        "certbot's privkey.pem). Checked at every `mlworkshop up` and copied where only the proxy's "
+        "account can read it. Empty with cert: self-signed.",
+    )
+    redirect_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="A plain-HTTP port (e.g. 80) that only answers with a redirect (301) to HTTPS on "
+        "hub.port. It listens on every address. Empty: no plain-HTTP port.",
+    )
+    names: list[str] = Field(
+        default_factory=list,
+        description="Extra host names and IP addresses the self-signed certificate is valid for "
+        "(hub.ip, localhost, 127.0.0.1, this machine's host names and main address are always in it).",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+    @property
+    def self_signed(self) -> bool:
+        return self.cert == SELF_SIGNED
+
+    # Which of cert and key go together is checked at `mlworkshop up` (hub/tls.py), not here:
+    # `config set` changes one key at a time, and every order of two changes must be accepted.
+    @field_validator("cert", "key")
+    @classmethod
+    def _absolute_file(cls, value: str | None, info) -> str | None:
+        if value in (None, ""):
+            return None
+        if value == SELF_SIGNED and info.field_name == "key":
+            raise ValueError(f"must be a path; for a self-signed certificate set hub.https.cert to {SELF_SIGNED} "
+                             "and leave hub.https.key empty")
+        if value != SELF_SIGNED and not Path(value).is_absolute():
+            raise ValueError(f"must be an absolute path such as /etc/letsencrypt/live/NAME/fullchain.pem"
+                             f" (or {SELF_SIGNED} for the certificate)")
+        return value
+
+
 class HubConfig(Section):
     ip: str = Field("127.0.0.1", description="Address the hub's public proxy listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the hub's public proxy listens on.")
@@ -67,6 +124,7 @@ class HubConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the hub."
     )
+    https: HttpsConfig = Field(default_factory=HttpsConfig)
 
     @property
     def api_port(self) -> int:
