@@ -215,3 +215,34 @@ def test_a_database_from_a_newer_release_is_refused_with_a_message(tmp_path):
     with pytest.raises(DatabaseUnavailable, match="newer mlworkshop") as caught:
         AccountStore(f"sqlite:///{tmp_path}/./hub.sqlite", hash_cost=10)  # another URL: not cached
     assert "0042" in str(caught.value) and "backup" in str(caught.value)
+
+
+OPEN_ALL = """
+import sys, time
+from pathlib import Path
+from mlworkshop.accelerators.allocator import Allocator
+from mlworkshop.accounts.store import AccountStore
+from mlworkshop.usage.store import UsageStore
+url, go = sys.argv[1], Path(sys.argv[2])
+while not go.exists():  # all start together
+    time.sleep(0.005)
+AccountStore(url, hash_cost=10)
+Allocator(url, [])
+UsageStore(url)
+"""
+
+
+def test_processes_starting_at_once_migrate_once(db_url, tmp_path):
+    """The hub, the usage service and a CLI command may open a new database at the same moment:
+    one migrates while holding the write lock, the others wait and find nothing to do."""
+    import subprocess
+
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_ALL, db_url, str(go)], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    assert version(db_url, HUB_SCHEMA.version_table) == head(HUB_SCHEMA)
+    assert version(db_url, USAGE_SCHEMA.version_table) == head(USAGE_SCHEMA)
+    assert_no_drift(db_url)
