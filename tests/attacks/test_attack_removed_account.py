@@ -11,8 +11,11 @@ import subprocess
 import sys
 import time
 
+import httpx
 import psutil
+import pytest
 
+from mlworkshop.site import Site
 from tests.integration.hubctl import mlw
 
 PASSWORD = "Mallory-Pass-42"
@@ -62,7 +65,19 @@ def student_with_a_server(hub, name: str, password: str):
     return browser
 
 
-def test_a_removed_account_has_no_process_left_and_gets_no_kernel(make_hub):
+def remove(hub, name: str, how: str) -> None:
+    if how == "cli":
+        removed = mlw(hub.site, "user", "remove", name, check=False)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+    else:  # an admin deletes the user on the hub's admin page (its REST API)
+        token = Site(hub.site).secret("cli_api_token")
+        response = httpx.delete(f"{hub.url}/hub/api/users/{name}", headers={"Authorization": f"token {token}"},
+                                timeout=120)
+        assert response.status_code == 204, response.text
+
+
+@pytest.mark.parametrize("how", ["cli", "hub api"])
+def test_a_removed_account_has_no_process_left_and_gets_no_kernel(make_hub, how):
     hub = make_hub()
     student_with_a_server(hub, "mallory", PASSWORD)
     account = hub.prefix + "mallory"
@@ -75,8 +90,7 @@ def test_a_removed_account_has_no_process_left_and_gets_no_kernel(make_hub):
         time.sleep(0.1)
     assert any(p.name() == "sleep" for p in live_processes(uid))
 
-    removed = mlw(hub.site, "user", "remove", "mallory", check=False)
-    assert removed.returncode == 0, removed.stdout + removed.stderr
+    remove(hub, "mallory", how)
 
     left = live_processes(uid)
     assert not left, f"processes of the removed uid {uid} still run: {[(p.pid, p.cmdline()) for p in left]}"

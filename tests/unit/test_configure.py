@@ -81,6 +81,14 @@ def test_culler_absent_when_disabled(tmp_path):
     assert service(c, "mlworkshop-cli") is not None  # the CLI's own service stays
 
 
+def test_the_cli_service_is_an_admin_without_an_admin_role_entry(tmp_path):
+    """Only an admin may grant admin (`user add --admin` with the hub running); an admin role
+    entry would pin the admin users to auth.admin_users at every start (issue 11, 7c)."""
+    c, _ = build(tmp_path, auth={"admin_users": ["boss"]})
+    assert service(c, "mlworkshop-cli")["admin"] is True
+    assert not any(r["name"] == "admin" for r in c.JupyterHub.load_roles)
+
+
 def test_spawner_lands_on_lab_and_knows_the_site(tmp_path):
     c, site = build(tmp_path)
     assert spawner_value(c, "default_url") == "/lab"
@@ -120,3 +128,10 @@ def test_same_config_same_result(tmp_path):
     first, _ = build(tmp_path, culler={"timeout": 600})
     second, _ = build(tmp_path, culler={"timeout": 600})
     assert first == second  # secrets are made once and then kept, so the mapping is repeatable
+
+
+def test_local_servers_pids_limit(tmp_path):
+    c, _ = build(tmp_path)
+    assert spawner_value(c, "max_processes") == 2048
+    c, _ = build(tmp_path, spawner={"local": {"max_processes": 300}})
+    assert spawner_value(c, "max_processes") == 300

@@ -190,3 +190,61 @@ def test_a_link_planted_in_shared_content_does_not_make_root_hand_its_target_to_
         assert (lab.content / "lessons").stat().st_gid == grp.getgrnam(lab.admin_group).gr_gid
     finally:
         shutil.rmtree(victim, ignore_errors=True)
+
+
+def test_a_hard_link_planted_in_place_of_a_content_link_keeps_its_files_owner_and_mode(lab):
+    """Issue 11: root used to chown whatever stood at ~/lessons, and a hard link is the file."""
+    lab.prepare("ann")
+    victim = lab.root / "victim.cfg"
+    victim.write_text("root's\n")
+    os.chmod(victim, 0o666)  # protected_hardlinks lets her link a file she can write
+    home = lab.users / "ann"
+    for entry in ("lessons", "submissions"):
+        assert lab.as_user("ann", "sh", "-c", f"rm {home / entry} && ln {victim} {home / entry}").returncode == 0
+    lab.prepare("ann")
+    st = victim.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o666)
+
+
+def test_a_file_planted_in_place_of_work_is_moved_aside_untouched(lab):
+    lab.prepare("ann")
+    victim = lab.root / "victim.txt"
+    victim.write_text("root's\n")
+    os.chmod(victim, 0o646)
+    work = lab.users / "ann" / "work"
+    assert lab.as_user("ann", "sh", "-c", f"rmdir {work} && ln {victim} {work}").returncode == 0
+    lab.prepare("ann")
+    st = victim.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o646)
+    assert work.is_dir() and not work.is_symlink() and work.stat().st_uid == pwd.getpwnam(lab.account("ann")).pw_uid
+    assert [p.name.startswith("work.moved-") for p in work.parent.iterdir()].count(True) == 1
+
+
+def test_a_new_account_of_a_removed_name_gets_a_new_uid_and_fresh_folders(lab):
+    lab.prepare("ann")
+    old = pwd.getpwnam(lab.account("ann"))
+    assert lab.as_user("ann", "sh", "-c", f"echo old > {lab.users / 'ann' / 'work' / 'old.txt'}").returncode == 0
+    subprocess.run(["userdel", lab.account("ann")], check=True)  # what `user remove` leaves: files, no account
+
+    ws = lab.prepare("ann")
+    assert ws.account.uid > old.pw_uid and ws.account.gid > old.pw_gid
+    assert not (lab.users / "ann" / "work" / "old.txt").exists()
+    assert lab.users.joinpath("ann").stat().st_uid == ws.account.uid
+    kept = lab.root / "removed" / f"ann-uid{old.pw_uid}"
+    assert (kept / "users" / "work" / "old.txt").read_text() == "old\n"
+    assert (kept / "submissions").is_dir() and mode(lab.root / "removed") == 0o700
+    assert int((lab.root / "state" / "uid-high-water").read_text()) >= ws.account.uid
+
+
+def test_a_hard_link_planted_in_shared_content_is_not_handed_to_admins(lab):
+    victim = lab.root / "victim.conf"
+    victim.write_text("x")
+    os.chmod(victim, 0o644)
+    os.link(victim, lab.content / "datasets" / "planted.conf")
+    prepare_shared_content(lab.content, lab.submissions, lab.admin_group)
+    st = victim.stat()
+    assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
+    (lab.content / "lessons" / "plain.txt").write_text("y")
+    prepare_shared_content(lab.content, lab.submissions, lab.admin_group)
+    plain = (lab.content / "lessons" / "plain.txt").stat()
+    assert plain.st_gid == grp.getgrnam(lab.admin_group).gr_gid and plain.st_mode & 0o060 == 0o060

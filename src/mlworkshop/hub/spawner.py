@@ -16,7 +16,7 @@ from subprocess import DEVNULL, Popen
 
 import psutil
 from jupyterhub.spawner import LocalProcessSpawner
-from jupyterhub.utils import random_port
+from jupyterhub.utils import maybe_future, random_port
 from traitlets import Bool, Float, Integer, Unicode
 
 from .. import cgroups
@@ -228,6 +228,20 @@ class LocalSpawner(WorkspaceMixin, CgroupHooks, LocalProcessSpawner):
 
     async def move_certs(self, paths):
         return paths  # internal SSL is not used by mlworkshop's local backend
+
+    async def delete_forever(self):
+        """The user is deleted (admin page, API, `mlworkshop user remove`; the hub has stopped
+        the server by now): end every other process of the account and delete it, its uid never
+        handed out again (hub/removal.py), so nothing of the removed user lives on. Files stay."""
+        await maybe_future(super().delete_forever())
+        if self.name or not self.runs_as_root:
+            return  # a named server going away is not its user going away
+        from .removal import remove_system_account
+
+        problems = await asyncio.to_thread(remove_system_account, self.user_prefix + self.user.name,
+                                           Path(self.site_root) / "state")
+        for problem in problems:
+            self.log.error("Removing %s: %s", self.user.name, problem)
 
     def get_env(self):
         env = super().get_env()
