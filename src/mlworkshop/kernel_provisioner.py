@@ -8,6 +8,10 @@ jupyter_client's own LocalProvisioner, unchanged.
 A forked kernel is not this server's child, so the handle here stands in for subprocess.Popen:
 alive while the connection to the kernel is open and its pid exists; signals go to its process
 group (same account, so the kernel permits them).
+
+A kernel of either kind that dies while its server's cgroup counts one more OOM kill than when it
+started was killed for memory: the server's log says so with the limit (OomWatch), instead of
+leaving the student with an unexplained restart.
 """
 
 from __future__ import annotations

@@ -76,14 +76,15 @@ def mem_bytes(mem: str | None) -> int | None:
     return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " "))
 
 
-def server_resources(profiles_cfg: Any, n_devices: int) -> tuple[float | None, int | None]:
-    """CPUs and bytes of memory of a server holding `n_devices` allocated devices (0: a CPU-only
-    or shared-mode server, as the usage records count them). The one rule behind what the usage
-    API reports as a user's limits and what the local backend's cgroup enforces, so the two agree.
+def server_resources(profiles_cfg: Any, n_devices: int, shared: bool = False) -> tuple[float | None, int | None]:
+    """CPUs and bytes of memory of a server holding `n_devices` allocated devices (0: CPU only),
+    or of shared mode's one profile (`shared`: every device, none allocated; the per-device
+    limits once, as profiles_for offers it). The one rule behind what the usage API reports as a
+    user's limits and what the local backend's cgroup enforces, so the two agree.
     `profiles_cfg`: accelerators.profiles."""
-    if n_devices:
-        per = profiles_cfg.per_device
-        return _scale_cpu(per.cpu_limit, n_devices), mem_bytes(scale_mem(per.mem_limit, n_devices))
+    if n_devices or shared:
+        per, k = profiles_cfg.per_device, n_devices or 1
+        return _scale_cpu(per.cpu_limit, k), mem_bytes(scale_mem(per.mem_limit, k))
     return profiles_cfg.cpu.cpu_limit, mem_bytes(profiles_cfg.cpu.mem_limit)
 
 

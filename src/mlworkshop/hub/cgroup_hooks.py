@@ -39,7 +39,8 @@ class CgroupHooks(LoggingConfigurable):
     def cgroup_limits(self) -> cgroups.Limits:
         grant = self.accelerator_grant
         n_devices = len(grant.devices) if grant and grant.allocated else 0  # as the usage record counts
-        cpu, memory = server_resources(self._acc.cfg.accelerators.profiles, n_devices)
+        shared = bool(grant and grant.profile.shared)  # recorded as the profile "shared"
+        cpu, memory = server_resources(self._acc.cfg.accelerators.profiles, n_devices, shared)
         return cgroups.Limits(memory_bytes=memory, cpu_cores=cpu, pids=self.max_processes)
 
     def _cgroup_account(self) -> str | None:

@@ -497,7 +497,8 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
         cpu_limit = mem_limit = 0.0
         cpu_none = mem_none = False
         for s in running or [None]:
-            p_cpu, p_bytes = server_resources(profiles, s.n_devices if s else 0)  # what the cgroup enforces
+            # what the cgroup enforces (shared mode: the profile's per-device limits, nothing allocated)
+            p_cpu, p_bytes = server_resources(profiles, s.n_devices if s else 0, bool(s) and s.profile == "shared")
             p_mem = None if p_bytes is None else p_bytes / GIB
             cpu_none |= p_cpu is None
             mem_none |= p_mem is None
