@@ -7,7 +7,9 @@ refusal at spawn and stop-at-limit while running. SQLite and the machine's Postg
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
+import re
 import signal
 import time
 
@@ -252,6 +254,11 @@ def test_quota_refuses_at_spawn_and_stops_at_the_limit(make_hub):
     assert crafted.status_code == 403, crafted.text
     assert "GPU/NPU budget of 0.001 device-hours this week is used up" in crafted.text
     assert "0 of 0.001 device-hours left" in crafted.text
+    # the same from a spawn page opened earlier: said in words, not "HTTP 403: error (...)" (issue 20)
+    action = html.unescape(re.search(r'id="spawn_form"[^>]*action="([^"]*)"', form, re.S).group(1))
+    page = alice.client.post(action, data={"profile": "gpu-1"})
+    assert page.status_code == 403 and "GPU/NPU budget of 0.001 device-hours this week is used up" in page.text
+    assert "HTTP 403" not in page.text and "error (" not in page.text, page.text[-3000:]
     # a CPU-only server may still start
     cpu = alice.api("POST", "/users/alice/server", json={"profile": "cpu"})
     assert cpu.status_code in (201, 202), cpu.text

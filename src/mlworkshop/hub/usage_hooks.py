@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from tornado import web
 from traitlets.config import LoggingConfigurable
 
 from ..config import MLWorkshopConfig, load_config
 from ..site import Site
+from .accelerators import refuse
 
 
 def usage_db_url(cfg: MLWorkshopConfig, site: Site) -> str:
@@ -234,9 +234,8 @@ class UsageHooks(LoggingConfigurable):
             if cfg.failover_open:
                 self.log.warning("Usage data unavailable (%s); usage.failover_open lets %s start", exc, self.user.name)
                 return
-            raise web.HTTPError(503, "Usage data is unavailable right now, and this hub does not start servers "
-                                "without it (usage.failover_open is false). Try again in a minute.",
-                                reason="Spawn refused") from None
+            raise refuse("Usage data is unavailable right now, and this hub does not start servers "
+                         "without it (usage.failover_open is false). Try again in a minute.", 503) from None
         if limits.unlimited:
             return
         count = 0
@@ -250,7 +249,7 @@ class UsageHooks(LoggingConfigurable):
         message = spawn_refusal(limits, used, count)
         if message:
             self.log.info("Spawn of %s refused by quota: %s", self.user.name, message)
-            raise web.HTTPError(403, message, reason="Spawn refused")
+            raise refuse(message, 403)  # said as it is on the spawn page, not "HTTP 403: error (...)"
 
     async def check_user_options(self, user_options: dict) -> None:
         await self.usage_check_spawn((user_options or {}).get("profile"))
