@@ -37,6 +37,13 @@ def live_processes(uid: int) -> list[psutil.Process]:
     return found
 
 
+KILL_ALL = "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass  # all gone already"
+
+
+class CannotKill(RuntimeError):
+    """The process that should send the signal as the account did not run."""
+
+
 def end_processes(uid: int, gid: int, rounds: int = 50) -> list[psutil.Process]:
     """SIGKILL every process of uid; returns those still alive afterwards.
 
@@ -47,8 +54,10 @@ def end_processes(uid: int, gid: int, rounds: int = 50) -> list[psutil.Process]:
     for _ in range(rounds):
         if not live_processes(uid):
             return []
-        subprocess.run([sys.executable, "-I", "-S", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
-                       user=uid, group=gid, extra_groups=[], cwd="/", env={}, capture_output=True, timeout=30)
+        result = subprocess.run([sys.executable, "-I", "-S", "-c", KILL_ALL], user=uid, group=gid, extra_groups=[],
+                                cwd="/", env={}, capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise CannotKill(f"{sys.executable} as uid {uid} failed: {result.stderr.strip()[-300:] or result.returncode}")
         deadline = time.monotonic() + 1
         while live_processes(uid) and time.monotonic() < deadline:
             time.sleep(0.02)  # SIGKILL is delivered, not waited for: give the kernel a moment
@@ -56,18 +65,21 @@ def end_processes(uid: int, gid: int, rounds: int = 50) -> list[psutil.Process]:
 
 
 def remove_system_account(account: str, state_dir: Path) -> list[str]:
-    """End every process of the account, then delete it (its files stay where they are)."""
+    """End every process of the account, then delete it (its files stay where they are). Not
+    root: a hub that is not root never makes accounts, so one of that name is not this site's."""
+    if os.geteuid() != 0:
+        return []
     try:
         entry = pwd.getpwnam(account)
     except KeyError:
-        return []  # never made (hub not root, docker backend), or removed already
+        return []  # never made (docker backend), or removed already
     if entry.pw_uid < LOWEST_USER_UID:
         return [f"{account} has uid {entry.pw_uid}, a system account's: not touched. Check spawner.local.user_prefix."]
-    if os.geteuid() != 0:
-        return [f"the system account {account} and its processes are left: only root may remove them. "
-                f"Run the same command as root."]
     remember_ids(state_dir, entry.pw_uid, entry.pw_gid)
-    left = end_processes(entry.pw_uid, entry.pw_gid)
+    try:
+        left = end_processes(entry.pw_uid, entry.pw_gid)
+    except (CannotKill, OSError, subprocess.SubprocessError) as exc:
+        return [f"the processes of {account} could not be ended ({exc}); the account is kept."]
     if left:
         listed = ", ".join(f"{p.pid} ({p.info.get('status')})" for p in left[:10])
         return [f"processes of {account} could not be ended: {listed}; the account is kept. "
