@@ -140,6 +140,9 @@ async def test_memory_beyond_the_limit_kills_the_kernel_and_says_why(make_hub, s
     limits = httpx.get(hub.url + USAGE + "/api/users/alice/limits", timeout=30,
                        headers={"Authorization": f"token {alice.token}"}).json()
     assert limits["oom_kills"] >= 1 and "out of memory" in limits["message"], limits
+    page = browser.client.get(USAGE + "/me")  # her usage page says it too
+    assert page.status_code == 200 and "Your server ran out of memory within its limit of 1 GiB" in page.text, \
+        page.text[:2000]
 
 
 START_BUSY = """

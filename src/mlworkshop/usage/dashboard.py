@@ -122,7 +122,7 @@ def user_page(*, prefix: str, who: str, admin: bool, limits: dict, used: dict, r
     body = [f"<h1>My usage: {esc(who)}</h1>"]
     if verdict["state"] == "over":
         body.append(f'<p class="over" data-testid="quota-state">{esc(verdict["message"])}</p>')
-    elif verdict["state"] == "warn":
+    elif verdict["state"] == "warn" or verdict["message"]:  # e.g. her server ran out of memory
         body.append(f'<p class="warn" data-testid="quota-state">{esc(verdict["message"])}</p>')
     body.append(cards([
         ("my-cpu-hours", num(week_row.cpu_hours if week_row else 0.0), "CPU-hours this week"),
