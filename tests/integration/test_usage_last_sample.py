@@ -48,7 +48,7 @@ def account_cpu(account: str) -> float:
     return total
 
 
-def recorded_cpu(hub, username: str) -> tuple[float, int]:
+def recorded_cpu(hub, username: str, reason: str = "stopped") -> tuple[float, int]:
     """(CPU seconds of the user's only session, as its samples add up; how many samples)."""
     from mlworkshop.config import load_config
     from mlworkshop.hub.usage_hooks import usage_db_url
@@ -59,7 +59,7 @@ def recorded_cpu(hub, username: str) -> tuple[float, int]:
     store = UsageStore(usage_db_url(load_config(site.root), site))
     try:
         [session] = store.sessions(username)
-        assert session.ended_at is not None and session.end_reason == "stopped"
+        assert session.ended_at is not None and session.end_reason == reason, session
         samples = store.samples(session.id)
         return sum(s["cpu_seconds"] for s in samples), len(samples)
     finally:
@@ -90,3 +90,54 @@ def test_a_short_session_records_the_cpu_its_kernel_burnt(make_hub, fork_kernels
     # the reading above and the hub's last sample -- answering the stop -- is the only slack),
     # and nothing is counted twice.
     assert used - 0.05 <= cpu <= used + 1.0, (cpu, used, kernel_cpu)
+
+
+def session_pid(hub, username: str) -> int:
+    from mlworkshop.config import load_config
+    from mlworkshop.hub.usage_hooks import usage_db_url
+    from mlworkshop.site import Site
+    from mlworkshop.usage.store import UsageStore
+
+    site = Site(hub.site)
+    store = UsageStore(usage_db_url(load_config(site.root), site))
+    try:
+        [session] = store.open_sessions(username)
+        return session.pid
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as students' own accounts under a root hub")
+def test_a_server_found_dead_keeps_the_cpu_its_kernel_burnt(make_hub):
+    """The server dies (killed) right after the burn: its processes can no longer be read, but the
+    kernel's count of the account's cgroup still has everything they used."""
+    import signal
+    import time
+
+    from mlworkshop import cgroups
+
+    if cgroups.detect() is None:
+        pytest.skip("no cgroup controllers mounted here")
+    hub = make_hub(**{"usage.sample_every": 3600, "usage.service_port": free_port(), "culler.enabled": "false"})
+    extra = hub.site / "jupyterhub_config.d"
+    extra.mkdir(exist_ok=True)
+    (extra / "poll.py").write_text("c.Spawner.poll_interval = 1\n")  # the hub notices a dead server within 1 s
+    mlw(hub.site, "user", "add", "alice", "--password-stdin", input=ALICE_PW + "\n")
+    hub.start()
+    alice = hub.browser()
+    assert alice.login("alice", ALICE_PW).status_code == 302
+    token = alice.new_token("alice")
+    alice.start_server("alice")
+    server = Server(hub.url, "alice", token)
+
+    asyncio.run(server.run_code(BURN, timeout=120, shutdown=False))
+    used = account_cpu(hub.prefix + "alice")
+    os.killpg(session_pid(hub, "alice"), signal.SIGKILL)  # the server dies (its kernel lives on, idle)
+    deadline = time.monotonic() + 60
+    while alice.api("GET", "/users/alice").json()["servers"]:
+        assert time.monotonic() < deadline, "the hub did not notice the dead server"
+        time.sleep(0.25)
+
+    cpu, samples = recorded_cpu(hub, "alice", reason="died")
+    assert samples >= 1, "no sample at all: the session's CPU is lost"
+    assert used - 0.05 <= cpu <= used + 1.0, (cpu, used)

@@ -77,6 +77,7 @@ class UsageHooks(LoggingConfigurable):
     _usage_seen_alive: bool = False  # ... or saw it running
     _usage_stop_called: bool = False  # the hub called stop(): the server was running
     _usage_closed: bool = False  # usage_stopped() already closed the session
+    _usage_cpu_base: float | None = None  # the account's cgroup CPU counter before this server joined
 
     @property
     def _usage(self) -> HubUsage:
@@ -114,8 +115,11 @@ class UsageHooks(LoggingConfigurable):
             if not self._usage_closed:
                 if self._usage_stop_called:
                     await self.usage_stopped("stopped")
+                elif self._usage_started_here or self._usage_seen_alive:
+                    await self.usage_last_sample(dead=True)
+                    await self.usage_stopped("died")
                 else:
-                    await self.usage_stopped("died" if (self._usage_started_here or self._usage_seen_alive) else "lost")
+                    await self.usage_stopped("lost")
         finally:
             self._usage_closed = self._usage_stop_called = False
             self._usage_started_here = self._usage_seen_alive = False
@@ -147,40 +151,68 @@ class UsageHooks(LoggingConfigurable):
         except Exception as exc:  # noqa: BLE001 - never into the spawn path
             self.log.error("Usage: could not record the start of %s's server %r: %s", self.user.name, self.name, exc)
 
-    async def usage_last_sample(self) -> None:
-        """A last sample of this server's processes while they still run: the hub is about to stop
-        them, and without it the CPU they used since the usage service's last round (up to
-        usage.sample_every seconds; all of a short session) would be missing from the session.
+    async def prepare_cgroup(self):
+        """The account's cgroup (CgroupHooks, local backend), and its CPU counter before this
+        server joins it: the session's CPU is what the counter adds from here on."""
+        dirs = await super().prepare_cgroup()
+        self._usage_cpu_base = None
+        try:
+            if dirs and self._usage.cfg.usage.enabled and not self._usage_other_servers():
+                from ..usage.collector import cgroup_cpu_seconds
 
-        A server found dead gets none: a process's CPU time can be read only while it exists,
-        and the processes of a dead server are gone (or reaped by someone else).
+                self._usage_cpu_base = await asyncio.to_thread(cgroup_cpu_seconds, self._cgroup_account())
+        except Exception as exc:  # noqa: BLE001 - never into the spawn path
+            self.log.warning("Usage: no CPU counter for %s's server: %s", self.user.name, exc)
+        return dirs
+
+    def _usage_other_servers(self) -> bool:
+        """Another server of this user runs (its processes share the account and its cgroup)."""
+        return any(sp is not self and sp.active for sp in self.user.spawners.values())
+
+    async def usage_last_sample(self, dead: bool = False) -> None:
+        """A last sample of this server's processes: the hub is about to stop them (or found the
+        server dead), and without it the CPU they used since the usage service's last round (up
+        to usage.sample_every seconds; all of a short session) would be missing from the session.
+
+        Where the hub made the account's cgroup for this server, the kernel's count of the
+        group's CPU since then is exact, processes that exited included, and still there after
+        the server died. Otherwise the processes are read as the usage service reads them, which
+        needs them alive: a server found dead then gets no last sample.
         """
         if not self._usage.cfg.usage.enabled:
             return
         try:
-            sample = await asyncio.to_thread(self._usage_read_now)
+            sample = await asyncio.to_thread(self._usage_read_now, dead)
             if sample is not None:
                 store = await asyncio.to_thread(self._usage_store)
                 await asyncio.to_thread(store.last_sample, self.user.name, self.name or "", sample)
         except Exception as exc:  # noqa: BLE001 - never into the stop path
             self.log.error("Usage: could not take the last sample of %s's server %r: %s", self.user.name, self.name, exc)
 
-    def _usage_read_now(self):
-        """This server's processes now, read as the usage service reads them (blocking: /proc)."""
+    def _usage_read_now(self, dead: bool = False):
+        """This server's CPU and memory now (blocking: /proc, cgroup files, container stats)."""
         from ..usage.models import utcnow
         from ..usage.store import SampleIn
 
         backend, key = self._usage_backend, self.name or ""
-        if backend == "local" and getattr(self, "pid", 0):
-            from ..usage.collector import ProcessSampler
+        if backend == "local":
+            from ..usage.collector import ProcessSampler, cgroup_cpu_seconds
 
-            # every running server of this user, so processes of the account are adopted only
-            # when it runs one server (as the usage service decides)
-            roots = {name or "": sp.pid for name, sp in self.user.spawners.items() if getattr(sp, "pid", 0)}
-            roots[key] = self.pid
-            reading = ProcessSampler().sample(roots).get(key)
+            reading = None
+            if not dead and getattr(self, "pid", 0):
+                # every running server of this user, so processes of the account are adopted only
+                # when it runs one server (as the usage service decides)
+                roots = {name or "": sp.pid for name, sp in self.user.spawners.items() if getattr(sp, "pid", 0)}
+                roots[key] = self.pid
+                reading = ProcessSampler().sample(roots).get(key)
+            if self._usage_cpu_base is not None and not self._usage_other_servers():
+                counter = cgroup_cpu_seconds(self._cgroup_account())
+                if counter is not None and counter >= self._usage_cpu_base:
+                    # since this server joined the group: cumulative, exited processes included
+                    return SampleIn(0, utcnow(), counter - self._usage_cpu_base,
+                                    reading.mem_bytes if reading else 0, cpu_departed=0.0)
             departed = None  # a fresh sampler: processes that exited earlier are the store's to add
-        elif backend == "docker" and getattr(self, "container_id", None):
+        elif backend == "docker" and not dead and getattr(self, "container_id", None):
             from ..usage.collector import ContainerSampler
 
             docker = getattr(self._usage.cfg.spawner, "docker", None)

@@ -243,3 +243,25 @@ class ContainerSampler:
             cache = (mem.get("stats") or {}).get("inactive_file") or (mem.get("stats") or {}).get("cache") or 0
             out[key] = Reading(cpu_ns / 1e9, max(0, usage - cache), int((stats.get("pids_stats") or {}).get("current") or 0))
         return out
+
+
+def cgroup_cpu_seconds(account: str) -> float | None:
+    """CPU seconds used by every process that has been in the account's cgroup (made by the hub
+    at each spawn, hub/cgroup_hooks.py) since the group was made: the kernel's own count, so
+    processes that have exited, and a server that died, are in it. None: no such group."""
+    from .. import cgroups
+
+    hierarchy = cgroups.detect()
+    try:
+        if hierarchy is None:
+            return None
+        if hierarchy.version == 2:
+            for line in (hierarchy.roots[""] / cgroups.PARENT / cgroups.check_account(account) / "cpu.stat").read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == "usage_usec":
+                    return int(value) / 1e6
+            return None
+        group = hierarchy.controller_dir("cpuacct", account)
+        return None if group is None else int((group / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError, cgroups.CgroupError):
+        return None
