@@ -1,6 +1,7 @@
 """A short session's CPU is recorded (issue 12, item 5): a student burns a known amount of CPU in
-a kernel and stops the server long before the sampler's next round. The hub takes a last sample
-of the server's processes as it stops them, so the session's recorded CPU is what they used.
+a kernel and stops the server long before the sampler's next round (or the server dies). The hub
+takes a last sample as it stops the server (or finds it dead), so the session's recorded CPU is
+what its processes used.
 
 The sampler's interval is an hour here, so no round of the usage service falls between the burn
 and the stop: without the last sample the session has no CPU at all. What the session's processes
