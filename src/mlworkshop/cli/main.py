@@ -36,11 +36,14 @@ app.add_typer(user_app, name="user")
 
 def _register_subcommands() -> None:
     from .accelerators_cmd import accelerators
+    from .backup_cmd import backup, restore
     from .images_cmd import images_app
     from .logs_cmd import logs
     from .usage_cmd import usage_app
 
     app.command("accelerators")(accelerators)
+    app.command("backup")(backup)
+    app.command("restore")(restore)
     app.add_typer(images_app, name="images")
     app.command("logs")(logs)
     app.add_typer(usage_app, name="usage")
@@ -110,9 +113,11 @@ def up(
         env["MLWORKSHOP_HUB__IP"] = ip
     cfg = load_config(s.root, env)
     _store(s, cfg)  # fails early, with a message, when the database is unreachable
+    redirect = cfg.hub.https.redirect_port if cfg.hub.https.enabled else None
     for what, host, number in (("hub.port", cfg.hub.ip, cfg.hub.port),
                                ("hub.internal_port", "127.0.0.1", cfg.hub.api_port),
-                               ("hub.proxy_api_port", "127.0.0.1", cfg.hub.proxy_port)):
+                               ("hub.proxy_api_port", "127.0.0.1", cfg.hub.proxy_port),
+                               *((("hub.https.redirect_port", "0.0.0.0", redirect),) if redirect else ())):
         if not _port_free(host, number):
             raise Failure(f"Port {number} ({what}) is already in use. Stop what uses it, or pick another: "
                           f"`mlworkshop config set {what} PORT`" + (" or `--port PORT`." if what == "hub.port" else "."))
@@ -139,8 +144,19 @@ def up(
             out.print(line)
     except ServiceAccountError as exc:
         raise Failure(str(exc)) from None
+    from ..hub.hublog import start_tee
+    from ..hub.tls import TLSError, prepare_for_proxy
+
+    try:  # checked (or made) and copied where only the proxy's account reads the key
+        https_lines = prepare_for_proxy(s, cfg)
+    except TLSError as exc:
+        raise Failure(str(exc)) from None
+    teeing = start_tee(s.logs)  # from here on, all output also goes to <site>/logs/hub.log
+    for line in https_lines + ([f"warning: {teeing}"] if teeing else []):
+        out.print(line, highlight=False)
     config_file = Path(__file__).resolve().parents[1] / "hub" / "jupyterhub_config.py"
-    out.print(f"mlworkshop hub on http://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})")
+    scheme = "https" if cfg.hub.https.enabled else "http"
+    out.print(f"mlworkshop hub on {scheme}://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})")
     os.chdir(s.state)
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(config_file)], env)

@@ -1,0 +1,1 @@
+"""Operations on a whole site: backup, restore."""
