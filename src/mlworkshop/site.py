@@ -23,6 +23,7 @@ from .config import CONFIG_FILE, MLWorkshopConfig
 
 ROOT_SITE = Path("/srv/mlworkshop")
 CONTENT_KINDS = ("lessons", "datasets", "models")
+USAGE_DB_NAME = "usage.sqlite"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,22 @@ class Site:
 
     def db_url(self, cfg: MLWorkshopConfig) -> str:
         return cfg.hub.db_url or f"sqlite:///{self.state / 'jupyterhub.sqlite'}"
+
+    @property
+    def usage_dir(self) -> Path:
+        """The usage service's own folder (its account's, 0700; made by `up`, hub/usage_storage.py)."""
+        return self.root / "usage"
+
+    @property
+    def usage_sqlite(self) -> Path:
+        """<site>/usage/usage.sqlite once `mlworkshop up` has made that folder; until then (a site
+        from before it, or one never started) <site>/state/usage.sqlite, which `up` moves over."""
+        return self.usage_dir / USAGE_DB_NAME if self.usage_dir.is_dir() else self.state / USAGE_DB_NAME
+
+    def usage_db_url(self, cfg: MLWorkshopConfig) -> str:
+        """The usage database: usage.db_url, else SQLite in the usage service's folder. The hub's
+        hooks, the usage service and the CLI all ask the site, so none of them imports another."""
+        return cfg.usage.db_url or f"sqlite:///{self.usage_sqlite}"
 
     def secret(self, name: str, nbytes: int = 32) -> str:
         """A generated secret, made once (0600) and then kept; never printed or logged."""

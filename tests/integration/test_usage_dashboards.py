@@ -26,14 +26,13 @@ GIB = 1024**3
 def _seed(site: Path) -> dict:
     """This week's closed sessions of alice, with numbers computed here by hand."""
     from mlworkshop.config import load_config
-    from mlworkshop.hub.usage_hooks import usage_db_url
     from mlworkshop.site import Site
     from mlworkshop.usage.models import utcnow
     from mlworkshop.usage.quotas import week_start
     from mlworkshop.usage.store import SampleIn, UsageStore
 
     s = Site(site)
-    store = UsageStore(usage_db_url(load_config(s.root), s))
+    store = UsageStore(s.usage_db_url(load_config(s.root)))
     now = utcnow()
     monday = week_start(now)
     span = now - monday

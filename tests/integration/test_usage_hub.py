@@ -195,12 +195,11 @@ def test_sessions_recorded_authorized_and_lost(usage_db, make_hub):  # hub stops
 def _server_pid(hub, session_id: int) -> int:
     """The pid the hook recorded, read from the store directly (the hub is down)."""
     from mlworkshop.config import load_config
-    from mlworkshop.hub.usage_hooks import usage_db_url
     from mlworkshop.site import Site
     from mlworkshop.usage.store import UsageStore
 
     site = Site(hub.site)
-    store = UsageStore(usage_db_url(load_config(site.root), site))
+    store = UsageStore(site.usage_db_url(load_config(site.root)))
     try:
         pid = store.get_session(session_id).pid
     finally:

@@ -52,12 +52,11 @@ def account_cpu(account: str) -> float:
 def recorded_cpu(hub, username: str, reason: str = "stopped") -> tuple[float, int]:
     """(CPU seconds of the user's only session, as its samples add up; how many samples)."""
     from mlworkshop.config import load_config
-    from mlworkshop.hub.usage_hooks import usage_db_url
     from mlworkshop.site import Site
     from mlworkshop.usage.store import UsageStore
 
     site = Site(hub.site)
-    store = UsageStore(usage_db_url(load_config(site.root), site))
+    store = UsageStore(site.usage_db_url(load_config(site.root)))
     try:
         [session] = store.sessions(username)
         assert session.ended_at is not None and session.end_reason == reason, session
@@ -95,12 +94,11 @@ def test_a_short_session_records_the_cpu_its_kernel_burnt(make_hub, fork_kernels
 
 def session_pid(hub, username: str) -> int:
     from mlworkshop.config import load_config
-    from mlworkshop.hub.usage_hooks import usage_db_url
     from mlworkshop.site import Site
     from mlworkshop.usage.store import UsageStore
 
     site = Site(hub.site)
-    store = UsageStore(usage_db_url(load_config(site.root), site))
+    store = UsageStore(site.usage_db_url(load_config(site.root)))
     try:
         [session] = store.open_sessions(username)
         return session.pid

@@ -26,7 +26,7 @@ from mlworkshop.hub.service_accounts import (
     ensure_service_account,
     setpriv_command,
 )
-from mlworkshop.hub.usage_storage import UsageStorageError, prepare_usage_storage, usage_sqlite_path
+from mlworkshop.hub.usage_storage import UsageStorageError, prepare_usage_storage
 from mlworkshop.site import Site
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="accounts and owners need root")
@@ -137,13 +137,13 @@ def test_the_old_database_moves_into_the_usage_accounts_folder(tmp_path):
     site = _site(tmp_path)
     db = _legacy_db(site, 7)
     try:
-        assert usage_sqlite_path(site) == site.state / "usage.sqlite"  # until `up` has made the folder
+        assert site.usage_sqlite == site.state / "usage.sqlite"  # until `up` has made the folder
         done = prepare_usage_storage(site, _cfg(), NOBODY)
     finally:
         db.close()
     folder = site.root / "usage"
     assert any("moved the usage database" in line for line in done)
-    assert usage_sqlite_path(site) == folder / "usage.sqlite"
+    assert site.usage_sqlite == folder / "usage.sqlite"
     info = folder.lstat()
     assert stat.S_ISDIR(info.st_mode) and (info.st_uid, info.st_gid) == NOBODY and stat.S_IMODE(info.st_mode) == 0o700
     moved = (folder / "usage.sqlite").stat()

@@ -74,7 +74,7 @@ def test_hub_pages_announce_a_budget_near_or_over(tmp_path):
 def test_the_service_gets_the_hubs_config_without_the_hub_database_url(tmp_path):
     """A root hub's usage service runs as its own account and cannot read mlworkshop.yaml (0600):
     the hub hands it the config it loaded, minus hub.db_url (a password the service never needs)."""
-    from mlworkshop.hub.usage_service import CONFIG_ENV, service_config
+    from mlworkshop.usage.settings import CONFIG_ENV, service_config
 
     cfg = MLWorkshopConfig.model_validate({"usage": {"service_port": 9123, "db_url": "postgresql://u:pw@db/usage"},
                                            "hub": {"db_url": "postgresql://hub:secret@db/hub"},

@@ -57,12 +57,11 @@ def report_cmd(
     hi = _date(end, "--to") if end else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     if lo >= hi:
         raise typer.BadParameter("--from must be before --to", param_hint="--from")
-    from ..hub.usage_hooks import usage_db_url
     from ..usage.reports import Rates, report, to_csv, totals
     from ..usage.store import UsageStore
 
     try:
-        store = UsageStore(usage_db_url(cfg, s))
+        store = UsageStore(s.usage_db_url(cfg))
     except Exception as exc:  # noqa: BLE001 - a message, never a traceback
         raise RuntimeError(f"The usage database cannot be opened ({type(exc).__name__}: {exc}).") from None
     try:

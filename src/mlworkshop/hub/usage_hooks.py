@@ -33,9 +33,7 @@ from .accelerators import refuse
 
 
 def usage_db_url(cfg: MLWorkshopConfig, site: Site) -> str:
-    from .usage_storage import usage_sqlite_path  # <site>/usage/, the usage service's own folder
-
-    return cfg.usage.db_url or f"sqlite:///{usage_sqlite_path(site)}"
+    return site.usage_db_url(cfg)  # the site owns the URL (the usage service and the CLI ask it too)
 
 
 @dataclass

@@ -18,10 +18,10 @@ from traitlets.config import Config
 
 from ..config import MLWorkshopConfig
 from ..site import Site
+from ..usage.settings import CONFIG_ENV  # the service reads it there (usage.settings.service_config)
 from .service_accounts import USAGE_ACCOUNT, isolating
 
 USAGE_SERVICE = "usage"
-CONFIG_ENV = "MLWORKSHOP_CONFIG_JSON"
 SCOPE_READ = "custom:mlworkshop-usage:read"
 SCOPE_ADMIN = "custom:mlworkshop-usage:admin"
 ACCESS = f"access:services!service={USAGE_SERVICE}"
@@ -74,15 +74,6 @@ def service_config_json(cfg: MLWorkshopConfig) -> str:
     """The hub's config for the service, which cannot read mlworkshop.yaml (root's, 0600); without
     the hub database's URL, which it has no use for (it may hold a password)."""
     return cfg.model_copy(update={"hub": cfg.hub.model_copy(update={"db_url": None})}).model_dump_json()
-
-
-def service_config(environ, site: Site) -> MLWorkshopConfig:
-    """In the service: the config the hub passed, else mlworkshop.yaml (run by hand, for tests)."""
-    if environ.get(CONFIG_ENV):
-        return MLWorkshopConfig.model_validate_json(environ[CONFIG_ENV])
-    from ..config import load_config
-
-    return load_config(site.root)
 
 
 def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfig:

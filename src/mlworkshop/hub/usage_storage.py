@@ -23,25 +23,14 @@ import stat
 from pathlib import Path
 
 from ..config import MLWorkshopConfig
-from ..site import Site
+from ..site import USAGE_DB_NAME, Site
 
-DB_NAME = "usage.sqlite"
+DB_NAME = USAGE_DB_NAME
 DB_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal")
 
 
 class UsageStorageError(RuntimeError):
     """str() says what is wrong and what a lab admin can do about it."""
-
-
-def usage_dir(site: Site) -> Path:
-    return site.root / "usage"
-
-
-def usage_sqlite_path(site: Site) -> Path:
-    """<site>/usage/usage.sqlite once `mlworkshop up` has made that folder; until then (a site
-    from before it, or one never started) <site>/state/usage.sqlite, which `up` moves over."""
-    folder = usage_dir(site)
-    return folder / DB_NAME if folder.is_dir() else site.state / DB_NAME
 
 
 def prepare_usage_storage(site: Site, cfg: MLWorkshopConfig, owner: tuple[int, int] | None) -> list[str]:
@@ -51,7 +40,7 @@ def prepare_usage_storage(site: Site, cfg: MLWorkshopConfig, owner: tuple[int, i
     if cfg.usage.db_url:
         return []
     done: list[str] = []
-    folder = usage_dir(site)
+    folder = site.usage_dir
     try:
         os.mkdir(folder, 0o700)
         done.append(f"made {folder}")
@@ -82,7 +71,7 @@ def _move_legacy(site: Site, dir_fd: int) -> list[str]:
     if not legacy.exists():
         return []
     if _exists(dir_fd, DB_NAME):
-        return [f"left {legacy} alone: {usage_dir(site) / DB_NAME} is the usage database now"]
+        return [f"left {legacy} alone: {site.usage_dir / DB_NAME} is the usage database now"]
     _checkpoint(legacy)
     for name in reversed(DB_FILES):  # the database itself last: until then the old place is used
         source = site.state / name
@@ -92,8 +81,8 @@ def _move_legacy(site: Site, dir_fd: int) -> list[str]:
             os.rename(source, name, dst_dir_fd=dir_fd)
         except OSError as exc:
             hint = " (another filesystem: move it by hand while the hub is stopped)" if exc.errno == errno.EXDEV else ""
-            raise UsageStorageError(f"Could not move {source} into {usage_dir(site)}: {exc.strerror}{hint}.") from None
-    return [f"moved the usage database {legacy} to {usage_dir(site) / DB_NAME}"]
+            raise UsageStorageError(f"Could not move {source} into {site.usage_dir}: {exc.strerror}{hint}.") from None
+    return [f"moved the usage database {legacy} to {site.usage_dir / DB_NAME}"]
 
 
 def _checkpoint(path: Path) -> None:

@@ -394,8 +394,6 @@ def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool =
                   level: int | None = None, progress_total: Callable[[int], None] | None = None,
                   progress: Progress | None = None) -> BackupResult:
     """Write the backup archive to `target` (which must not exist). See the module docstring."""
-    from ..hub.usage_hooks import usage_db_url
-
     level = cfg.backup.compression_level if level is None else level
     target = target.absolute()
     if target.exists() or target.is_symlink():
@@ -414,7 +412,7 @@ def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool =
     result = BackupResult(target)
     result.timings.update({k: 0.0 for k in ("databases", "walk", "read files", "sha256", "compress", "write archive")})
     hub_url = site.db_url(cfg)
-    usage_url = usage_db_url(cfg, site)
+    usage_url = site.usage_db_url(cfg)
     content = site.content(cfg)
     if progress_total:
         total = sum(tree_size(p) for p in ([content, site.submissions, site.secrets]
