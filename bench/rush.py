@@ -343,12 +343,12 @@ def server_pss(hub: HubUnderTest) -> tuple[float, float, int]:
     for proc in psutil.process_iter(["username", "cmdline"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
-            if "forkserver" in cmd and proc.ppid() == hub.hub_pid():
+            if "mlworkshop.fastpath.server" in cmd and proc.ppid() == hub.hub_pid():
                 extra += proc.memory_full_info().pss
                 continue
             if proc.info["username"] not in hub.server_users or "ipykernel" in cmd:
                 continue
-            if "singleuser" in cmd or "forkserver" in cmd:
+            if "singleuser" in cmd or "mlworkshop.fastpath.server" in cmd:
                 servers.append(proc.memory_full_info().pss)
                 SERVER_CPU.append(sum(proc.cpu_times()[:2]))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -379,7 +379,7 @@ class CpuBreakdown:
             return "servers and kernels"
         if "configurable-http-proxy" in cmd:
             return "proxy"
-        if "forkserver" in cmd:
+        if "mlworkshop.fastpath.server" in cmd:
             return "fork server"
         if "mlworkshop.usage" in cmd or "usage_service" in cmd:
             return "usage service"

@@ -24,7 +24,7 @@ NEWCOMER = "Newcomer-Pass-42"
 # Run as the removed uid: ask the fork server for a kernel, as her server's provisioner would.
 ASK_FOR_A_KERNEL = r"""
 import asyncio, sys
-from mlworkshop.kernel_provisioner import ForkRefused, fork_kernel
+from mlworkshop.fastpath.provisioner import ForkRefused, fork_kernel
 
 async def main():
     try:

@@ -59,7 +59,7 @@ print(json.dumps(info))
 
     # the servers (and their kernels) were forked by the fork server, not started cold ...
     forkserver = psutil.Process(info["una"]["ppid"])  # a forked kernel's parent
-    assert "forkserver" in " ".join(forkserver.cmdline()) and forkserver.uids().real == 0
+    assert "mlworkshop.fastpath.server" in " ".join(forkserver.cmdline()) and forkserver.uids().real == 0
     vic_server = _server_process(forkserver, info["vic"]["uid"], info["vic"]["pid"])
     # ... and una cannot read vic's server environment (his token) or his files
     leak = await servers["una"].run_code(f"""
@@ -84,7 +84,7 @@ for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
     # ... and a surviving server's next kernel is forked by the new hub's fork server
     after = json.loads((await servers["vic"].run_code(probe)).strip().splitlines()[-1])
     new_forkserver = psutil.Process(after["ppid"])
-    assert new_forkserver.pid != forkserver.pid and "forkserver" in " ".join(new_forkserver.cmdline())
+    assert new_forkserver.pid != forkserver.pid and "mlworkshop.fastpath.server" in " ".join(new_forkserver.cmdline())
     assert after["uid"] == info["vic"]["uid"] and after["nice"] == 5
 
 

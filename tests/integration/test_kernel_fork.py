@@ -26,9 +26,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlworkshop.hub.forkclient import fork_server_env
-from mlworkshop.kernel_provisioner import ForkRefused, fork_kernel
-from mlworkshop.kernelfork import PROVISIONER_NAME, SOCKET_ENV
+from mlworkshop.fastpath.client import fork_server_env
+from mlworkshop.fastpath.provisioner import ForkRefused, fork_kernel
+from mlworkshop.fastpath.protocol import PROVISIONER_NAME, SOCKET_ENV
 
 from .hubctl import memory_contains, remove_accounts
 
@@ -101,7 +101,7 @@ def readable(path):
 
 async def main():
     if plan.get("try_fork"):
-        from mlworkshop.kernel_provisioner import ForkRefused, fork_kernel
+        from mlworkshop.fastpath.provisioner import ForkRefused, fork_kernel
         try:
             kernel = await fork_kernel(os.environ["MLW_KERNEL_FORK_SOCKET"],
                                        [sys.executable, "-m", "ipykernel_launcher", "-f", "/nonexistent.json"],
@@ -276,7 +276,7 @@ class Client:
 
 
 class ForkServer:
-    """The fork server as the hub starts it (forkclient.ForkServer.start), in the lab's folder."""
+    """The fork server as the hub starts it (fastpath.client.ForkServer.start), in the lab's folder."""
 
     def __init__(self, lab: Lab):
         self.socket = str(lab.root / "forkserver.sock")
@@ -284,7 +284,7 @@ class ForkServer:
         self.log_path = lab.root / "forkserver.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlworkshop.forkserver", self.socket, "--kernels", self.kernels,
+                [sys.executable, "-m", "mlworkshop.fastpath.server", self.socket, "--kernels", self.kernels,
                  "--students", lab.prefix],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env=fork_server_env(dict(os.environ)), cwd="/",

@@ -12,12 +12,14 @@ from pathlib import Path
 from traitlets.config import Config
 
 from ..config import MLWorkshopConfig
-from ..kernelfork import PROVISIONER_NAME, SOCKET_ENV
+from ..fastpath.protocol import PROVISIONER_NAME, SINGLEUSER_MODULE, SOCKET_ENV
 from ..site import Site
 from .auth import TEMPLATES
 from .service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, isolating, setpriv_command
+from .tls import proxy_tls_files
 
 CLI_SERVICE = "mlworkshop-cli"
+LOG_SOURCES = ("hub", "proxy", "usage")  # `mlworkshop logs NAME` names that are not users (hub/hublog.py)
 CULLER_SERVICE = "idle-culler"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVER_CONFIG = str(Path(__file__).resolve().parent / "server_config")
@@ -36,11 +38,20 @@ def public_url(cfg: MLWorkshopConfig) -> str:
     """The hub's address as people type it (a wildcard listen address names no host)."""
     host = cfg.hub.ip if cfg.hub.ip not in ("", "0.0.0.0", "::") else "<this machine>"
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{cfg.hub.port}{cfg.hub.base_url}"
+    return f"{'https' if cfg.hub.https.enabled else 'http'}://{host}:{cfg.hub.port}{cfg.hub.base_url}"
+
+
+def proxy_arguments(cfg: MLWorkshopConfig) -> list[str]:
+    """configurable-http-proxy's options that JupyterHub does not pass: the plain-HTTP port that
+    only redirects to HTTPS on hub.port."""
+    https = cfg.hub.https
+    if not (https.enabled and https.redirect_port):
+        return []
+    return ["--redirect-port", str(https.redirect_port), "--redirect-to", str(cfg.hub.port)]
 
 
 def singleuser_command() -> list[str]:
-    return [sys.executable, "-m", "mlworkshop.singleuser"]
+    return [sys.executable, "-m", SINGLEUSER_MODULE]
 
 
 def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
@@ -59,8 +70,11 @@ def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     c.ConfigurableHTTPProxy.auth_token = site.secret("proxy_auth_token")
     # a root hub's proxy runs as an account of its own (hub/service_accounts.py); the hub tells its
     # connections from anyone else's by that account (hub/peer.py)
-    c.ConfigurableHTTPProxy.command = (setpriv_command(PROXY_ACCOUNT, proxy_command()) if isolating()
-                                       else proxy_command())
+    proxy = proxy_command() + proxy_arguments(cfg)
+    c.ConfigurableHTTPProxy.command = setpriv_command(PROXY_ACCOUNT, proxy) if isolating() else proxy
+    if cfg.hub.https.enabled:  # the proxy terminates TLS, from the copy `up` made for it (hub/tls.py)
+        cert, key = proxy_tls_files(site)
+        c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = str(cert), str(key)
     c.ConfigurableHTTPProxy.pid_file = str(site.state / "proxy.pid")
     c.ConfigurableHTTPProxy.should_start = True
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{cfg.hub.proxy_port}"
@@ -77,7 +91,8 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     a.lockout_attempts = cfg.auth.lockout_attempts
     a.lockout_minutes = cfg.auth.lockout_minutes
     a.password_hash_cost = cfg.auth.password_hash_cost
-    a.reserved_names = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group"]
+    # log sources of `mlworkshop logs` (cli/logs_cmd.py SOURCES) too: a user of that name would be shadowed
+    a.reserved_names = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group", *LOG_SOURCES]
     a.allow_all = False
     a.any_allow_config = True  # approved accounts are allowed by check_allowed
     a.proxy_account = PROXY_ACCOUNT if isolating() else ""
@@ -85,13 +100,21 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
 
 def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
-    """Options every backend shares go on the WorkspaceMixin; each backend adds its own."""
-    w = c.WorkspaceMixin
+    """Options every backend shares go on the WorkshopSpawner (hub/lifecycle.py); each backend
+    adds its own. The accelerators and usage sections are traits too: the spawner never reads
+    mlworkshop.yaml itself, so jupyterhub_config.d/ can change them like anything else."""
+    from .usage_hooks import usage_db_url
+
+    w = c.WorkshopSpawner
     w.site_root = str(site.root)
     w.content_dir = str(site.content(cfg))
     w.user_prefix = cfg.spawner.local.user_prefix
     w.admin_group = cfg.spawner.local.admin_group
     w.max_concurrent_starts = cfg.spawner.max_concurrent_starts or 2 * (os.cpu_count() or 1)
+    w.accelerators = cfg.accelerators.model_dump(mode="json")
+    w.hub_db_url = site.db_url(cfg)  # the device allocator's table lives in the hub's database
+    w.usage = cfg.usage.model_dump(mode="json")
+    w.usage_db_url = usage_db_url(cfg, site)
     if cfg.spawner.backend == "docker":
         from .docker_backend import apply_docker_spawner
 
@@ -108,7 +131,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
     s.preload = cfg.spawner.local.preload
     s.nice = cfg.spawner.local.nice
-    s.max_processes = cfg.spawner.local.max_processes  # memory and CPUs: the spawn profile's (CgroupHooks)
+    s.max_processes = cfg.spawner.local.max_processes  # memory and CPUs: the spawn profile's (cgroup_limits)
     if cfg.spawner.local.preload and cfg.spawner.local.fork_kernels:
         s.environment = {SOCKET_ENV: str(site.kernel_socket), "JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME,
                          **s.environment}

@@ -20,7 +20,7 @@ use_wal_for_sqlite()  # before JupyterHub opens its database
 set_hub_priority(_cfg.hub.nice)  # before the proxy, services and fork server start: they inherit it
 
 if _cfg.spawner.backend == "local" and _cfg.spawner.local.preload:
-    from mlworkshop.hub.forkclient import forkserver_for
+    from mlworkshop.fastpath.client import forkserver_for
 
     _local = _cfg.spawner.local
     forkserver_for(_site.state).start(  # preloads JupyterLab (and kernels) while the hub starts

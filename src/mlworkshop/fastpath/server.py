@@ -8,16 +8,19 @@ imported pages with every other server copy-on-write.
 Each child still becomes an ordinary server of its own: its own session, the student's uid, gid
 and groups (set before any user code runs), its own environment, token and working directory.
 
-Protocol (a Unix socket only root can reach, in <site>/state/): one JSON request per connection,
-{"uid", "gid", "groups", "umask", "nice", "cgroups", "cwd", "env", "argv"}, answered by {"pid": N}. The fork server
-forks before reading it, so no student's token ever sits in the memory later servers inherit.
+Protocol (fastpath.protocol): a Unix socket only root can reach, <site>/state/forkserver.sock;
+one ForkRequest per connection, answered by {"pid": N}. The fork server forks before reading it,
+so no student's token ever sits in the memory later servers inherit. The child checks the
+request (ForkRequest.from_message) and becomes the user (fastpath.privileges.drop_privileges),
+its stdout and stderr the user's log file (mlworkshop.userlogs), never the hub's.
 The server exits when the hub that started it goes away (its stdin closes).
-A request may also carry "log", the user's log file (mlworkshop.userlogs): the child opens it as
-root and makes it its stdout and stderr: no server holds the hub's own (the hub's log).
 
 With `--kernels PATH` it also forks IPython kernels for the users' servers on a second socket
-(mlworkshop.kernelfork says who may ask and what a kernel inherits). The hub starts it with a
+(fastpath.kernels says who may ask and what a kernel inherits). The hub starts it with a
 scrubbed environment: a forked kernel runs user code in a copy of this process's memory.
+
+Started as `python -m mlworkshop.fastpath.server` (fastpath.client). It imports nothing of the
+hub or JupyterHub's hub side before it preloads (tests/unit/test_fastpath_imports.py).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import json
 import os
 import resource
 import selectors
@@ -35,7 +37,9 @@ import sys
 import threading
 from collections.abc import Callable
 
-from .userlogs import redirect_output
+from . import framing
+from .privileges import Identity, drop_privileges, fresh_signals
+from .protocol import SERVER_REQUEST_TIMEOUT, ForkRequest, RequestError, error_reply, pid_reply
 
 PRELOAD = (
     "jupyter_server.serverapp",
@@ -49,7 +53,7 @@ PRELOAD = (
     "notebook_shim",
     "jupyterhub.singleuser",
     "jupyterhub.singleuser.extension",
-    "mlworkshop.singleuser",
+    "mlworkshop.fastpath.singleuser",
     # imported while a server initialises or serves its first requests (measured: without these,
     # each child imported 24 more modules of its own)
     "jinja2.ext",
@@ -94,46 +98,18 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
     gc.freeze()  # keep the collector from touching (and so copying) the shared pages
 
 
-def become_user_server(request: dict) -> None:
+def become_user_server(request: ForkRequest) -> None:
     """In the forked child: take on the user's identity and environment, then run the server."""
-    os.setsid()
-    redirect_output(request.get("log"))  # still root: the user's log, never the hub's stdout and stderr
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.nice(request.get("nice", 0))
-    join_cgroups(request.get("cgroups") or [])
-    if request.get("uid") is not None:
-        os.setgid(request["gid"])
-        os.setgroups(request["groups"])
-        os.setuid(request["uid"])
-    os.umask(request.get("umask", 0o022))
-    os.chdir(request["cwd"])
+    fresh_signals()
+    identity = None if request.uid is None else Identity(request.uid, request.gid, request.groups)
+    drop_privileges(identity, cgroup_dirs=request.cgroups, output=request.log, nice=request.nice,
+                    umask=request.umask, cwd=request.cwd)
     os.environ.clear()
-    os.environ.update(request["env"])
-    sys.argv = list(request["argv"])
-    from mlworkshop.singleuser import main
+    os.environ.update(request.env)
+    sys.argv = list(request.argv)
+    from .singleuser import main
 
     main()
-
-
-def join_cgroups(dirs: list[str]) -> None:
-    """Still root: into the user's cgroup (made by the hub, mlworkshop.cgroups), which the
-    student's uid can then never leave."""
-    if dirs:
-        from .cgroups import join
-
-        join(dirs)
-
-
-def _read_request(conn: socket.socket) -> dict:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(65536)
-        if not chunk:
-            raise ValueError("connection closed before a whole request arrived")
-        data += chunk
-    return json.loads(data)
 
 
 def _serve_one(conn: socket.socket, inherited: list, hub_pipe: int, become: Callable[[socket.socket], int]) -> None:
@@ -165,8 +141,15 @@ def _serve_one(conn: socket.socket, inherited: list, hub_pipe: int, become: Call
 
 
 def server_child(conn: socket.socket) -> int:
-    request = _read_request(conn)
-    conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+    try:
+        message, _ = framing.recv(conn, timeout=SERVER_REQUEST_TIMEOUT)
+        request = ForkRequest.from_message(message)
+    except (TimeoutError, ValueError) as exc:  # FrameError and RequestError are ValueErrors
+        print(f"[forkserver] server request refused: {exc}", file=sys.stderr, flush=True)
+        if isinstance(exc, RequestError):
+            framing.send(conn, error_reply(f"the fork server refused the request: {exc}"))
+        return 1
+    framing.send(conn, pid_reply(os.getpid()))
     conn.close()
     become_user_server(request)
     return 0
@@ -189,10 +172,10 @@ def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: st
         os.setpriority(os.PRIO_PROCESS, 0, 0)  # servers' nice is relative to ours, whatever the hub's is
     modules = PRELOAD
     if kernel_socket:
-        from . import kernelfork
+        from . import kernels
 
         os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's frozen-modules notice
-        modules = PRELOAD + kernelfork.PRELOAD
+        modules = PRELOAD + kernels.PRELOAD
     preload(modules)
     if "matplotlib" in sys.modules:  # it would carry root's settings into every kernel
         raise SystemExit("[forkserver] preloading imported matplotlib; remove what imported it")
@@ -208,13 +191,13 @@ def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: st
     paths = [socket_path]
     if kernel_socket:
         startup_env = dict(os.environ)
-        kernels = _listen(kernel_socket, 0o666)  # anyone may connect; the child checks who it is
+        kernel_listener = _listen(kernel_socket, 0o666)  # anyone may connect; the child checks who it is
 
         def kernel_child(conn: socket.socket) -> int:
-            return kernelfork.become_kernel(conn, student_prefix, startup_env)
+            return kernels.become_kernel(conn, student_prefix, startup_env)
 
-        selector.register(kernels, selectors.EVENT_READ, kernel_child)
-        inherited.append(kernels)
+        selector.register(kernel_listener, selectors.EVENT_READ, kernel_child)
+        inherited.append(kernel_listener)
         paths.append(kernel_socket)
     selector.register(hub_pipe, selectors.EVENT_READ, None)
     print(f"[forkserver] ready on {', '.join(paths)} (pid {os.getpid()})", file=sys.stderr, flush=True)

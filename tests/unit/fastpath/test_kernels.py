@@ -1,10 +1,8 @@
-"""The pure parts of kernels forked from the fork server: who may ask (kernelfork.check_peer), the
-identity a kernel takes on (/proc parsing), when a fork is not good enough (needs_fresh_process,
-forkable), the Popen look-alike the user's server holds (ForkedKernel) and the environment the
-hub gives the fork server (fork_server_env).
+"""fastpath.kernels, the fork server's kernel half: who may ask (check_peer), the identity a
+kernel takes on (/proc parsing, privileges_of), when a fork is not good enough
+(needs_fresh_process) and the request on the kernel socket (whole, in time, checked).
 
-No fork server here (tests/integration/test_kernel_fork.py has that); the only processes are
-short-lived `sleep`s standing in for a forked kernel.
+No fork server here (tests/integration/test_kernel_fork.py has that).
 """
 
 from __future__ import annotations
@@ -13,18 +11,13 @@ import os
 import pwd
 import re
 import resource
-import signal
 import socket
-import subprocess
 import sys
-import time
 
 import pytest
 
-from mlworkshop import kernelfork
-from mlworkshop.hub.forkclient import fork_server_env
-from mlworkshop.kernel_provisioner import ForkedKernel, forkable
-from mlworkshop.kernelfork import (
+from mlworkshop.fastpath import kernels
+from mlworkshop.fastpath.kernels import (
     PeerIdentity,
     PeerRefused,
     check_peer,
@@ -33,6 +26,9 @@ from mlworkshop.kernelfork import (
     parse_proc_limits,
     parse_proc_status,
 )
+from mlworkshop.fastpath.protocol import KernelRequest, RequestError
+
+INF = resource.RLIM_INFINITY
 
 INF = resource.RLIM_INFINITY
 
@@ -82,8 +78,6 @@ Max realtime timeout      unlimited            unlimited            us
 """
 
 KERNEL_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "/run/user/kernel-1.json"]
-
-
 # --- /proc/<pid>/status ---------------------------------------------------------------------
 
 
@@ -169,7 +163,7 @@ def test_parse_proc_limits_reads_soft_and_hard_with_unlimited():
         resource.RLIMIT_AS: (INF, INF),
     }
     # lines with similar names ("Max file locks" vs "Max file size") are not confused
-    assert set(limits) == set(kernelfork.RLIMITS.values())
+    assert set(limits) == set(kernels.RLIMITS.values())
 
 
 def test_parse_proc_limits_ignores_unknown_and_missing_lines():
@@ -183,7 +177,7 @@ def test_parse_proc_limits_ignores_unknown_and_missing_lines():
 def test_parse_proc_limits_of_this_process_matches_getrlimit():
     with open("/proc/self/limits") as f:
         limits = parse_proc_limits(f.read())
-    assert set(limits) == set(kernelfork.RLIMITS.values())
+    assert set(limits) == set(kernels.RLIMITS.values())
     for limit, values in limits.items():
         assert values == resource.getrlimit(limit), limit
 
@@ -249,7 +243,6 @@ def test_check_peer_with_the_real_account_database():
     with pytest.raises(PeerRefused, match=f"uid {unused} has no account"):
         check_peer(unused, 0, "mlw-")
 
-
 # --- needs_fresh_process / forkable ---------------------------------------------------------
 
 
@@ -282,154 +275,6 @@ def test_needs_fresh_process_when_start_time_settings_differ(name):
     assert needs_fresh_process(KERNEL_ARGV, {"PATH": "/usr/bin"}, startup)  # removed
     assert needs_fresh_process(KERNEL_ARGV, {"PATH": "/usr/bin", name: "/opt/a"}, {"PATH": "/usr/bin"})  # added
 
-
-def test_forkable_is_the_standard_kernel_of_this_python():
-    assert forkable(KERNEL_ARGV)
-    assert forkable(KERNEL_ARGV[:3])
-    assert not forkable(["/usr/bin/python3", *KERNEL_ARGV[1:]])
-    assert not forkable([sys.executable, "-m", "ipykernel", "-f", "k.json"])
-    assert not forkable([sys.executable, "-m"])
-    assert not forkable([])
-    # forkable() is the client's early check: whatever it accepts, the fork server forks too
-    assert not needs_fresh_process(KERNEL_ARGV, {}, {})
-
-
-# --- ForkedKernel: a Popen look-alike fed by the connection to the kernel -------------------
-
-
-@pytest.fixture
-def stand_in():
-    """A live process (the 'kernel') and both ends of its connection; the server's end is
-    non-blocking, as fork_kernel leaves it."""
-    proc = subprocess.Popen(["sleep", "60"])
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    ours.setblocking(False)
-    try:
-        yield proc, ForkedKernel(proc.pid, ours), theirs
-    finally:
-        theirs.close()
-        ours.close()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
-def test_forked_kernel_running_while_connection_open_and_pid_exists(stand_in):
-    proc, kernel, theirs = stand_in
-    assert kernel.poll() is None and kernel.returncode is None
-    assert kernel.poll() is None  # polling again does not change it
-    with pytest.raises(TimeoutError):
-        kernel.wait(timeout=0.2)
-    assert kernel.stdin is None and kernel.stdout is None and kernel.stderr is None
-
-
-def test_forked_kernel_exit_code_reported_then_connection_closed(stand_in):
-    proc, kernel, theirs = stand_in
-    theirs.sendall(b'{"exit": 3}\n')
-    assert kernel.poll() is None, "a report alone is not the end: the connection is still open"
-    theirs.close()
-    assert kernel.poll() == 3 and kernel.returncode == 3
-    assert kernel.wait(timeout=1) == 3
-    # once it has an exit code it never signals that pid again (it may belong to someone else now)
-    kernel.send_signal(signal.SIGKILL)
-    kernel.kill()
-    kernel.terminate()
-    assert proc.poll() is None
-
-
-def test_forked_kernel_exit_code_zero_in_pieces(stand_in):
-    proc, kernel, theirs = stand_in
-    theirs.sendall(b'{"ex')
-    assert kernel.poll() is None
-    theirs.sendall(b'it": 0}\n')
-    theirs.close()
-    assert kernel.poll() == 0
-
-
-def test_forked_kernel_ignores_lines_that_are_not_reports(stand_in):
-    proc, kernel, theirs = stand_in
-    theirs.sendall(b'not json\n{"pid": 12}\n{"exit": 5}\n')
-    theirs.close()
-    assert kernel.poll() == 5
-
-
-def test_forked_kernel_closed_without_a_report_is_1(stand_in):
-    proc, kernel, theirs = stand_in
-    theirs.close()
-    assert kernel.poll() == 1
-    assert kernel.wait() == 1
-
-
-def test_forked_kernel_pid_gone_while_connection_open_is_1(stand_in):
-    proc, kernel, theirs = stand_in
-    proc.kill()
-    proc.wait()  # reaped: the pid no longer exists
-    assert kernel.poll() == 1
-
-
-@pytest.mark.parametrize("how, code", [("kill", -signal.SIGKILL), ("terminate", -signal.SIGTERM)])
-def test_forked_kernel_killed_through_the_handle_is_minus_signal(stand_in, how, code):
-    proc, kernel, theirs = stand_in
-    getattr(kernel, how)()
-    assert proc.wait(timeout=5) == code  # the signal reached the real process
-    assert kernel.poll() == code  # pid gone (the connection is still open)
-
-
-def test_forked_kernel_killed_then_connection_closed_is_minus_signal(stand_in):
-    proc, kernel, theirs = stand_in
-    kernel.send_signal(signal.SIGKILL)
-    theirs.close()  # the kernel's end goes with the kernel
-    assert kernel.poll() == -signal.SIGKILL
-
-
-def test_forked_kernel_interrupt_does_not_count_as_a_kill():
-    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)"
-    python = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    try:
-        assert python.stdout.readline() == b"ready\n"
-        kernel = ForkedKernel(python.pid, ours)
-        kernel.send_signal(signal.SIGINT)
-        time.sleep(0.2)
-        assert python.poll() is None and kernel.poll() is None
-        theirs.close()
-        assert kernel.poll() == 1  # not -SIGINT: an interrupt is not how it ended
-    finally:
-        theirs.close()
-        python.kill()
-        python.wait()
-
-
-# --- fork_server_env: the hub's secrets never reach the fork server -------------------------
-
-
-def test_fork_server_env_keeps_only_what_a_server_needs():
-    hub_env = {
-        "PATH": "/opt/mlw/bin:/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "LANGUAGE": "en",
-        "LC_ALL": "C.UTF-8", "LC_CTYPE": "C.UTF-8", "TZ": "UTC", "TMPDIR": "/var/tmp",
-        "PYTHONPATH": "/opt/extra",
-        "MLWORKSHOP_HUB__DB_URL": "postgresql://hub:s3cret@db/hub", "JUPYTERHUB_CRYPT_KEY": "abcd" * 16,
-        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI", "AWS_ACCESS_KEY_ID": "AKIA", "CONFIGPROXY_AUTH_TOKEN": "t",
-        "GITHUB_TOKEN": "ghp_x", "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1", "MLWORKSHOP_SITE": "/srv/mlw",
-        "PYTHONSTARTUP": "/root/.pythonrc", "LD_PRELOAD": "/lib/x.so", "XLC_FOO": "not a locale",
-    }
-    env = fork_server_env(hub_env)
-    assert env == {k: hub_env[k] for k in ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ",
-                                            "TMPDIR", "PYTHONPATH")}  # (LD_LIBRARY_PATH: the next test)
-    assert fork_server_env({}) == {}
-    assert hub_env["AWS_SECRET_ACCESS_KEY"] in hub_env.values()  # input untouched
-
-
-def test_fork_server_env_keeps_what_servers_inherit_and_interpreters_read_at_start():
-    from mlworkshop.hub.spawner import LocalSpawner
-
-    hub_env = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "LD_LIBRARY_PATH": "/usr/local/cuda/lib64",
-               "PYTHONPATH": "/opt/extra"}
-    server_env = {k: v for k, v in hub_env.items() if k in LocalSpawner().env_keep}
-    assert not needs_fresh_process(KERNEL_ARGV, server_env, fork_server_env(hub_env))
-
-
 # --- the request on the kernel socket: whole, and in time (an idle peer holds no process) --------
 @pytest.fixture
 def pair():
@@ -444,8 +289,8 @@ def test_read_request_whole_request_with_fds(pair):
     r, w = os.pipe()
     socket.send_fds(theirs, [b'{"argv": ["x"], "env": {}, '], [r, w])
     theirs.sendall(b'"cwd": "/"}\n')
-    request, fds = kernelfork.read_request(ours, timeout=30)
-    assert request == {"argv": ["x"], "env": {}, "cwd": "/"} and len(fds) == 2
+    request, fds = kernels.read_request(ours, timeout=30)
+    assert request == KernelRequest(argv=["x"], env={}, cwd="/") and len(fds) == 2
     assert ours.gettimeout() is None  # the kernel then watches the connection without a timeout
     for fd in (r, w, *fds):
         os.close(fd)
@@ -456,7 +301,7 @@ def test_read_request_gives_up_on_a_peer_that_sends_no_whole_request(pair, sent)
     ours, theirs = pair
     theirs.sendall(sent)
     with pytest.raises(TimeoutError, match="no whole request within 0.2 s"):
-        kernelfork.read_request(ours, timeout=0.2)
+        kernels.read_request(ours, timeout=0.2)
     assert ours.gettimeout() is None
 
 
@@ -467,7 +312,7 @@ def test_read_request_closes_fds_of_a_request_it_gives_up_on(pair):
     theirs.close()
     before = set(os.listdir("/proc/self/fd"))
     with pytest.raises(ValueError, match="closed before a whole request"):
-        kernelfork.read_request(ours, timeout=30)
+        kernels.read_request(ours, timeout=30)
     assert set(os.listdir("/proc/self/fd")) <= before  # the received copy of `r` is closed again
     os.close(r)
     os.close(w)
@@ -475,7 +320,44 @@ def test_read_request_closes_fds_of_a_request_it_gives_up_on(pair):
 
 def test_read_request_refuses_a_request_larger_than_any_real_one(pair, monkeypatch):
     ours, theirs = pair
-    monkeypatch.setattr(kernelfork, "MAX_REQUEST", 1000)
+    monkeypatch.setattr(kernels, "MAX_REQUEST", 1000)
     theirs.sendall(b"x" * 2000)
     with pytest.raises(ValueError, match="larger than 1000 bytes"):
-        kernelfork.read_request(ours, timeout=30)
+        kernels.read_request(ours, timeout=30)
+
+
+@pytest.mark.parametrize("sent, why", [
+    (b'{"argv": ["x"], "env": {}}\n', "needs cwd"),
+    (b'{"argv": ["x"], "env": {"A": 1}, "cwd": "/"}\n', "env must map strings to strings"),
+    (b'{"argv": ["x"], "env": {}, "cwd": "/", "uid": 0}\n', "unknown field"),  # identity is never asked for
+    (b'{"argv": [], "env": {}, "cwd": "/"}\n', "argv must not be empty"),
+    (b'["x"]\n', "JSON object"),
+])
+def test_read_request_refuses_a_request_that_is_not_a_kernel_request(pair, sent, why):
+    ours, theirs = pair
+    r, w = os.pipe()
+    socket.send_fds(theirs, [sent], [r])
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(ValueError, match=why):
+        kernels.read_request(ours, timeout=30)
+    assert set(os.listdir("/proc/self/fd")) <= before  # the received copy of `r` is closed again
+    os.close(r)
+    os.close(w)
+
+
+# --- privileges_of: what drop_privileges() is given for a kernel -----------------------------
+
+
+def test_privileges_of_copies_the_peer_never_a_higher_priority():
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    ident = PeerIdentity(pid=1, uid=1001, gid=1002, groups=[27, 1002], umask=0o027, nice=own + 5,
+                         rlimits={resource.RLIMIT_NOFILE: (1024, 4096)})
+    args = kernels.privileges_of(ident)
+    assert args["nice"] == 5 and args["umask"] == 0o027 and args["dumpable"] is True
+    assert args["rlimits"] == {resource.RLIMIT_NOFILE: (1024, 4096)}
+    if os.getuid() == 0:
+        assert (args["identity"].uid, args["identity"].gid, list(args["identity"].groups)) == (1001, 1002, [27, 1002])
+    else:
+        assert args["identity"] is None  # a hub that is not root changes no ids
+    higher = PeerIdentity(pid=1, uid=1001, gid=1002, nice=own - 5)
+    assert kernels.privileges_of(higher)["nice"] == 0  # a kernel never runs ahead of the fork server

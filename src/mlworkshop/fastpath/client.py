@@ -1,13 +1,20 @@
-"""The hub's handle on the fork server (mlworkshop.forkserver): start it, ask it for a server."""
+"""The hub's handle on the fork server (fastpath.server): start it, ask it for a server.
+
+The only module of the fast path that runs in the hub's own process (with hub/spawner.py's
+cold-start preexec function, which calls fastpath.privileges).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from . import framing
+from .protocol import SERVER_MODULE, SERVER_SOCKET, ForkRequest
 
 
 class ForkServerUnavailable(RuntimeError):
@@ -37,7 +44,7 @@ class ForkServer:
         kernels) while the hub finishes starting."""
         if self.proc is not None and self.proc.poll() is None:
             return
-        cmd = [sys.executable, "-m", "mlworkshop.forkserver", str(self.socket_path)]
+        cmd = [sys.executable, "-m", SERVER_MODULE, str(self.socket_path)]
         if kernel_socket is not None:
             kernel_socket.parent.mkdir(parents=True, exist_ok=True)
             kernel_socket.parent.chmod(0o755)  # students' servers connect; the socket checks who
@@ -54,29 +61,34 @@ class ForkServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    async def fork(self, request: dict, wait_ready: float = 60.0) -> int:
+    async def fork(self, request: ForkRequest, wait_ready: float = 60.0) -> int:
         """The pid of a new server process, or ForkServerUnavailable."""
         if not self.running:
             raise ForkServerUnavailable("the fork server is not running")
+        line = framing.encode(request.to_message())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ready
         while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
             try:
-                reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
+                await loop.sock_connect(sock, str(self.socket_path))
                 break
             except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
                 if not self.running or loop.time() > deadline:
                     raise ForkServerUnavailable("the fork server did not become ready") from None
                 await asyncio.sleep(0.05)
+            except BaseException:
+                sock.close()
+                raise
         try:
-            writer.write(json.dumps(request).encode() + b"\n")
-            await writer.drain()
-            line = await asyncio.wait_for(reader.readline(), 30)
+            await loop.sock_sendall(sock, line)
+            reply, _ = await framing.recv_async(sock, 30)
         finally:
-            writer.close()
-        reply = json.loads(line or b"{}")
-        if "pid" not in reply:
-            raise ForkServerUnavailable(reply.get("error", "no answer from the fork server"))
+            sock.close()
+        if reply is None or "pid" not in reply:
+            raise ForkServerUnavailable((reply or {}).get("error", "no answer from the fork server"))
         return int(reply["pid"])
 
 
@@ -87,5 +99,5 @@ def forkserver_for(state_dir: str | os.PathLike) -> ForkServer:
     """One fork server per hub process and site."""
     key = str(state_dir)
     if key not in _servers:
-        _servers[key] = ForkServer(Path(state_dir) / "forkserver.sock")
+        _servers[key] = ForkServer(Path(state_dir) / SERVER_SOCKET)
     return _servers[key]

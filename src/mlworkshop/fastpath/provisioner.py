@@ -1,7 +1,7 @@
 """The kernel provisioner of mlworkshop's user servers: kernels forked by the fork server.
 
-Registered as the `mlworkshop-fork` provisioner and made the default for local-backend servers
-(JUPYTER_DEFAULT_PROVISIONER_NAME). With no fork server to ask (other backends, `fork_kernels:
+Registered as the `mlworkshop-fork` provisioner (an entry point in pyproject.toml) and made the
+default for local-backend servers (JUPYTER_DEFAULT_PROVISIONER_NAME). With no fork server to ask (other backends, `fork_kernels:
 false`, a server started cold, the socket gone) or for a kernel that needs a fresh process, it is
 jupyter_client's own LocalProvisioner, unchanged.
 
@@ -17,7 +17,6 @@ leaving the student with an unexplained restart.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pathlib
 import signal
@@ -29,8 +28,10 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
-from . import cgroups
-from .kernelfork import SOCKET_ENV, is_preloaded_kernel
+from .. import cgroups
+from . import framing
+from .kernels import is_preloaded_kernel
+from .protocol import SOCKET_ENV, KernelRequest
 
 FORK_TIMEOUT = 30.0
 
@@ -55,7 +56,7 @@ class ForkedKernel:
         self._conn = conn
         self._reported: int | None = None
         self._signalled: int | None = None
-        self._buffer = b""
+        self._buffer = framing.LineBuffer()
 
     def poll(self) -> int | None:
         if self.returncode is not None:
@@ -71,13 +72,15 @@ class ForkedKernel:
             if not chunk:
                 closed = True
                 break
-            self._buffer += chunk
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
+            self._buffer.data += chunk  # never refused: the kernel's exit must still be seen
+        while True:
             try:
-                self._reported = int(json.loads(line).get("exit"))
-            except (ValueError, TypeError, AttributeError):
-                pass
+                line = self._buffer.pop()
+                if line is None:
+                    break
+                self._reported = int(framing.decode(line)["exit"])
+            except (ValueError, TypeError, KeyError):
+                pass  # not an exit report (FrameError is a ValueError)
         if closed or not _pid_exists(self.pid):
             self._conn.close()
             if self._reported is not None:
@@ -126,27 +129,22 @@ async def fork_kernel(socket_path: str, cmd: list[str], env: dict[str, str], cwd
     sock.setblocking(False)
     try:
         await asyncio.wait_for(loop.sock_connect(sock, socket_path), FORK_TIMEOUT)
-        request = json.dumps({"argv": cmd, "env": env, "cwd": cwd}).encode() + b"\n"
+        request = framing.encode(KernelRequest(argv=cmd, env=env, cwd=os.path.abspath(cwd)).to_message())
         fds = [sys.stdout.fileno(), sys.stderr.fileno()]
         # the first write to a fresh Unix socket fits its buffer: the fds go with it, no waiting
         sent = socket.send_fds(sock, [request], fds)
         if sent != len(request):
             await loop.sock_sendall(sock, request[sent:])
-        line = b""
-        async with asyncio.timeout(FORK_TIMEOUT):
-            while not line.endswith(b"\n"):
-                chunk = await loop.sock_recv(sock, 4096)
-                if not chunk:
-                    raise ForkRefused("the fork server closed the connection")
-                line += chunk
-    except (OSError, TimeoutError) as exc:
+        reply, rest = await framing.recv_async(sock, FORK_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a garbled reply, a bad request
         sock.close()
         raise ForkRefused(f"the fork server at {socket_path} did not answer: {exc}") from exc
     except BaseException:
         sock.close()
         raise
-    first, _, rest = line.partition(b"\n")
-    reply = json.loads(first)
+    if reply is None:
+        sock.close()
+        raise ForkRefused("the fork server closed the connection")
     if "pid" not in reply:
         sock.close()
         raise ForkRefused(reply.get("error") or reply.get("cold") or "no pid in the answer")

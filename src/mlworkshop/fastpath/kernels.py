@@ -3,15 +3,16 @@
 A cold IPython kernel imports IPython, ipykernel, zmq and debugpy before it answers: ~0.5
 CPU-seconds on an idle machine, several seconds of wall time when a whole class opens its first
 notebook at once. The fork server has imported all of that already, so a user's server asks it
-(through `mlworkshop.kernel_provisioner`) to fork the kernel instead.
+(through `fastpath.provisioner`) to fork the kernel instead.
 
 Who may ask: any local process can connect to <site>/run/kernels.sock, so the forked child first
 reads the peer's credentials from the kernel (SO_PEERCRED), refuses root and every account that
 is not one of the hub's students, and takes on exactly the identity of the process that asked:
 uid, gid, supplementary groups, umask, nice value and resource limits, read from /proc while it
-is still root. Only then does it read the request ({"argv", "env", "cwd"} plus the server's
-stdout and stderr passed as file descriptors), so nothing a request says can widen its rights:
-a forked kernel can do what the server that asked could do, and nothing more.
+is still root. Only then does it read the request (a KernelRequest, fastpath.protocol, plus the
+server's stdout and stderr passed as file descriptors), so nothing a request says can widen its
+rights: a forked kernel can do what the server that asked could do, and nothing more. The drop
+itself is fastpath.privileges.drop_privileges, the same as a server's.
 
 Before it drops to the peer's uid it joins the account's cgroup (mlworkshop.cgroups), where the
 hub put that account's server: the kernel shares its server's memory, CPU and process limits, and
@@ -26,24 +27,20 @@ for a kernel that is the server's child; a forked one is the fork server's child
 
 from __future__ import annotations
 
-import ctypes
-import json
 import os
 import pwd
 import resource
-import signal
 import site
 import socket
 import struct
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
-from . import cgroups
-
-SOCKET_ENV = "MLW_KERNEL_FORK_SOCKET"
-PROVISIONER_NAME = "mlworkshop-fork"
+from .. import cgroups
+from . import framing
+from .privileges import Identity, drop_privileges, fresh_signals
+from .protocol import KERNEL_REQUEST_TIMEOUT, KernelRequest, cold_reply, error_reply, exit_report, pid_reply
 
 # Imported by a starting IPython kernel (measured: a cold kernel's sys.modules after start).
 # Never anything that reads the user's settings when imported (matplotlib reads its rc file,
@@ -71,7 +68,7 @@ PRELOAD = (
     "sqlite3",
     "pdb",
     "pydoc",
-    "mlworkshop.kernel_provisioner",  # what a user's server itself imports for its first kernel
+    "mlworkshop.fastpath.provisioner",  # what a user's server itself imports for its first kernel
 )
 # What only a new interpreter reads (the dynamic linker, Python's start-up): a request that sets
 # any of these differently from the fork server gets a fresh process instead of a fork.
@@ -84,10 +81,7 @@ RLIMITS = {
     "Max open files": resource.RLIMIT_NOFILE, "Max locked memory": resource.RLIMIT_MEMLOCK,
     "Max address space": resource.RLIMIT_AS,
 }
-PR_SET_DUMPABLE = 4
-# Seconds a peer has to send its whole request: the provisioner sends it at once with its connect.
-REQUEST_TIMEOUT = 10.0
-MAX_REQUEST = 16 << 20  # bytes: an environment and an argv, never more
+MAX_REQUEST = framing.MAX_FRAME  # bytes: an environment and an argv, never more
 
 
 class PeerRefused(Exception):
@@ -170,82 +164,57 @@ def read_peer(conn: socket.socket, student_prefix: str) -> PeerIdentity:
     return ident
 
 
-def take_identity(ident: PeerIdentity) -> None:
-    """Become the peer: its limits (where tighter than ours), groups, gid, then uid (irreversibly)."""
-    for limit, (soft, hard) in ident.rlimits.items():
-        own_soft, own_hard = resource.getrlimit(limit)
-        hard = _tighter(hard, own_hard)
-        resource.setrlimit(limit, (_tighter(_tighter(soft, own_soft), hard), hard))
-    if os.getuid() == 0:
-        os.setgroups(ident.groups)
-        os.setgid(ident.gid)
-        os.setuid(ident.uid)
-    os.umask(ident.umask)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, ident.nice)
-    except PermissionError:
-        pass  # a kernel may not run at a higher priority than the fork server itself
-    # setuid() made us undumpable, which hides /proc/<pid> from the user's own server (psutil,
-    # resource usage); an exec'd kernel is dumpable, so this one is too. Its memory holds nothing
-    # but imported modules: the fork server is started with a scrubbed environment.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+def privileges_of(ident: PeerIdentity) -> dict:
+    """drop_privileges()'s arguments that make a kernel its peer: the uid, gid and groups (when
+    we are root), the peer's limits (each only ever tighter than ours), umask, its nice value
+    (never a higher priority than the fork server's own), and dumpable, as an exec'd kernel is.
+    Its memory holds nothing but imported modules: the fork server is started with a scrubbed
+    environment, so /proc/<pid> readable by the user's own server (psutil, usage) is safe."""
+    own_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    return dict(
+        identity=Identity(ident.uid, ident.gid, ident.groups) if os.getuid() == 0 else None,
+        nice=max(0, ident.nice - own_nice),
+        rlimits=ident.rlimits,
+        dumpable=True,
+        umask=ident.umask,
+    )
 
 
-def _tighter(a: int, b: int) -> int:
-    if a == resource.RLIM_INFINITY:
-        return b
-    return a if b == resource.RLIM_INFINITY else min(a, b)
-
-
-def read_request(conn: socket.socket, timeout: float = REQUEST_TIMEOUT) -> tuple[dict, list[int]]:
+def read_request(conn: socket.socket, timeout: float = KERNEL_REQUEST_TIMEOUT) -> tuple[KernelRequest, list[int]]:
     """The whole request within `timeout` seconds (a deadline for all of it, so a peer trickling
-    a byte at a time is dropped too); TimeoutError or ValueError otherwise."""
-    data, fds = b"", []
-    deadline = time.monotonic() + timeout
+    a byte at a time is dropped too), with the server's stdout and stderr; TimeoutError or
+    ValueError (FrameError, RequestError) otherwise, its descriptors closed."""
+    message, fds = framing.recv(conn, timeout, max_fds=framing.MAX_FDS, max_bytes=MAX_REQUEST)
     try:
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no whole request within {timeout:g} s")
-            conn.settimeout(left)
-            try:
-                chunk, new_fds, _, _ = socket.recv_fds(conn, 1 << 20, 4)
-            except TimeoutError:  # socket.timeout
-                raise TimeoutError(f"no whole request within {timeout:g} s") from None
-            fds.extend(new_fds)
-            if not chunk:
-                raise ValueError("connection closed before a whole request arrived")
-            data += chunk
-            if len(data) > MAX_REQUEST:
-                raise ValueError(f"request larger than {MAX_REQUEST} bytes")
+        return KernelRequest.from_message(message), fds
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
-    finally:
-        conn.settimeout(None)
-    return json.loads(data), fds
 
 
-def join_account_cgroup(ident: PeerIdentity) -> None:
-    """As root, before take_identity: join the group the hub made for the peer's account (named
-    after the account the kernel vouched for, nothing the peer sent). No group (the hub is not
-    root, cgroups unavailable, or the account has no server) leaves the kernel where the fork
-    server is, as before. PeerRefused when the group cannot be joined or is at its pids limit."""
+def account_cgroup_dirs(ident: PeerIdentity) -> list[str]:
+    """As root: the groups the hub made for the peer's account (named after the account the
+    kernel vouched for, nothing the peer sent), for drop_privileges() to join. No group (the
+    hub is not root, cgroups unavailable, or the account has no server) leaves the kernel where
+    the fork server is, as before."""
     if os.getuid() != 0:
-        return
+        return []
     hierarchy = cgroups.detect()
     if hierarchy is None:
-        return
+        return []
     try:
-        account = pwd.getpwuid(ident.uid).pw_name
-        dirs = cgroups.existing_dirs(hierarchy, account)
-        if not dirs:
-            return
-        cgroups.join(dirs)
+        return [str(d) for d in cgroups.existing_dirs(hierarchy, pwd.getpwuid(ident.uid).pw_name)]
     except (KeyError, cgroups.CgroupError) as exc:
         raise PeerRefused(f"could not join the account's cgroup: {exc}") from None
-    if cgroups.pids_over_limit(hierarchy, account):
+
+
+def check_pids_limit(ident: PeerIdentity) -> None:
+    """Run by drop_privileges() right after the join: PeerRefused when the account's group is
+    already at its pids limit (a student who keeps asking for kernels)."""
+    hierarchy = cgroups.detect()
+    account = pwd.getpwuid(ident.uid).pw_name
+    if hierarchy is not None and cgroups.pids_over_limit(hierarchy, account):
         raise PeerRefused(f"{account} already runs as many processes as its limit allows (pids.max)")
 
 
@@ -278,23 +247,20 @@ def _exit_when_server_goes(conn: socket.socket) -> None:
 
 def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[str, str]) -> int:
     """In the child the fork server forked for this connection. Returns the exit code."""
+    fresh_signals()
     try:
         ident = read_peer(conn, student_prefix)
-        join_account_cgroup(ident)
-    except PeerRefused as exc:
-        conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
-        print(f"[forkserver] kernel refused: {exc}", file=sys.stderr, flush=True)
+        dirs = account_cgroup_dirs(ident)
+        # The fork server's stdout and stderr are the hub's log: gone (output=None, /dev/null)
+        # before the student's uid could reach them. The server's own fds 1 and 2 (its user's
+        # log) replace /dev/null below, once the request that carries them is read.
+        drop_privileges(cgroup_dirs=dirs, after_join=(lambda: check_pids_limit(ident)) if dirs else None,
+                        output=None, **privileges_of(ident))
+    except (PeerRefused, cgroups.CgroupError) as exc:
+        why = str(exc) if isinstance(exc, PeerRefused) else f"could not join the account's cgroup: {exc}"
+        framing.send(conn, error_reply(why))
+        print(f"[forkserver] kernel refused: {why}", file=sys.stderr, flush=True)
         return 1
-    os.setsid()  # its own process group: interrupts and kills reach the kernel and its children
-    for sig in (signal.SIGCHLD, signal.SIGTERM):  # SIGPIPE stays ignored, as Python starts with it
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    from .userlogs import redirect_output
-
-    # The fork server's stdout and stderr are the hub's log: gone before the student's uid could
-    # reach them. The server's own fds 1 and 2 (its user's log) replace /dev/null below.
-    redirect_output(None)
-    take_identity(ident)
     # From here on, everything runs with the server's rights only.
     try:
         request, fds = read_request(conn)
@@ -305,15 +271,15 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
         os.dup2(fd, target)
     for fd in fds:
         os.close(fd)
-    env = {k: v for k, v in request["env"].items() if k != "JPY_PARENT_PID"}  # we watch the server ourselves
+    env = {k: v for k, v in request.env.items() if k != "JPY_PARENT_PID"}  # we watch the server ourselves
     os.environ.clear()
     os.environ.update(env)
-    os.chdir(request["cwd"])
-    argv = list(request["argv"])
+    os.chdir(request.cwd)
+    argv = list(request.argv)
     if needs_fresh_process(argv, env, startup_env):
-        conn.sendall(json.dumps({"cold": "this kernel needs a fresh Python process"}).encode() + b"\n")
+        framing.send(conn, cold_reply("this kernel needs a fresh Python process"))
         return 0
-    conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+    framing.send(conn, pid_reply(os.getpid()))
     _exit_when_server_goes(conn)
     import ipykernel
 
@@ -331,7 +297,7 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     try:
-        conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
+        framing.send(conn, exit_report(code))
     except OSError:
         pass
     return code
