@@ -6,7 +6,7 @@ it is printed as plain text with control characters shown escaped, so a log cann
 retitle or rewrite the admin's terminal, and no console markup in it is interpreted.
 
 Wire it with `app.command("logs")(logs)` in cli/main.py. Logs that are not a user's (the hub's,
-the proxy's, the usage service's: issue 13) go into SOURCES, looked up before user names.
+the proxy's, the usage service's, kept by hub/hublog.py) are in SOURCES, looked up before user names.
 """
 
 from __future__ import annotations
@@ -22,12 +22,19 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import load_config
+from ..hub.hublog import HUB, PROXY, USAGE
 from ..names import BadUsername, normalize_username
 from ..site import Site, resolve_site
 from ..userlogs import rotated, user_log_path
 
-# name -> the file it shows, for logs that are not a user's (none yet).
-SOURCES: dict[str, Callable[[Site], Path]] = {}
+# name -> the file it shows, for logs that are not a user's: the hub's output (everything the hub,
+# its proxy and services wrote) and the proxy's and usage service's lines of it (hub/hublog.py).
+# These names are reserved: nobody can sign up with them (hub/configure.py LOG_SOURCES).
+SOURCES: dict[str, Callable[[Site], Path]] = {
+    "hub": lambda s: s.logs / HUB,
+    "proxy": lambda s: s.logs / PROXY,
+    "usage": lambda s: s.logs / USAGE,
+}
 FOLLOW_INTERVAL = 0.5  # seconds between looks for new output with --follow
 _BLOCK = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -76,7 +83,11 @@ def last_lines(path: Path, lines: int) -> tuple[bytes, int]:
 def resolve_log(s: Site, who: str) -> tuple[str, Path]:
     """(what it is, its path) for a source name or a user's name; LogUnavailable if there is none."""
     if who in SOURCES:
-        return who, SOURCES[who](s)
+        path = SOURCES[who](s)
+        if not (path.exists() or rotated(path).exists()):
+            raise LogUnavailable(f"No {who} log yet ({path}): it is written while the hub runs, from its next "
+                                 "`mlworkshop up` on.")
+        return who, path
     try:
         name = normalize_username(who)
     except BadUsername as exc:
@@ -127,7 +138,8 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
 
 
 def logs(
-    who: Annotated[str, typer.Argument(metavar="USER", help="The user whose server and kernel output to show.")],
+    who: Annotated[str, typer.Argument(metavar="hub|proxy|usage|USER", help="hub: everything the hub wrote; proxy or "
+                                       "usage: those helpers' lines of it; a user's name: their server and kernel output.")],
     follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing what is written (Ctrl-C stops).")] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many of the last lines to show (0: all).")] = 50,
     site: Annotated[
@@ -135,7 +147,8 @@ def logs(
         typer.Option("--site", help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root)."),
     ] = None,
 ) -> None:
-    """Show a user's server and kernel output (their log: never part of the hub's own)."""
+    """Show the hub's, the proxy's or the usage service's log, or a user's server and kernel output
+    (their log: never part of the hub's own)."""
     s = resolve_site(site)
     if not s.config_file.exists():
         raise LogUnavailable(f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`.")

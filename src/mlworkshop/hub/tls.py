@@ -357,3 +357,16 @@ def prepare_https(site: Site, cfg: MLWorkshopConfig, proxy_gid: int | None = Non
     if https.redirect_port:
         lines.append(f"Plain HTTP on port {https.redirect_port} (every address) redirects to HTTPS on port {cfg.hub.port}.")
     return lines + [f"warning: {w}" for w in warnings]
+
+
+def prepare_for_proxy(site: Site, cfg: MLWorkshopConfig) -> list[str]:
+    """prepare_https for `mlworkshop up`: a root hub's proxy reads as its own account's group
+    (made by service_accounts.prepare_helpers first), any other hub's as the hub's user."""
+    from .service_accounts import PROXY_ACCOUNT, isolating
+
+    gid = None
+    if isolating() and cfg.hub.https.enabled:
+        import pwd
+
+        gid = pwd.getpwnam(PROXY_ACCOUNT).pw_gid
+    return prepare_https(site, cfg, gid)
