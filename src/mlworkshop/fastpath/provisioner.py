@@ -1,9 +1,9 @@
 """The kernel provisioner of mlworkshop's user servers: kernels forked by the fork server.
 
 Registered as the `mlworkshop-fork` provisioner (an entry point in pyproject.toml) and made the
-default for local-backend servers (JUPYTER_DEFAULT_PROVISIONER_NAME). With no fork server to ask (other backends, `fork_kernels:
-false`, a server started cold, the socket gone) or for a kernel that needs a fresh process, it is
-jupyter_client's own LocalProvisioner, unchanged.
+default for local-backend servers (JUPYTER_DEFAULT_PROVISIONER_NAME). With no fork server to ask
+(other backends, `fork_kernels: false`, a server started cold, the socket gone) or for a kernel
+that needs a fresh process, it is jupyter_client's own LocalProvisioner, unchanged.
 
 A forked kernel is not this server's child, so the handle here stands in for subprocess.Popen:
 alive while the connection to the kernel is open and its pid exists; signals go to its process

@@ -26,7 +26,7 @@ from mlworkshop.fastpath.kernels import (
     parse_proc_limits,
     parse_proc_status,
 )
-from mlworkshop.fastpath.protocol import KernelRequest, RequestError
+from mlworkshop.fastpath.protocol import KernelRequest
 
 INF = resource.RLIM_INFINITY
 
