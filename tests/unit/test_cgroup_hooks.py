@@ -12,24 +12,13 @@ from mlworkshop.accelerators.grants import Grant
 from mlworkshop.accelerators.profiles import Profile, server_resources
 from mlworkshop.cgroups import Limits
 from mlworkshop.config.model import MLWorkshopConfig
-from mlworkshop.hub.cgroup_hooks import CgroupHooks
+from mlworkshop.hub.cgroup_hooks import cgroup_limits
 
 GIB = 2**30
 CPU_ONLY = Profile("cpu", "CPU only", None, 0, 2, "4G")
 TWO_GPUS = Profile("gpu-2", "2 × GPU", "nvidia", 2, 8, "32G")
 SHARED = Profile("shared", "Shared: 2 × GPU", None, 0, 4, "16G", shared=True)
 DEVICE = SimpleNamespace(kind="nvidia", index=0)
-
-
-class Spawner(CgroupHooks):
-    def __init__(self, cfg, grant, **kwargs):
-        super().__init__(**kwargs)
-        self._cfg = cfg
-        self.accelerator_grant = grant
-
-    @property
-    def _acc(self):
-        return SimpleNamespace(cfg=self._cfg)
 
 
 @pytest.mark.parametrize("grant, n_devices, profile, limits", [
@@ -39,7 +28,7 @@ class Spawner(CgroupHooks):
 ], ids=["cpu-only", "two-gpus", "shared"])
 def test_cgroup_limits_are_what_the_usage_api_reports(grant, n_devices, profile, limits):
     cfg = MLWorkshopConfig()
-    assert Spawner(cfg, grant).cgroup_limits() == limits
+    assert cgroup_limits(grant, cfg.accelerators.profiles, 2048) == limits
     # the usage API: server_resources(profiles, session.n_devices, session.profile == "shared")
     cpu, memory = server_resources(cfg.accelerators.profiles, n_devices, profile == "shared")
     assert (cpu, memory) == (limits.cpu_cores, limits.memory_bytes)
@@ -51,4 +40,4 @@ def test_cgroup_limits_unlimited_profile_and_own_pids_limit():
     cfg = MLWorkshopConfig()
     cfg.accelerators.profiles.cpu.mem_limit = None
     cfg.accelerators.profiles.cpu.cpu_limit = None
-    assert Spawner(cfg, None, max_processes=100).cgroup_limits() == Limits(None, None, 100)
+    assert cgroup_limits(None, cfg.accelerators.profiles, 100) == Limits(None, None, 100)

@@ -22,7 +22,7 @@ def build(tmp_path: Path, **sections) -> tuple[Config, Site]:
 def spawner_value(c: Config, name: str):
     """A spawner option wherever it is set: the spawner class's own section, else a base one."""
     cls = c.JupyterHub.spawner_class.rsplit(".", 1)[-1]
-    for section in (cls, "WorkspaceMixin", "Spawner"):
+    for section in (cls, "WorkshopSpawner", "Spawner"):
         if section in c and name in c[section]:
             return c[section][name]
     raise AssertionError(f"{name} is not set for {cls}")

@@ -83,7 +83,7 @@ def test_apply_sets_the_spawner_and_hub_for_a_bridge_network():
     assert s.network_name == "bridge" and s.auto_hub_connect_url is True
     assert c.JupyterHub.hub_ip == "0.0.0.0" and c.JupyterHub.hub_connect_ip == "127.0.0.1"
     assert s.extra_host_config == {"shm_size": "1g"} and s.post_start_cmd == "true"  # passed as they are
-    assert c.WorkspaceMixin.site_root == "/srv/test-site"
+    assert c.WorkshopSpawner.site_root == "/srv/test-site"
 
 
 def test_apply_host_network_and_a_fixed_hub_url():

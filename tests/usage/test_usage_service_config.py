@@ -53,10 +53,12 @@ def test_hub_pages_announce_a_budget_near_or_over(tmp_path):
     from mlworkshop.usage.store import UsageStore
 
     (tmp_path / "state").mkdir()
+    # the config configure() was given counts, not a second read of mlworkshop.yaml (issue 12, item 3)
     (tmp_path / "mlworkshop.yaml").write_text("usage:\n  grace_minutes: 10\n", encoding="utf-8")
-    c = configure(Config(), _cfg(), Site(tmp_path))
+    c = configure(Config(), _cfg(grace_minutes=20), Site(tmp_path))
     announce = c.JupyterHub.template_vars["announcement"]
-    assert announce == UsageAnnouncement(str(tmp_path), "/")
+    assert isinstance(announce, UsageAnnouncement) and announce.base_url == "/"
+    assert announce.db_url == f"sqlite:///{tmp_path / 'state' / 'usage.sqlite'}"
     store = UsageStore(f"sqlite:///{tmp_path / 'state' / 'usage.sqlite'}")
     alice, bob = SimpleNamespace(name="alice"), SimpleNamespace(name="bob")
     a = store.open_session("alice", n_devices=1, device_kind="nvidia")
@@ -66,7 +68,7 @@ def test_hub_pages_announce_a_budget_near_or_over(tmp_path):
     store.mark(a, warned_at=dt.datetime(2026, 3, 2, 10), over_limit_at=dt.datetime(2026, 3, 2, 10, 0))
     store.mark(b, warned_at=dt.datetime(2026, 3, 2, 10))
     text = announce(alice)
-    assert "used up" in text and "stops at 10:10 UTC" in text and 'href="/services/usage/me"' in text
+    assert "used up" in text and "stops at 10:20 UTC" in text and 'href="/services/usage/me"' in text
     assert announce(bob).startswith("You have used most of your weekly budget")
     store.close()
 

@@ -189,11 +189,17 @@ def options_from_form(formdata: Mapping[str, Any]) -> dict[str, str]:
     return {FORM_FIELD: str(value)} if value not in (None, "") else {}
 
 
-def render_options_form(profiles: Sequence[Profile], notes: Sequence[str] = ()) -> str:
+def render_options_form(profiles: Sequence[Profile], notes: Sequence[str] = (), quota_note: str | None = None) -> str:
     """Radio buttons, first one checked, below `notes` (why_not_offered). "" when there is nothing
-    to choose and nothing to say (no form at all: the server starts at once)."""
-    if len(profiles) <= 1 and not notes:
+    to choose and nothing to say (no form at all: the server starts at once). With `quota_note`
+    (what the usage budget hid) there is always a form, even for one profile: without one
+    JupyterHub would re-use the last choice (a GPU the quota now refuses) and the student could
+    never pick the CPU-only server."""
+    if len(profiles) <= 1 and not notes and not quota_note:
         return ""
+    quota = f'<p class="alert alert-warning mlw-quota-note">{html.escape(quota_note)}</p>' if quota_note else ""
+    if not profiles and not notes:
+        return quota
     items = []
     for number, p in enumerate(profiles):
         detail = " · ".join(x for x in (p.description, p.resources) if x)
@@ -207,5 +213,5 @@ def render_options_form(profiles: Sequence[Profile], notes: Sequence[str] = ()) 
             + "</label></div>"
         )
     said = "".join(f'<p class="mlw-not-offered alert alert-warning">{html.escape(note)}</p>\n' for note in notes)
-    return ('<div class="mlw-profiles">' + said + "<p>Choose the resources for this server:</p>\n"
+    return (quota + '<div class="mlw-profiles">' + said + "<p>Choose the resources for this server:</p>\n"
             + "\n".join(items) + "\n</div>")

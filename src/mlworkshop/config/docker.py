@@ -8,11 +8,25 @@ socket is at the usual place and which has built or loaded the default image
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _MEM_RE = re.compile(r"^\d+(\.\d+)?[KMGT]?$")
+T = TypeVar("T")
+
+
+def image_for_profile(profile_images: Mapping[str, T], slug: str | None, default: T) -> T:
+    """What a spawn profile picks from profile_images (names here, references in the spawner):
+    its exact slug, then its kind before the dash ("gpu-2" -> "gpu"), else `default`."""
+    if slug:
+        if slug in profile_images:
+            return profile_images[slug]
+        kind = str(slug).split("-", 1)[0]
+        if kind in profile_images:
+            return profile_images[kind]
+    return default
 
 
 class _Section(BaseModel):
@@ -183,10 +197,4 @@ class DockerBackendConfig(_Section):
 
     def image_name_for_profile(self, slug: str | None) -> str:
         """The image name a spawn profile picks (exact slug, then its kind before the dash)."""
-        if slug:
-            if slug in self.profile_images:
-                return self.profile_images[slug]
-            kind = slug.split("-", 1)[0]
-            if kind in self.profile_images:
-                return self.profile_images[kind]
-        return self.default_image
+        return image_for_profile(self.profile_images, slug, self.default_image)

@@ -1,40 +1,37 @@
-"""The hub's side of accelerators: one inventory and allocator per hub process, and the spawner
-hooks (options form, grant at start, release at stop) every backend shares.
+"""The hub's side of accelerators: one `HubAccelerators` per hub process (inventory, allocator,
+the profiles a user may start, grants and releases) that the spawner lifecycle (hub/lifecycle.py)
+calls, and `StaleDevices`, the hub-level task that frees devices of servers that no longer run.
 
-The pure logic lives in mlworkshop.accelerators; this module only connects it to JupyterHub's
-spawner life cycle.
+The pure logic lives in mlworkshop.accelerators; this module holds the hub process's state. Its
+settings are the spawner's traits (`accelerators`, `hub_db_url`, set by hub/configure.py), never a
+second read of mlworkshop.yaml, so `jupyterhub_config.d/` can change them like any other option.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from typing import Any
 
-from sqlalchemy.orm import object_session
 from tornado import web
-from traitlets import default
-from traitlets.config import LoggingConfigurable
 
 from ..accelerators import (
     Allocator,
     Grant,
-    InvalidChoice,
     Inventory,
     NoDeviceFree,
-    OverLimit,
+    Profile,
     detect,
     effective_limit,
     grant,
-    options_from_form,
     profiles_for,
-    render_options_form,
-    validate_choice,
     why_not_offered,
 )
-from ..config import MLWorkshopConfig, load_config
-from ..site import Site
+from ..config.accelerators import AcceleratorsConfig
 
 
 def refuse(message: str, status: int = 409) -> web.HTTPError:
@@ -48,144 +45,112 @@ def refuse(message: str, status: int = 409) -> web.HTTPError:
 
 
 @dataclass(frozen=True)
+class Who:
+    """The server a request is about: whose, in which groups, and its name ("" the default)."""
+
+    user: str
+    groups: tuple[str, ...]
+    admin: bool
+    server: str = ""
+
+
 class HubAccelerators:
-    cfg: MLWorkshopConfig
-    inventory: Inventory
-    allocator: Allocator | None  # None in shared mode
+    """Devices of this hub process: detected once (nvidia-smi / npu-smi are slow and devices do
+    not change), handed out by the allocator in exclusive mode. Blocking methods: call them in a
+    thread when they touch the allocator's database."""
+
+    def __init__(self, cfg: AcceleratorsConfig, db_url: str):
+        self.cfg = cfg
+        self.inventory: Inventory = detect(cfg)
+        self.allocator: Allocator | None = None  # None in shared mode (nothing is handed out)
+        if cfg.mode == "exclusive" and self.inventory.devices:
+            self.allocator = Allocator(db_url, self.inventory.devices, cfg.slots_per_device)
+        self.stale: StaleDevices | None = None
+
+    @property
+    def devices(self):
+        return self.inventory.devices
+
+    def profiles(self, who: Who, only_free: bool) -> list[Profile]:
+        """What `who` may start: now (only_free) or at all (to validate a choice, so a busy
+        device gets the allocator's "in use since" message rather than a bare refusal)."""
+        return profiles_for(who.user, list(who.groups), who.admin, self.cfg, self.devices, self.allocator,
+                            server_name=who.server, only_free=only_free)
+
+    def not_offered(self, who: Who, offered: list[Profile]) -> list[str]:
+        """For each kind `who` may use but of which every device is taken: who holds them."""
+        if self.allocator is None:
+            return []
+        return why_not_offered(self.profiles(who, False), offered, self.allocator)
+
+    def grant(self, who: Who, profile: Profile) -> Grant:
+        """Devices for a validated profile. Raises NoDeviceFree / OverLimit (nothing written)."""
+        limit = effective_limit(who.user, list(who.groups), who.admin, self.cfg) if self.allocator else None
+        return grant(profile, who.user, who.server, self.devices, self.allocator, limit, self.cfg.device_groups)
+
+    def release(self, who: Who) -> None:
+        if self.allocator is not None:
+            self.allocator.release(who.user, who.server)
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
 
 
 @lru_cache(maxsize=8)
-def hub_accelerators(site_root: str) -> HubAccelerators:
-    """Detected once per hub process (nvidia-smi / npu-smi are slow and devices do not change)."""
-    site = Site(Path(site_root))
-    cfg = load_config(site.root)
-    inventory = detect(cfg.accelerators)
-    allocator = None
-    if cfg.accelerators.mode == "exclusive" and inventory.devices:
-        allocator = Allocator(site.db_url(cfg), inventory.devices, cfg.accelerators.slots_per_device)
-    return HubAccelerators(cfg, inventory, allocator)
+def hub_accelerators(settings: str, db_url: str) -> HubAccelerators:
+    """One per hub process and settings (the spawner's `accelerators` trait, as JSON)."""
+    return HubAccelerators(AcceleratorsConfig.model_validate(json.loads(settings)), db_url)
 
 
-class AcceleratorHooks(LoggingConfigurable):
-    """Mixed into every backend's spawner (it needs `user`, `name`, `user_options`, `site_root`)."""
+Alive = Callable[[str, str], "asyncio.Future[bool] | Any"]
 
-    accelerator_grant: Grant | None = None
 
-    @property
-    def _acc(self) -> HubAccelerators:
-        return hub_accelerators(self.site_root)
+class StaleDevices:
+    """Hub-level: frees the devices of servers that are no longer running (crashed, stopped
+    while the hub was down, their user deleted), so they can be handed out again. Runs every
+    `every` seconds from the first spawner the hub process makes, and at once when a grant or the
+    spawn form finds a kind all taken (a server killed a second ago must not keep its device).
 
-    def _groups(self) -> list[str]:
-        return [group.name for group in self.user.groups]
+    Whether a server runs is the hub's to say: `alive(user, server)` (hub/lifecycle.py asks the
+    hub's own spawner objects). Freeing is the allocator's `reconcile`, which re-checks rows under
+    its lock, so a server that restarted meanwhile keeps its new devices."""
 
-    def _profiles(self, only_free: bool):
-        acc = self._acc
-        return profiles_for(self.user.name, self._groups(), bool(self.user.admin), acc.cfg, acc.inventory.devices,
-                            acc.allocator, server_name=self.name, only_free=only_free)
+    def __init__(self, allocator: Allocator, alive: Callable[[str, str], Any], every: float,
+                 log: logging.Logger | logging.LoggerAdapter):
+        self.allocator = allocator
+        self.alive = alive
+        self.every = every
+        self.log = log
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
 
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        return lambda spawner, user_options: spawner.check_user_options(user_options)
+    def start(self) -> None:
+        """The periodic task, once per hub process (needs the hub's running event loop)."""
+        if self._task is None and self.every > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def check_user_options(self, user_options: dict) -> None:
-        """Refuse a crafted or stale choice with 400 before anything starts."""
-        allowed = await asyncio.to_thread(self._profiles, False)
-        try:
-            validate_choice((user_options or {}).get("profile"), allowed)
-        except InvalidChoice as exc:
-            self._forget_choice(str(exc))
-            raise refuse(str(exc), 400) from None
-
-    def _forget_choice(self, why: str) -> None:
-        """Drop the saved profile choice. JupyterHub saves every request's options and re-uses
-        them whenever a server is started without a form (Home → Start My Server with nothing
-        left to choose, an API call without a body): a refused or no longer allowed choice would
-        be refused again on every start. Without it the default (CPU only) is started."""
-        orm_spawner = getattr(self, "orm_spawner", None)
-        saved = dict(orm_spawner.user_options or {}) if orm_spawner is not None else {}
-        if saved.pop("profile", None) is None:
-            return
-        self.log.info("Forgetting %s's saved server option: %s", self._log_name, why)
-        orm_spawner.user_options = saved
-        session = object_session(orm_spawner)  # the hub's own (Spawner.db is deprecated)
-        if session is not None:
-            session.commit()
-
-    def _offer(self) -> tuple[list, list[str]]:
-        """The profiles to show now and, for each kind of device the user may use but that is
-        all taken, the sentence saying who holds it."""
-        offered = self._profiles(True)
-        allocator = self._acc.allocator
-        return offered, why_not_offered(self._profiles(False), offered, allocator) if allocator else []
-
-    async def get_options_form(self) -> str:
-        await self._release_stale()
-        profiles, notes = await asyncio.to_thread(self._offer)
-        orm_spawner = getattr(self, "orm_spawner", None)
-        saved = (orm_spawner.user_options or {}).get("profile") if orm_spawner is not None else None
-        if saved and saved not in {p.slug for p in profiles}:
-            self._forget_choice(f"{str(saved)[:40]!r} is not offered now")
-        return render_options_form(profiles, notes)
-
-    def options_from_form(self, formdata):
-        return options_from_form(formdata)
-
-    async def _release_stale(self) -> None:
-        """Free devices held by servers that are no longer running (crashed, or stopped while the
-        hub was down), so they can be handed out again."""
-        allocator = self._acc.allocator
-        if allocator is None:
-            return
-        users = self.user.settings.get("users")
-        holders = {(h.username, h.server_name) for usage in allocator.usage() for h in usage.holders}
-        alive = set()
-        for username, server_name in holders:
-            if (username, server_name) == (self.user.name, self.name):
-                continue  # this server is (re)starting: grant() replaces its holding
+    async def _run(self) -> None:
+        while True:
             try:
-                spawner = users[username].spawners.get(server_name) if users is not None else None
-            except KeyError:
-                spawner = None
-            if spawner is not None and spawner.active and await spawner.poll() is None:
-                alive.add((username, server_name))
-        freed = await asyncio.to_thread(
-            allocator.reconcile, lambda u, s: (u, s) in alive or (u, s) == (self.user.name, self.name))
+                await self.release()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                self.log.warning("Releasing devices of stopped servers failed: %s", exc)
+            await asyncio.sleep(self.every)
+
+    async def release(self) -> list[tuple[str, str, list]]:
+        """One round: holders that do not run lose their devices. Returns what was freed."""
+        async with self._lock:
+            usage = await asyncio.to_thread(self.allocator.usage)
+            holders = {(h.username, h.server_name) for u in usage for h in u.holders}
+            alive = set()
+            for username, server_name in holders:
+                if await self.alive(username, server_name):
+                    alive.add((username, server_name))
+            freed = await asyncio.to_thread(self.allocator.reconcile, alive)
         for username, server_name, devices in freed:
             self.log.info("Released %s held by %s's stopped server %r", devices, username, server_name)
+        return freed
 
-    async def grant_accelerators(self) -> Grant:
-        """Validate the chosen profile on the server side and take its devices."""
-        acc = self._acc
-        if not acc.inventory.devices:  # nothing to hand out: no thread or database on the start path
-            try:
-                profile = validate_choice((self.user_options or {}).get("profile"), self._profiles(False))
-            except InvalidChoice as exc:
-                self._forget_choice(str(exc))
-                raise refuse(str(exc), 400) from None
-            self.accelerator_grant = grant(profile, self.user.name, self.name, [], None, None,
-                                           acc.cfg.accelerators.device_groups)
-            return self.accelerator_grant
-        await self._release_stale()
-        try:
-            allowed = await asyncio.to_thread(self._profiles, False)
-            profile = validate_choice((self.user_options or {}).get("profile"), allowed)
-            limit = effective_limit(self.user.name, self._groups(), bool(self.user.admin), acc.cfg.accelerators)
-            self.accelerator_grant = await asyncio.to_thread(
-                grant, profile, self.user.name, self.name, acc.inventory.devices, acc.allocator, limit,
-                acc.cfg.accelerators.device_groups,
-            )
-        except (InvalidChoice, NoDeviceFree, OverLimit) as exc:
-            self._forget_choice(str(exc))
-            raise refuse(str(exc), 400 if isinstance(exc, InvalidChoice) else 409) from None
-        if self.accelerator_grant.devices:
-            self.log.info("%s gets %s", self.user.name, [f"{d.kind}:{d.index}" for d in self.accelerator_grant.devices])
-        return self.accelerator_grant
 
-    async def release_accelerators(self) -> None:
-        allocator = self._acc.allocator
-        if allocator is not None:
-            await asyncio.to_thread(allocator.release, self.user.name, self.name)
-        self.accelerator_grant = None
-
-    def accelerator_env(self) -> dict[str, str]:
-        return dict(self.accelerator_grant.env) if self.accelerator_grant else {}
+__all__ = ["HubAccelerators", "NoDeviceFree", "StaleDevices", "Who", "hub_accelerators", "refuse", "settings_key"]

@@ -100,13 +100,21 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
 
 def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
-    """Options every backend shares go on the WorkspaceMixin; each backend adds its own."""
-    w = c.WorkspaceMixin
+    """Options every backend shares go on the WorkshopSpawner (hub/lifecycle.py); each backend
+    adds its own. The accelerators and usage sections are traits too: the spawner never reads
+    mlworkshop.yaml itself, so jupyterhub_config.d/ can change them like anything else."""
+    from .usage_hooks import usage_db_url
+
+    w = c.WorkshopSpawner
     w.site_root = str(site.root)
     w.content_dir = str(site.content(cfg))
     w.user_prefix = cfg.spawner.local.user_prefix
     w.admin_group = cfg.spawner.local.admin_group
     w.max_concurrent_starts = cfg.spawner.max_concurrent_starts or 2 * (os.cpu_count() or 1)
+    w.accelerators = cfg.accelerators.model_dump(mode="json")
+    w.hub_db_url = site.db_url(cfg)  # the device allocator's table lives in the hub's database
+    w.usage = cfg.usage.model_dump(mode="json")
+    w.usage_db_url = usage_db_url(cfg, site)
     if cfg.spawner.backend == "docker":
         from .docker_backend import apply_docker_spawner
 
@@ -123,7 +131,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
     s.preload = cfg.spawner.local.preload
     s.nice = cfg.spawner.local.nice
-    s.max_processes = cfg.spawner.local.max_processes  # memory and CPUs: the spawn profile's (CgroupHooks)
+    s.max_processes = cfg.spawner.local.max_processes  # memory and CPUs: the spawn profile's (cgroup_limits)
     if cfg.spawner.local.preload and cfg.spawner.local.fork_kernels:
         s.environment = {SOCKET_ENV: str(site.kernel_socket), "JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME,
                          **s.environment}

@@ -2,9 +2,10 @@
 Docker-compatible socket).
 
 `apply_docker_spawner(c, cfg, site)` maps `spawner.docker` onto traitlets (pure: it only sets
-values). `DockerWorkspaceSpawner` adds to DockerSpawner only what mlworkshop needs:
+values). `DockerWorkspaceSpawner` is a backend of the shared lifecycle (hub/lifecycle.py: queue,
+devices, workspace, usage) and adds to DockerSpawner only what mlworkshop needs:
 
-- the workspace from the shared mixin, mounted into the container:
+- the workspace the lifecycle prepared, mounted into the container:
       <site>/users/<name>/work        -> <home>/work         rw (private: 0700, the user's uid)
       <content>/{lessons,datasets,models} -> <home>/<kind>   ro
       <site>/submissions/<name>       -> <home>/submissions  rw (admins: all of <site>/submissions, ro)
@@ -34,8 +35,10 @@ import docker.errors
 from dockerspawner import DockerSpawner
 
 from ..config import MLWorkshopConfig
+from ..config.docker import image_for_profile
 from ..site import Site
-from .spawner import WorkspaceMixin
+from .lifecycle import WorkshopSpawner
+from .usage_hooks import container_reading
 
 LABEL_SITE = "org.mlworkshop.site"
 LABEL_USER = "org.mlworkshop.user"
@@ -195,8 +198,10 @@ def explain_engine_error(exc: BaseException, *, url: str, image: str, container:
     return None
 
 
-class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
+class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
     """A container per user with mlworkshop's workspace, limits and devices."""
+
+    backend_name = "docker"
 
     container_home = Unicode("/home/jovyan", help="The user's folder inside the container.").tag(config=True)
     run_as = Unicode("auto", help="uid:gid to run as; auto: the user's account (root hub) or the hub's uid.").tag(config=True)
@@ -217,9 +222,8 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
 
     # --- hooks --------------------------------------------------------------------
     def accelerator_devices(self) -> list:
-        """Devices this server may use: what the hub granted it (accelerator hooks of the shared
-        mixin), else `static_devices`."""
-        granted = getattr(self, "accelerator_grant", None)
+        """Devices this server may use: what the lifecycle granted it, else `static_devices`."""
+        granted = self.accelerator_grant
         if granted is not None:
             return list(granted.devices)
         return _devices_from_dicts(self.static_devices)
@@ -280,14 +284,7 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
                 raise ContainerStartError(
                     f"Image {name!r} is not one of the configured images ({', '.join(allowed) or 'none'}).")
             return allowed[name]
-        slug = options.get("profile")
-        if slug:
-            if slug in self.profile_images:
-                return self.profile_images[slug]
-            kind = str(slug).split("-", 1)[0]
-            if kind in self.profile_images:
-                return self.profile_images[kind]
-        return self.image
+        return image_for_profile(self.profile_images, options.get("profile"), self.image)
 
     async def resolve_hub_connect_url(self) -> None:
         if not self.auto_hub_connect_url:
@@ -352,11 +349,17 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
             return "127.0.0.1", self.port
         return await super().get_ip_and_port()
 
-    async def stop(self, now=False):
+    async def stop_backend(self, now=False):
         try:
-            await super().stop(now)  # the mixin releases devices and closes the usage session
+            await self.engine_stop(now)
         except docker.errors.NotFound:
             self.clear_state()
+
+    def read_usage(self, dead: bool = False):
+        """The container's CPU and memory, from the engine's stats (nothing once it is gone)."""
+        if dead or not self.container_id:
+            return None
+        return container_reading(self.client_kwargs.get("base_url"), self.name or "", self.container_id)
 
     async def start_backend(self, granted):
         url = self.client_kwargs.get("base_url", "")
@@ -364,14 +367,9 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
             await self.prepare_spec(granted)
             await self.check_name_is_ours()
             await self.resolve_hub_connect_url()
-            # DockerSpawner would read user_options["image"] again: we resolved it already
-            options = dict(self.user_options or {})
-            if "image" in options:
-                self.user_options = {k: v for k, v in options.items() if k != "image"}
-            try:
-                ip, port = await DockerSpawner.start(self)  # the engine part only (the mixin's start called us)
-            finally:
-                self.user_options = options
+            # DockerSpawner resolves user_options["image"] again, through the same allowed_images
+            # pick_image() checked: the same reference
+            ip, port = await self.engine_start()
             if self.wait_until_ready:
                 await self.wait_until_answering(ip, port)
             return ip, port
@@ -387,9 +385,9 @@ class DockerWorkspaceSpawner(WorkspaceMixin, DockerSpawner):
             raise ContainerStartError(message) from None
 
     async def prepare_spec(self, granted) -> None:
-        """Workspace on disk, then everything the container spec needs: image, uid, mounts, devices."""
+        """Everything the container spec needs (the workspace is on disk): image, uid, mounts, devices."""
         self.apply_limits(getattr(granted, "profile", None))
-        workspace = await self.prepare_user_workspace()
+        workspace = self.workspace
         is_admin = bool(self.user.admin)
         uid, gid = self.user_ids(workspace)
         if uid == 0:

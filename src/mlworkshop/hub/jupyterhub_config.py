@@ -32,3 +32,6 @@ _extra = _site.root / "jupyterhub_config.d"
 if _extra.is_dir():
     for _path in sorted(_extra.glob("*.py")):
         exec(compile(_path.read_text(), str(_path), "exec"), {"c": c, "get_config": lambda: c})
+    from mlworkshop.hub.lifecycle import check_spawner_sections
+
+    check_spawner_sections(c)  # a section a file there changed is checked like mlworkshop.yaml

@@ -130,7 +130,9 @@ def apply_usage_service(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     hub.extra_user_scopes = set(existing("extra_user_scopes", set())) | usage.extra_user_scopes
     template_vars = dict(existing("template_vars", {}))
     if "announcement" not in template_vars:  # an admin's own announcement wins
-        from .usage_hooks import UsageAnnouncement
+        from .accelerators import settings_key
+        from .usage_hooks import UsageAnnouncement, usage_db_url
 
-        template_vars["announcement"] = UsageAnnouncement(str(site.root), cfg.hub.base_url)
+        template_vars["announcement"] = UsageAnnouncement(
+            settings_key(cfg.usage.model_dump(mode="json")), usage_db_url(cfg, site), cfg.hub.base_url)
         hub.template_vars = template_vars
