@@ -158,6 +158,7 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
     assert proxy_reads.stdout == "-----BEGIN PRIVATE KEY-----", proxy_reads
 
     # Chromium trusting the CA: log in, open JupyterLab, run a cell; the kernel's channel is wss://
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     home = Path(tempfile.mkdtemp(prefix="mlw-chromium-"))
@@ -182,8 +183,18 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
                 editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
                 editor.click()
                 page.keyboard.type("print('over', 6 * 7)")
-                page.keyboard.press("Shift+Enter")
-                page.locator(".jp-OutputArea-output", has_text="over 42").first.wait_for(timeout=120_000)
+                output = page.locator(".jp-OutputArea-output", has_text="over 42").first
+                # JupyterLab sometimes drops a run asked for while it reconnects a new notebook's
+                # kernel (its channel open, the prompt never [*]); a student presses Ctrl-Enter again
+                for attempt in range(4):
+                    editor.click()
+                    page.keyboard.press("Control+Enter")
+                    try:
+                        output.wait_for(timeout=30_000)
+                        break
+                    except PlaywrightTimeout:
+                        print(f"run {attempt + 1}: no output within 30 s")
+                output.wait_for(timeout=1_000)
             finally:
                 page.screenshot(path=str(ARTIFACTS / "https-lab.png"))
                 user_log = hub.site / "logs" / "users" / "alice.log"

@@ -153,7 +153,7 @@ def up(
         raise Failure(str(exc)) from None
     teeing = start_tee(s.logs)  # from here on, all output also goes to <site>/logs/hub.log
     for line in https_lines + ([f"warning: {teeing}"] if teeing else []):
-        out.print(line, highlight=False)
+        out.print(line, highlight=False, markup=False, emoji=False)  # a fingerprint's ":AB:" is no emoji
     config_file = Path(__file__).resolve().parents[1] / "hub" / "jupyterhub_config.py"
     scheme = "https" if cfg.hub.https.enabled else "http"
     out.print(f"mlworkshop hub on {scheme}://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})")
