@@ -128,9 +128,11 @@ def forget_servers(url: str) -> None:
     try:
         with engine.begin() as db:
             names = set(engine.dialect.get_table_names(db))
-            if "spawners" in names:
-                db.execute(text("UPDATE spawners SET server_id = NULL, state = :empty"), {"empty": "{}"})
-            if "servers" in names:
-                db.execute(text("DELETE FROM servers"))
+            if "spawners" not in names:
+                return  # the hub never ran
+            ids = [row[0] for row in db.execute(text("SELECT server_id FROM spawners WHERE server_id IS NOT NULL"))]
+            db.execute(text("UPDATE spawners SET server_id = NULL, state = :empty"), {"empty": "{}"})
+            for server_id in ids:  # users' servers only: services keep theirs (the hub renews them)
+                db.execute(text("DELETE FROM servers WHERE id = :id"), {"id": server_id})
     finally:
         engine.dispose()

@@ -450,6 +450,7 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
             os.rename(path, root / path.name)
         staging.rmdir()
         os.chmod(root, 0o755)
+        os.sync()  # on disk before we say it is restored
         for key, value in changes.items():
             set_key(root, key, to_yaml(value))
         if changes:
