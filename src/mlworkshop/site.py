@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from .config import CONFIG_FILE, MLWorkshopConfig
 
 ROOT_SITE = Path("/srv/mlworkshop")
+SECRETS = ("cookie_secret", "proxy_auth_token", "cli_api_token")  # made once by init_site
 CONTENT_KINDS = ("lessons", "datasets", "models")
 USAGE_DB_NAME = "usage.sqlite"
 
@@ -81,6 +82,27 @@ class Site:
         hooks, the usage service and the CLI all ask the site, so none of them imports another."""
         return cfg.usage.db_url or f"sqlite:///{self.usage_sqlite}"
 
+    @property
+    def usage_service_port_file(self) -> Path:
+        """The usage service's loopback port when usage.service_port is 0: picked once by init."""
+        return self.state / "usage_service_port"
+
+    def read_secret(self, name: str) -> str:
+        """A secret `init` made, only read (hub/configure.py sets values; it creates nothing)."""
+        try:
+            return (self.secrets / name).read_text().strip()
+        except FileNotFoundError:
+            raise SiteNotReady(f"{self.secrets / name} is missing") from None
+
+    def usage_service_port(self) -> int:
+        """The port `init` picked for the usage service (usage_service_port_file)."""
+        try:
+            return int(self.usage_service_port_file.read_text().strip())
+        except FileNotFoundError:
+            raise SiteNotReady(f"{self.usage_service_port_file} is missing") from None
+        except ValueError:
+            raise SiteNotReady(f"{self.usage_service_port_file} does not hold a port number") from None
+
     def secret(self, name: str, nbytes: int = 32) -> str:
         """A generated secret, made once (0600) and then kept; never printed or logged."""
         path = self.secrets / name
@@ -92,6 +114,33 @@ class Site:
         with os.fdopen(fd, "w") as handle:
             handle.write(value + "\n")
         return value
+
+
+class SiteNotReady(RuntimeError):
+    """Something `mlworkshop init` makes is missing; str() says what and how to make it."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what}. Run `mlworkshop init` on this site (it makes the site's secrets and "
+                         "ports once; `mlworkshop up` runs it too).")
+
+
+def free_port_below_ephemeral() -> int:
+    """A free loopback port below Linux's ephemeral range (32768+), so an outgoing connection
+    never holds it when the hub restarts."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def default_site_path(environ: Mapping[str, str], euid: int) -> Path:
@@ -162,10 +211,14 @@ def init_site(site: Site) -> list[str]:
             folder.mkdir(mode=mode, parents=True)
             done.append(f"made {folder}")
         os.chmod(folder, mode)
-    for name in ("cookie_secret", "proxy_auth_token", "cli_api_token"):
+    for name in SECRETS:
         if not (site.secrets / name).exists():
             site.secret(name)
             done.append(f"generated secret {name} (0600)")
+    if not site.usage_service_port_file.exists():  # kept, so the same site always maps to the same config
+        port = free_port_below_ephemeral()
+        site.usage_service_port_file.write_text(f"{port}\n")
+        done.append(f"picked loopback port {port} for the usage service (when usage.service_port is 0)")
     from .config import load_config  # the file now exists
 
     content = site.content(load_config(site.root))

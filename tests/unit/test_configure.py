@@ -6,15 +6,18 @@ import os
 
 from pathlib import Path
 
+import pytest
 from traitlets.config import Config
 
 from mlworkshop.config import MLWorkshopConfig
 from mlworkshop.hub.configure import CULLER_SERVICE, configure
-from mlworkshop.site import Site
+from mlworkshop.site import Site, SiteNotReady, init_site
 
 
 def build(tmp_path: Path, **sections) -> tuple[Config, Site]:
     site = Site(tmp_path / "site")
+    if not site.root.exists():
+        init_site(site)  # as `mlworkshop init` / `up` leave it: configure only reads secrets and ports
     cfg = MLWorkshopConfig.model_validate(sections)
     return configure(Config(), cfg, site), site
 
@@ -135,3 +138,26 @@ def test_local_servers_pids_limit(tmp_path):
     assert spawner_value(c, "max_processes") == 2048
     c, _ = build(tmp_path, spawner={"local": {"max_processes": 300}})
     assert spawner_value(c, "max_processes") == 300
+
+
+def test_configure_only_sets_values(tmp_path):
+    """Issue 12, item 3: secrets and ports are made by `init`; configure on a site without them
+    creates nothing and says what to run."""
+    site = Site(tmp_path / "bare")
+    with pytest.raises(SiteNotReady, match=r"secrets/proxy_auth_token is missing\. Run `mlworkshop init`"):
+        configure(Config(), MLWorkshopConfig(), site)
+    assert not site.root.exists()
+    c, site = build(tmp_path)
+    made = sorted(p.relative_to(site.root) for p in site.root.rglob("*"))
+    configure(Config(), MLWorkshopConfig(), site)
+    assert sorted(p.relative_to(site.root) for p in site.root.rglob("*")) == made
+
+
+def test_spawner_sections_are_traits(tmp_path):
+    """Accelerators and usage reach the spawners as traits (not a second read of the YAML)."""
+    c, site = build(tmp_path, accelerators={"mode": "exclusive", "max_per_user": 3},
+                    usage={"failover_open": False})
+    assert c.WorkshopSpawner.accelerators["mode"] == "exclusive" and c.WorkshopSpawner.accelerators["max_per_user"] == 3
+    assert c.WorkshopSpawner.usage["failover_open"] is False
+    assert c.WorkshopSpawner.hub_db_url == c.JupyterHub.db_url
+    assert c.WorkshopSpawner.usage_db_url == site.usage_db_url(MLWorkshopConfig())

@@ -94,8 +94,17 @@ def _cfg(**sections) -> MLWorkshopConfig:
     return MLWorkshopConfig.model_validate(sections)
 
 
+def _initialised(path) -> Site:
+    """A site as `mlworkshop init` leaves it (configure only reads its secrets)."""
+    from mlworkshop.site import init_site
+
+    site = Site(path)
+    init_site(site)
+    return site
+
+
 def test_a_root_hub_runs_proxy_and_culler_as_their_accounts(tmp_path):
-    c = configure(Config(), _cfg(usage={"enabled": False}), Site(tmp_path))
+    c = configure(Config(), _cfg(usage={"enabled": False}), _initialised(tmp_path))
     command = c.ConfigurableHTTPProxy.command
     assert os.path.basename(command[0]) == "setpriv" and f"--reuid={PROXY_ACCOUNT}" in command
     assert command[command.index("--") + 1].endswith("configurable-http-proxy")
@@ -109,7 +118,7 @@ def test_a_hub_that_is_not_root_keeps_everything_as_itself(tmp_path, monkeypatch
     from mlworkshop.hub import service_accounts
 
     monkeypatch.setattr(service_accounts.os, "geteuid", lambda: 1000)
-    c = configure(Config(), _cfg(usage={"enabled": False}, hub={"ip": "0.0.0.0", "port": 80}), Site(tmp_path))
+    c = configure(Config(), _cfg(usage={"enabled": False}, hub={"ip": "0.0.0.0", "port": 80}), _initialised(tmp_path))
     assert c.ConfigurableHTTPProxy.command[0].endswith("configurable-http-proxy")
     [culler] = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
     assert "user" not in culler

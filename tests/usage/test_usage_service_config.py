@@ -7,15 +7,22 @@ from traitlets.config import Config
 from mlworkshop.config import MLWorkshopConfig
 from mlworkshop.hub.configure import configure
 from mlworkshop.hub.usage_service import ACCESS, SCOPE_ADMIN, SCOPE_READ, usage_service_config
-from mlworkshop.site import Site
+from mlworkshop.site import Site, init_site
 
 
 def _cfg(**usage) -> MLWorkshopConfig:
     return MLWorkshopConfig.model_validate({"usage": usage, "auth": {"admin_users": ["teacher"]}})
 
 
+def _site(path) -> Site:
+    """A site as `mlworkshop init` leaves it (secrets and the usage service's port made once)."""
+    site = Site(path)
+    init_site(site)
+    return site
+
+
 def test_service_role_scopes_and_access(tmp_path):
-    site = Site(tmp_path)
+    site = _site(tmp_path)
     c = configure(Config(), _cfg(service_port=9123), site)
     [usage] = [s for s in c.JupyterHub.services if s["name"] == "usage"]
     assert usage["url"] == "http://127.0.0.1:9123"
@@ -33,14 +40,15 @@ def test_service_role_scopes_and_access(tmp_path):
 
 
 def test_free_port_is_picked_once_per_site(tmp_path):
-    site = Site(tmp_path)
+    site = _site(tmp_path)
     first = usage_service_config(_cfg(), site).services[0]["url"]
+    init_site(site)  # kept by a second init
     assert first == usage_service_config(_cfg(), site).services[0]["url"]
     assert (tmp_path / "state" / "usage_service_port").read_text().strip() == first.rsplit(":", 1)[1]
 
 
 def test_disabled_means_no_service(tmp_path):
-    c = configure(Config(), _cfg(enabled=False), Site(tmp_path))
+    c = configure(Config(), _cfg(enabled=False), _site(tmp_path))
     assert all(s["name"] != "usage" for s in c.JupyterHub.services)
     assert all(not r["name"].startswith("mlworkshop-usage") for r in c.JupyterHub.load_roles)
 
@@ -55,7 +63,7 @@ def test_hub_pages_announce_a_budget_near_or_over(tmp_path):
     (tmp_path / "state").mkdir()
     # the config configure() was given counts, not a second read of mlworkshop.yaml (issue 12, item 3)
     (tmp_path / "mlworkshop.yaml").write_text("usage:\n  grace_minutes: 10\n", encoding="utf-8")
-    c = configure(Config(), _cfg(grace_minutes=20), Site(tmp_path))
+    c = configure(Config(), _cfg(grace_minutes=20), _site(tmp_path))
     announce = c.JupyterHub.template_vars["announcement"]
     assert isinstance(announce, UsageAnnouncement) and announce.base_url == "/"
     assert announce.db_url == f"sqlite:///{tmp_path / 'state' / 'usage.sqlite'}"

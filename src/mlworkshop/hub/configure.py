@@ -1,5 +1,7 @@
 """Maps the config model onto JupyterHub traitlets: pure functions that only set values, so a
-test can build a `traitlets.config.Config` and assert on it.
+test can build a `traitlets.config.Config` and assert on it. Nothing here creates a file: the
+secrets and the usage service's port are made once by `mlworkshop init` (site.init_site) and only
+read here (a site without them: SiteNotReady, saying to run init).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     c.JupyterHub.template_paths = [TEMPLATES]
     c.JupyterHub.cleanup_servers = False  # a hub restart leaves students' servers running
     c.JupyterHub.cleanup_proxy = True
-    c.ConfigurableHTTPProxy.auth_token = site.secret("proxy_auth_token")
+    c.ConfigurableHTTPProxy.auth_token = site.read_secret("proxy_auth_token")
     # a root hub's proxy runs as an account of its own (hub/service_accounts.py); the hub tells its
     # connections from anyone else's by that account (hub/peer.py)
     proxy = proxy_command() + proxy_arguments(cfg)
@@ -138,11 +140,17 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
 
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    """Every service of the hub, its roles and scopes, built here in one place and set once:
+    the CLI's, the idle culler and the usage service (hub/usage_service.py builds its values)."""
+    from .accelerators import settings_key
+    from .usage_hooks import UsageAnnouncement, usage_db_url
+    from .usage_service import usage_service_config
+
     # admin: JupyterHub lets only an admin grant admin (`user add --admin`, `user promote`); no
     # scope does it. The flag, not an `admin` role entry in load_roles: with auth.admin_users set,
     # such an entry would make the admin role's users exactly admin_users and take admin away from
     # everyone promoted with the CLI at the next start. (The hub logs that the flag is deprecated.)
-    services = [{"name": CLI_SERVICE, "api_token": site.secret("cli_api_token"), "admin": True}]
+    services = [{"name": CLI_SERVICE, "api_token": site.read_secret("cli_api_token"), "admin": True}]
     roles = [{
         "name": "mlworkshop-cli",
         "scopes": ["admin:users", "admin:servers", "list:users", "read:users"],
@@ -161,11 +169,15 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
             "services": [CULLER_SERVICE],
         })
-    c.JupyterHub.services = services
-    c.JupyterHub.load_roles = roles
-    from .usage_service import apply_usage_service  # usage accounting service (issue 5)
-
-    apply_usage_service(c, cfg, site)
+    usage = usage_service_config(cfg, site)  # nothing when usage.enabled is false
+    c.JupyterHub.services = services + usage.services
+    c.JupyterHub.load_roles = roles + usage.roles
+    if usage.services:
+        c.JupyterHub.custom_scopes = usage.custom_scopes
+        c.JupyterHub.extra_user_scopes = usage.extra_user_scopes
+        # the hub pages' budget note (an admin's own announcement, in jupyterhub_config.d/, wins)
+        c.JupyterHub.template_vars = {"announcement": UsageAnnouncement(
+            settings_key(cfg.usage.model_dump(mode="json")), usage_db_url(cfg, site), cfg.hub.base_url)}
 
 
 def configure(c: Config, cfg: MLWorkshopConfig, site: Site) -> Config:

@@ -2,10 +2,10 @@
 with its own role, two custom scopes for scripts, and access for every user (each sees only
 themselves; the service decides that).
 
-`usage_service_config(cfg, site)` returns values (usage.service_port 0: a free loopback port picked
-once per site and kept in <site>/state/usage_service_port, like the secrets, so two hubs on one
-machine never share a usage service and the same site always maps to the same config);
-`apply_usage_service(c, cfg, site)` only sets them on a traitlets Config.
+`usage_service_config(cfg, site)` returns values (usage.service_port 0: the free loopback port
+`init` picked once per site and kept in <site>/state/usage_service_port, like the secrets, so two
+hubs on one machine never share a usage service and the same site always maps to the same config);
+hub/configure.py's apply_services sets them, with the hub's other services, in one place.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from jupyterhub.utils import random_port
-from traitlets.config import Config
 
 from ..config import MLWorkshopConfig
 from ..site import Site
@@ -35,32 +33,9 @@ class UsageServiceConfig:
     extra_user_scopes: set[str] = field(default_factory=set)
 
 
-def _free_port_outside_ephemeral() -> int:
-    """A free loopback port below Linux's ephemeral range (32768+), so an outgoing connection
-    never holds it when the hub restarts."""
-    import random
-    import socket
-
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    return random_port()
-
-
 def site_port(site: Site) -> int:
-    path = site.state / "usage_service_port"
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        port = _free_port_outside_ephemeral()
-        site.state.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{port}\n")
-        return port
+    """The usage service's port when usage.service_port is 0: the one `init` picked for this site."""
+    return site.usage_service_port()
 
 
 def runs_as_own_account(cfg: MLWorkshopConfig) -> bool:
@@ -112,27 +87,3 @@ def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfi
                       "subscopes": [SCOPE_READ]},
     }
     return UsageServiceConfig([service], roles, custom_scopes, {ACCESS})
-
-
-def apply_usage_service(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
-    """Adds to what apply_services set (call it after)."""
-    usage = usage_service_config(cfg, site)
-    if not usage.services:
-        return
-    hub = c.JupyterHub
-
-    def existing(name, empty):
-        return hub[name] if name in hub else empty
-
-    hub.services = [*existing("services", []), *usage.services]
-    hub.load_roles = [*existing("load_roles", []), *usage.roles]
-    hub.custom_scopes = {**existing("custom_scopes", {}), **usage.custom_scopes}
-    hub.extra_user_scopes = set(existing("extra_user_scopes", set())) | usage.extra_user_scopes
-    template_vars = dict(existing("template_vars", {}))
-    if "announcement" not in template_vars:  # an admin's own announcement wins
-        from .accelerators import settings_key
-        from .usage_hooks import UsageAnnouncement, usage_db_url
-
-        template_vars["announcement"] = UsageAnnouncement(
-            settings_key(cfg.usage.model_dump(mode="json")), usage_db_url(cfg, site), cfg.hub.base_url)
-        hub.template_vars = template_vars
