@@ -249,3 +249,13 @@ def test_a_bad_section_from_jupyterhub_config_d_stops_the_hub_with_its_key(tmp_p
     c.WorkshopSpawner.usage["quotas"] = {"default": {"gpu_hours_per_week": -1}}
     with pytest.raises(SystemExit, match=r"WorkshopSpawner.usage is not valid: usage.quotas.default.gpu_hours_per_week"):
         check_spawner_sections(c)
+
+
+@pytest.mark.parametrize("cls", [LocalSpawner, DockerWorkspaceSpawner])
+def test_every_option_of_ours_is_configurable_and_explained(cls):
+    ours = {name: trait for klass in cls.__mro__ if klass.__module__.startswith("mlworkshop.")
+            for name, trait in klass.class_own_traits().items()}
+    assert {"site_root", "accelerators", "usage", "usage_db_url", "hub_db_url"} <= set(ours)
+    for name, trait in ours.items():
+        assert trait.metadata.get("config") is True, f"{cls.__name__}.{name} is not config=True"
+        assert trait.help and len(trait.help) > 15, f"{cls.__name__}.{name} has no help text"
