@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from mlworkshop import cgroups
-from mlworkshop.accelerators.profiles import mem_bytes, server_resources
+from mlworkshop.accelerators.profiles import server_resources
 from mlworkshop.config.model import MLWorkshopConfig
+from mlworkshop.sizes import parse_bytes
 
 HYBRID = """\
 sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
@@ -91,7 +92,7 @@ def test_server_resources_are_what_the_profiles_say():
     profiles.cpu.mem_limit = None
     profiles.cpu.cpu_limit = None
     assert server_resources(profiles, 0) == (None, None)
-    assert mem_bytes("1.5G") == 3 * 2**29 and mem_bytes("512M") == 2**29 and mem_bytes("100") == 100
+    assert parse_bytes("1.5G") == 3 * 2**29 and parse_bytes("512M") == 2**29 and parse_bytes("100") == 100
 
 
 # --- v2, on a folder laid out like a cgroup2 tree ----------------------------------------------

@@ -9,11 +9,11 @@ allocator enforces the limit again inside its transaction.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..sizes import parse_bytes, scale_size
 from .allocator import Allocator, Limit, NoDeviceFree
 from .inventory import KIND_LABEL, Device
 from .limits import effective_limit
@@ -48,32 +48,8 @@ class InvalidChoice(ValueError):
     """A submitted profile this user may not take now; str() lists what they may take."""
 
 
-_MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)$")
-
-
-def scale_mem(mem: str | None, factor: int) -> str | None:
-    """'16G' x 2 -> '32G' (per-device limits grow with the number of devices)."""
-    if mem is None:
-        return None
-    match = _MEM_RE.match(mem)
-    if not match:
-        return mem
-    value = float(match.group(1)) * factor
-    return f"{value:g}{match.group(2)}"
-
-
 def _scale_cpu(cpu: float | None, factor: int) -> float | None:
     return None if cpu is None else cpu * factor
-
-
-def mem_bytes(mem: str | None) -> int | None:
-    """'4G' -> 4294967296, '512M' -> 536870912 (the config's validated sizes; no suffix: bytes)."""
-    if mem is None:
-        return None
-    match = _MEM_RE.match(mem)
-    if not match:
-        raise ValueError(f"{mem!r} is not a size such as 512M or 4G")
-    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " "))
 
 
 def server_resources(profiles_cfg: Any, n_devices: int, shared: bool = False) -> tuple[float | None, int | None]:
@@ -84,8 +60,8 @@ def server_resources(profiles_cfg: Any, n_devices: int, shared: bool = False) ->
     `profiles_cfg`: accelerators.profiles."""
     if n_devices or shared:
         per, k = profiles_cfg.per_device, n_devices or 1
-        return _scale_cpu(per.cpu_limit, k), mem_bytes(scale_mem(per.mem_limit, k))
-    return profiles_cfg.cpu.cpu_limit, mem_bytes(profiles_cfg.cpu.mem_limit)
+        return _scale_cpu(per.cpu_limit, k), parse_bytes(scale_size(per.mem_limit, k))
+    return profiles_cfg.cpu.cpu_limit, parse_bytes(profiles_cfg.cpu.mem_limit)
 
 
 def _describe_devices(devices: Sequence[Device]) -> str:
@@ -146,7 +122,7 @@ def profiles_for(
         for k in range(1, most + 1):
             profiles.append(Profile(
                 f"{SLUG_PREFIX[kind]}-{k}", f"{k} × {label}", kind, k,
-                _scale_cpu(per.cpu_limit, k), scale_mem(per.mem_limit, k), _describe_devices(of_kind),
+                _scale_cpu(per.cpu_limit, k), scale_size(per.mem_limit, k), _describe_devices(of_kind),
             ))
     return profiles
 

@@ -9,28 +9,16 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from .base import Section, check_size
 
 DeviceKind = Literal["nvidia", "ascend"]
 
-_MEM_RE = re.compile(r"^\d+(\.\d+)?[KMGT]?$")
 _GROUP_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]{0,31}$")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _check_mem(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = str(value).strip().upper().removesuffix("B")
-    if not _MEM_RE.match(value):
-        raise ValueError("must be a size such as 512M, 4G or 1.5G (suffix K, M, G or T)")
-    return value
-
-
-class DeviceSpec(_Section):
+class DeviceSpec(Section):
     """One device written by hand, for hosts where detection is impossible (and for tests)."""
 
     kind: DeviceKind = Field("nvidia", description="nvidia (a GPU) or ascend (an NPU).")
@@ -40,17 +28,17 @@ class DeviceSpec(_Section):
     memory_mib: int | None = Field(None, ge=0, description="Device memory in MiB, if known.")
 
 
-class CpuProfileLimits(_Section):
+class CpuProfileLimits(Section):
     cpu_limit: float | None = Field(2, gt=0, description="CPUs of a CPU-only server. Empty: no limit.")
     mem_limit: str | None = Field("4G", description="Memory of a CPU-only server, e.g. 4G. Empty: no limit.")
 
     @field_validator("mem_limit")
     @classmethod
     def _mem(cls, value: str | None) -> str | None:
-        return _check_mem(value)
+        return check_size(value)
 
 
-class DeviceProfileLimits(_Section):
+class DeviceProfileLimits(Section):
     cpu_limit: float | None = Field(
         4, gt=0, description="CPUs per device of an accelerator server (2 GPUs: twice this). Empty: no limit."
     )
@@ -61,15 +49,15 @@ class DeviceProfileLimits(_Section):
     @field_validator("mem_limit")
     @classmethod
     def _mem(cls, value: str | None) -> str | None:
-        return _check_mem(value)
+        return check_size(value)
 
 
-class ProfilesConfig(_Section):
+class ProfilesConfig(Section):
     cpu: CpuProfileLimits = Field(default_factory=CpuProfileLimits)
     per_device: DeviceProfileLimits = Field(default_factory=DeviceProfileLimits)
 
 
-class AcceleratorsConfig(_Section):
+class AcceleratorsConfig(Section):
     mode: Literal["shared", "exclusive"] = Field(
         "shared", description="shared: every server sees every device; exclusive: whole devices per server."
     )

@@ -11,9 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-_MEM_RE = re.compile(r"^\d+(\.\d+)?[KMGT]?$")
+from .base import Section, check_size
+
 T = TypeVar("T")
 
 
@@ -29,11 +30,7 @@ def image_for_profile(profile_images: Mapping[str, T], slug: str | None, default
     return default
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DockerImage(_Section):
+class DockerImage(Section):
     name: str = Field(
         ..., pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
         description="Short name of this choice (what profiles and the spawn form refer to), e.g. cuda.",
@@ -48,7 +45,7 @@ DEFAULT_IMAGES = [
 ]
 
 
-class DockerBackendConfig(_Section):
+class DockerBackendConfig(Section):
     url: str = Field(
         "unix:///var/run/docker.sock",
         description="Docker API socket. Docker's own, or podman's Docker-compatible one "
@@ -133,11 +130,7 @@ class DockerBackendConfig(_Section):
     @field_validator("mem_limit")
     @classmethod
     def _mem(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not _MEM_RE.match(value):
-            raise ValueError("must be a size such as 512M, 4G or 1.5G")
-        return value
+        return check_size(value)
 
     @field_validator("user")
     @classmethod

@@ -11,17 +11,12 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from .accelerators import AcceleratorsConfig
+from .base import Section, check_db_url
 from .docker import DockerBackendConfig
 from .usage import UsageConfig
-
-
-class Section(BaseModel):
-    """Base for every section: unknown keys are errors, assignments are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 # A root hub's own loopback ports sit below 1024 (net.ipv4.ip_unprivileged_port_start): no student
@@ -161,11 +156,7 @@ class HubConfig(Section):
     @field_validator("db_url")
     @classmethod
     def _db_url_scheme(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg2://", "mysql")):
-            raise ValueError("must be a sqlite://, postgresql:// or mysql:// URL")
-        return value
+        return check_db_url(value)
 
 
 class AuthConfig(Section):

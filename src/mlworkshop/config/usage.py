@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from .base import Section, check_db_url
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class RatesConfig(_Section):
+class RatesConfig(Section):
     cpu_hour: float = Field(0.0, ge=0, description="Cost of one CPU-hour (CPU time actually used).")
     mem_gib_hour: float = Field(0.0, ge=0, description="Cost of one GiB of memory held for one hour.")
     gpu_hour: float = Field(0.0, ge=0, description="Cost of one GPU held for one hour.")
@@ -24,7 +22,7 @@ class RatesConfig(_Section):
     currency: str = Field("EUR", max_length=8, description="Currency shown next to costs.")
 
 
-class Budget(_Section):
+class Budget(Section):
     """Limits of one user (or of each member of a group). Empty: no limit."""
 
     gpu_hours_per_week: float | None = Field(
@@ -37,7 +35,7 @@ class Budget(_Section):
     max_devices: int | None = Field(None, ge=0, description="Accelerators held at once. Empty: no limit.")
 
 
-class QuotasConfig(_Section):
+class QuotasConfig(Section):
     default: Budget = Field(default_factory=Budget, description="Budget of every user.")
     groups: dict[str, Budget] = Field(
         default_factory=dict,
@@ -59,7 +57,7 @@ class QuotasConfig(_Section):
         return value
 
 
-class UsageConfig(_Section):
+class UsageConfig(Section):
     enabled: bool = Field(True, description="Record every server session and its resource use.")
     db_url: str | None = Field(
         None,
@@ -94,8 +92,4 @@ class UsageConfig(_Section):
     @field_validator("db_url")
     @classmethod
     def _db_url_scheme(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://")):
-            raise ValueError("must be a sqlite:// or postgresql:// URL")
-        return value
+        return check_db_url(value)

@@ -36,7 +36,8 @@ from dockerspawner import DockerSpawner
 
 from ..config import MLWorkshopConfig
 from ..config.docker import image_for_profile
-from ..site import Site
+from ..site import CONTENT_KINDS, Site
+from ..sizes import parse_bytes
 from .lifecycle import WorkshopSpawner
 from .usage_hooks import container_reading
 
@@ -44,7 +45,6 @@ LABEL_SITE = "org.mlworkshop.site"
 LABEL_USER = "org.mlworkshop.user"
 PODMAN_GATEWAY = "10.88.0.1"  # podman's default bridge
 DOCKER_GATEWAY = "172.17.0.1"  # Docker's default bridge
-CONTENT_KINDS = ("lessons", "datasets", "models")
 
 
 def apply_docker_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
@@ -141,18 +141,6 @@ def accelerator_host_config(devices: Sequence, nvidia_cdi: bool = False) -> dict
         volumes.update(ascend["volumes"])
         env.update(ascend["environment"])
     return {"host_config": host, "environment": env, "volumes": volumes}
-
-
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_bytes(value: str | int | float) -> int:
-    """'512M' -> 536870912 (1024-based, as JupyterHub's ByteSpecification)."""
-    if isinstance(value, (int, float)):
-        return int(value)
-    text = value.strip().upper().removesuffix("B").removesuffix("I")
-    unit = text[-1] if text and text[-1] in _UNITS else ""
-    return int(float(text[: len(text) - len(unit)]) * _UNITS[unit])
 
 
 def _stricter(a, b):

@@ -36,7 +36,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-CONTENT_KINDS = ("lessons", "datasets", "models")
+from ..site import CONTENT_KINDS
+
 UID_HIGH_WATER = "uid-high-water"
 
 

@@ -19,12 +19,14 @@ def test_defaults():
 
 
 def test_every_field_has_a_description():
+    from pydantic import BaseModel
+
     from mlworkshop.config import accelerators as module
 
     for model in (module.AcceleratorsConfig, module.DeviceSpec, module.CpuProfileLimits, module.DeviceProfileLimits):
         for name, field in model.model_fields.items():
             annotation = field.annotation
-            nested = isinstance(annotation, type) and issubclass(annotation, module.BaseModel)
+            nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
             assert nested or field.description, f"{model.__name__}.{name} has no description"
 
 

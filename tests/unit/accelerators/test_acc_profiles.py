@@ -12,7 +12,6 @@ from mlworkshop.accelerators.profiles import (
     options_from_form,
     profiles_for,
     render_options_form,
-    scale_mem,
     validate_choice,
     why_not_offered,
 )
@@ -155,8 +154,3 @@ def test_options_from_form():
     assert options_from_form({"profile": ["gpu-1"]}) == {"profile": "gpu-1"}
     assert options_from_form({"profile": "cpu"}) == {"profile": "cpu"}
     assert options_from_form({}) == {} and options_from_form({"profile": []}) == {}
-
-
-def test_scale_mem():
-    assert scale_mem("16G", 2) == "32G" and scale_mem("1.5G", 3) == "4.5G" and scale_mem("512M", 1) == "512M"
-    assert scale_mem(None, 4) is None
