@@ -39,6 +39,7 @@ def _register_subcommands() -> None:
     from .backup_cmd import backup, restore
     from .images_cmd import images_app
     from .logs_cmd import logs
+    from .service_cmd import service_app
     from .usage_cmd import usage_app
 
     app.command("accelerators")(accelerators)
@@ -46,6 +47,7 @@ def _register_subcommands() -> None:
     app.command("restore")(restore)
     app.add_typer(images_app, name="images")
     app.command("logs")(logs)
+    app.add_typer(service_app, name="service")
     app.add_typer(usage_app, name="usage")
 
 out = Console(soft_wrap=True)  # piped or logged output keeps paths and lines whole
