@@ -2,7 +2,9 @@
 # Installs the Debian packages mlworkshop needs, only those that are missing.
 # Runs as root (apt-get) or with sudo; a normal user without sudo gets the list to install.
 set -euo pipefail
-need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium postgresql)
+# chromium and libnss3-tools (certutil: the HTTPS test gives Chromium the site CA) are for the tests;
+# systemd provides systemd-analyze, which checks `mlworkshop service` units (tests/ops/test_service.py)
+need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium postgresql libnss3-tools)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
