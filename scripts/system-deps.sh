@@ -3,7 +3,8 @@
 # Runs as root (apt-get) or with sudo; a normal user without sudo gets the list to install.
 set -euo pipefail
 # chromium and libnss3-tools (certutil: the HTTPS test gives Chromium the site CA) are for the tests;
-# systemd provides systemd-analyze, which checks `mlworkshop service` units (tests/ops/test_service.py)
+# (systemd-analyze, from the package systemd, checks `mlworkshop service` units where present; not
+# installed here: it is no small package, and tests/ops/test_service.py skips those checks without it)
 need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium postgresql libnss3-tools)
 missing=()
 for pkg in "${need[@]}"; do
