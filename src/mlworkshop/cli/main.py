@@ -178,7 +178,7 @@ def status(site: SiteOpt = None) -> None:
     if api.running():
         users = api.users()
         running = sum(1 for u in users for srv in (u.get("servers") or {}).values() if srv.get("ready"))
-        out.print(f"hub:       running at http://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url}, {running} server(s) up")
+        out.print(f"hub:       running at {'https' if cfg.hub.https.enabled else 'http'}://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url}, {running} server(s) up")
     else:
         out.print("hub:       not running (start it with `mlworkshop up`)")
 
