@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,29 @@ async def test_login_with_a_bad_name_is_refused_before_the_database(auth):
     assert await auth.authenticate(_Handler(), {"username": "a" * 300, "password": GOOD}) is None
     ok = await auth.authenticate(_Handler(), {"username": "Alice", "password": GOOD})
     assert ok == {"name": "alice", "admin": False}
+
+
+async def test_check_allowed_reads_the_account_store_off_the_event_loop(auth):
+    """JupyterHub awaits check_allowed on its event loop at every login that did not come through
+    authenticate() (OAuth, a token login); the store query (and the first open of the store, which
+    migrates) must run in a thread like the store's other calls, not stall every page meanwhile."""
+    import threading
+
+    from jupyterhub.utils import maybe_future
+
+    await auth.sign_up("alice", GOOD, GOOD)
+    await asyncio.to_thread(auth.store.approve, "alice")
+    loop_thread = threading.get_ident()
+    store = auth.store
+    threads: list[int] = []
+    real_get = store.get
+
+    def get(name):
+        threads.append(threading.get_ident())
+        return real_get(name)
+
+    store.get = get
+    assert await maybe_future(auth.check_allowed("alice")) is True
+    assert await maybe_future(auth.check_allowed("bob")) is False  # no such account
+    assert await maybe_future(auth.check_allowed("ada")) is True  # a configured admin
+    assert threads and loop_thread not in threads

@@ -11,10 +11,10 @@ import signal
 
 import httpx
 import psutil
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from ..config import MLWorkshopConfig
+from ..db import SQLiteMode, make_engine
 from ..site import Site
 
 
@@ -67,6 +67,10 @@ class HubAPI:
             self._check(self.client.delete(f"{self.url}/users/{name}"))
 
 
+# The hub is stopped: an admin flag or a deleted user is on disk before the command says so.
+SQLITE = SQLiteMode(synchronous="FULL")
+
+
 class HubDatabase:
     """Direct edits of the hub's own tables, only while the hub is stopped."""
 
@@ -77,15 +81,18 @@ class HubDatabase:
         """Apply edit(db, orm_user) and commit; nothing to do if the hub never ran or has no such user."""
         from jupyterhub import orm
 
-        engine = create_engine(self.db_url)
-        with engine.connect() as conn:
-            if not engine.dialect.has_table(conn, "users"):
-                return  # the hub has never run: nothing to change
-        with Session(engine) as db:
-            user = db.query(orm.User).filter_by(name=name).one_or_none()
-            if user is not None:
-                edit(db, user)
-                db.commit()
+        engine = make_engine(self.db_url, SQLITE, pool_size=1, max_overflow=0)
+        try:
+            with engine.connect() as conn:
+                if not engine.dialect.has_table(conn, "users"):
+                    return  # the hub has never run: nothing to change
+            with Session(engine) as db:
+                user = db.query(orm.User).filter_by(name=name).one_or_none()
+                if user is not None:
+                    edit(db, user)
+                    db.commit()
+        finally:
+            engine.dispose()
 
     def set_admin(self, name: str, admin: bool) -> None:
         self._edit_user(name, lambda db, user: setattr(user, "admin", admin))
@@ -94,7 +101,7 @@ class HubDatabase:
         """account: the user's system account (a root hub runs their server as it)."""
 
         def stop_and_delete(db, user) -> None:
-            for spawner in user._orm_spawners:
+            for spawner in user.orm_spawners.values():
                 _stop_process((spawner.state or {}).get("pid"), name, account)
             db.delete(user)
 

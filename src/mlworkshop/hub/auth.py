@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.handlers.login import LoginHandler
+from jupyterhub.scopes import needs_scope
 from tornado import web
 from traitlets import Bool, Integer, List, Unicode, default
 
@@ -141,11 +142,12 @@ class MLWorkshopAuthenticator(Authenticator):
         except BadUsername:
             return False
 
-    def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
-        """Approved accounts are allowed (JupyterHub 5+ admits nobody without an allow rule)."""
+    async def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
+        """Approved accounts are allowed (JupyterHub 5+ admits nobody without an allow rule).
+        JupyterHub awaits this on its event loop: the store is asked in a thread, like its other calls."""
         if authentication and authentication.get("name") == username and "admin" in authentication:
             return True  # authenticate() already checked approval against the store
-        account = self.store.get(username)
+        account = await asyncio.to_thread(lambda: self.store.get(username))  # the first call opens the store
         return bool(account and account.approved) or username in self.admin_users
 
     async def authenticate(self, handler, data):
@@ -287,18 +289,16 @@ class AccountsHandler(_Page):
     """Admin page: every account, with approve and password-reset buttons."""
 
     @web.authenticated
+    @needs_scope("admin:users")  # admins have it by their role; a role can give it to an assistant
     async def get(self):
-        if not self.current_user.admin:
-            raise web.HTTPError(403, "Only administrators can manage accounts.")
         accounts = await asyncio.to_thread(self.mlw_auth.store.list)
         await self.page("accounts.html", accounts=accounts, message=self.get_argument("message", None))
 
 
 class AccountActionHandler(_ThroughProxyOnly, _Page):
     @web.authenticated
+    @needs_scope("admin:users")
     async def post(self, name: str, action: str):
-        if not self.current_user.admin:
-            raise web.HTTPError(403, "Only administrators can manage accounts.")
         store = self.mlw_auth.store
         try:
             if action == "approve":
