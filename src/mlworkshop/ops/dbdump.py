@@ -102,11 +102,12 @@ def pg_restore(dump: Path, url: str) -> None:
 
 def tables(url: str) -> list[str]:
     """The tables a database has already (a restore goes only into an empty one)."""
-    from sqlalchemy import create_engine, inspect
+    from sqlalchemy import inspect
 
+    from ..db import SQLiteMode, make_engine
     from ..usage.store import normalize_url
 
-    engine = create_engine(normalize_url(url))
+    engine = make_engine(normalize_url(url), SQLiteMode(), pool_size=1, max_overflow=0)  # FULL: a restore
     try:
         return inspect(engine).get_table_names()
     except Exception as exc:  # noqa: BLE001 - a message, not a traceback
@@ -120,11 +121,12 @@ def forget_servers(url: str) -> None:
     """In a restored hub database: no server is running. Their records name processes, ports and
     cgroups of the machine the backup came from (on this one, the same pid may be anyone's), so
     every user starts from a stopped server; their files are all there."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
+    from ..db import SQLiteMode, make_engine
     from ..usage.store import normalize_url
 
-    engine = create_engine(normalize_url(url))
+    engine = make_engine(normalize_url(url), SQLiteMode(), pool_size=1, max_overflow=0)  # FULL: a restore
     try:
         with engine.begin() as db:
             names = set(engine.dialect.get_table_names(db))
