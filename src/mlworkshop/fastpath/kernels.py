@@ -17,8 +17,8 @@ itself is fastpath.privileges.drop_privileges, the same as a server's.
 Before it drops to the peer's uid it joins the account's cgroup (mlworkshop.cgroups), where the
 hub put that account's server: the kernel shares its server's memory, CPU and process limits, and
 a student who keeps asking for kernels is stopped at the group's pids.max. A peer that connects
-and then sends no whole request within REQUEST_TIMEOUT seconds is dropped: an idle or half-open
-connection must not hold a forked process.
+and then sends no whole request within KERNEL_REQUEST_TIMEOUT seconds (protocol) is dropped: an
+idle or half-open connection must not hold a forked process.
 
 The connection then stays open for the kernel's life: the server sees the kernel die as
 end-of-file, and the kernel exits when its server goes away (what ipykernel's parent poller does

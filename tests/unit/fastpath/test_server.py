@@ -34,9 +34,11 @@ def _modules_after(code: str) -> list[str]:
     return json.loads(out.splitlines()[-1])
 
 
-def test_importing_the_server_loads_nothing_of_the_hub():
-    loaded = _modules_after(f"import {SERVER_MODULE}")
-    assert SERVER_MODULE in loaded
+@pytest.mark.parametrize("module", [SERVER_MODULE, "mlworkshop.fastpath.kernels"])
+def test_importing_the_server_loads_nothing_of_the_hub(module):
+    """What the root process holds before it preloads JupyterLab (kernels: with --kernels)."""
+    loaded = _modules_after(f"import {module}")
+    assert module in loaded
     assert [m for m in loaded if m.startswith(HUB_SIDE)] == []
 
 
