@@ -34,3 +34,9 @@ def test_log_source_names_are_reserved(tmp_path):
     c = Config()
     apply_auth(c, MLWorkshopConfig(), Site(tmp_path))
     assert {"hub", "proxy", "usage"} <= set(c.MLWorkshopAuthenticator.reserved_names)
+
+
+def test_the_cli_refuses_an_account_named_like_a_log(site):
+    for name in ("hub", "Proxy", "usage"):
+        assert_refused(mlw_here(site, "user", "add", name, "--password-stdin", input="A-Long-Pass-42\n"),
+                       f"{name.lower()!r} is reserved", "mlworkshop logs")

@@ -258,6 +258,10 @@ def user_add(
     """Create an approved account (the only way to create the first admin)."""
     s, cfg = _loaded(site)
     name = _name(name)
+    from ..hub.hublog import LOG_SOURCES
+
+    if name in LOG_SOURCES:  # `mlworkshop logs hub` is the hub's log: no user can have that name
+        raise Failure(f"The name {name!r} is reserved (`mlworkshop logs {name}` shows the {name}'s log). Choose another.")
     password, generated = _read_password(password_stdin, name, cfg)
     try:
         _store(s, cfg).create(name, password, approved=True, is_admin=admin)

@@ -18,10 +18,10 @@ from ..fastpath.protocol import PROVISIONER_NAME, SINGLEUSER_MODULE, SOCKET_ENV
 from ..site import Site
 from .auth import TEMPLATES
 from .service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, isolating, setpriv_command
+from .hublog import LOG_SOURCES
 from .tls import proxy_tls_files
 
 CLI_SERVICE = "mlworkshop-cli"
-LOG_SOURCES = ("hub", "proxy", "usage")  # `mlworkshop logs NAME` names that are not users (hub/hublog.py)
 CULLER_SERVICE = "idle-culler"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVER_CONFIG = str(Path(__file__).resolve().parent / "server_config")

@@ -33,6 +33,7 @@ from pathlib import Path
 from ..userlogs import MAX_BYTES, UserLogError, open_user_log, rotated
 
 HUB, PROXY, USAGE = "hub.log", "proxy.log", "usage.log"
+LOG_SOURCES = ("hub", "proxy", "usage")  # `mlworkshop logs NAME` for these files: reserved, never a user's name
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RECORD = re.compile(rb"^(?:\[[DIWEC] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.,]\d+ (?P<name>\S+?)[ \]]"
                      rb"|\S+ \[(?P<proxy>ConfigProxy)\] )")
