@@ -385,3 +385,24 @@ def test_timer_units(site):
     timer = next(text for name, text in units.items() if name.endswith(".timer"))
     assert f"ExecStart=/opt/mlw/bin/python -m mlworkshop.cli.main backup --scheduled --site {site.root}" in service
     assert "OnCalendar=*-*-* 02:30" in timer and "Persistent=true" in timer
+
+
+def test_scheduled_runs_keep_the_newest_and_no_homes_leaves_homes_out(site, tmp_path):
+    (site.users / "alice" / "work").mkdir(parents=True)
+    (site.users / "alice" / "work" / "a.txt").write_text("a")
+    (site.submissions / "alice").mkdir(parents=True)
+    (site.submissions / "alice" / "hw.txt").write_text("hw")
+    folder = tmp_path / "backups"
+    set_key(site.root, "backup.dir", str(folder))
+    set_key(site.root, "backup.keep", "2")
+    set_key(site.root, "backup.homes", "false")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLWORKSHOP_")}
+    for _ in range(3):
+        run = subprocess.run([*MLW, "backup", "--scheduled", "--site", str(site.root)], capture_output=True,
+                             text=True, env=env)
+        assert run.returncode == 0, run.stderr
+    kept = sorted(folder.glob("mlworkshop-*.tar.gz"))
+    assert len(kept) == 2 and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in kept)
+    with tarfile.open(kept[-1]) as tar:
+        names = tar.getnames()
+    assert "submissions/alice/hw.txt" in names and not any(n.startswith("users") for n in names)

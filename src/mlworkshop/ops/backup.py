@@ -387,7 +387,12 @@ def lower_priority(nice: int) -> None:
 def default_backup_path(site: Site, cfg: MLWorkshopConfig) -> Path:
     folder = cfg.backup.dir or site.root / "backups"
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return folder / f"mlworkshop-{socket.gethostname()}-{stamp}.tar.gz"
+    path = folder / f"mlworkshop-{socket.gethostname()}-{stamp}.tar.gz"
+    n = 1
+    while path.exists():  # two runs in one second
+        path = folder / f"mlworkshop-{socket.gethostname()}-{stamp}-{n}.tar.gz"
+        n += 1
+    return path
 
 
 def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool = True,
