@@ -242,10 +242,10 @@ def test_damaged_archive_is_refused_and_nothing_written(site, tmp_path, how, whe
         restore_site(bad, Site(target))
     assert not target.exists()
     empty = tmp_path / "empty-site"
-    empty.mkdir()
+    empty.mkdir(mode=0o755)
     with pytest.raises(ArchiveError):
         restore_site(bad, Site(empty))
-    assert list(empty.iterdir()) == []
+    assert list(empty.iterdir()) == [] and stat.S_IMODE(empty.stat().st_mode) == 0o755
 
 
 def test_damaged_archive_from_the_cli_is_a_message(site, tmp_path):
@@ -406,3 +406,16 @@ def test_scheduled_runs_keep_the_newest_and_no_homes_leaves_homes_out(site, tmp_
     with tarfile.open(kept[-1]) as tar:
         names = tar.getnames()
     assert "submissions/alice/hw.txt" in names and not any(n.startswith("users") for n in names)
+
+
+@root_only
+def test_restore_refuses_a_folder_someone_else_owns(site, tmp_path, accounts):
+    archive = tmp_path / "b.tar.gz"
+    create_backup(site, load_config(site.root), archive)
+    student = accounts("tbo" + secrets.token_hex(2))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, student.pw_uid, student.pw_gid)
+    with pytest.raises(RestoreError, match="belongs to uid"):
+        restore_site(archive, Site(theirs))
+    assert list(theirs.iterdir()) == []

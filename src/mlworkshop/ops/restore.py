@@ -357,8 +357,14 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
                            "(what is there is moved into a folder .pre-restore-* inside it, never deleted).")
     if not archive.is_file():
         raise RestoreError(f"No backup at {archive}.")
+    if root.exists() and root.stat().st_uid != os.geteuid():
+        # someone else could put links into it while we restore (the new site is root's alone)
+        raise RestoreError(f"{root} belongs to uid {root.stat().st_uid}, not to you: restore into a new "
+                           "folder (restore makes it) or one of your own.")
     created = not root.exists()
+    old_mode = None if created else stat.S_IMODE(root.stat().st_mode)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)  # until it is complete; 0755 at the end, as `init` makes it
     staging = root / f".restore-{secrets.token_hex(4)}"
     staging.mkdir(mode=0o700)
     notes: list[str] = []
@@ -460,6 +466,8 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
         shutil.rmtree(staging, ignore_errors=True)
         if created:
             shutil.rmtree(root, ignore_errors=True)
+        elif old_mode is not None:
+            os.chmod(root, old_mode)
         raise
     result = RestoreResult(root, contents, time.perf_counter() - started, notes, timings)
     return result
