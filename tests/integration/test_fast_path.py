@@ -136,3 +136,30 @@ async def test_queued_spawns_show_progress_and_succeed(make_hub):
     assert waited, "no student was told they were waiting in line"
     for name in names:
         assert browsers[name].client.get(f"/user/{name}/lab").status_code == 200
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["forked", "cold"])
+def test_jupyterlab_saves_settings_and_workspaces_in_the_students_home(make_hub, preload):
+    """JupyterLab computes its per-user folders when jupyterlab.labapp is imported; the fork server
+    imports it as root, so forked servers used /root/.jupyter and every save answered 500."""
+    if os.geteuid() != 0:
+        pytest.skip("per-student accounts need a root hub")
+    hub = make_hub(**{"spawner.local.preload": str(preload).lower()})
+    mlw(hub.site, "user", "add", "una", "--password-stdin", input=PASSWORD + "\n")
+    hub.start()
+    browser = hub.browser()
+    assert browser.login("una", PASSWORD).status_code == 302
+    browser.start_server("una")
+    assert browser.client.get("/user/una/lab").status_code == 200
+    headers = {"X-XSRFToken": browser.client.cookies.get("_xsrf", path="/user/una/") or ""}
+    saved = browser.client.put("/user/una/lab/api/workspaces/lab", headers=headers,
+                               json={"data": {"layout-restorer:data": {}}, "metadata": {"id": "lab"}})
+    assert saved.status_code == 204, saved.text
+    theme = browser.client.put("/user/una/lab/api/settings/@jupyterlab/apputils-extension:themes",
+                               headers=headers, json={"raw": '{"theme": "JupyterLab Dark"}'})
+    assert theme.status_code == 204, theme.text
+    home = pwd.getpwnam(hub.prefix + "una").pw_dir
+    lab_dir = os.path.join(home, ".jupyter", "lab")
+    assert os.path.exists(os.path.join(lab_dir, "workspaces"))
+    settings = os.path.join(lab_dir, "user-settings", "@jupyterlab", "apputils-extension", "themes.jupyterlab-settings")
+    assert os.stat(settings).st_uid == pwd.getpwnam(hub.prefix + "una").pw_uid
