@@ -105,8 +105,6 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     """Options every backend shares go on the WorkshopSpawner (hub/lifecycle.py); each backend
     adds its own. The accelerators and usage sections are traits too: the spawner never reads
     mlworkshop.yaml itself, so jupyterhub_config.d/ can change them like anything else."""
-    from .usage_hooks import usage_db_url
-
     w = c.WorkshopSpawner
     w.site_root = str(site.root)
     w.content_dir = str(site.content(cfg))
@@ -116,7 +114,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     w.accelerators = cfg.accelerators.model_dump(mode="json")
     w.hub_db_url = site.db_url(cfg)  # the device allocator's table lives in the hub's database
     w.usage = cfg.usage.model_dump(mode="json")
-    w.usage_db_url = usage_db_url(cfg, site)
+    w.usage_db_url = site.usage_db_url(cfg)
     if cfg.spawner.backend == "docker":
         from .docker_backend import apply_docker_spawner
 
@@ -143,7 +141,7 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     """Every service of the hub, its roles and scopes, built here in one place and set once:
     the CLI's, the idle culler and the usage service (hub/usage_service.py builds its values)."""
     from .accelerators import settings_key
-    from .usage_hooks import UsageAnnouncement, usage_db_url
+    from .usage_hooks import UsageAnnouncement
     from .usage_service import usage_service_config
 
     # admin: JupyterHub lets only an admin grant admin (`user add --admin`, `user promote`); no
@@ -177,7 +175,7 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
         c.JupyterHub.extra_user_scopes = usage.extra_user_scopes
         # the hub pages' budget note (an admin's own announcement, in jupyterhub_config.d/, wins)
         c.JupyterHub.template_vars = {"announcement": UsageAnnouncement(
-            settings_key(cfg.usage.model_dump(mode="json")), usage_db_url(cfg, site), cfg.hub.base_url)}
+            settings_key(cfg.usage.model_dump(mode="json")), site.usage_db_url(cfg), cfg.hub.base_url)}
 
 
 def configure(c: Config, cfg: MLWorkshopConfig, site: Site) -> Config:

@@ -27,14 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..config import MLWorkshopConfig
 from ..config.usage import UsageConfig
-from ..site import Site
 from .accelerators import Who
-
-
-def usage_db_url(cfg: MLWorkshopConfig, site: Site) -> str:
-    return site.usage_db_url(cfg)  # the site owns the URL (the usage service and the CLI ask it too)
 
 
 class UsageUnavailable(Exception):
