@@ -10,9 +10,14 @@ pg_start || exit 1
 trap pg_stop EXIT
 # pytest runs in the background so that a signal reaches these traps at once (bash runs a trap
 # only after a foreground child has exited); each passes the signal on and stops PostgreSQL.
+# With job control on (set -m) the background pytest keeps SIGINT as it is: without it bash starts
+# background jobs with SIGINT ignored, and every process the tests start would inherit that (a
+# test's Ctrl-C to `mlworkshop logs --follow` was ignored).
+set -m
 .venv/bin/python -m pytest -ra --durations=15 "$@" &
 pytest_pid=$!
-trap 'kill -TERM $pytest_pid 2>/dev/null; wait $pytest_pid; exit 130' INT
+set +m
+trap 'kill -INT $pytest_pid 2>/dev/null; wait $pytest_pid; exit 130' INT
 trap 'kill -TERM $pytest_pid 2>/dev/null; wait $pytest_pid; exit 143' TERM
 wait $pytest_pid
 rc=$?
