@@ -56,3 +56,21 @@ def empty_dev(tmp_path: Path) -> Path:
     dev.mkdir()
     (dev / "null").touch()
     return dev
+
+
+@pytest.fixture
+def allocators(db_url):
+    """make(devices, slots) -> Allocator on this test's database (a SQLite file, and a fresh
+    PostgreSQL one); all closed afterwards."""
+    from mlworkshop.accelerators.allocator import Allocator
+
+    made = []
+
+    def make(devices, slots=1):
+        alloc = Allocator(db_url, devices, slots)
+        made.append(alloc)
+        return alloc
+
+    yield make
+    for alloc in made:
+        alloc.close()
