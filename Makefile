@@ -10,7 +10,7 @@ SITE_ARG := $(if $(SITE),--site $(SITE),)
 # GPU machines also get the GPU dashboard (jupyterlab-nvdashboard) and jupyter-resource-usage.
 EXTRAS := lessons,test$(shell command -v nvidia-smi >/dev/null 2>&1 && echo ,gpu)
 
-.PHONY: up test install system-deps clean
+.PHONY: up test lint install system-deps clean
 
 up: install
 	$(BIN)/mlworkshop init $(SITE_ARG)
@@ -19,6 +19,11 @@ up: install
 test: install
 	bash scripts/podman-setup.sh >/dev/null || echo "podman cannot run here: tests/containers will be skipped"
 	bash scripts/test.sh
+
+# Fixes what ruff can fix safely and formats the tree (make test fails on what is left).
+lint: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 install: $(STAMP) node_modules/.bin/configurable-http-proxy
 

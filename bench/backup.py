@@ -44,11 +44,13 @@ from mlworkshop.config import load_config  # noqa: E402
 from mlworkshop.ops.backup import create_backup  # noqa: E402
 from mlworkshop.ops.restore import restore_site, verify_archive  # noqa: E402
 from mlworkshop.site import Site, init_site  # noqa: E402
-from tests.integration.hubctl import Hub, MLW  # noqa: E402
+from tests.integration.hubctl import MLW, Hub  # noqa: E402
 
 MB = 1_000_000
-TEXT = ("{\n \"cell_type\": \"code\",\n \"source\": [\"import torch\\n\", \"model = Net()\\n\"],\n"
-        " \"outputs\": [{\"text\": \"epoch 3 loss 0.4213 acc 0.8812\"}]\n},\n")
+TEXT = (
+    '{\n "cell_type": "code",\n "source": ["import torch\\n", "model = Net()\\n"],\n'
+    ' "outputs": [{"text": "epoch 3 loss 0.4213 acc 0.8812"}]\n},\n'
+)
 
 
 def build(site: Site, users: int, mb: int, seed: int = 13) -> int:
@@ -109,8 +111,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=60)
     parser.add_argument("--mb", type=int, default=50, help="MB of files per user")
-    parser.add_argument("--level", type=int, default=None, help="gzip level (default: backup.compression_level)")
-    parser.add_argument("--no-health", action="store_true", help="skip the hub and /hub/health part")
+    parser.add_argument(
+        "--level", type=int, default=None, help="gzip level (default: backup.compression_level)"
+    )
+    parser.add_argument(
+        "--no-health", action="store_true", help="skip the hub and /hub/health part"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the folders under /tmp")
     args = parser.parse_args()
     console = Console()
@@ -122,26 +128,57 @@ def main() -> None:
         init_site(site)
         t = time.perf_counter()
         data = build(site, args.users, args.mb)
-        console.print(f"built {args.users} homes, {data / MB:.0f} MB, in {time.perf_counter() - t:.0f} s")
+        console.print(
+            f"built {args.users} homes, {data / MB:.0f} MB, in {time.perf_counter() - t:.0f} s"
+        )
         cfg = load_config(site.root)
 
         archive = work / "backup.tar.gz"
         result = create_backup(site, cfg, archive, level=args.level)
-        rows.append(("backup", f"{result.seconds:.1f}", f"{result.bytes_in / MB / result.seconds:.0f}",
-                     f"{result.bytes_out / MB:.0f} ({result.bytes_out / max(result.bytes_in, 1):.0%})",
-                     split(result.timings, list(result.timings))))
+        rows.append(
+            (
+                "backup",
+                f"{result.seconds:.1f}",
+                f"{result.bytes_in / MB / result.seconds:.0f}",
+                f"{result.bytes_out / MB:.0f} ({result.bytes_out / max(result.bytes_in, 1):.0%})",
+                split(result.timings, list(result.timings)),
+            )
+        )
 
         t = time.perf_counter()
         contents = verify_archive(archive)
         seconds = time.perf_counter() - t
-        rows.append(("verify", f"{seconds:.1f}", f"{contents.bytes / MB / seconds:.0f}", "-",
-                     split(contents.timings, list(contents.timings))))
+        rows.append(
+            (
+                "verify",
+                f"{seconds:.1f}",
+                f"{contents.bytes / MB / seconds:.0f}",
+                "-",
+                split(contents.timings, list(contents.timings)),
+            )
+        )
 
         restored = restore_site(archive, Site(work / "restored"))
         timings = dict(restored.timings)
-        rows.append(("restore", f"{restored.seconds:.1f}", f"{restored.contents.bytes / MB / restored.seconds:.0f}",
-                     "-", split(timings, ["read archive", "decompress", "sha256", "write files", "ownership",
-                                          "databases"])))
+        rows.append(
+            (
+                "restore",
+                f"{restored.seconds:.1f}",
+                f"{restored.contents.bytes / MB / restored.seconds:.0f}",
+                "-",
+                split(
+                    timings,
+                    [
+                        "read archive",
+                        "decompress",
+                        "sha256",
+                        "write files",
+                        "ownership",
+                        "databases",
+                    ],
+                ),
+            )
+        )
         shutil.rmtree(work / "restored")
 
         health = None
@@ -153,8 +190,11 @@ def main() -> None:
                 idle = probe(hub.url, 15)
                 stop = threading.Event()
                 t = time.perf_counter()
-                backup = subprocess.Popen([*MLW, "backup", str(work / "during.tar.gz"), "--site", str(site.root)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                backup = subprocess.Popen(
+                    [*MLW, "backup", str(work / "during.tar.gz"), "--site", str(site.root)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 waiter = threading.Thread(target=lambda: (backup.wait(), stop.set()))
                 waiter.start()
                 during = probe(hub.url, 3600, stop)
@@ -167,10 +207,17 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    table = Table(title=f"Backup of {args.users} users x {args.mb} MB ({data / MB:.0f} MB of files; "
-                        f"{os.cpu_count()} CPUs; page cache warm)")
-    for name, justify in (("step", "left"), ("seconds", "right"), ("MB/s of files", "right"),
-                          ("archive MB", "right"), ("where the time goes", "left")):
+    table = Table(
+        title=f"Backup of {args.users} users x {args.mb} MB ({data / MB:.0f} MB of files; "
+        f"{os.cpu_count()} CPUs; page cache warm)"
+    )
+    for name, justify in (
+        ("step", "left"),
+        ("seconds", "right"),
+        ("MB/s of files", "right"),
+        ("archive MB", "right"),
+        ("where the time goes", "left"),
+    ):
         table.add_column(name, justify=justify)
     for row in rows:
         table.add_row(*row)
@@ -181,8 +228,13 @@ def main() -> None:
         for name in ("", "probes", "p50 ms", "p99 ms", "max ms"):
             h.add_column(name, justify="right" if name else "left")
         for name, values in (("hub idle", idle), ("during backup", during)):
-            h.add_row(name, str(len(values)), f"{statistics.median(values):.1f}", f"{pct(values, 99):.1f}",
-                      f"{max(values):.1f}")
+            h.add_row(
+                name,
+                str(len(values)),
+                f"{statistics.median(values):.1f}",
+                f"{pct(values, 99):.1f}",
+                f"{max(values):.1f}",
+            )
         console.print(h)
 
 

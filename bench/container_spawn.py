@@ -33,9 +33,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--network", default="bridge", help="spawner.docker.network (bridge, host)")
-    parser.add_argument("--stock-wait", action="store_true",
-                        help="leave finding the ready server to JupyterHub's back-off (DockerSpawner's own behaviour)")
-    parser.add_argument("--verbose", action="store_true", help="print the hub's log lines of each start")
+    parser.add_argument(
+        "--stock-wait",
+        action="store_true",
+        help="leave finding the ready server to JupyterHub's back-off (DockerSpawner's own behaviour)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="print the hub's log lines of each start"
+    )
     args = parser.parse_args()
 
     url = engine_url()
@@ -43,15 +48,23 @@ def main() -> None:
     tag = "b" + secrets.token_hex(2)
     hub = Hub(make_site_dir())
     try:
-        hub.configure(**{
-            "spawner.local.user_prefix": f"{tag}-", "spawner.local.admin_group": f"{tag}-adm",
-            "spawner.backend": "docker", "spawner.docker.url": url,
-            "spawner.docker.images": f"[{{name: default, image: '{image}'}}]",
-            "spawner.docker.pull_policy": "never", "spawner.docker.network": args.network,
-            "spawner.docker.name_template": f"mlwbench-{tag}-{{username}}",
-            "spawner.docker.mem_limit": "1G", "culler.enabled": "false",
-            **({"spawner.docker.extra": "{wait_until_ready: false}"} if args.stock_wait else {}),
-        })
+        hub.configure(
+            **{
+                "spawner.local.user_prefix": f"{tag}-",
+                "spawner.local.admin_group": f"{tag}-adm",
+                "spawner.backend": "docker",
+                "spawner.docker.url": url,
+                "spawner.docker.images": f"[{{name: default, image: '{image}'}}]",
+                "spawner.docker.pull_policy": "never",
+                "spawner.docker.network": args.network,
+                "spawner.docker.name_template": f"mlwbench-{tag}-{{username}}",
+                "spawner.docker.mem_limit": "1G",
+                "culler.enabled": "false",
+                **(
+                    {"spawner.docker.extra": "{wait_until_ready: false}"} if args.stock_wait else {}
+                ),
+            }
+        )
         mlw(hub.site, "user", "add", "student", "--password-stdin", input=PASSWORD + "\n")
         hub.start()
         browser = hub.browser()
@@ -73,16 +86,23 @@ def main() -> None:
         wait = "JupyterHub back-off" if args.stock_wait else "spawner waits for HTTP"
         print("| engine | network | ready detection | runs | min (s) | median (s) | max (s) |")
         print("|---|---|---|---|---|---|---|")
-        print(f"| {engine} ({url}) | {args.network} | {wait} | {len(times)} | {min(times):.2f} | "
-              f"{statistics.median(times):.2f} | {max(times):.2f} |")
-        print(f"\nimage {image}; time = POST /hub/api/users/student/server until the hub reports the "
-              "server ready (container created, JupyterLab answering through the proxy); "
-              f"{os.cpu_count()} CPUs")
+        print(
+            f"| {engine} ({url}) | {args.network} | {wait} | {len(times)} | {min(times):.2f} | "
+            f"{statistics.median(times):.2f} | {max(times):.2f} |"
+        )
+        print(
+            f"\nimage {image}; time = POST /hub/api/users/student/server until the hub reports the "
+            "server ready (container created, JupyterLab answering through the proxy); "
+            f"{os.cpu_count()} CPUs"
+        )
         if args.verbose:
             import re
 
             for line in hub.log().splitlines():
-                if re.search(r"Creating oauth client|Created container|Starting container|took .* seconds to start", line):
+                if re.search(
+                    r"Creating oauth client|Created container|Starting container|took .* seconds to start",
+                    line,
+                ):
                     print(line)
     finally:
         hub.stop()

@@ -40,7 +40,9 @@ CHILD = (
 def run_child(python: str, extra_env: dict[str, str]) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "NVIDIA_"))}
     env.update(extra_env)
-    done = subprocess.run([python, "-c", CHILD], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [python, "-c", CHILD], env=env, capture_output=True, text=True, timeout=300
+    )
     if done.returncode != 0:
         return {"error": (done.stderr or done.stdout).strip().splitlines()[-1:]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -48,7 +50,9 @@ def run_child(python: str, extra_env: dict[str, str]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", default=sys.executable, help="a Python that has torch (CUDA build)")
+    parser.add_argument(
+        "--python", default=sys.executable, help="a Python that has torch (CUDA build)"
+    )
     args = parser.parse_args()
 
     console = Console()
@@ -60,8 +64,16 @@ def main() -> int:
         console.print("No NVIDIA GPU found: nothing to check.")
         return 0
 
-    table = Table("case", "allocated", "CUDA_VISIBLE_DEVICES", "torch sees", "name", "uuid match", "ok",
-                  title="GPU exposure check")
+    table = Table(
+        "case",
+        "allocated",
+        "CUDA_VISIBLE_DEVICES",
+        "torch sees",
+        "name",
+        "uuid match",
+        "ok",
+        title="GPU exposure check",
+    )
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         allocator = Allocator(f"sqlite:///{Path(tmp) / 'hub.sqlite'}", inventory.devices)
@@ -79,17 +91,35 @@ def main() -> int:
                 seen = run_child(args.python, env)
                 if "error" in seen:
                     ok = False
-                    table.add_row(case, ",".join(str(d.index) for d in devices) or "-", env.get("CUDA_VISIBLE_DEVICES", ""),
-                                  "error", " ".join(seen["error"]), "", "no")
+                    table.add_row(
+                        case,
+                        ",".join(str(d.index) for d in devices) or "-",
+                        env.get("CUDA_VISIBLE_DEVICES", ""),
+                        "error",
+                        " ".join(seen["error"]),
+                        "",
+                        "no",
+                    )
                 else:
                     expect = len(devices)
                     uuid_match = ""
                     if devices and seen.get("uuid"):
-                        uuid_match = "yes" if (devices[0].uuid or "").removeprefix("GPU-") == seen["uuid"].removeprefix("GPU-") else "NO"
+                        uuid_match = (
+                            "yes"
+                            if (devices[0].uuid or "").removeprefix("GPU-")
+                            == seen["uuid"].removeprefix("GPU-")
+                            else "NO"
+                        )
                     ok = seen["count"] == expect and uuid_match != "NO"
-                    table.add_row(case, ",".join(str(d.index) for d in devices) or "-", repr(seen["visible"]),
-                                  f"{seen['count']} (available={seen['available']})", seen.get("name") or "",
-                                  uuid_match, "yes" if ok else "NO")
+                    table.add_row(
+                        case,
+                        ",".join(str(d.index) for d in devices) or "-",
+                        repr(seen["visible"]),
+                        f"{seen['count']} (available={seen['available']})",
+                        seen.get("name") or "",
+                        uuid_match,
+                        "yes" if ok else "NO",
+                    )
                 failures += not ok
                 allocator.release("bench", server)
         finally:

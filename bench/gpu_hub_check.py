@@ -37,8 +37,14 @@ CHILD = (
 
 async def main() -> int:
     hub = Hub(make_site_dir())
-    hub.configure(**{"accelerators.mode": "exclusive", "accelerators.max_per_user": 1,
-                     "spawner.local.user_prefix": "gc-", "spawner.local.admin_group": "gc-adm"})
+    hub.configure(
+        **{
+            "accelerators.mode": "exclusive",
+            "accelerators.max_per_user": 1,
+            "spawner.local.user_prefix": "gc-",
+            "spawner.local.admin_group": "gc-adm",
+        }
+    )
     found = mlw(hub.site, "accelerators")
     print(found.stdout)
     students = ["gpu1", "gpu2"]
@@ -52,13 +58,30 @@ async def main() -> int:
             browser.login(name, PASSWORD)
             response = browser.api("POST", f"/users/{name}/server", json={"profile": "gpu-1"})
             if response.status_code not in (201, 202):
-                rows.append((name, "refused", response.json().get("message", response.text)[:100], "", "", ""))
+                rows.append(
+                    (
+                        name,
+                        "refused",
+                        response.json().get("message", response.text)[:100],
+                        "",
+                        "",
+                        "",
+                    )
+                )
                 continue
             browser.wait_ready(name, timeout=180)
             server = Server(hub.url, name, browser.new_token(name))
             seen = json.loads((await server.run_code(CHILD, timeout=180)).strip().splitlines()[-1])
-            rows.append((name, "running", str(seen["visible"]), str(seen["available"]), str(seen["count"]),
-                         str(seen["name"])))
+            rows.append(
+                (
+                    name,
+                    "running",
+                    str(seen["visible"]),
+                    str(seen["available"]),
+                    str(seen["count"]),
+                    str(seen["name"]),
+                )
+            )
             ok &= seen["available"] and seen["count"] == 1 and seen["uid"] != 0
         visible = [r[2] for r in rows if r[1] == "running"]
         ok &= len(visible) == len(set(visible)) and len(visible) >= 1
@@ -69,7 +92,14 @@ async def main() -> int:
             subprocess.run(["userdel", f"gc-{name}"], capture_output=True)
         subprocess.run(["groupdel", "gc-adm"], capture_output=True)
         remove_site(hub.site)
-    table = Table("student", "server", "CUDA_VISIBLE_DEVICES", "cuda.is_available()", "device_count()", "device")
+    table = Table(
+        "student",
+        "server",
+        "CUDA_VISIBLE_DEVICES",
+        "cuda.is_available()",
+        "device_count()",
+        "device",
+    )
     for row in rows:
         table.add_row(*row)
     Console().print(table)

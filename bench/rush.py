@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.integration.hubctl import wait_healthy  # noqa: E402  (the same readiness check the tests use)
+
 STOCK_VENV = REPO / "bench" / ".stock"
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD = "Rush-hour-pass-1"
@@ -65,8 +66,12 @@ class HubUnderTest:
     name: str
     url: str = ""
     proc: subprocess.Popen | None = None
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rush-", dir="/tmp")))
-    server_users: list[str] = field(default_factory=list)  # system accounts whose processes are servers
+    workdir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="rush-", dir="/tmp"))
+    )
+    server_users: list[str] = field(
+        default_factory=list
+    )  # system accounts whose processes are servers
 
     def hub_pid(self) -> int:
         return self.proc.pid
@@ -92,13 +97,24 @@ def ensure_stock_venv(lab_version: str) -> Path:
     if not marker.exists():
         print(f"installing stock JupyterHub into {STOCK_VENV} ...", flush=True)
         subprocess.run(["/usr/bin/python3", "-m", "venv", str(STOCK_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "jupyterhub==6.1.1",
-                        f"jupyterlab=={lab_version}", "jupyterhub-nativeauthenticator==1.3.0"], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "jupyterhub==6.1.1",
+                f"jupyterlab=={lab_version}",
+                "jupyterhub-nativeauthenticator==1.3.0",
+            ],
+            check=True,
+        )
         marker.touch()
     return python
 
 
-STOCK_CONFIG = '''
+STOCK_CONFIG = """
 c = get_config()
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {port}
@@ -129,22 +145,37 @@ class _NoStatsd:
     def stop(self, *a, **k): pass
     def incr(self, *a, **k): pass
 BaseHandler.statsd = _NoStatsd()
-'''
+"""
 
 
 def start_stock(n: int) -> HubUnderTest:
     hub = HubUnderTest("stock")
     python = ensure_stock_venv(versions()["jupyterlab"])
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "jupyterhub-idle-culler"], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "jupyterhub-idle-culler"], check=True
+    )
     port, hub_port, api_port = free_port(), free_port(), free_port()
     (hub.workdir / "home").mkdir()
     config = hub.workdir / "jupyterhub_config.py"
-    config.write_text(STOCK_CONFIG.format(port=port, hub_port=hub_port, api_port=api_port, chp=CHP,
-                                          workdir=hub.workdir, python=python,
-                                          singleuser=STOCK_VENV / "bin" / "jupyterhub-singleuser"))
+    config.write_text(
+        STOCK_CONFIG.format(
+            port=port,
+            hub_port=hub_port,
+            api_port=api_port,
+            chp=CHP,
+            workdir=hub.workdir,
+            python=python,
+            singleuser=STOCK_VENV / "bin" / "jupyterhub-singleuser",
+        )
+    )
     log = open(hub.workdir / "hub.log", "w")
-    hub.proc = subprocess.Popen([str(python), "-m", "jupyterhub", "-f", str(config)], cwd=hub.workdir,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    hub.proc = subprocess.Popen(
+        [str(python), "-m", "jupyterhub", "-f", str(config)],
+        cwd=hub.workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     hub.url = f"http://127.0.0.1:{port}"
     hub.wait_up()
     asyncio.run(_stock_signups(hub.url, n))  # before the rush: students signed up earlier
@@ -157,9 +188,15 @@ async def _stock_signups(url: str, n: int) -> None:
         for i in range(n):
             page = await client.get("/hub/signup")
             token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-            await client.post("/hub/signup", data={"_xsrf": token, "username": f"student{i}",
-                                                   "signup_password": PASSWORD,
-                                                   "signup_password_confirmation": PASSWORD})
+            await client.post(
+                "/hub/signup",
+                data={
+                    "_xsrf": token,
+                    "username": f"student{i}",
+                    "signup_password": PASSWORD,
+                    "signup_password_confirmation": PASSWORD,
+                },
+            )
 
 
 def start_mlworkshop(n: int) -> HubUnderTest:
@@ -169,19 +206,34 @@ def start_mlworkshop(n: int) -> HubUnderTest:
     mlw = [sys.executable, "-m", "mlworkshop.cli.main"]
     subprocess.run([*mlw, "init", "--site", str(site)], check=True, capture_output=True)
     port = free_port()
-    for key, value in {"hub.port": port, "hub.internal_port": free_port(), "hub.proxy_api_port": free_port(),
-                       "spawner.local.user_prefix": "rb-", "spawner.local.admin_group": "rb-adm"}.items():
-        subprocess.run([*mlw, "config", "set", key, str(value), "--site", str(site)], check=True, capture_output=True)
+    for key, value in {
+        "hub.port": port,
+        "hub.internal_port": free_port(),
+        "hub.proxy_api_port": free_port(),
+        "spawner.local.user_prefix": "rb-",
+        "spawner.local.admin_group": "rb-adm",
+    }.items():
+        subprocess.run(
+            [*mlw, "config", "set", key, str(value), "--site", str(site)],
+            check=True,
+            capture_output=True,
+        )
     from mlworkshop.accounts.store import AccountStore
     from mlworkshop.config import load_config
 
     # as `mlworkshop user add` does: the site's password settings
-    store = AccountStore(f"sqlite:///{site}/state/jupyterhub.sqlite", load_config(site).auth.password_hash_cost)
+    store = AccountStore(
+        f"sqlite:///{site}/state/jupyterhub.sqlite", load_config(site).auth.password_hash_cost
+    )
     for i in range(n):
         store.create(f"student{i}", PASSWORD, approved=True)
     log = open(hub.workdir / "hub.log", "w")
-    hub.proc = subprocess.Popen([*mlw, "up", "--site", str(site)], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    hub.proc = subprocess.Popen(
+        [*mlw, "up", "--site", str(site)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     hub.url = f"http://127.0.0.1:{port}"
     hub.wait_up()
     hub.server_users = [f"rb-student{i}" for i in range(n)]
@@ -212,8 +264,11 @@ async def wait_progress(client: httpx.AsyncClient, name: str, deadline: float) -
     """Follow the spawn progress event stream, as the spawn-pending page does."""
     while time.monotonic() < deadline:
         try:
-            async with client.stream("GET", f"/hub/api/users/{name}/server/progress",
-                                     timeout=max(1.0, deadline - time.monotonic())) as stream:
+            async with client.stream(
+                "GET",
+                f"/hub/api/users/{name}/server/progress",
+                timeout=max(1.0, deadline - time.monotonic()),
+            ) as stream:
                 async for line in stream.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -226,7 +281,9 @@ async def wait_progress(client: httpx.AsyncClient, name: str, deadline: float) -
             pass
         # the stream ended without ready: the server may already be up
         model = await client.get(f"/hub/api/users/{name}")
-        if model.status_code == 200 and (model.json().get("servers") or {}).get("", {}).get("ready"):
+        if model.status_code == 200 and (model.json().get("servers") or {}).get("", {}).get(
+            "ready"
+        ):
             return
         await asyncio.sleep(0.5)
     raise TimeoutError("not ready in time")
@@ -237,36 +294,63 @@ async def run_kernel(client: httpx.AsyncClient, base: str, name: str, rounds: in
 
     prefix = f"/user/{name}"
     xsrf = client.cookies.get("_xsrf", path=prefix + "/") or client.cookies.get("_xsrf") or ""
-    kernel = await client.post(f"{prefix}/api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf})
+    kernel = await client.post(
+        f"{prefix}/api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf}
+    )
     kernel.raise_for_status()
     kernel_id = kernel.json()["id"]
     cookie = "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
     url = base.replace("http", "ws") + f"{prefix}/api/kernels/{kernel_id}/channels"
     rtts = []
     try:
-        async with websockets.connect(url, additional_headers={"Cookie": cookie}, open_timeout=60,
-                                      max_size=None) as ws:
+        async with websockets.connect(
+            url, additional_headers={"Cookie": cookie}, open_timeout=60, max_size=None
+        ) as ws:
             session = uuid.uuid4().hex
             for _ in range(rounds):
                 msg_id = uuid.uuid4().hex
                 sent = time.perf_counter()
-                await ws.send(json.dumps({
-                    "header": {"msg_id": msg_id, "username": name, "session": session,
-                               "msg_type": "execute_request", "version": "5.3"},
-                    "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                    "content": {"code": "1+1", "silent": False, "store_history": False,
-                                "user_expressions": {}, "allow_stdin": False}}))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "header": {
+                                "msg_id": msg_id,
+                                "username": name,
+                                "session": session,
+                                "msg_type": "execute_request",
+                                "version": "5.3",
+                            },
+                            "parent_header": {},
+                            "metadata": {},
+                            "channel": "shell",
+                            "buffers": [],
+                            "content": {
+                                "code": "1+1",
+                                "silent": False,
+                                "store_history": False,
+                                "user_expressions": {},
+                                "allow_stdin": False,
+                            },
+                        }
+                    )
+                )
                 while True:
                     msg = json.loads(await asyncio.wait_for(ws.recv(), 120))
-                    if msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "execute_result":
+                    if (
+                        msg.get("parent_header", {}).get("msg_id") == msg_id
+                        and msg["msg_type"] == "execute_result"
+                    ):
                         assert msg["content"]["data"]["text/plain"] == "2"
                         rtts.append(time.perf_counter() - sent)
                         break
                 # drain to idle so the next round starts clean
                 while True:
                     msg = json.loads(await asyncio.wait_for(ws.recv(), 120))
-                    if (msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "status"
-                            and msg["content"]["execution_state"] == "idle"):
+                    if (
+                        msg.get("parent_header", {}).get("msg_id") == msg_id
+                        and msg["msg_type"] == "status"
+                        and msg["content"]["execution_state"] == "idle"
+                    ):
                         break
     finally:
         await client.delete(f"{prefix}/api/kernels/{kernel_id}", headers={"X-XSRFToken": xsrf})
@@ -276,16 +360,22 @@ async def run_kernel(client: httpx.AsyncClient, base: str, name: str, rounds: in
 async def student(base: str, name: str, t0: float, rounds: int) -> StudentResult:
     result = StudentResult(name)
     deadline = time.monotonic() + READY_DEADLINE
-    async with httpx.AsyncClient(base_url=base, timeout=READY_DEADLINE, follow_redirects=False) as client:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=READY_DEADLINE, follow_redirects=False
+    ) as client:
         try:
             started = time.monotonic()
             page = await client.get("/hub/login")
             token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-            login = await client.post("/hub/login", data={"_xsrf": token, "username": name, "password": PASSWORD})
+            login = await client.post(
+                "/hub/login", data={"_xsrf": token, "username": name, "password": PASSWORD}
+            )
             if login.status_code != 302:
                 raise RuntimeError(f"login answered {login.status_code}")
             result.phases["logged in"] = time.monotonic() - t0
-            spawn = await client.get("/hub/spawn")  # starts the server, as the browser's redirect does
+            spawn = await client.get(
+                "/hub/spawn"
+            )  # starts the server, as the browser's redirect does
             if spawn.status_code >= 400:
                 raise RuntimeError(f"/hub/spawn answered {spawn.status_code}")
             result.phases["spawn page"] = time.monotonic() - t0
@@ -327,8 +417,12 @@ class HealthProbe:
     loop (busy with 60 students at once) does not add to the hub's measured latency."""
 
     def __init__(self, base: str):
-        self.proc = subprocess.Popen([sys.executable, "-c", HEALTH_PROBE, base], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HEALTH_PROBE, base],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def finish(self) -> list[tuple[float, float]]:
         out, _ = self.proc.communicate("", timeout=60)
@@ -355,7 +449,11 @@ def server_pss(hub: HubUnderTest) -> tuple[float, float, int]:
             continue
     if not servers:
         return float("nan"), float("nan"), 0
-    return sum(servers) / len(servers) / 2**20, (sum(servers) + extra) / len(servers) / 2**20, len(servers)
+    return (
+        sum(servers) / len(servers) / 2**20,
+        (sum(servers) + extra) / len(servers) / 2**20,
+        len(servers),
+    )
 
 
 class CpuBreakdown:
@@ -392,7 +490,9 @@ class CpuBreakdown:
         for proc in psutil.process_iter():
             try:
                 t = proc.cpu_times()
-                cpu = t.user + t.system  # not children's: a stock hub reaps its servers (counted already)
+                cpu = (
+                    t.user + t.system
+                )  # not children's: a stock hub reaps its servers (counted already)
                 if proc.pid not in self.seen:
                     self.seen[proc.pid] = (self.kind(proc), cpu, cpu)
                 else:
@@ -411,7 +511,10 @@ class CpuBreakdown:
 
     def used(self) -> dict[int, float]:
         """CPU seconds each process used during the rush."""
-        return {pid: last - first if pid in self.first_pids else last for pid, (_, first, last) in self.seen.items()}
+        return {
+            pid: last - first if pid in self.first_pids else last
+            for pid, (_, first, last) in self.seen.items()
+        }
 
     def totals(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -421,7 +524,10 @@ class CpuBreakdown:
 
     def largest_others(self, n: int = 4) -> list[tuple[str, float]]:
         """What "other" was made of: processes outside the hub's stack (noise on the machine)."""
-        others = sorted(((cpu, pid) for pid, cpu in self.used().items() if self.seen[pid][0] == "other"), reverse=True)
+        others = sorted(
+            ((cpu, pid) for pid, cpu in self.used().items() if self.seen[pid][0] == "other"),
+            reverse=True,
+        )
         return [(self.other_names.get(pid, "?"), cpu) for cpu, pid in others[:n]]
 
 
@@ -459,17 +565,34 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
         key = re.sub(r"\d+", "N", r.error)
         messages[key] = messages.get(key, 0) + 1
     return {
-        "hub": hub.name, "n": n, "ok": len(ok), "failed": len(failures),
-        "all_ready": max((r.ready_at for r in ok), default=float("nan")) if not failures else float("nan"),
-        "p50": statistics.median(waits) if waits else float("nan"), "p95": pct(waits, 0.95),
-        "hub_cpu": cpu, "pss": pss, "own_pss": own_pss, "pss_n": counted,
+        "hub": hub.name,
+        "n": n,
+        "ok": len(ok),
+        "failed": len(failures),
+        "all_ready": max((r.ready_at for r in ok), default=float("nan"))
+        if not failures
+        else float("nan"),
+        "p50": statistics.median(waits) if waits else float("nan"),
+        "p95": pct(waits, 0.95),
+        "hub_cpu": cpu,
+        "pss": pss,
+        "own_pss": own_pss,
+        "pss_n": counted,
         "rtt_p50": statistics.median(rtts) * 1000 if rtts else float("nan"),
-        "health_p99": pct(health, 0.99) * 1000, "errors": messages,
-        "slow_health": sorted((round(sent - t0, 2), round(took * 1000)) for sent, took in probes if took > 0.2)[:40],
-        "machine_busy": busy, "client_cpu": client_cpu, "cpu_by_kind": breakdown.totals() if breakdown else {},
+        "health_p99": pct(health, 0.99) * 1000,
+        "errors": messages,
+        "slow_health": sorted(
+            (round(sent - t0, 2), round(took * 1000)) for sent, took in probes if took > 0.2
+        )[:40],
+        "machine_busy": busy,
+        "client_cpu": client_cpu,
+        "cpu_by_kind": breakdown.totals() if breakdown else {},
         "largest_others": breakdown.largest_others() if breakdown else [],
-        "phases": {step: (statistics.median(v), max(v)) for step in PHASES
-                   if (v := [r.phases[step] for r in ok if step in r.phases])},
+        "phases": {
+            step: (statistics.median(v), max(v))
+            for step in PHASES
+            if (v := [r.phases[step] for r in ok if step in r.phases])
+        },
     }
 
 
@@ -481,7 +604,10 @@ def run_one(kind: str, n: int) -> dict:
     finally:
         hub.stop()
         if kind == "stock":
-            subprocess.run(["pkill", "-KILL", "-f", str(STOCK_VENV / "bin" / "jupyterhub-singleuser")], capture_output=True)
+            subprocess.run(
+                ["pkill", "-KILL", "-f", str(STOCK_VENV / "bin" / "jupyterhub-singleuser")],
+                capture_output=True,
+            )
         else:
             cleanup_mlworkshop_accounts(n)
         shutil.copy(hub.workdir / "hub.log", Path(tempfile.gettempdir()) / f"rush-{kind}-{n}.log")
@@ -489,7 +615,9 @@ def run_one(kind: str, n: int) -> dict:
 
 
 PRINT_PHASES = False
-SERVER_CPU: list[float] = []  # CPU seconds of each server so far (a rush's servers, read with their PSS)
+SERVER_CPU: list[
+    float
+] = []  # CPU seconds of each server so far (a rush's servers, read with their PSS)
 PHASES = ("logged in", "spawn page", "server ready", "JupyterLab page", "kernel done")
 
 
@@ -499,33 +627,52 @@ def fmt(value: float, digits: int = 1) -> str:
 
 def print_table(rows: list[dict]) -> None:
     v = versions()
-    print(f"\nClass rush on {os.cpu_count()} cores, JupyterHub {v['jupyterhub']}, JupyterLab {v['jupyterlab']} "
-          f"(`bench/rush.py`)\n")
-    print("| hub | N | all ready (s) | login→ready p50 (s) | p95 (s) | failed | hub CPU (s) | PSS/server, MiB (own) "
-          "| `1+1` p50 (ms) | /hub/health p99 (ms) |")
+    print(
+        f"\nClass rush on {os.cpu_count()} cores, JupyterHub {v['jupyterhub']}, JupyterLab {v['jupyterlab']} "
+        f"(`bench/rush.py`)\n"
+    )
+    print(
+        "| hub | N | all ready (s) | login→ready p50 (s) | p95 (s) | failed | hub CPU (s) | PSS/server, MiB (own) "
+        "| `1+1` p50 (ms) | /hub/health p99 (ms) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['hub']} | {r['n']} | {fmt(r['all_ready'])} | {fmt(r['p50'], 2)} | {fmt(r['p95'], 2)} | "
-              f"{r['failed']}/{r['n']} | {fmt(r['hub_cpu'])} | {fmt(r['pss'], 0)} ({fmt(r['own_pss'], 0)}) | {fmt(r['rtt_p50'])} | "
-              f"{fmt(r['health_p99'], 0)} |")
+        print(
+            f"| {r['hub']} | {r['n']} | {fmt(r['all_ready'])} | {fmt(r['p50'], 2)} | {fmt(r['p95'], 2)} | "
+            f"{r['failed']}/{r['n']} | {fmt(r['hub_cpu'])} | {fmt(r['pss'], 0)} ({fmt(r['own_pss'], 0)}) | {fmt(r['rtt_p50'])} | "
+            f"{fmt(r['health_p99'], 0)} |"
+        )
     for r in rows:
         for message, count in r["errors"].items():
             print(f"  {r['hub']} N={r['n']}: {count} × {message}")
     if PRINT_PHASES:
-        print(f"\nCPU seconds per server process (mean): {fmt(statistics.mean(SERVER_CPU), 2) if SERVER_CPU else '–'}")
+        print(
+            f"\nCPU seconds per server process (mean): {fmt(statistics.mean(SERVER_CPU), 2) if SERVER_CPU else '–'}"
+        )
         for r in rows:
-            print(f"{r['hub']} N={r['n']}: whole machine busy {fmt(r['machine_busy'])} CPU-s during the rush "
-                  f"(of which this simulated class {fmt(r['client_cpu'])}, the hub process {fmt(r['hub_cpu'])})")
+            print(
+                f"{r['hub']} N={r['n']}: whole machine busy {fmt(r['machine_busy'])} CPU-s during the rush "
+                f"(of which this simulated class {fmt(r['client_cpu'])}, the hub process {fmt(r['hub_cpu'])})"
+            )
             if r.get("slow_health"):
                 print(f"  /hub/health over 200 ms (sent at s, took ms): {r['slow_health']}")
             if r.get("cpu_by_kind"):
-                print("  CPU-s by kind of process: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_by_kind"].items()))
-                print("  largest of other: " + "; ".join(f"{name} {cpu:.1f}" for name, cpu in r["largest_others"]))
+                print(
+                    "  CPU-s by kind of process: "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_by_kind"].items())
+                )
+                print(
+                    "  largest of other: "
+                    + "; ".join(f"{name} {cpu:.1f}" for name, cpu in r["largest_others"])
+                )
         print("\nWhen each step was done, seconds after the rush began (median / last student):\n")
         print("| hub | N | " + " | ".join(PHASES) + " |")
         print("|---|---|" + "---|" * len(PHASES))
         for r in rows:
-            cells = [f"{fmt(r['phases'][p][0])} / {fmt(r['phases'][p][1])}" if p in r["phases"] else "–" for p in PHASES]
+            cells = [
+                f"{fmt(r['phases'][p][0])} / {fmt(r['phases'][p][1])}" if p in r["phases"] else "–"
+                for p in PHASES
+            ]
             print(f"| {r['hub']} | {r['n']} | " + " | ".join(cells) + " |")
 
 

@@ -32,7 +32,15 @@ ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
 GIB = 1024**3
 
 
-def load(dsn: str, users: int, per_week: int, hours: float, every: int, year_end: dt.datetime, seed: int = 5) -> tuple[int, int, float]:
+def load(
+    dsn: str,
+    users: int,
+    per_week: int,
+    hours: float,
+    every: int,
+    year_end: dt.datetime,
+    seed: int = 5,
+) -> tuple[int, int, float]:
     rng = random.Random(seed)
     start_of_year = year_end - dt.timedelta(days=365)
     per_session = int(hours * 3600 // every)
@@ -40,8 +48,10 @@ def load(dsn: str, users: int, per_week: int, hours: float, every: int, year_end
     t0 = time.perf_counter()
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         sid = 0
-        with cur.copy("COPY mlw_usage_sessions (id, username, server_name, backend, profile, device_kind, n_devices, "
-                      "devices, groups, started_at, ended_at, end_reason, last_seen, cpu_total) FROM STDIN") as copy:
+        with cur.copy(
+            "COPY mlw_usage_sessions (id, username, server_name, backend, profile, device_kind, n_devices, "
+            "devices, groups, started_at, ended_at, end_reason, last_seen, cpu_total) FROM STDIN"
+        ) as copy:
             plan = []
             for u in range(users):
                 name = f"user{u:03d}"
@@ -49,21 +59,49 @@ def load(dsn: str, users: int, per_week: int, hours: float, every: int, year_end
                 for week in range(52):
                     for k in range(per_week):
                         sid += 1
-                        start = start_of_year + dt.timedelta(weeks=week, days=k * 2, hours=8 + rng.random() * 8)
+                        start = start_of_year + dt.timedelta(
+                            weeks=week, days=k * 2, hours=8 + rng.random() * 8
+                        )
                         end = start + dt.timedelta(hours=hours)
                         gpu = sid % 4 == 0
-                        copy.write_row((sid, name, "", "local", "gpu-1" if gpu else "cpu", "nvidia" if gpu else None,
-                                        1 if gpu else 0, '["nvidia:0"]' if gpu else "[]", groups, start, end, "stopped",
-                                        end, 0.0))
+                        copy.write_row(
+                            (
+                                sid,
+                                name,
+                                "",
+                                "local",
+                                "gpu-1" if gpu else "cpu",
+                                "nvidia" if gpu else None,
+                                1 if gpu else 0,
+                                '["nvidia:0"]' if gpu else "[]",
+                                groups,
+                                start,
+                                end,
+                                "stopped",
+                                end,
+                                0.0,
+                            )
+                        )
                         plan.append((sid, start))
             sessions = sid
-        with cur.copy("COPY mlw_usage_samples (session_id, ts, interval_s, cpu_seconds, mem_bytes) FROM STDIN") as copy:
+        with cur.copy(
+            "COPY mlw_usage_samples (session_id, ts, interval_s, cpu_seconds, mem_bytes) FROM STDIN"
+        ) as copy:
             for sid, start in plan:
                 for i in range(1, per_session + 1):
-                    copy.write_row((sid, start + dt.timedelta(seconds=i * every), float(every),
-                                    rng.random() * every, int(GIB * (0.5 + rng.random()))))
+                    copy.write_row(
+                        (
+                            sid,
+                            start + dt.timedelta(seconds=i * every),
+                            float(every),
+                            rng.random() * every,
+                            int(GIB * (0.5 + rng.random())),
+                        )
+                    )
                     samples += 1
-        cur.execute("SELECT setval(pg_get_serial_sequence('mlw_usage_sessions', 'id'), %s)", (sessions,))
+        cur.execute(
+            "SELECT setval(pg_get_serial_sequence('mlw_usage_sessions', 'id'), %s)", (sessions,)
+        )
         conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
@@ -95,10 +133,18 @@ def main() -> None:
     try:
         store = UsageStore(url)  # migrates (Alembic upgrade head)
         year_end = dt.datetime(2026, 11, 16)  # a Monday: the last week is whole
-        sessions, samples, load_s = load(f"host=127.0.0.1 user=postgres dbname={name}", args.users,
-                                         args.sessions_per_week, args.hours, args.sample_every, year_end)
+        sessions, samples, load_s = load(
+            f"host=127.0.0.1 user=postgres dbname={name}",
+            args.users,
+            args.sessions_per_week,
+            args.hours,
+            args.sample_every,
+            year_end,
+        )
         with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={name}") as conn:
-            size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+            size = conn.execute(
+                "SELECT pg_size_pretty(pg_database_size(current_database()))"
+            ).fetchone()[0]
         rates = Rates(cpu_hour=0.05, mem_gib_hour=0.005, gpu_hour=1.0)
         year = (year_end - dt.timedelta(days=365), year_end)
         last_week = (year_end - dt.timedelta(days=7), year_end)
@@ -109,24 +155,38 @@ def main() -> None:
             ("year by group", lambda: report(store, *year, "group", rates, now=year_end)),
             ("year by day", lambda: report(store, *year, "day", rates, now=year_end)),
             ("last week by user", lambda: report(store, *last_week, "user", rates, now=year_end)),
-            ("one user's year by day", lambda: report(store, *year, "day", rates, usernames=[one], now=year_end)),
-            ("one user's quota check (this week's use)", lambda: current_use(store, one, year_end - dt.timedelta(hours=1))),
+            (
+                "one user's year by day",
+                lambda: report(store, *year, "day", rates, usernames=[one], now=year_end),
+            ),
+            (
+                "one user's quota check (this week's use)",
+                lambda: current_use(store, one, year_end - dt.timedelta(hours=1)),
+            ),
         ):
             ms, result = timed(fn)
-            what = f"{len(result)} rows" if isinstance(result, list) else f"{result.gpu_hours:.1f} GPU-h, {result.cpu_hours:.1f} CPU-h"
+            what = (
+                f"{len(result)} rows"
+                if isinstance(result, list)
+                else f"{result.gpu_hours:.1f} GPU-h, {result.cpu_hours:.1f} CPU-h"
+            )
             rows.append((label, ms, what))
         check = report(store, *year, "user", rates, now=year_end)
         total_gpu = sum(r.gpu_hours for r in check)
         expected_gpu = sessions // 4 * args.hours
-        table = Table(title=f"Reports on PostgreSQL: {args.users} users, {sessions:,} sessions, {samples:,} samples "
-                            f"(one every {args.sample_every} s), database {size}; loaded with COPY in {load_s:.1f} s")
+        table = Table(
+            title=f"Reports on PostgreSQL: {args.users} users, {sessions:,} sessions, {samples:,} samples "
+            f"(one every {args.sample_every} s), database {size}; loaded with COPY in {load_s:.1f} s"
+        )
         for col in ("report", "median ms (3 runs)", "result"):
             table.add_column(col, justify="right" if col.startswith("median") else "left")
         for label, ms, what in rows:
             table.add_row(label, f"{ms:,.0f}", what)
         console = Console(width=150)
         console.print(table)
-        console.print(f"check: GPU-hours over the year {total_gpu:,.1f} (expected {expected_gpu:,.1f})")
+        console.print(
+            f"check: GPU-hours over the year {total_gpu:,.1f} (expected {expected_gpu:,.1f})"
+        )
         store.close()
     finally:
         if not args.keep:

@@ -69,7 +69,9 @@ def pg_url() -> tuple[str, callable]:
         conn.execute(f"CREATE DATABASE {name}")
 
     def drop():
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+        ) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
@@ -79,10 +81,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--servers", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--pg", action="store_true", help="store samples in PostgreSQL (default: SQLite)")
+    parser.add_argument(
+        "--pg", action="store_true", help="store samples in PostgreSQL (default: SQLite)"
+    )
     args = parser.parse_args()
 
-    procs = [subprocess.Popen(["sh", "-c", TREE], start_new_session=True) for _ in range(args.servers)]
+    procs = [
+        subprocess.Popen(["sh", "-c", TREE], start_new_session=True) for _ in range(args.servers)
+    ]
     drop = None
     try:
         time.sleep(1.0)
@@ -97,7 +103,9 @@ def main() -> None:
             roots[sid] = p.pid
         sampler = ProcessSampler()
         readings = sampler.sample(roots)
-        assert len(readings) == args.servers and all(r.processes == 3 for r in readings.values()), readings
+        assert len(readings) == args.servers and all(r.processes == 3 for r in readings.values()), (
+            readings
+        )
 
         def sample_only():
             sampler.sample(roots)
@@ -118,24 +126,46 @@ def main() -> None:
 
         results = {
             "tree sampling (mlworkshop: one process-table pass)": timed(sample_only, args.rounds),
-            "tree sampling (naive: children(recursive) per server)": timed(lambda: naive(roots), args.rounds),
-            f"full round: sampling + INSERT of {args.servers} rows ({'PostgreSQL' if args.pg else 'SQLite'})":
-                timed(full_round, args.rounds),
-            f"quota check of {args.servers} users, one by one (spawn path)": timed(quota_checks, max(3, args.rounds // 4)),
-            f"quota check of {args.servers} users, batched (enforcer round)":
-                timed(lambda: current_use_many(store, [f"user{i:03d}" for i in range(args.servers)]), args.rounds),
+            "tree sampling (naive: children(recursive) per server)": timed(
+                lambda: naive(roots), args.rounds
+            ),
+            f"full round: sampling + INSERT of {args.servers} rows ({'PostgreSQL' if args.pg else 'SQLite'})": timed(
+                full_round, args.rounds
+            ),
+            f"quota check of {args.servers} users, one by one (spawn path)": timed(
+                quota_checks, max(3, args.rounds // 4)
+            ),
+            f"quota check of {args.servers} users, batched (enforcer round)": timed(
+                lambda: current_use_many(store, [f"user{i:03d}" for i in range(args.servers)]),
+                args.rounds,
+            ),
         }
         total_procs = len(psutil.pids())
-        table = Table(title=f"Sampling {args.servers} servers ({args.servers * 3} processes in their trees, "
-                            f"{total_procs} processes on the machine, {psutil.cpu_count()} CPUs), {args.rounds} rounds")
-        for col in ("what", "wall ms median", "wall ms p95", "CPU ms median", "share of a core @60 s", "@10 s"):
+        table = Table(
+            title=f"Sampling {args.servers} servers ({args.servers * 3} processes in their trees, "
+            f"{total_procs} processes on the machine, {psutil.cpu_count()} CPUs), {args.rounds} rounds"
+        )
+        for col in (
+            "what",
+            "wall ms median",
+            "wall ms p95",
+            "CPU ms median",
+            "share of a core @60 s",
+            "@10 s",
+        ):
             table.add_column(col, justify="left" if col == "what" else "right")
         for what, (walls, cpus) in results.items():
             walls.sort()
             p95 = walls[min(len(walls) - 1, int(len(walls) * 0.95))]
             cpu = statistics.median(cpus)
-            table.add_row(what, f"{statistics.median(walls):.1f}", f"{p95:.1f}", f"{cpu:.1f}",
-                          f"{cpu / 60000:.4%}", f"{cpu / 10000:.3%}")
+            table.add_row(
+                what,
+                f"{statistics.median(walls):.1f}",
+                f"{p95:.1f}",
+                f"{cpu:.1f}",
+                f"{cpu / 60000:.4%}",
+                f"{cpu / 10000:.3%}",
+            )
         Console(width=170).print(table)
         store.close()
     finally:

@@ -4,6 +4,9 @@
 # failure here, not a pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Lint and format first: seconds, and a finding fails the run before half an hour of tests.
+.venv/bin/ruff check . || { echo "ruff found problems: 'make lint' fixes what is safe"; exit 1; }
+.venv/bin/ruff format --check . || { echo "files not formatted: run 'make lint'"; exit 1; }
 source scripts/test-postgres.sh
 pg_stale_cleanup
 pg_start || exit 1

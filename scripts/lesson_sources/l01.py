@@ -1,7 +1,9 @@
 """Lesson 1: 机器学习基础."""
 
 CELLS = [
-("md", r"""
+    (
+        "md",
+        r"""
 # 第 1 课：机器学习基础
 
 **本课目标**
@@ -14,8 +16,11 @@ CELLS = [
 6. 用 scikit-learn 在自带数据集上动手实践，并用 PyTorch 在 GPU / NPU / CPU 上跑一个最小的梯度下降例子。
 
 > 本课所有数据都来自 scikit-learn 自带的数据集（`load_iris`、`load_wine`、`load_breast_cancer`）或由代码生成，**无需联网**。
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 0. 环境准备
 
 下面的单元格完成三件事：
@@ -23,8 +28,11 @@ CELLS = [
 - 固定随机种子，保证每次运行结果一致；
 - 为 matplotlib 设置中文字体（否则图中的中文会变成方框）；
 - 选择计算设备：优先 `cuda`（NVIDIA GPU），其次 `npu`（华为昇腾，需要 `torch_npu`），最后 `cpu`。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 import numpy as np
 import matplotlib.pyplot as plt
 import torch
@@ -39,8 +47,11 @@ torch.manual_seed(SEED)
 use_chinese_font()
 device = pick_device()
 plt.rcParams["figure.dpi"] = 90
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 1. 什么是机器学习？
 
 Tom Mitchell（1997）给出过一个经典定义：
@@ -58,8 +69,11 @@ $$
 $$
 
 其中 $\mathcal{L}$ 是**损失函数**，衡量预测 $f_\theta(x_i)$ 与真实答案 $y_i$ 的差距。
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 2. 机器学习的三大类型
 
 | 类型 | 数据 | 目标 | 典型算法 | 例子 |
@@ -69,8 +83,11 @@ $$
 | **强化学习** | 智能体与环境交互得到的**奖励** | 学习使累计奖励最大的策略 | Q-learning、策略梯度 | 下棋、机器人控制 |
 
 此外还有**半监督学习**（少量标签 + 大量无标签数据）和**自监督学习**（从数据本身构造标签，例如"预测下一个词"——这正是大语言模型的预训练方式，见第 4 课）。
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 3. 分类与回归
 
 监督学习按标签的类型分为两类：
@@ -79,8 +96,11 @@ $$
 - **回归（regression）**：标签是连续的数值，例如"房价是多少"、"明天的气温"。
 
 下面左图是鸢尾花数据集（iris）的两个特征，颜色表示类别（分类问题）；右图是一个带噪声的连续函数（回归问题）。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 from sklearn.datasets import load_iris
 
 iris = load_iris()
@@ -107,8 +127,11 @@ axes[1].set_ylabel("输出 y")
 axes[1].legend()
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 4. 训练集与测试集
 
 模型的目标是**泛化**：在新数据上表现好。如果用训练时见过的数据来评估，就像"用考试原题来复习再考同一张卷子"，
@@ -119,8 +142,11 @@ plt.show()
 - （可选）**验证集**：用来挑选超参数，例如 KNN 的 $k$、多项式的阶数。
 
 `train_test_split` 中的 `stratify=y` 让各类别在训练集和测试集中的比例保持一致（**分层抽样**）。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 from sklearn.model_selection import train_test_split
 
 X_train, X_test, y_train, y_test = train_test_split(
@@ -129,16 +155,22 @@ X_train, X_test, y_train, y_test = train_test_split(
 print(f"训练集: {X_train.shape[0]} 个样本, 测试集: {X_test.shape[0]} 个样本")
 print("训练集中各类别数量:", np.bincount(y_train))
 print("测试集中各类别数量:", np.bincount(y_test))
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 5. 第一个分类器：K 近邻（KNN）
 
 KNN 的思想非常朴素：**要预测一个新样本，就看离它最近的 $k$ 个训练样本属于哪一类，少数服从多数**。
 距离通常用欧氏距离 $d(x, x') = \sqrt{\sum_j (x_j - x'_j)^2}$。
 
 下面只用花瓣长度和宽度两个特征训练 KNN，并画出它的**决策边界**：背景颜色表示模型在该位置的预测类别。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 from sklearn.neighbors import KNeighborsClassifier
 
 feat = [2, 3]  # 花瓣长度、花瓣宽度
@@ -157,12 +189,18 @@ for ax, k in zip(axes, [1, 15, 60]):
 axes[0].set_ylabel("花瓣宽度 (cm)")
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 观察：$k=1$ 时训练准确率往往是 1.0（每个训练点的最近邻就是它自己），边界弯弯曲曲；$k$ 很大时边界过于平滑，
 连训练集都分不好。这正是下一节的主题。
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 6. 过拟合与欠拟合
 
 - **欠拟合（underfitting）**：模型太简单，连训练数据的规律都没学到，训练误差和测试误差都高；
@@ -176,8 +214,11 @@ $$
 $$
 
 这背后是**偏差-方差权衡**：期望测试误差 $=$ 偏差$^2$ $+$ 方差 $+$ 不可约噪声。模型越复杂，偏差越小、方差越大。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import mean_squared_error
 from sklearn.pipeline import make_pipeline
@@ -212,8 +253,11 @@ for ax, d, title in zip(axes, [1, 3, 11], ["欠拟合", "恰到好处", "过拟�
     ax.legend(fontsize=8, loc="upper right")
 plt.tight_layout()
 plt.show()
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 degrees = range(0, 12)
 train_err, test_err = [], []
 for d in degrees:
@@ -236,12 +280,18 @@ plt.show()
 ridge = poly_model(11, alpha=1e-4).fit(xp_train, yp_train)
 print(f"11 阶多项式 + L2 正则 (Ridge, alpha=1e-4): 测试 MSE = "
       f"{mean_squared_error(yp_test, ridge.predict(xp_test)):.3f}  (不加正则: {test_err[-1]:.3f})")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 **对抗过拟合的常用手段**：更多的数据；更简单的模型；**正则化**（例如 L2 正则，即在损失上加 $\lambda\lVert w\rVert_2^2$，上面的 `Ridge`）；
 早停（early stopping）；数据增强；以及神经网络中的 Dropout 等。
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 7. 模型评估
 
 ### 7.1 分类指标
@@ -267,8 +317,11 @@ $$
 
 下面用乳腺癌数据集（`load_breast_cancer`，569 个样本、30 个特征）训练**逻辑回归**：
 $P(y=1\mid x) = \sigma(w^\top x + b)$，其中 $\sigma(z) = \frac{1}{1+e^{-z}}$。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_score,
@@ -289,8 +342,11 @@ print(f"精确率  Precision: {precision_score(yc_test, pred):.3f}")
 print(f"召回率  Recall   : {recall_score(yc_test, pred):.3f}")
 print(f"F1 分数          : {f1_score(yc_test, pred):.3f}")
 print(f"ROC 曲线下面积 AUC: {roc_auc_score(yc_test, proba):.3f}")
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 cm = confusion_matrix(yc_test, pred)
 labels = ["恶性", "良性"]
 fpr, tpr, _ = roc_curve(yc_test, proba)
@@ -315,15 +371,21 @@ axes[1].set_title("ROC 曲线")
 axes[1].legend()
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 7.2 交叉验证
 
 一次随机划分的测试结果可能有运气成分。**$k$ 折交叉验证**把训练数据分成 $k$ 份，轮流用其中 1 份做验证、其余 $k-1$ 份训练，
 最后取 $k$ 次结果的平均值和标准差。下面在葡萄酒数据集（`load_wine`）上用 5 折交叉验证比较几种模型。
 注意特征**标准化**（$x' = (x-\mu)/\sigma$）对 KNN、逻辑回归这类依赖距离或梯度的模型很重要。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 from sklearn.datasets import load_wine
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.tree import DecisionTreeClassifier
@@ -348,8 +410,11 @@ plt.xticks(range(1, len(scores) + 1), list(scores.keys()))
 plt.ylabel("5 折交叉验证准确率")
 plt.title("葡萄酒数据集上的模型比较")
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 8. 无监督学习：聚类与降维
 
 无监督学习没有标签。这里演示两种最常见的方法：
@@ -359,8 +424,11 @@ plt.show()
   $\displaystyle J = \sum_{k=1}^{K} \sum_{x_i \in C_k} \lVert x_i - \mu_k \rVert^2$。
 
 我们把葡萄酒数据（13 维）用 PCA 降到 2 维，再用 K-Means 分成 3 簇，与真实类别对比（真实类别在训练时**没有用到**）。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
@@ -386,8 +454,11 @@ for ax in axes:
     ax.set_ylabel("第二主成分")
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 9. 强化学习初探：多臂老虎机
 
 强化学习中，**智能体**在环境中采取**动作**、获得**奖励**，目标是学会使长期累计奖励最大的策略。
@@ -399,8 +470,11 @@ plt.show()
 $$
 Q_{n+1}(a) = Q_n(a) + \frac{1}{n}\big(R_n - Q_n(a)\big)
 $$
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 def run_bandit(eps, steps=1000, runs=200, k=10, seed=SEED):
     g = np.random.default_rng(seed)
     q_true = g.normal(size=(runs, k))             # 每次实验各臂的真实平均奖励
@@ -436,8 +510,11 @@ for ax in axes:
     ax.legend()
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 可以看到纯贪心（$\varepsilon=0$）很快陷入次优的臂；适度探索（$\varepsilon=0.1$）长期表现更好。
 
 ## 10. 用 PyTorch 在加速器上做梯度下降
@@ -450,8 +527,11 @@ w \leftarrow w - \eta \frac{\partial \mathcal{L}}{\partial w}, \qquad b \leftarr
 $$
 
 其中 $\eta$ 为**学习率**，梯度由 PyTorch 的自动求导（autograd）算出。张量都放在前面选出的 `device` 上。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 x_t = torch.linspace(-3, 3, 200, device=device).unsqueeze(1)
 y_t = 2.5 * x_t - 1.0 + 0.5 * torch.randn(x_t.shape, device=device,
                                           generator=torch.Generator(device=device).manual_seed(SEED))
@@ -481,8 +561,11 @@ axes[1].set_title("线性回归结果")
 axes[1].legend()
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 小结
 
 - 机器学习 = 从数据中学习一个在**新数据**上表现良好的函数；按监督信号分为监督、无监督、强化学习；
@@ -504,5 +587,6 @@ plt.show()
 - 周志华，《机器学习》，清华大学出版社，2016。
 - R. S. Sutton, A. G. Barto, *Reinforcement Learning: An Introduction*, 2nd ed., MIT Press, 2018（第 2 章：多臂老虎机）。
 - scikit-learn 用户指南：<https://scikit-learn.org/stable/user_guide.html>（数据集：`sklearn.datasets` 自带的 iris、wine、breast cancer）。
-"""),
+""",
+    ),
 ]

@@ -1,7 +1,9 @@
 """Lesson 2: 神经网络与深度学习."""
 
 CELLS = [
-("md", r"""
+    (
+        "md",
+        r"""
 # 第 2 课：神经网络与深度学习
 
 **本课目标**
@@ -13,8 +15,11 @@ CELLS = [
 
 > 数据说明：如果 `datasets/mnist/` 中有真实的 MNIST IDX 文件，本课会使用它；否则使用 scikit-learn 自带的
 > 8×8 手写数字数据集（`load_digits`）。运行时会明确打印使用的是哪一个。**全程无需联网。**
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 import os
 from pathlib import Path
 
@@ -35,8 +40,11 @@ torch.set_num_threads(1)
 use_chinese_font()
 device = pick_device()
 plt.rcParams["figure.dpi"] = 90
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 1. 神经元与感知机
 
 生物神经元通过树突接收信号，当累积的刺激超过阈值时，沿轴突发出脉冲。人工神经元是对它的数学抽象：
@@ -54,8 +62,11 @@ $$
 $$
 
 即：预测错了才更新，把决策边界往正确的方向推。若数据**线性可分**，感知机保证在有限步内收敛。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 class Perceptron:
     def __init__(self, dim, lr=0.1):
         self.w = np.zeros(dim)
@@ -111,8 +122,11 @@ plt.tight_layout()
 plt.show()
 print(f"线性可分数据上的准确率: {(p1.predict(X_lin) == y_lin).mean():.2f}")
 print(f"XOR 数据上的准确率:     {(p2.predict(X_xor) == y_xor).mean():.2f}（单层感知机做不到）")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 Minsky 和 Papert 在《Perceptrons》（1969）中指出单层感知机无法解决 XOR 这类**线性不可分**问题。
 解决办法是**叠加多层**并使用**非线性**激活函数——这就是**多层感知机（MLP）**，也是深度学习的起点。
 而训练多层网络需要**反向传播**算法（Rumelhart, Hinton & Williams, 1986）。
@@ -130,8 +144,11 @@ Minsky 和 Papert 在《Perceptrons》（1969）中指出单层感知机无法�
 | GELU | $z\,\Phi(z)$ | — | Transformer（BERT、GPT）中常用 |
 
 下面用 PyTorch 的自动求导直接画出各函数的导数。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 z = torch.linspace(-4, 4, 400, requires_grad=True)
 acts = {
     "Sigmoid": torch.sigmoid,
@@ -155,8 +172,11 @@ for ax in axes:
     ax.legend()
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 3. 反向传播：用 NumPy 手写
 
 考虑一个两层网络（一个隐藏层），输入 $X \in \mathbb{R}^{n\times d}$，类别数 $C$，标签的 one-hot 矩阵为 $Y$：
@@ -184,8 +204,11 @@ $$
 $$
 
 其中 $\odot$ 表示逐元素相乘，$1-A^2$ 是 $\tanh$ 的导数。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 def softmax(Z):
     Z = Z - Z.max(axis=1, keepdims=True)   # 减去最大值，防止 exp 溢出（数值稳定）
     E = np.exp(Z)
@@ -219,14 +242,20 @@ def init_params(d, hidden, classes, seed=SEED):
         "W2": g.normal(0, 1 / np.sqrt(hidden), (hidden, classes)),
         "b2": np.zeros(classes),
     }
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 3.1 与 PyTorch autograd 核对
 
 手写梯度最容易出错。我们用**同样的参数**在 PyTorch 中算一遍（`float64` 精度），让 autograd 自动求梯度，
 然后用 `np.allclose` 逐项比较。两者必须一致，否则说明公式或代码有错。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 g = np.random.default_rng(1)
 X_chk = g.normal(size=(16, 5))
 y_chk = g.integers(0, 3, size=16)
@@ -246,15 +275,21 @@ for k in ["W1", "b1", "W2", "b2"]:
     print(f"{k:>2s} 的梯度：最大绝对误差 = {diff:.2e}")
     assert np.allclose(grads_np[k], tp[k].grad.numpy(), rtol=1e-8, atol=1e-10), k
 print("✓ 手写反向传播与 autograd 的结果一致")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 3.2 数值梯度检验
 
 另一种检验方法不依赖任何框架：用**中心差分**近似导数，
 $\frac{\partial \mathcal{L}}{\partial \theta} \approx \frac{\mathcal{L}(\theta+\epsilon) - \mathcal{L}(\theta-\epsilon)}{2\epsilon}$。
 它很慢（每个参数要算两次前向传播），只用来抽查。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 eps = 1e-6
 g = np.random.default_rng(2)
 for k in ["W1", "W2"]:
@@ -269,15 +304,21 @@ for k in ["W1", "W2"]:
         numeric = (lp - lm) / (2 * eps)
         print(f"{k}{list(idx)}: 解析梯度 {grads_np[k][idx]:+.8f}  数值梯度 {numeric:+.8f}")
         assert abs(numeric - grads_np[k][idx]) < 1e-6
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 3.3 用手写的网络解决非线性问题
 
 有了梯度，就可以用**梯度下降**训练：$\theta \leftarrow \theta - \eta \nabla_\theta \mathcal{L}$。
 下面用手写网络分类 scikit-learn 生成的"双月牙"数据（`make_moons`，由代码生成，无需下载）和上面的 XOR 数据，
 单层感知机解决不了的问题，一个隐藏层就能解决。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 from sklearn.datasets import make_moons
 
 def train_numpy_mlp(X, y, hidden=16, lr=0.5, steps=2000):
@@ -309,8 +350,11 @@ axes[2].set_title("手写 MLP 的训练损失")
 axes[2].legend()
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 4. 用 PyTorch 识别手写数字
 
 手写数字识别是深度学习的"Hello World"。**MNIST**（LeCun 等，1998）包含 60 000 张训练图像和 10 000 张测试图像，
@@ -326,8 +370,11 @@ plt.show()
 
 如果都找不到，就使用 scikit-learn 自带的 **8×8 手写数字**（1797 张，来自 UCI 数据集），图像小，但足以演示完整流程。
 在 CPU 上使用真实 MNIST 时，为了控制运行时间，只随机抽取一部分训练样本。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 on_cpu = device.type == "cpu"
 data = load_handwritten_digits(
     Path.cwd(),
@@ -348,8 +395,11 @@ for ax, img, label in zip(axes.ravel(), data.x_train[:20], data.y_train[:20]):
 fig.suptitle(f"训练样本示例（{H_img}×{W_img} 像素）")
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 4.1 卷积神经网络
 
 全连接网络把图像拉平成向量，丢掉了像素之间的空间关系。**卷积层**用一个小的卷积核在图像上滑动：
@@ -362,8 +412,11 @@ $$
 降低分辨率，使特征对小的平移更鲁棒。下面的网络为：
 `卷积(16) → ReLU → 池化 → 卷积(32) → ReLU → 池化 → 全连接(64) → Dropout → 全连接(10)`，
 全连接层的输入大小根据图像尺寸（8×8 或 28×28）自动计算。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 class DigitCNN(nn.Module):
     def __init__(self, image_shape, n_classes=10):
         super().__init__()
@@ -392,14 +445,20 @@ model = DigitCNN(data.image_shape).to(device)
 n_params = sum(p.numel() for p in model.parameters())
 print(model)
 print(f"参数量: {n_params:,}")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 4.2 训练
 
 使用 **Adam** 优化器和交叉熵损失，小批量（mini-batch）训练。每个 epoch 结束后在测试集上评估一次，记录损失和准确率。
 （严格来说应另留验证集来调参；这里为了简洁直接看测试集曲线。）
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 import time
 
 EPOCHS = (3 if on_cpu else 5) if USING_MNIST else 20
@@ -436,8 +495,11 @@ for epoch in range(1, EPOCHS + 1):
         print(f"epoch {epoch:2d}: 训练损失 {tr_loss:.4f} 训练准确率 {tr_acc:.4f} | "
               f"测试损失 {te_loss:.4f} 测试准确率 {te_acc:.4f}")
 print(f"在 {device} 上训练 {EPOCHS} 个 epoch，用时 {time.time() - start:.1f} 秒")
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 epochs = range(1, EPOCHS + 1)
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 axes[0].plot(epochs, history["train_loss"], "o-", label="训练集")
@@ -455,13 +517,19 @@ for ax in axes:
 fig.suptitle("训练曲线（" + ("MNIST" if USING_MNIST else "sklearn 8×8 digits") + "）")
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 4.3 混淆矩阵与错误样本
 
 混淆矩阵第 $i$ 行第 $j$ 列表示"真实为 $i$、被预测为 $j$"的样本数。对角线以外的格子告诉我们模型容易把哪些数字混淆。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 model.eval()
 with torch.no_grad():
     logits_te = torch.cat([model(Xte[i:i + 1024]) for i in range(0, len(Xte), 1024)])
@@ -488,8 +556,11 @@ ax.set_ylabel("真实的数字")
 ax.set_title("测试集混淆矩阵")
 fig.colorbar(im, ax=ax, fraction=0.046)
 plt.show()
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 wrong = np.flatnonzero(pred_te != true_te)
 print(f"测试集中识别错误的样本: {len(wrong)} / {len(true_te)}")
 # 按模型的"自信程度"排序：最自信的错误最值得研究
@@ -503,13 +574,19 @@ if len(wrong):
     fig.suptitle("识别错误的样本（按模型置信度从高到低）")
     plt.tight_layout()
     plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 4.4 卷积核学到了什么？
 
 第一层卷积核直接作用在像素上，可以画出来看看：它们往往像边缘、笔画方向的检测器。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 kernels = model.features[0].weight.detach().cpu().numpy()[:, 0]
 fig, axes = plt.subplots(2, 8, figsize=(10, 2.8))
 for ax, k in zip(axes.ravel(), kernels):
@@ -518,8 +595,11 @@ for ax, k in zip(axes.ravel(), kernels):
 fig.suptitle("第一层的 16 个 3×3 卷积核（红正蓝负）")
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 小结
 
 - 人工神经元 = 加权求和 + 非线性激活；单层感知机只能解决线性可分问题；
@@ -543,5 +623,6 @@ plt.show()
 - D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", arXiv:1412.6980.
 - D. Hendrycks, K. Gimpel, "Gaussian Error Linear Units (GELUs)", arXiv:1606.08415.
 - scikit-learn `load_digits`：UCI "Optical Recognition of Handwritten Digits" 数据集的 8×8 版本。
-"""),
+""",
+    ),
 ]

@@ -1,7 +1,9 @@
 """Lesson 3: Transformer 架构."""
 
 CELLS = [
-("md", r"""
+    (
+        "md",
+        r"""
 # 第 3 课：Transformer 架构
 
 2017 年，Vaswani 等人在论文 *Attention Is All You Need*（arXiv:1706.03762）中提出了 **Transformer**。
@@ -16,8 +18,11 @@ CELLS = [
 4. **层归一化**（LayerNorm 与 RMSNorm）；
 5. 一个完整的 **Transformer 块**，并训练它完成一个小任务，画出学到的注意力图；
 6. **混合专家模型（MoE）**：Top-k 路由、负载均衡辅助损失、专家利用率。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 import math
 import os
 
@@ -47,8 +52,11 @@ def show_attention(ax, weights, xlabels, ylabels, title):
     ax.set_ylabel("查询 Query")
     ax.set_title(title)
     return im
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 1. 自注意力（Self-Attention）
 
 对于句子中的每个词，自注意力回答一个问题：**"为了理解我，我应该关注句子中的哪些词、关注多少？"**
@@ -63,8 +71,11 @@ $$
 - $Q, K \in \mathbb{R}^{n \times d_k}$，$V \in \mathbb{R}^{n \times d_v}$，$n$ 为序列长度；
 - 注意力权重矩阵 $A = \mathrm{softmax}(QK^\top/\sqrt{d_k}) \in \mathbb{R}^{n\times n}$，每一行之和为 1；
 - 计算量随序列长度 $n$ **平方**增长，这是长上下文模型的主要瓶颈。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 def scaled_dot_product_attention(Q, K, V, mask=None):
     # Q: (..., n_q, d_k)  K: (..., n_k, d_k)  V: (..., n_k, d_v)
     # mask: 可广播到 (..., n_q, n_k) 的布尔张量，True 表示"不允许关注"
@@ -88,15 +99,21 @@ print("每行权重之和:", attn.sum(-1).numpy().round(6))
 ref = F.scaled_dot_product_attention(X @ W_q, X @ W_k, X @ W_v)
 assert torch.allclose(out, ref, atol=1e-5)
 print("✓ 与 torch.nn.functional.scaled_dot_product_attention 的结果一致")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 1.1 为什么要除以 $\sqrt{d_k}$？
 
 若 $q$、$k$ 的各分量独立、均值为 0、方差为 1，则点积 $q\cdot k = \sum_{j=1}^{d_k} q_j k_j$ 的方差为 $d_k$。
 维度越高，点积的数值越大，softmax 就越接近 one-hot（"饱和"），梯度几乎为 0，训练困难。
 除以 $\sqrt{d_k}$ 让方差回到 1。下面用实验验证：
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 g = torch.Generator().manual_seed(SEED)
 dims = [4, 16, 64, 256, 1024]
 var_raw, var_scaled, ent_raw, ent_scaled = [], [], [], []
@@ -126,8 +143,11 @@ for ax in axes:
     ax.legend()
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 1.2 因果掩码（Causal Mask）
 
 GPT 这类**生成式**模型逐词生成文本，预测第 $i$ 个词时不能"偷看"后面的词。做法是在 softmax 之前，
@@ -136,8 +156,11 @@ GPT 这类**生成式**模型逐词生成文本，预测第 $i$ 个词时不能"
 $$
 \mathrm{scores}_{ij} = \begin{cases} q_i \cdot k_j / \sqrt{d_k} & j \le i \\ -\infty & j > i \end{cases}
 $$
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 causal = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
 _, attn_causal = scaled_dot_product_attention(X @ W_q, X @ W_k, X @ W_v, mask=causal)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -146,8 +169,11 @@ im = show_attention(axes[1], attn_causal.numpy(), tokens, tokens, "因果自注�
 fig.colorbar(im, ax=axes, fraction=0.025)
 plt.show()
 print("注意：这里的权重矩阵是随机初始化的，所以注意力模式没有语义；第 5 节训练后的模型才会学到有意义的模式。")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 2. 多头注意力（Multi-Head Attention）
 
 一组 $W^Q, W^K, W^V$ 只能学到一种"关注方式"。多头注意力把 $d_{\text{model}}$ 维拆成 $h$ 个头，每个头维度为
@@ -162,8 +188,11 @@ $$
 
 不同的头可以分别关注语法关系、指代关系、相邻位置等。实现时并不真的循环 $h$ 次，而是把张量变形为
 `(batch, heads, seq, d_k)` 一次算完。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 class MultiHeadAttention(nn.Module):
     def __init__(self, d_model, n_heads):
         super().__init__()
@@ -208,8 +237,11 @@ for i, ax in enumerate(axes):
     show_attention(ax, mha.last_attn[0, i].numpy(), tokens, tokens, f"第 {i + 1} 个头")
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 3. 位置编码
 
 注意力本身对词的顺序"视而不见"：把输入的词打乱，每个词得到的输出只是跟着换了位置（**置换等变**）。
@@ -223,8 +255,11 @@ PE_{(pos,\,2i+1)} = \cos\!\left(\frac{pos}{10000^{2i/d_{\text{model}}}}\right)
 $$
 
 不同维度对应不同频率（波长从 $2\pi$ 到 $10000\cdot 2\pi$ 呈几何级数），像一组"多精度的时钟"。它直接**加**到词向量上。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 def sinusoidal_pe(n_pos, d_model):
     pos = torch.arange(n_pos).unsqueeze(1).float()
     freq = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2).float() / d_model)
@@ -254,8 +289,11 @@ axes[1].set_title("位置编码的点积相似度：只取决于距离 |i-j|")
 fig.colorbar(im, ax=axes[1])
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 3.2 旋转位置编码 RoPE
 
 LLaMA、Qwen 等现代大模型使用**旋转位置编码**（RoPE，Su 等，*RoFormer*，arXiv:2104.09864）。它不把位置加到词向量上，
@@ -268,8 +306,11 @@ $$
 $$
 
 旋转后，位置 $m$ 的查询与位置 $n$ 的键的点积**只依赖相对位置 $m-n$**。下面数值验证这一性质：
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 def rope(x, pos, base=10000.0):
     # x: (..., d)，d 为偶数；pos: 位置（整数或张量）
     d = x.shape[-1]
@@ -296,8 +337,11 @@ plt.xlabel("相对距离 m - n")
 plt.ylabel("RoPE(q, m) · RoPE(q, n)")
 plt.title("同一向量在不同相对距离上的注意力分数")
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 4. 层归一化
 
 深层网络中，每层输入的分布会不断变化，训练不稳定。**层归一化**（LayerNorm，Ba 等，arXiv:1607.06450）对**每个词向量自身**
@@ -313,8 +357,11 @@ LLaMA、Qwen 等模型使用更简单的 **RMSNorm**（Zhang & Sennrich，arXiv:
 $$
 \mathrm{RMSNorm}(x) = \gamma \odot \frac{x}{\sqrt{\frac{1}{d}\sum_j x_j^2 + \epsilon}}
 $$
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 class MyLayerNorm(nn.Module):
     def __init__(self, d, eps=1e-5):
         super().__init__()
@@ -349,8 +396,11 @@ with torch.no_grad():
     axes[0].set_ylabel("频数")
     plt.tight_layout()
     plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 5. 组装一个 Transformer 块
 
 一个（Pre-LN 形式的）Transformer 块由两个子层组成，每个子层都带**残差连接**：
@@ -368,8 +418,11 @@ $$
 - FFN 的隐藏层通常是 $4 d_{\text{model}}$；LLaMA 使用 SwiGLU 变体。
 
 每个块的参数量约为 $4d^2$（注意力的 $W^Q,W^K,W^V,W^O$）$+\,2 \cdot d \cdot d_{ff}$（FFN）。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 class TransformerBlock(nn.Module):
     def __init__(self, d_model, n_heads, d_ff, dropout=0.0):
         super().__init__()
@@ -387,15 +440,21 @@ block = TransformerBlock(d_model=512, n_heads=8, d_ff=2048)
 counted = sum(p.numel() for p in block.parameters())
 formula = 4 * 512 * 512 + 2 * 512 * 2048
 print(f"d=512, d_ff=2048 的块：实际参数量 {counted:,}；公式 4d² + 2·d·d_ff = {formula:,}（差额为偏置和 LayerNorm 参数）")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 5.1 训练一个小 Transformer：把序列倒过来
 
 任务：输入 8 个数字（0–9），输出它们的**逆序**。例如输入 `3 1 4 1 5 9 2 6`，输出 `6 2 9 5 1 4 1 3`。
 第 $i$ 个输出位置必须从第 $7-i$ 个输入位置"取"数字——这恰好需要注意力机制根据**位置**去寻找信息，
 因此也离不开位置编码。模型：词嵌入 + 正弦位置编码 + 1 个 Transformer 块（2 个注意力头，$d_{\text{model}}=32$）+ 线性输出层。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 class TinyTransformer(nn.Module):
     def __init__(self, vocab=10, seq_len=8, d_model=32, n_heads=2, n_layers=1):
         super().__init__()
@@ -435,8 +494,11 @@ with torch.no_grad():
 print(f"逐位准确率 {acc:.3f}，整条序列完全正确的比例 {seq_acc:.3f}")
 example = test_src[:1]
 print("输入:", example[0].tolist(), " 模型输出:", tiny(example).argmax(-1)[0].tolist())
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 with torch.no_grad():
     tiny(example)
 labels_in = [f"{t}\n(位{i})" for i, t in enumerate(example[0].tolist())]
@@ -454,8 +516,11 @@ for head in range(2):
 plt.tight_layout()
 plt.show()
 print("看：注意力呈现出\"反对角线\"——第 i 个输出位置主要关注第 7-i 个输入位置。")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 6. 混合专家模型（Mixture of Experts, MoE）
 
 模型越大能力越强，但计算量也越大。**MoE** 的思路是：把 FFN 换成 $E$ 个并列的"专家"（各自是一个 FFN），
@@ -483,8 +548,11 @@ $$
 
 真实模型中的例子：Mixtral 8x7B 每层 8 个专家、每个词选 2 个（Top-2），总参数约 47B，每个词只激活约 13B
 （*Mixtral of Experts*，arXiv:2401.04088）；DeepSeek-V3 总参数 671B，每个词激活 37B（*DeepSeek-V3 Technical Report*，arXiv:2412.19437）。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 class MoELayer(nn.Module):
     def __init__(self, d_model, n_experts=8, k=2, d_hidden=32):
         super().__init__()
@@ -509,14 +577,20 @@ class MoELayer(nn.Module):
         P = probs.mean(0)                       # P_i：平均路由概率
         aux = self.E * (f * P).sum()
         return out, aux, f, top_i
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 6.1 实验：有无负载均衡损失的专家利用率
 
 构造一个合成任务：输入来自 8 个簇，每个簇有自己的目标函数 $y = \tanh(A_c x)$。分别用 $\alpha = 0$（不加辅助损失）
 和 $\alpha = 0.05$ 训练同一个 MoE 层（8 个专家，Top-2），比较每个专家分到的词的比例。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 def make_task(seed=123, C=8, d=16):
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(C, d, generator=g) * 2
@@ -558,8 +632,11 @@ for alpha in [0.0, 0.05]:
                           mse=F.mse_loss(out, y).item(), aux=aux.item())
     print(f"α = {alpha:<5}: 测试 MSE {results[alpha]['mse']:.4f}，辅助损失 {results[alpha]['aux']:.3f}，"
           f"专家负载 = {np.round(results[alpha]['f'] * 100, 1)} %")
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 fig, axes = plt.subplots(2, 3, figsize=(16, 8))
 for row, alpha in enumerate(results):
     r = results[alpha]
@@ -584,8 +661,11 @@ for row, alpha in enumerate(results):
     axes[row, 2].legend()
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 可以看到：不加辅助损失时，有的专家分到的词远多于平均值，有的几乎闲置（在大规模训练中甚至会出现"专家坍缩"）；
 加上负载均衡损失后，各专家的负载接近 12.5%，而任务损失几乎不受影响。
 在分布式训练中，专家分布在不同的 GPU/NPU 上，负载均衡直接决定了硬件利用率。
@@ -621,5 +701,6 @@ plt.show()
 - W. Fedus, B. Zoph, N. Shazeer, "Switch Transformers: Scaling to Trillion Parameter Models with Simple and Efficient Sparsity", JMLR 2022, arXiv:2101.03961.
 - A. Q. Jiang et al., "Mixtral of Experts", arXiv:2401.04088.
 - DeepSeek-AI, "DeepSeek-V3 Technical Report", arXiv:2412.19437.
-"""),
+""",
+    ),
 ]

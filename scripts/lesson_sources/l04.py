@@ -1,7 +1,9 @@
 """Lesson 4: 主流大语言模型."""
 
 CELLS = [
-("md", r"""
+    (
+        "md",
+        r"""
 # 第 4 课：主流大语言模型
 
 **本课目标**
@@ -14,8 +16,11 @@ CELLS = [
 > 本课所有可运行的部分都**不需要下载任何模型权重**，也不需要联网。语料 `tang_poems.txt` 随课附带（47 首唐诗，公有领域）。
 > 关于真实模型的参数量、发布时间、许可证、上下文长度，均以其论文、模型卡或官方发布说明为准，出处列在文末。
 > 这个领域变化很快：本课只写入了确定的事实，最新信息请以官方模型卡为准。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 import math
 import os
 import time
@@ -37,8 +42,11 @@ torch.set_num_threads(1)  # 模型很小：多人共享的服务器上单线程�
 use_chinese_font()
 device = pick_device()
 plt.rcParams["figure.dpi"] = 90
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 1. 什么是大语言模型？
 
 今天的主流 LLM 几乎都是 **仅解码器（decoder-only）的 Transformer**（见第 3 课），训练目标极其简单——**预测下一个 token**：
@@ -54,8 +62,11 @@ $$
 3. **偏好对齐**：如 **RLHF**（基于人类反馈的强化学习，InstructGPT，arXiv:2203.02155）或 DPO，让回答更有用、更安全。
 
 推理模型（第 3 节）在此基础上再用**强化学习**训练长链条的思考过程。
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 2. 主流模型家族
 
 ### 2.1 GPT 系列（OpenAI）
@@ -109,8 +120,11 @@ Qwen2.5 模型卡：0.5B–3B 支持 32K 上下文，7B 及以上最长支持 12
 - **DeepSeek-V3**（2024 年 12 月）：MoE 模型，总参数 **671B**，每个 token 激活 **37B**，上下文 128K；
   使用多头潜在注意力（MLA）压缩 KV 缓存（arXiv:2412.19437）。
 - **DeepSeek-R1**（2025 年 1 月）：在 V3 基础上用强化学习训练的推理模型，同样 671B 总参数 / 37B 激活，**MIT 许可证**（见下节）。
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 3. 推理模型、代码模型与多模态模型
 
 ### 3.1 推理模型（Reasoning Models）
@@ -163,14 +177,20 @@ $$
 - **Qwen-VL / Qwen2-VL / Qwen2.5-VL**（arXiv:2308.12966、arXiv:2409.12191）：中文能力强的开源视觉-语言模型；
 - **Llama 3.2 Vision**（11B / 90B）、**GPT-4o**（原生多模态）；
 - 语音：**Whisper**（OpenAI，2022，arXiv:2212.04356）语音识别模型，开源。
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 4. 动手：分词（Tokenization）
 
 模型并不直接处理文字，而是处理 **token 的编号**。最简单的方案是**字符级**：每个汉字一个 token。
 下面读取随课附带的唐诗语料，建立字符级词表。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 # 语料随课附带；若只把 notebook 复制到了别处，就从安装包里找到它
 text = lesson_file("tang_poems.txt", "04-llm-overview").read_text(encoding="utf-8")
 chars = sorted(set(text))
@@ -191,8 +211,11 @@ plt.bar([c for c, _ in top], [n for _, n in top])
 plt.title("唐诗语料中出现最多的 20 个字")
 plt.ylabel("出现次数")
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 4.1 子词分词：BPE
 
 真实的 LLM 使用**子词（subword）**分词，最常见的是 **BPE（字节对编码）**：从单个字符（或字节）出发，
@@ -204,8 +227,11 @@ plt.show()
 - 在 UTF-8 中，一个常用汉字占 3 个字节：若分词器对中文覆盖不好，一个汉字可能要用多个 token 表示。
 
 下面在唐诗语料上从零训练一个迷你 BPE：
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 print("'明' 的 UTF-8 字节:", list("明".encode("utf-8")))
 
 def train_bpe(corpus_lines, n_merges):
@@ -244,15 +270,21 @@ n_tokens = sum(len(s) for s in tokenized)
 print(f"\n字符级: {n_chars} 个 token；BPE 后: {n_tokens} 个 token（压缩到 {n_tokens / n_chars:.0%}）")
 for s in tokenized[:4]:
     print(" | ".join(s))
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 5. 动手：从零训练一个字符级小 GPT
 
 下面实现一个迷你 GPT：词嵌入 + 可学习的位置嵌入 + 若干个带**因果掩码**的 Transformer 块 + 输出层（与第 3 课的结构相同）。
 它在 CPU 上几十秒就能训练完。语料只有两千多个字，模型主要是在"背诵并重新组合"诗句——
 真正的 LLM 在数万亿 token 上训练，原理却完全相同。
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 class CausalSelfAttention(nn.Module):
     def __init__(self, d_model, n_heads):
         super().__init__()
@@ -306,8 +338,11 @@ data = torch.tensor(encode(text), dtype=torch.long)
 torch.manual_seed(SEED)
 gpt = TinyGPT(len(chars)).to(device)
 print(f"TinyGPT 参数量: {sum(p.numel() for p in gpt.parameters()):,}")
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 BLOCK, BATCH, STEPS = gpt.block_size, 16, 400
 opt = torch.optim.AdamW(gpt.parameters(), lr=3e-3, weight_decay=0.01)
 g = torch.Generator().manual_seed(SEED)
@@ -345,8 +380,11 @@ plt.ylabel("交叉熵损失")
 plt.title("字符级 GPT 在唐诗语料上的训练损失")
 plt.legend()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 **困惑度（perplexity）** $= e^{\mathcal{L}}$，可以理解为"模型平均在多少个候选字之间犹豫"。
 
 ## 6. 动手：温度与 top-k 采样
@@ -357,8 +395,11 @@ plt.show()
   $T\to 0$ 即**贪心解码**（总选概率最大的）；
 - **top-k**：只保留概率最高的 $k$ 个候选，其余置零后重新归一化，避免采到极不可能的 token；
 - （另有 **top-p / nucleus** 采样：保留累计概率达到 $p$ 的最小候选集合。）
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 @torch.no_grad()
 def next_token_probs(prompt, temperature=1.0, top_k=None):
     gpt.eval()
@@ -382,8 +423,11 @@ axes[0].set_ylabel("概率")
 fig.suptitle(f"提示语「{prompt}」之后，下一个字的概率分布（概率最高的 12 个候选）")
 plt.tight_layout()
 plt.show()
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 @torch.no_grad()
 def generate(prompt, max_new_tokens=60, temperature=1.0, top_k=None, seed=SEED):
     gen = torch.Generator().manual_seed(seed)   # 在 CPU 上采样，结果可复现
@@ -398,8 +442,11 @@ for T, k in [(0.01, None), (0.8, None), (1.0, 10), (1.6, None)]:
     print(f"===== {name} =====")
     print(generate("《春", temperature=T, top_k=k))
     print()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 观察：低温度时模型几乎原样背出训练语料里的诗句；温度越高，新组合越多，但也越容易不通顺。
 实际的聊天模型常用 $T \approx 0.6\text{–}1.0$ 配合 top-p 采样；写代码、做数学时常用较低的温度。
 
@@ -430,8 +477,11 @@ Adam 的两个状态各 4 字节，见 ZeRO 论文），还不含激活值。因
 或 **QLoRA**（arXiv:2305.14314，在 4-bit 量化的模型上做 LoRA，论文中在单张 48GB GPU 上微调了 65B 模型）。
 
 👉 **修改下面单元格中的变量**，估算你关心的模型（默认值是 Llama 2 7B 的结构）：
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 # ======== 可以修改的变量 ========
 params_billion = 7.0      # 参数量（单位：十亿，B）
 n_layers       = 32       # 层数
@@ -457,15 +507,21 @@ for name, b in BYTES_PER_PARAM.items():
     w = params_billion * 1e9 * b
     total = (w + kv) * (1 + overhead)
     print(f"{name:<12}{w / GB:>8.1f} GB{(w + kv) / GB:>10.1f} GB{total / GB:>14.1f} GB")
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ### 7.1 从结构算参数量，并比较几个真实模型
 
 参数量也可以由模型结构算出来。LLaMA/Qwen 类模型每层包含：注意力的 $W^Q, W^O$（各 $d^2$）和 $W^K, W^V$（各 $d \times n_{kv} d_{head}$），
 SwiGLU FFN 的三个矩阵（各 $d \times d_{ff}$），外加输入嵌入与输出层（各 $V \times d$）。下面的结构参数取自各模型的论文/模型卡
 （忽略 RMSNorm 和少量偏置，误差不到 0.1%）：
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 # 结构参数：层数、隐藏维度 d、FFN 维度、注意力头数、KV 头数、词表大小、上下文长度
 CONFIGS = {
     "Llama-2-7B":    dict(layers=32,  d=4096,  ffn=11008, heads=32,  kv_heads=32, vocab=32000,  ctx=4096),
@@ -490,8 +546,11 @@ for name, c in CONFIGS.items():
     per_tok = kv_cache_bytes(c["layers"], c["kv_heads"], hd, 1, 1, 2)
     print(f"{name:<16}{n / 1e9:>9.2f}B{n * 2 / GB:>9.0f} GB{n * 0.5 / GB:>9.0f} GB"
           f"{kv_full / GB:>12.1f} GB ({c['ctx'] // 1024}K){per_tok / 1024:>9.0f} KB")
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 ctx = np.array([1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072])
 fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
 for name in ["Llama-2-7B", "Llama-3-8B", "Qwen2.5-7B", "Llama-2-70B"]:
@@ -519,8 +578,11 @@ axes[1].set_title("不同精度下的权重显存")
 axes[1].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 8. 模型选型指南
 
 选择模型时，从下面几个维度逐一考虑：
@@ -536,8 +598,11 @@ plt.show()
 | **延迟与成本** | 需要实时响应吗？ | 推理模型会输出很长的思考过程，延迟高；MoE 模型激活参数少、速度快，但仍需装下全部权重 |
 
 下面这个小函数按"权重 × (1 + 开销) + KV 缓存 ≤ 显存"粗略判断一台机器能以什么精度运行哪些模型：
-"""),
-("code", r"""
+""",
+    ),
+    (
+        "code",
+        r"""
 def what_fits(gpu_mem_gb, seq_len=8192, batch=1, overhead=0.15):
     print(f"显存 {gpu_mem_gb} GB、上下文 {seq_len}、并发 {batch}：")
     for name, c in CONFIGS.items():
@@ -548,8 +613,11 @@ def what_fits(gpu_mem_gb, seq_len=8192, batch=1, overhead=0.15):
 
 what_fits(24)
 what_fits(80)
-"""),
-("md", r"""
+""",
+    ),
+    (
+        "md",
+        r"""
 ## 小结
 
 - LLM = 在海量文本上做"预测下一个 token"的 decoder-only Transformer，再经过指令微调和偏好对齐；
@@ -609,5 +677,6 @@ what_fits(80)
 - R. Sennrich et al., "Neural Machine Translation of Rare Words with Subword Units", arXiv:1508.07909（BPE）。
 
 **语料**：`tang_poems.txt` 收录李白、杜甫、王维等唐代诗人的 47 首诗，原作已属公有领域。
-"""),
+""",
+    ),
 ]

@@ -171,7 +171,7 @@ def ensure(hierarchy: Hierarchy, account: str, limits: Limits) -> list[Path]:
         _mkdir(group)
         _limit_v2(group, limits)
         return [group]
-    for controller, root in hierarchy.roots.items():
+    for root in hierarchy.roots.values():
         _mkdir(root / PARENT)
         _mkdir(root / PARENT / account)
     for controller, root in hierarchy.roots.items():

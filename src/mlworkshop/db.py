@@ -53,16 +53,22 @@ class SQLiteMode:
     threads: bool = False
 
 
-def make_engine(url: str, sqlite: SQLiteMode, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+def make_engine(
+    url: str, sqlite: SQLiteMode, *, pool_size: int = 5, max_overflow: int = 5
+) -> Engine:
     """The engine every store of ours opens its database with. On SQLite every connection waits
     up to 30 s for another process's write (the hub, the CLI and the usage service share files)."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+        )
     in_memory = make_url(url).database in (None, "", ":memory:")
     args: dict = {"timeout": 30}
     if sqlite.threads:
         args["check_same_thread"] = False
-    pool = {} if in_memory else {"pool_size": max(pool_size, 5), "max_overflow": max(max_overflow, 10)}
+    pool = (
+        {} if in_memory else {"pool_size": max(pool_size, 5), "max_overflow": max(max_overflow, 10)}
+    )
     engine = create_engine(url, connect_args=args, **pool)
 
     @event.listens_for(engine, "connect")
@@ -82,6 +88,7 @@ def make_engine(url: str, sqlite: SQLiteMode, *, pool_size: int = 5, max_overflo
             cursor.close()
 
     if sqlite.begin_immediate:
+
         @event.listens_for(engine, "begin")
         def _begin(connection):
             connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
@@ -103,12 +110,18 @@ class Schema:
 
 
 HUB_SCHEMA = Schema(
-    "hub", PACKAGE / "hubdb_migrations", "mlw_alembic_version",
-    lambda t: t.startswith("mlw_") and not t.startswith("mlw_usage_") and t != "mlw_alembic_version",
+    "hub",
+    PACKAGE / "hubdb_migrations",
+    "mlw_alembic_version",
+    lambda t: (
+        t.startswith("mlw_") and not t.startswith("mlw_usage_") and t != "mlw_alembic_version"
+    ),
     724100512,
 )
 USAGE_SCHEMA = Schema(
-    "usage", PACKAGE / "usage" / "migrations", "mlw_usage_alembic_version",
+    "usage",
+    PACKAGE / "usage" / "migrations",
+    "mlw_usage_alembic_version",
     lambda t: t.startswith("mlw_usage_") and t != "mlw_usage_alembic_version",
     724100511,
 )
@@ -138,9 +151,14 @@ def configure_context(context, connection, schema: Schema, target_metadata) -> N
     def include_name(name, type_, _parents):
         return schema.owns(name) if type_ == "table" else True
 
-    context.configure(connection=connection, target_metadata=target_metadata, version_table=schema.version_table,
-                      include_name=include_name, compare_type=True,
-                      render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=schema.version_table,
+        include_name=include_name,
+        compare_type=True,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
 
 
 _migrated: set[tuple[str, str]] = set()
@@ -171,7 +189,9 @@ def migrate(engine: Engine, schema: Schema) -> None:
                     if sqlite and not dbapi.in_transaction:
                         connection.exec_driver_sql("BEGIN IMMEDIATE")
                     if connection.dialect.name == "postgresql":
-                        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({schema.lock_id})")
+                        connection.exec_driver_sql(
+                            f"SELECT pg_advisory_xact_lock({schema.lock_id})"
+                        )
                     try:
                         command.upgrade(alembic_config(schema, connection), "head")
                     except CommandError as exc:
@@ -179,8 +199,10 @@ def migrate(engine: Engine, schema: Schema) -> None:
                     if sqlite:
                         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                         if broken:
-                            raise SchemaError(f"Upgrading the {schema.name} database left rows whose references "
-                                              f"are gone ({broken[:3]}); nothing was changed.")
+                            raise SchemaError(
+                                f"Upgrading the {schema.name} database left rows whose references "
+                                f"are gone ({broken[:3]}); nothing was changed."
+                            )
             finally:
                 if sqlite and foreign_keys:
                     dbapi.execute("PRAGMA foreign_keys = ON")
@@ -189,6 +211,8 @@ def migrate(engine: Engine, schema: Schema) -> None:
 
 def _newer_message(schema: Schema, engine: Engine, exc: Exception) -> str:
     where = engine.url.render_as_string(hide_password=True)
-    return (f"The {schema.name} database {where} has a schema this mlworkshop does not know ({exc}). "
-            "It was probably upgraded by a newer mlworkshop: install that version again, or restore "
-            "the backup made before the upgrade.")
+    return (
+        f"The {schema.name} database {where} has a schema this mlworkshop does not know ({exc}). "
+        "It was probably upgraded by a newer mlworkshop: install that version again, or restore "
+        "the backup made before the upgrade."
+    )

@@ -1,8 +1,8 @@
 """The site folder: where one hub keeps its config, secrets, state, content and user files.
 
-    <site>/mlworkshop.yaml   <site>/secrets/ (0700, files 0600)   <site>/state/ (0700)
-    <site>/content/{lessons,datasets,models}   <site>/users/<name>/   <site>/submissions/<name>/
-    <site>/logs/   <site>/run/kernels.sock (users' servers ask for forked kernels here)
+<site>/mlworkshop.yaml   <site>/secrets/ (0700, files 0600)   <site>/state/ (0700)
+<site>/content/{lessons,datasets,models}   <site>/users/<name>/   <site>/submissions/<name>/
+<site>/logs/   <site>/run/kernels.sock (users' servers ask for forked kernels here)
 """
 
 from __future__ import annotations
@@ -75,7 +75,11 @@ class Site:
     def usage_sqlite(self) -> Path:
         """<site>/usage/usage.sqlite once `mlworkshop up` has made that folder; until then (a site
         from before it, or one never started) <site>/state/usage.sqlite, which `up` moves over."""
-        return self.usage_dir / USAGE_DB_NAME if self.usage_dir.is_dir() else self.state / USAGE_DB_NAME
+        return (
+            self.usage_dir / USAGE_DB_NAME
+            if self.usage_dir.is_dir()
+            else self.state / USAGE_DB_NAME
+        )
 
     def usage_db_url(self, cfg: MLWorkshopConfig) -> str:
         """The usage database: usage.db_url, else SQLite in the usage service's folder. The hub's
@@ -101,7 +105,9 @@ class Site:
         except FileNotFoundError:
             raise SiteNotReady(f"{self.usage_service_port_file} is missing") from None
         except ValueError:
-            raise SiteNotReady(f"{self.usage_service_port_file} does not hold a port number") from None
+            raise SiteNotReady(
+                f"{self.usage_service_port_file} does not hold a port number"
+            ) from None
 
     def secret(self, name: str, nbytes: int = 32) -> str:
         """A generated secret, made once (0600) and then kept; never printed or logged."""
@@ -120,8 +126,10 @@ class SiteNotReady(RuntimeError):
     """Something `mlworkshop init` makes is missing; str() says what and how to make it."""
 
     def __init__(self, what: str):
-        super().__init__(f"{what}. Run `mlworkshop init` on this site (it makes the site's secrets and "
-                         "ports once; `mlworkshop up` runs it too).")
+        super().__init__(
+            f"{what}. Run `mlworkshop init` on this site (it makes the site's secrets and "
+            "ports once; `mlworkshop up` runs it too)."
+        )
 
 
 def free_port_below_ephemeral() -> int:
@@ -205,8 +213,13 @@ def init_site(site: Site) -> list[str]:
     if stat.S_IMODE(site.config_file.stat().st_mode) & 0o077:
         os.chmod(site.config_file, 0o600)
         done.append(f"made {site.config_file} readable by its owner only")
-    for folder, mode in ((site.secrets, 0o700), (site.state, 0o700), (site.logs, 0o750),
-                         (site.users, 0o755), (site.submissions, 0o755)):
+    for folder, mode in (
+        (site.secrets, 0o700),
+        (site.state, 0o700),
+        (site.logs, 0o750),
+        (site.users, 0o755),
+        (site.submissions, 0o755),
+    ):
         if not folder.exists():
             folder.mkdir(mode=mode, parents=True)
             done.append(f"made {folder}")
@@ -215,10 +228,14 @@ def init_site(site: Site) -> list[str]:
         if not (site.secrets / name).exists():
             site.secret(name)
             done.append(f"generated secret {name} (0600)")
-    if not site.usage_service_port_file.exists():  # kept, so the same site always maps to the same config
+    if (
+        not site.usage_service_port_file.exists()
+    ):  # kept, so the same site always maps to the same config
         port = free_port_below_ephemeral()
         site.usage_service_port_file.write_text(f"{port}\n")
-        done.append(f"picked loopback port {port} for the usage service (when usage.service_port is 0)")
+        done.append(
+            f"picked loopback port {port} for the usage service (when usage.service_port is 0)"
+        )
     from .config import load_config  # the file now exists
 
     content = site.content(load_config(site.root))

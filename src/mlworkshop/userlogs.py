@@ -56,7 +56,9 @@ def prepare_user_log(logs: Path, name: str, max_bytes: int = MAX_BYTES) -> Path:
     folder.mkdir(mode=0o750, parents=True, exist_ok=True)
     st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-        raise UserLogError(f"{folder} is not a folder owned by the hub's user: remove it and restart the hub")
+        raise UserLogError(
+            f"{folder} is not a folder owned by the hub's user: remove it and restart the hub"
+        )
     if stat.S_IMODE(st.st_mode) != 0o750:
         os.chmod(folder, 0o750, follow_symlinks=False)
     path = user_log_path(logs, name)

@@ -18,4 +18,6 @@ pytestmark = pytest.mark.integration
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/attacks/" in str(item.fspath) and os.geteuid() != 0:
-            item.add_marker(pytest.mark.skip(reason="attacks need a hub run as root (real student accounts)"))
+            item.add_marker(
+                pytest.mark.skip(reason="attacks need a hub run as root (real student accounts)")
+            )

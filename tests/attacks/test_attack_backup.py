@@ -67,8 +67,13 @@ def test_backup_never_reads_through_a_students_links(make_hub, tmp_path):
     shadow_line = Path("/etc/shadow").read_bytes().split(b"\n")[0]
     try:
         (work / "race.py").write_text(RACE)
-        race = subprocess.Popen(["runuser", "-u", account, "--", sys.executable, "race.py", str(secret_dir), "40"],
-                                cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        race = subprocess.Popen(
+            ["runuser", "-u", account, "--", sys.executable, "race.py", str(secret_dir), "40"],
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         archives = []
         try:
             deadline = time.monotonic() + 30

@@ -30,8 +30,14 @@ except urllib.error.HTTPError as error:
 
 def as_student(account: str, url: str, token: str) -> dict:
     """The crafted POST, sent by a process of the student's own account with her own token."""
-    done = subprocess.run(["runuser", "-u", account, "--", "/usr/bin/python3", "-I", "-c", CRAFTED_POST, url],
-                          input=token + "\n", capture_output=True, text=True, cwd="/", timeout=90)
+    done = subprocess.run(
+        ["runuser", "-u", account, "--", "/usr/bin/python3", "-I", "-c", CRAFTED_POST, url],
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=90,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -16,13 +16,12 @@ import sys
 
 import httpx
 import psutil
-import pytest
 
 from mlworkshop.config import MLWorkshopConfig
 from tests.integration.hubctl import mlw
 
 # Run as the student: bind the port and answer like the hub would for alice.
-FAKE_HUB = r'''
+FAKE_HUB = r"""
 import json, socket, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -45,7 +44,7 @@ except OSError as exc:
     sys.exit(0)
 print("bound", flush=True)
 server.serve_forever()
-'''
+"""
 
 PASSWORD = "Attack-test-pw-42"
 
@@ -53,14 +52,22 @@ PASSWORD = "Attack-test-pw-42"
 def listening_port(uid: int) -> int:
     """The port the server of the account with this uid listens on."""
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid and psutil.Process(conn.pid).uids().real == uid:
+        if (
+            conn.status == psutil.CONN_LISTEN
+            and conn.pid
+            and psutil.Process(conn.pid).uids().real == uid
+        ):
             return conn.laddr.port
     raise AssertionError(f"no server of uid {uid} listens")
 
 
 def as_student(account: str, port: int) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(["runuser", "-u", account, "--", sys.executable, "-c", FAKE_HUB, str(port)],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["runuser", "-u", account, "--", sys.executable, "-c", FAKE_HUB, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     return proc, proc.stdout.readline().strip()
 
 
@@ -74,8 +81,11 @@ def test_student_cannot_stand_in_for_a_stopped_hub(make_hub):
         browser = hub.browser()
         assert browser.login(name, PASSWORD).status_code == 302
         browser.start_server(name)
-    alice_uid = int(subprocess.run(["id", "-u", hub.prefix + "alice"], capture_output=True, text=True,
-                                   check=True).stdout)
+    alice_uid = int(
+        subprocess.run(
+            ["id", "-u", hub.prefix + "alice"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     alice_port = listening_port(alice_uid)
     defaults = MLWorkshopConfig().hub  # what this (root) hub resolved its empty ports to
     hub.stop()  # alice's server keeps running, as servers do across hub restarts
@@ -87,8 +97,11 @@ def test_student_cannot_stand_in_for_a_stopped_hub(make_hub):
             fakes.append(proc)
             assert said.startswith("refused"), f"bob bound port {port} while the hub was stopped"
         # whoever answers now, alice's server accepts no made-up token
-        stolen = httpx.get(f"http://127.0.0.1:{alice_port}/user/alice/api/contents/work",
-                           headers={"Authorization": "token made-up-by-bob"}, timeout=30)
+        stolen = httpx.get(
+            f"http://127.0.0.1:{alice_port}/user/alice/api/contents/work",
+            headers={"Authorization": "token made-up-by-bob"},
+            timeout=30,
+        )
         assert stolen.status_code != 200, "alice's server believed bob's fake hub"
         hub.start()  # nothing of bob's holds the hub's ports
     finally:

@@ -28,7 +28,7 @@ PASSWORD = "Forge-the-log-77"
 # machinery and files in the student's home are their own (IPython's history): writing there
 # would only break the kernel. Everything else gets truncated and then the forged line: a
 # regular file, a pipe, a terminal is where a hub's log would be.
-ATTACK = r'''
+ATTACK = r"""
 import json, os
 forged = FORGED
 report = {"pid": os.getpid(), "fds": {}, "written": [], "truncated": []}
@@ -53,7 +53,7 @@ for name in os.listdir("/proc/self/fd"):
     except OSError:
         pass
 print("REPORT " + json.dumps(report))
-'''
+"""
 
 
 def _fd_targets(pid: int) -> dict[int, str]:
@@ -74,7 +74,9 @@ def _hub_side_objects(hub_pid: int) -> set[str]:
         try:
             if proc.uids().real != 0:
                 continue
-            objects |= {t for t in _fd_targets(proc.pid).values() if t.startswith(("pipe:", "socket:"))}
+            objects |= {
+                t for t in _fd_targets(proc.pid).values() if t.startswith(("pipe:", "socket:"))
+            }
         except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
             continue
     return objects
@@ -110,33 +112,49 @@ async def test_student_cannot_forge_or_erase_the_hub_log(make_hub, preload):
     log_stat = os.stat(user_log)
     for fd in (1, 2):
         st = os.stat(f"/proc/{server_pid}/fd/{fd}")
-        assert (st.st_dev, st.st_ino) == (log_stat.st_dev, log_stat.st_ino), f"server fd {fd}: {server_fds[fd]}"
+        assert (st.st_dev, st.st_ino) == (log_stat.st_dev, log_stat.st_ino), (
+            f"server fd {fd}: {server_fds[fd]}"
+        )
     for fd in server_fds:
         try:
             st = os.stat(f"/proc/{server_pid}/fd/{fd}")
         except OSError:
             continue
-        assert (st.st_dev, st.st_ino) != (hub_log.st_dev, hub_log.st_ino), f"the server holds the hub log as fd {fd}"
-    assert _shared_with_hub(server_fds, hub_objects) == {}, "the server holds a pipe or socket of the hub's"
+        assert (st.st_dev, st.st_ino) != (hub_log.st_dev, hub_log.st_ino), (
+            f"the server holds the hub log as fd {fd}"
+        )
+    assert _shared_with_hub(server_fds, hub_objects) == {}, (
+        "the server holds a pipe or socket of the hub's"
+    )
     assert (log_stat.st_uid, log_stat.st_mode & 0o777) == (0, 0o640)
 
     shown = mlw(hub.site, "logs", "mallory")
-    assert "Jupyter Server" in shown.stdout, f"the server's own output is in the user's log: {shown.stdout}"
+    assert "Jupyter Server" in shown.stdout, (
+        f"the server's own output is in the user's log: {shown.stdout}"
+    )
 
     before = hub.log()
     forged = f"[I 2026-01-01 00:00:00.000 JupyterHub app:1] Admin prof: approve {secrets.token_hex(4)}-mallory\n"
     output = await server.run_code(ATTACK.replace("FORGED", repr(forged)))
-    report = json.loads(next(line for line in output.splitlines() if line.startswith("REPORT "))[len("REPORT "):])
+    report = json.loads(
+        next(line for line in output.splitlines() if line.startswith("REPORT "))[len("REPORT ") :]
+    )
     kernel_fds = {int(fd): info for fd, info in report["fds"].items()}
     assert report["written"], f"the attack wrote to no descriptor: {kernel_fds}"
     for fd, info in kernel_fds.items():
-        assert (info["dev"], info["ino"]) != (hub_log.st_dev, hub_log.st_ino), f"the kernel holds the hub log as fd {fd}"
-    assert _shared_with_hub({fd: i["target"] for fd, i in kernel_fds.items()}, hub_objects) == {}, kernel_fds
+        assert (info["dev"], info["ino"]) != (hub_log.st_dev, hub_log.st_ino), (
+            f"the kernel holds the hub log as fd {fd}"
+        )
+    assert _shared_with_hub({fd: i["target"] for fd, i in kernel_fds.items()}, hub_objects) == {}, (
+        kernel_fds
+    )
 
     after = hub.log()
     assert forged.strip() not in after, "a student forged a line in the hub's log"
     assert after.startswith(before), "a student truncated or overwrote the hub's log"
-    assert forged.strip() in user_log.read_text(errors="replace"), "the forged text is in the student's own log"
+    assert forged.strip() in user_log.read_text(errors="replace"), (
+        "the forged text is in the student's own log"
+    )
 
     shown = mlw(hub.site, "logs", "mallory", "--lines", "1000")
     assert forged.strip() in shown.stdout, shown.stdout

@@ -31,9 +31,15 @@ USAGE = "/services/usage"
 
 def limited_hub(make_hub, **extra):
     """A hub whose CPU-only servers have 1 GiB and at most 100 processes (threads count too)."""
-    hub = make_hub(**{"culler.enabled": "false", "usage.service_port": free_port(),
-                      "accelerators.profiles.cpu.mem_limit": "1G",
-                      "spawner.local.max_processes": "100", **extra})
+    hub = make_hub(
+        **{
+            "culler.enabled": "false",
+            "usage.service_port": free_port(),
+            "accelerators.profiles.cpu.mem_limit": "1G",
+            "spawner.local.max_processes": "100",
+            **extra,
+        }
+    )
     mlw(hub.site, "user", "add", "alice", "--password-stdin", input=ALICE_PW + "\n")
     mlw(hub.site, "user", "add", "bob", "--password-stdin", input=BOB_PW + "\n")
     hub.start()
@@ -77,19 +83,39 @@ async def run_expecting_death(server: Server, code: str, timeout: float = 120) -
     ws_url = server.base.replace("http", "ws") + f"{server.prefix}/api/kernels/{kernel_id}/channels"
     output: list[str] = []
     try:
-        async with websockets.connect(ws_url, additional_headers={"Authorization": f"token {server.token}"},
-                                      open_timeout=60) as ws:
+        async with websockets.connect(
+            ws_url, additional_headers={"Authorization": f"token {server.token}"}, open_timeout=60
+        ) as ws:
             msg_id = uuid.uuid4().hex
-            await ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                           "msg_type": "execute_request", "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": False,
-                            "user_expressions": {}, "allow_stdin": False},
-            }))
+            await ws.send(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "username": "test",
+                            "session": uuid.uuid4().hex,
+                            "msg_type": "execute_request",
+                            "version": "5.3",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": False,
+                            "user_expressions": {},
+                            "allow_stdin": False,
+                        },
+                    }
+                )
+            )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                msg = json.loads(await asyncio.wait_for(ws.recv(), max(1, deadline - time.monotonic())))
+                msg = json.loads(
+                    await asyncio.wait_for(ws.recv(), max(1, deadline - time.monotonic()))
+                )
                 kind = msg["msg_type"]
                 if kind == "status" and msg["content"]["execution_state"] in ("restarting", "dead"):
                     return "died", "".join(output)
@@ -101,7 +127,9 @@ async def run_expecting_death(server: Server, code: str, timeout: float = 120) -
                     output.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
                 elif kind == "status" and msg["content"]["execution_state"] == "idle":
                     return "finished", "".join(output)
-            raise AssertionError(f"the kernel neither finished nor died within {timeout}s: {''.join(output)}")
+            raise AssertionError(
+                f"the kernel neither finished nor died within {timeout}s: {''.join(output)}"
+            )
     finally:
         server.client.delete(f"{server.prefix}/api/kernels/{kernel_id}")
 
@@ -121,8 +149,11 @@ async def test_memory_beyond_the_limit_kills_the_kernel_and_says_why(make_hub, s
     # forked: server and kernel forked by the fork server; cold: both fresh processes (Popen)
     hub = limited_hub(make_hub, **({"spawner.local.preload": "false"} if start == "cold" else {}))
     alice, browser = student(hub, "alice", ALICE_PW)
-    limits = httpx.get(hub.url + USAGE + "/api/users/alice/limits", timeout=30,
-                       headers={"Authorization": f"token {alice.token}"}).json()
+    limits = httpx.get(
+        hub.url + USAGE + "/api/users/alice/limits",
+        timeout=30,
+        headers={"Authorization": f"token {alice.token}"},
+    ).json()
     assert limits["memory_limit_gib"] == 1.0, limits  # what she is told is what is enforced below
 
     outcome, output = await run_expecting_death(alice, TOUCH_5_GIB)
@@ -134,15 +165,22 @@ async def test_memory_beyond_the_limit_kills_the_kernel_and_says_why(make_hub, s
         deadline = time.monotonic() + 30
         while "out-of-memory killer" not in logs(hub) and time.monotonic() < deadline:
             time.sleep(0.25)
-        assert "was killed by the out-of-memory killer: this server and its kernels may use 1 GiB" in logs(hub), \
-            logs(hub)[-3000:]
+        assert (
+            "was killed by the out-of-memory killer: this server and its kernels may use 1 GiB"
+            in logs(hub)
+        ), logs(hub)[-3000:]
     # ... and by the usage API she reads her limits from
-    limits = httpx.get(hub.url + USAGE + "/api/users/alice/limits", timeout=30,
-                       headers={"Authorization": f"token {alice.token}"}).json()
+    limits = httpx.get(
+        hub.url + USAGE + "/api/users/alice/limits",
+        timeout=30,
+        headers={"Authorization": f"token {alice.token}"},
+    ).json()
     assert limits["oom_kills"] >= 1 and "out of memory" in limits["message"], limits
     page = browser.client.get(USAGE + "/me")  # her usage page says it too
-    assert page.status_code == 200 and "Your server ran out of memory within its limit of 1 GiB" in page.text, \
-        page.text[:2000]
+    assert (
+        page.status_code == 200
+        and "Your server ran out of memory within its limit of 1 GiB" in page.text
+    ), page.text[:2000]
 
 
 START_BUSY = """
@@ -160,7 +198,9 @@ async def test_a_cpu_hog_gets_no_more_than_its_share(make_hub):
     job = [int(p) for p in (await bob.run_code(START_BUSY.format(n=1))).split()]
     try:
         # both students' processes are their own accounts' (not root's, not each other's)
-        assert {os.stat(f"/proc/{p}").st_uid for p in hog} != {os.stat(f"/proc/{p}").st_uid for p in job}
+        assert {os.stat(f"/proc/{p}").st_uid for p in hog} != {
+            os.stat(f"/proc/{p}").st_uid for p in job
+        }
         start_hog, start_job = cpu_seconds(hog), cpu_seconds(job)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until the two were given 12 CPU-seconds between them
@@ -174,7 +214,9 @@ async def test_a_cpu_hog_gets_no_more_than_its_share(make_hub):
         # Per process (no cgroups) bob's one process gets 1/9 of what the two are given; per
         # user, he gets his half of the machine's two cores, or at least a third of the total
         # while the scheduler balances alice's eight processes over both cores.
-        assert share >= 0.3, f"bob's job got {share:.0%} of the CPU time (alice {hog_used:.1f} s, bob {job_used:.1f} s)"
+        assert share >= 0.3, (
+            f"bob's job got {share:.0%} of the CPU time (alice {hog_used:.1f} s, bob {job_used:.1f} s)"
+        )
     finally:
         for pid in hog + job:
             try:
@@ -246,7 +288,20 @@ async def test_an_idle_connection_to_the_kernel_socket_is_closed(make_hub):
     hub = limited_hub(make_hub)
     student(hub, "alice", ALICE_PW)  # her account exists: the socket forks a child for her
     account = hub.prefix + "alice"
-    result = subprocess.run(["runuser", "-u", account, "--", "/usr/bin/python3", "-c", IDLE_CLIENT,
-                             str(hub.site / "run" / "kernels.sock")],
-                            capture_output=True, text=True, timeout=150, cwd="/")
+    result = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            account,
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            IDLE_CLIENT,
+            str(hub.site / "run" / "kernels.sock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        cwd="/",
+    )
     assert result.stdout.strip() == "closed,closed", (result.stdout, result.stderr)

@@ -73,18 +73,43 @@ def _failure_rows(hub) -> int:
 
 
 def test_no_lockout_bypass_or_owner_lockout_through_the_internal_port(make_hub):
-    hub = make_hub(**{"auth.lockout_attempts": ATTEMPTS, "auth.admin_users": "[owner]", "culler.enabled": "false",
-                      "usage.enabled": "false"})
+    hub = make_hub(
+        **{
+            "auth.lockout_attempts": ATTEMPTS,
+            "auth.admin_users": "[owner]",
+            "culler.enabled": "false",
+            "usage.enabled": "false",
+        }
+    )
     mlw(hub.site, "user", "add", "owner", "--admin", "--password-stdin", input=OWNER_PW + "\n")
     mlw(hub.site, "user", "add", "bob", "--password-stdin", input=BOB_PW + "\n")
     student = f"{hub.prefix}mallory"
-    subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell", "/bin/bash", student], check=True)
+    subprocess.run(
+        ["useradd", "--no-create-home", "--user-group", "--shell", "/bin/bash", student], check=True
+    )
     hub.start()
     rows_before = _failure_rows(hub)
 
     internal = f"http://127.0.0.1:{hub.internal_port or ROOT_INTERNAL_PORT}"
-    attack = subprocess.run(["runuser", "-u", student, "--", sys.executable, "-c", ATTACK, internal, "owner",
-                             OWNER_PW, str(ATTEMPTS)], capture_output=True, text=True, timeout=300, cwd="/")
+    attack = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            student,
+            "--",
+            sys.executable,
+            "-c",
+            ATTACK,
+            internal,
+            "owner",
+            OWNER_PW,
+            str(ATTEMPTS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
     assert attack.returncode == 0, attack.stderr
     results = json.loads(attack.stdout)
 
@@ -105,8 +130,12 @@ def test_no_lockout_bypass_or_owner_lockout_through_the_internal_port(make_hub):
 
     # changing a password takes the current one: with the owner's own session cookie, but past the
     # proxy, it is refused as well; through the proxy it works
-    form = {"_xsrf": owner.client.cookies.get("_xsrf", path="/hub/"), "current_password": "a-guess",
-            "new_password": "Owner-new-pass-8", "new_password_confirm": "Owner-new-pass-8"}
+    form = {
+        "_xsrf": owner.client.cookies.get("_xsrf", path="/hub/"),
+        "current_password": "a-guess",
+        "new_password": "Owner-new-pass-8",
+        "new_password_confirm": "Owner-new-pass-8",
+    }
     with httpx.Client(base_url=internal, cookies=owner.client.cookies, timeout=60) as direct:
         refused = direct.post("/hub/change-password", data=form)
     assert refused.status_code == 403 and "Sign in through the hub" in refused.text

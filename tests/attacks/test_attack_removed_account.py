@@ -42,8 +42,13 @@ asyncio.run(main())
 
 def as_uid(uid: int, gid: int, *command: str) -> subprocess.CompletedProcess:
     """Run as a bare uid (what is left of a removed account has no name to runuser)."""
-    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *command],
-                          capture_output=True, text=True, cwd="/", timeout=60)
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *command],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
+    )
 
 
 def live_processes(uid: int) -> list[psutil.Process]:
@@ -71,8 +76,11 @@ def remove(hub, name: str, how: str) -> None:
         assert removed.returncode == 0, removed.stdout + removed.stderr
     else:  # an admin deletes the user on the hub's admin page (its REST API)
         token = Site(hub.site).secret("cli_api_token")
-        response = httpx.delete(f"{hub.url}/hub/api/users/{name}", headers={"Authorization": f"token {token}"},
-                                timeout=120)
+        response = httpx.delete(
+            f"{hub.url}/hub/api/users/{name}",
+            headers={"Authorization": f"token {token}"},
+            timeout=120,
+        )
         assert response.status_code == 204, response.text
 
 
@@ -84,7 +92,9 @@ def test_a_removed_account_has_no_process_left_and_gets_no_kernel(make_hub, how)
     entry = pwd.getpwnam(account)
     uid, gid = entry.pw_uid, entry.pw_gid
     # a process of hers that leaves her server's session: detached, in a session of its own
-    subprocess.run(["runuser", "-u", account, "--", "setsid", "-f", "sleep", "3600"], check=True, timeout=30)
+    subprocess.run(
+        ["runuser", "-u", account, "--", "setsid", "-f", "sleep", "3600"], check=True, timeout=30
+    )
     deadline = time.monotonic() + 30
     while not any(p.name() == "sleep" for p in live_processes(uid)) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -93,11 +103,17 @@ def test_a_removed_account_has_no_process_left_and_gets_no_kernel(make_hub, how)
     remove(hub, "mallory", how)
 
     left = live_processes(uid)
-    assert not left, f"processes of the removed uid {uid} still run: {[(p.pid, p.cmdline()) for p in left]}"
-    asked = as_uid(uid, gid, sys.executable, "-c", ASK_FOR_A_KERNEL, str(hub.site / "run" / "kernels.sock"))
+    assert not left, (
+        f"processes of the removed uid {uid} still run: {[(p.pid, p.cmdline()) for p in left]}"
+    )
+    asked = as_uid(
+        uid, gid, sys.executable, "-c", ASK_FOR_A_KERNEL, str(hub.site / "run" / "kernels.sock")
+    )
     assert asked.returncode == 0, asked.stderr
     assert asked.stdout.startswith("REFUSED"), asked.stdout
-    subprocess.run(["pkill", "-KILL", "-u", str(uid)], capture_output=True)  # a failed test leaves nothing
+    subprocess.run(
+        ["pkill", "-KILL", "-u", str(uid)], capture_output=True
+    )  # a failed test leaves nothing
 
 
 def test_a_new_account_with_a_removed_name_is_a_new_person(make_hub):
@@ -107,9 +123,20 @@ def test_a_new_account_with_a_removed_name_is_a_new_person(make_hub):
     entry = pwd.getpwnam(account)
     old_uid, old_gid = entry.pw_uid, entry.pw_gid
     home = hub.site / "users" / "mallory"
-    planted = subprocess.run(["runuser", "-u", account, "--", "sh", "-c",
-                              f"echo old > {home / 'work' / 'old.txt'} && chmod 777 {home / 'work'} {home}"],
-                             capture_output=True, text=True, timeout=30)
+    planted = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            account,
+            "--",
+            "sh",
+            "-c",
+            f"echo old > {home / 'work' / 'old.txt'} && chmod 777 {home / 'work'} {home}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert planted.returncode == 0, planted.stderr
     old.stop_server("mallory")
     mlw(hub.site, "user", "remove", "mallory")
@@ -118,8 +145,12 @@ def test_a_new_account_with_a_removed_name_is_a_new_person(make_hub):
     new_uid = pwd.getpwnam(account).pw_uid
     assert new_uid != old_uid, "the new mallory got the removed account's uid"
     assert new_uid > old_uid  # never handed out before: above every uid given so far
-    write = subprocess.run(["runuser", "-u", account, "--", "sh", "-c", f"echo new > {home / 'work' / 'new.txt'}"],
-                           capture_output=True, text=True, timeout=30)
+    write = subprocess.run(
+        ["runuser", "-u", account, "--", "sh", "-c", f"echo new > {home / 'work' / 'new.txt'}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert write.returncode == 0, write.stderr
     assert not (home / "work" / "old.txt").exists(), "the new mallory was given the old one's home"
     for attempt in (["cat", str(home / "work" / "new.txt")], ["ls", str(home / "work")]):

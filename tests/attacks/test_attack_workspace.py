@@ -18,8 +18,13 @@ PASSWORD = "Mallory-Pass-42"
 
 
 def as_account(account: str, script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", account, "--", "sh", "-c", script], capture_output=True,
-                          text=True, cwd="/", timeout=60)
+    return subprocess.run(
+        ["runuser", "-u", account, "--", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
+    )
 
 
 def student_with_a_server(hub, name: str):
@@ -53,8 +58,9 @@ def test_a_hard_link_planted_where_a_content_link_was_keeps_its_owner_and_mode(m
     mallory.start_server("mallory")  # root prepares her workspace again
 
     st = victim.stat()
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o666), \
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o666), (
         f"root changed the linked file: owner {pwd.getpwuid(st.st_uid).pw_name}, mode {oct(st.st_mode)}"
+    )
 
 
 def test_a_file_planted_in_place_of_work_is_moved_aside_and_left_untouched(make_hub):

@@ -35,8 +35,14 @@ def mlw(site: Path | None, *args: str, input: str | None = None, env: dict | Non
     full = [*args, "--site", str(site)] if site is not None else list(args)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MLWORKSHOP_")}
     environ.update(env or {})
-    result = subprocess.run([*MLW, *full], input=input if input is not None else "", capture_output=True,
-                            text=True, timeout=120, env=environ)
+    result = subprocess.run(
+        [*MLW, *full],
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+    )
     return Run(tuple(args), result.returncode, result.stdout, result.stderr)
 
 

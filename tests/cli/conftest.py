@@ -36,4 +36,8 @@ def cheap_hashes_in_this_process(monkeypatch):
     subprocesses keep the real cost."""
     from mlworkshop.accounts import passwords, store
 
-    monkeypatch.setattr(store, "hash_password", lambda password, rounds=4: passwords.hash_password(password, rounds=4))
+    monkeypatch.setattr(
+        store,
+        "hash_password",
+        lambda password, rounds=4: passwords.hash_password(password, rounds=4),
+    )

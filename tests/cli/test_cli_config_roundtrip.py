@@ -24,11 +24,23 @@ RICH = {
     "hub": {"nice": -7, "base_url": "/jupyter/", "log_level": "DEBUG"},
     "auth": {"admin_users": ["prof", "ta-1"], "open_signup": True},
     "spawner": {
-        "environment": {"HF_ENDPOINT": "https://hf-mirror.com", "SEED": "0123", "ANSWER": "yes",
-                        "EMPTY": "", "COLON": "a: b", "HASH": "x #y"},
+        "environment": {
+            "HF_ENDPOINT": "https://hf-mirror.com",
+            "SEED": "0123",
+            "ANSWER": "yes",
+            "EMPTY": "",
+            "COLON": "a: b",
+            "HASH": "x #y",
+        },
         "docker": {
-            "images": [{"name": "default", "image": "localhost/mlworkshop-user:latest"},
-                       {"name": "cuda", "image": "localhost/mlworkshop-user:cuda", "description": "CUDA 12, PyTorch"}],
+            "images": [
+                {"name": "default", "image": "localhost/mlworkshop-user:latest"},
+                {
+                    "name": "cuda",
+                    "image": "localhost/mlworkshop-user:cuda",
+                    "description": "CUDA 12, PyTorch",
+                },
+            ],
             "profile_images": {"gpu": "cuda"},
             "cpu_limit": 1.5,
             "mem_limit": "3G",
@@ -39,10 +51,17 @@ RICH = {
     "workspace": {"content_dir": "/srv/course/content"},
     "accelerators": {
         "mode": "exclusive",
-        "inventory": [{"kind": "nvidia", "index": 0, "uuid": "GPU-1234", "name": "NVIDIA A100-SXM4-80GB",
-                       "memory_mib": 81920},
-                      {"kind": "nvidia", "index": 1},
-                      {"kind": "ascend", "index": 3, "name": "910B3"}],
+        "inventory": [
+            {
+                "kind": "nvidia",
+                "index": 0,
+                "uuid": "GPU-1234",
+                "name": "NVIDIA A100-SXM4-80GB",
+                "memory_mib": 81920,
+            },
+            {"kind": "nvidia", "index": 1},
+            {"kind": "ascend", "index": 3, "name": "910B3"},
+        ],
         "max_per_user": 1,
         "group_limits": {"staff": 4},
         "device_groups": {"nvidia": ["video"], "ascend": []},
@@ -50,9 +69,11 @@ RICH = {
     },
     "usage": {
         "rates": {"gpu_hour": 1.25, "currency": "CNY"},
-        "quotas": {"default": {"gpu_hours_per_week": 10},
-                   "groups": {"staff": {"gpu_hours_per_week": 40, "max_devices": 2}},
-                   "users": {"ann": {"max_servers": 0}}},
+        "quotas": {
+            "default": {"gpu_hours_per_week": 10},
+            "groups": {"staff": {"gpu_hours_per_week": 40, "max_devices": 2}},
+            "users": {"ann": {"max_servers": 0}},
+        },
     },
 }
 
@@ -92,7 +113,11 @@ def test_every_key_round_trips_through_get_and_set(rich_site):
     before = load_config(rich_site, {})
     expected = before.model_dump(mode="json")
     keys = list(_keys(MLWorkshopConfig))
-    assert "accelerators.inventory" in keys and "usage.quotas.groups" in keys and "spawner.docker.images" in keys
+    assert (
+        "accelerators.inventory" in keys
+        and "usage.quotas.groups" in keys
+        and "spawner.docker.images" in keys
+    )
     for key in keys:
         got = mlw_here(rich_site, "config", "get", key)
         assert got.returncode == 0 and "error" not in got.output, got
@@ -101,9 +126,13 @@ def test_every_key_round_trips_through_get_and_set(rich_site):
         written = mlw_here(rich_site, "config", "set", key, got.stdout.rstrip("\n"))
         assert written.returncode == 0, written
         echoed = written.stdout.strip()
-        assert echoed.startswith(f"{key} = ") and echoed.endswith(" (restart the hub to apply)"), written
+        assert echoed.startswith(f"{key} = ") and echoed.endswith(" (restart the hub to apply)"), (
+            written
+        )
         shown = echoed.removeprefix(f"{key} = ").removesuffix(" (restart the hub to apply)")
-        assert _yaml(shown) == _value(expected, key), written  # the echo is the YAML that was written
+        assert _yaml(shown) == _value(expected, key), (
+            written
+        )  # the echo is the YAML that was written
     assert load_config(rich_site, {}) == before  # (each later `get` also read back what was set)
 
 
@@ -120,8 +149,13 @@ def test_show_is_yaml_a_site_can_load_again(rich_site, tmp_path):
 
 def test_the_issue_20_inventory_commands(site):
     """The commands of the report, as a lab admin typed them."""
-    written = mlw(site, "config", "set", "accelerators.inventory",
-                  "[{kind: nvidia, index: 0, name: Fake GPU}, {kind: nvidia, index: 1, name: Fake GPU}]")
+    written = mlw(
+        site,
+        "config",
+        "set",
+        "accelerators.inventory",
+        "[{kind: nvidia, index: 0, name: Fake GPU}, {kind: nvidia, index: 1, name: Fake GPU}]",
+    )
     assert written.returncode == 0, written
     assert "DeviceSpec(" not in written.output and "kind: nvidia" in written.stdout, written
     got = mlw(site, "config", "get", "accelerators.inventory")

@@ -47,7 +47,9 @@ def test_a_students_bytes_cannot_drive_the_admins_terminal(site):
 
 
 def test_unknown_user_bad_name_and_no_log_yet(site):
-    assert_refused(mlw_here(site, "logs", "nobody"), "No user named 'nobody'", "mlworkshop user list")
+    assert_refused(
+        mlw_here(site, "logs", "nobody"), "No user named 'nobody'", "mlworkshop user list"
+    )
     assert_refused(mlw_here(site, "logs", "../etc"), "not allowed")
     cfg = load_config(site, {})
     AccountStore(Site(site).db_url(cfg)).create("bob", "Bobs-Pass-77", approved=True)
@@ -60,8 +62,12 @@ def test_no_site(tmp_path):
 
 def test_follow_prints_what_is_added_then_stops_on_ctrl_c(site):
     path = _log(site, "alice", b"before\n")
-    proc = subprocess.Popen([*MLW, "logs", "alice", "--follow", "--site", str(site)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    proc = subprocess.Popen(
+        [*MLW, "logs", "alice", "--follow", "--site", str(site)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     seen = b""
@@ -70,8 +76,14 @@ def test_follow_prints_what_is_added_then_stops_on_ctrl_c(site):
         nonlocal seen
         deadline = time.monotonic() + 60
         while text not in seen:
-            assert time.monotonic() < deadline and selector.select(deadline - time.monotonic()), seen
-            seen += proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(65536)
+            assert time.monotonic() < deadline and selector.select(deadline - time.monotonic()), (
+                seen
+            )
+            seen += (
+                proc.stdout.read1(65536)
+                if hasattr(proc.stdout, "read1")
+                else proc.stdout.read(65536)
+            )
 
     try:
         wait_for(b"before\n")

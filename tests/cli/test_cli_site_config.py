@@ -53,18 +53,28 @@ def test_init_creates_the_site_and_a_second_run_changes_nothing(tmp_path):
 
 # --- config reading --------------------------------------------------------------------------
 def test_config_show_get_schema_and_validate(site):
-    show, get_section, valid = mlw_many(site, [
-        (("config", "show"), None),
-        (("config", "get", "culler"), None),
-        (("config", "validate"), None),
-    ])
+    show, get_section, valid = mlw_many(
+        site,
+        [
+            (("config", "show"), None),
+            (("config", "get", "culler"), None),
+            (("config", "validate"), None),
+        ],
+    )
     schema = mlw(None, "config", "schema")  # needs no site
     for run in (show, get_section, schema, valid):
         assert run.returncode == 0, run
-    assert "port: 8000" in show.stdout and "culler:" in show.stdout and "timeout: 7200" in show.stdout
-    assert get_section.stdout == "enabled: true\ntimeout: 7200\nevery: 300\n"  # YAML, as in the file
+    assert (
+        "port: 8000" in show.stdout and "culler:" in show.stdout and "timeout: 7200" in show.stdout
+    )
+    assert (
+        get_section.stdout == "enabled: true\ntimeout: 7200\nevery: 300\n"
+    )  # YAML, as in the file
     document = json.loads(schema.stdout)
-    assert document["properties"]["hub"] and document["$defs"]["HubConfig"]["properties"]["port"]["maximum"] == 65535
+    assert (
+        document["properties"]["hub"]
+        and document["$defs"]["HubConfig"]["properties"]["port"]["maximum"] == 65535
+    )
     assert "valid" in valid.stdout and str(site / CONFIG_FILE) in valid.stdout
 
 
@@ -72,7 +82,9 @@ def test_environment_overrides_reach_the_cli(site):
     run = mlw(site, "config", "get", "hub.port", env={"MLWORKSHOP_HUB__PORT": "9100"})
     assert run.returncode == 0 and run.stdout.strip() == "9100", run
     bad = mlw(site, "config", "validate", env={"MLWORKSHOP_HUB__PORT": "70000"})
-    assert_refused(bad, "hub.port = 70000 (from MLWORKSHOP_HUB__PORT)", "less than or equal to 65535")
+    assert_refused(
+        bad, "hub.port = 70000 (from MLWORKSHOP_HUB__PORT)", "less than or equal to 65535"
+    )
 
 
 def test_site_comes_from_mlworkshop_site(site):
@@ -96,31 +108,53 @@ def test_config_set_takes_a_negative_number_as_the_value(site):
     run = mlw_here(site, "config", "set", "hub.nice", "-10")
     assert run.returncode == 0, run
     assert load_config(site, {}).hub.nice == -10
-    assert_refused(mlw_here(site, "config", "set", "hub.nice", "-30"), "hub.nice = -30", "greater than or equal to -20")
+    assert_refused(
+        mlw_here(site, "config", "set", "hub.nice", "-30"),
+        "hub.nice = -30",
+        "greater than or equal to -20",
+    )
 
 
 def test_config_set_refuses_bad_values_with_key_value_and_fix(site):
     before = (site / CONFIG_FILE).read_text()
     port = mlw(site, "config", "set", "hub.port", "99999")  # one in a real process, the rest here
-    kind, unknown, path = (mlw_here(site, "config", "set", key, value) for key, value in (
-        ("auth.open_signup", "maybe"), ("hub.prot", "9000"), ("workspace.content_dir", "course/content")))
+    kind, unknown, path = (
+        mlw_here(site, "config", "set", key, value)
+        for key, value in (
+            ("auth.open_signup", "maybe"),
+            ("hub.prot", "9000"),
+            ("workspace.content_dir", "course/content"),
+        )
+    )
     assert_refused(port, "hub.port = 99999", "less than or equal to 65535", "mlworkshop config set")
     assert_refused(kind, "auth.open_signup = 'maybe'", "valid boolean")
     assert_refused(unknown, "unknown key 'hub.prot'", "Did you mean 'hub.port'?", "Known keys here")
-    assert_refused(path, "workspace.content_dir = 'course/content'", "absolute path such as /srv/course/content")
+    assert_refused(
+        path,
+        "workspace.content_dir = 'course/content'",
+        "absolute path such as /srv/course/content",
+    )
     assert (site / CONFIG_FILE).read_text() == before
 
 
 def test_a_broken_file_is_reported_by_every_command(site):
     (site / CONFIG_FILE).write_text("hub:\n  port: 0\n  colour: blue\n")
     run = mlw_here(site, "config", "validate")
-    assert_refused(run, "hub.port = 0", "greater than or equal to 1", "unknown key 'hub.colour'",
-                   str(site / CONFIG_FILE))
+    assert_refused(
+        run,
+        "hub.port = 0",
+        "greater than or equal to 1",
+        "unknown key 'hub.colour'",
+        str(site / CONFIG_FILE),
+    )
 
 
 def test_commands_on_a_missing_site_say_how_to_make_it(tmp_path):
     missing = tmp_path / "nowhere"
-    for run in (mlw_here(missing, "user", "list"), mlw_here(missing, "config", "validate"),
-                mlw_here(missing, "config", "set", "hub.port", "9000")):
+    for run in (
+        mlw_here(missing, "user", "list"),
+        mlw_here(missing, "config", "validate"),
+        mlw_here(missing, "config", "set", "hub.port", "9000"),
+    ):
         assert_refused(run, "No site at", "mlworkshop init")
     assert not missing.exists()

@@ -37,26 +37,38 @@ def test_add_with_password_from_stdin_then_list_and_export(site):
     assert store.get("Bob") is None
     policy = LockoutPolicy()
     assert store.check_login("ada", GOOD, "127.0.0.1", policy).outcome is LoginOutcome.OK
-    assert store.check_login("bob", "Another-Pass-77", "127.0.0.1", policy).outcome is LoginOutcome.OK
+    assert (
+        store.check_login("bob", "Another-Pass-77", "127.0.0.1", policy).outcome is LoginOutcome.OK
+    )
     store.create("cleo", "Waiting-Pass-9", approved=False)
 
-    listing, export = mlw_many(site, [(("user", "list"), None), (("user", "export", "--csv"), None)])
+    listing, export = mlw_many(
+        site, [(("user", "list"), None), (("user", "export", "--csv"), None)]
+    )
     assert listing.returncode == 0, listing
-    lines = {line.split()[1]: line for line in listing.stdout.splitlines() if line.split()[1:2] in (["ada"], ["bob"], ["cleo"])}
+    lines = {
+        line.split()[1]: line
+        for line in listing.stdout.splitlines()
+        if line.split()[1:2] in (["ada"], ["bob"], ["cleo"])
+    }
     assert set(lines) == {"ada", "bob", "cleo"}, listing.stdout
     assert "yes" in lines["ada"] and "yes" not in lines["bob"]
     assert "waiting for approval" in lines["cleo"] and "waiting" not in lines["bob"]
     assert export.returncode == 0, export
     rows = [line.split(",") for line in export.stdout.strip().splitlines()]
     assert rows[0] == ["username", "approved", "admin", "created", "approved_at"]
-    assert [r[:3] for r in rows[1:]] == [["ada", "True", "True"], ["bob", "True", "False"], ["cleo", "False", "False"]]
+    assert [r[:3] for r in rows[1:]] == [
+        ["ada", "True", "True"],
+        ["bob", "True", "False"],
+        ["cleo", "False", "False"],
+    ]
     assert rows[3][4] == ""  # not approved yet
 
 
 def test_add_without_a_password_generates_one_and_shows_it_once(site):
     run = mlw(site, "user", "add", "dora")  # stdin is not a terminal: nobody to ask
     assert run.returncode == 0, run
-    line = next(l for l in run.stdout.splitlines() if "Generated password" in l)
+    line = next(ln for ln in run.stdout.splitlines() if "Generated password" in ln)
     password = line.split(":", 1)[1].strip()
     passwords.check_password_rules(password, 8, True, "dora")
     outcome = accounts(site).check_login("dora", password, "127.0.0.1", LockoutPolicy()).outcome
@@ -65,31 +77,48 @@ def test_add_without_a_password_generates_one_and_shows_it_once(site):
 
 def test_add_refuses_duplicates_and_weak_passwords_without_echoing_them(site):
     accounts(site).create("erin", GOOD, approved=True)
-    duplicate, short, common, same = (mlw_here(site, "user", "add", name, "--password-stdin", input=pw + "\n")
-                                      for name, pw in (("Erin", "Fresh-Pass-123"), ("finn", "Sh0rt!"),
-                                                       ("finn", "password123"), ("finnfinn", "FinnFinn")))
+    duplicate, short, common, same = (
+        mlw_here(site, "user", "add", name, "--password-stdin", input=pw + "\n")
+        for name, pw in (
+            ("Erin", "Fresh-Pass-123"),
+            ("finn", "Sh0rt!"),
+            ("finn", "password123"),
+            ("finnfinn", "FinnFinn"),
+        )
+    )
     assert_refused(duplicate, "'erin' exists already", "reset-password")
     assert_refused(short, "at least 8 characters")
     assert_refused(common, "common passwords")
     assert_refused(same, "must not be the username")
-    for run, password in ((duplicate, "Fresh-Pass-123"), (short, "Sh0rt!"), (common, "password123"),
-                          (same, "FinnFinn")):
+    for run, password in (
+        (duplicate, "Fresh-Pass-123"),
+        (short, "Sh0rt!"),
+        (common, "password123"),
+        (same, "FinnFinn"),
+    ):
         assert password not in run.output
     assert [a.username for a in accounts(site).list()] == ["erin"]
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    ("../x", "'../x' is not allowed"),
-    ("a/b", "'a/b' is not allowed"),
-    ("", "A username is required"),
-    ("a" * 300, "300 characters long; the most is 24"),
-    ("jürgen", "non-ASCII"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ("../x", "'../x' is not allowed"),
+        ("a/b", "'a/b' is not allowed"),
+        ("", "A username is required"),
+        ("a" * 300, "300 characters long; the most is 24"),
+        ("jürgen", "non-ASCII"),
+    ],
+)
 def test_bad_names_are_refused_and_nothing_is_made_on_disk(site, tmp_path, raw, fragment):
     before = sorted(p for p in tmp_path.rglob("*"))
-    run = (mlw if raw == "../x" else mlw_here)(site, "user", "add", raw, "--password-stdin", input=GOOD + "\n")
+    run = (mlw if raw == "../x" else mlw_here)(
+        site, "user", "add", raw, "--password-stdin", input=GOOD + "\n"
+    )
     assert_refused(run, fragment, "lowercase letters a-z" if raw else "")
-    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing new anywhere, in or out of the site
+    assert (
+        sorted(p for p in tmp_path.rglob("*")) == before
+    )  # nothing new anywhere, in or out of the site
     assert accounts(site).list() == []
 
 
@@ -106,7 +135,10 @@ def test_approve_promote_demote_and_unknown_users(site):
     assert demote.returncode == 0 and "no longer an administrator" in demote.stdout, demote
     assert not store.get("gus").is_admin
 
-    for run in (mlw_here(site, "user", verb, "nobody") for verb in ("approve", "promote", "demote", "remove")):
+    for run in (
+        mlw_here(site, "user", verb, "nobody")
+        for verb in ("approve", "promote", "demote", "remove")
+    ):
         assert_refused(run, "No account named 'nobody'", "mlworkshop user list")
 
 
@@ -123,7 +155,9 @@ def test_reset_password_sets_it_and_lifts_the_lockout(site):
     assert new not in reset.output
     assert store.check_login("hana", new, "10.1.1.1", policy).outcome is LoginOutcome.OK
 
-    unknown = mlw_here(site, "user", "reset-password", "nobody", "--password-stdin", input="Brand-New-Pass-6\n")
+    unknown = mlw_here(
+        site, "user", "reset-password", "nobody", "--password-stdin", input="Brand-New-Pass-6\n"
+    )
     assert_refused(unknown, "No account named 'nobody'")
     assert "Brand-New-Pass-6" not in unknown.output
     assert store.check_login("hana", new, "10.1.1.2", policy).outcome is LoginOutcome.OK
@@ -139,7 +173,10 @@ def test_remove_keeps_files_by_default_and_says_where(site):
     run = mlw(site, "user", "remove", "ivan")
     assert run.returncode == 0, run
     assert store.get("ivan") is None
-    assert str(site / "users" / "ivan") in run.stdout and str(site / "submissions" / "ivan") in run.stdout
+    assert (
+        str(site / "users" / "ivan") in run.stdout
+        and str(site / "submissions" / "ivan") in run.stdout
+    )
     assert (site / "users" / "ivan" / "work" / "model.py").exists()
     assert (site / "submissions" / "ivan" / "hw1.ipynb").exists()
 
@@ -159,7 +196,9 @@ def test_remove_with_delete_files_removes_the_folders_and_account(site):
     assert run.returncode == 0 and "Removed jade" in run.stdout, run
     assert store.get("jade") is None and store.get("kai") is not None
     assert not (site / "users" / "jade").exists() and not (site / "submissions" / "jade").exists()
-    assert (site / "submissions" / "kai" / "hw1.ipynb").exists() and (site / "users" / "kai" / "work").exists()
+    assert (site / "submissions" / "kai" / "hw1.ipynb").exists() and (
+        site / "users" / "kai" / "work"
+    ).exists()
     if os.geteuid() == 0:
         with pytest.raises(KeyError):
             pwd.getpwnam(account)
@@ -197,7 +236,9 @@ def test_remove_with_the_hub_stopped_stops_the_users_server_but_nothing_else(sit
             run = mlw_here(site, "user", "remove", name)
             assert run.returncode == 0, run
         assert server.wait(timeout=10) is not None  # lena's server was asked to stop
-        assert unrelated.poll() is None, "user remove killed a process that was not the user's server"
+        assert unrelated.poll() is None, (
+            "user remove killed a process that was not the user's server"
+        )
     finally:
         for proc in (server, unrelated):
             proc.kill()
@@ -234,4 +275,7 @@ def test_unreachable_database_is_a_clear_error(site):
 def test_password_stdin_from_a_windows_file_drops_the_carriage_return(site):
     run = mlw_here(site, "user", "add", "olga", "--password-stdin", input=GOOD + "\r\n")
     assert run.returncode == 0, run
-    assert accounts(site).check_login("olga", GOOD, "127.0.0.1", LockoutPolicy()).outcome is LoginOutcome.OK
+    assert (
+        accounts(site).check_login("olga", GOOD, "127.0.0.1", LockoutPolicy()).outcome
+        is LoginOutcome.OK
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import make_hub  # noqa: F401  (the real-hub factory)
+from tests.integration.conftest import make_hub  # noqa: F401  (the real-hub factory, a fixture)
 
 from .clirun import mlw
 
@@ -25,7 +25,9 @@ def hub_admin_flag(hub, name: str, password: str) -> bool:
 def test_add_admin_and_promote_with_the_hub_running(make_hub):
     hub = make_hub()
     hub.start()
-    added = mlw(hub.site, "user", "add", "teacher", "--admin", "--password-stdin", input=ADMIN_PW + "\n")
+    added = mlw(
+        hub.site, "user", "add", "teacher", "--admin", "--password-stdin", input=ADMIN_PW + "\n"
+    )
     assert added.returncode == 0 and "Added admin teacher" in added.stdout, added
     assert hub_admin_flag(hub, "teacher", ADMIN_PW) is True
 
@@ -46,6 +48,8 @@ def test_the_cli_stays_admin_across_a_hub_restart(make_hub):
     hub.start()
     hub.stop()
     hub.start()
-    added = mlw(hub.site, "user", "add", "teacher", "--admin", "--password-stdin", input=ADMIN_PW + "\n")
+    added = mlw(
+        hub.site, "user", "add", "teacher", "--admin", "--password-stdin", input=ADMIN_PW + "\n"
+    )
     assert added.returncode == 0, added
     assert hub_admin_flag(hub, "teacher", ADMIN_PW) is True

@@ -51,18 +51,23 @@ def podman(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProc
     kwargs.setdefault("text", True)
     result = subprocess.run(["podman", *args], env=podman_env(), **kwargs)
     if check and result.returncode != 0:
-        raise RuntimeError(f"podman {' '.join(args)} failed ({result.returncode}): "
-                           f"{(result.stderr or '')[-2000:]}")
+        raise RuntimeError(
+            f"podman {' '.join(args)} failed ({result.returncode}): {(result.stderr or '')[-2000:]}"
+        )
     return result
 
 
 def engine_url() -> str:
     """Install/configure podman and start its Docker-compatible socket; the socket's URL."""
     if os.geteuid() != 0 and shutil.which("podman") is None:
-        raise EngineUnavailable("podman is not installed and installing it needs root "
-                                "(apt-get install -y podman runc debootstrap)")
+        raise EngineUnavailable(
+            "podman is not installed and installing it needs root "
+            "(apt-get install -y podman runc debootstrap)"
+        )
     env = dict(os.environ, MLW_PODMAN_DIR=str(PODMAN_DIR))
-    result = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, env=env, timeout=900)
+    result = subprocess.run(
+        ["bash", str(SETUP)], capture_output=True, text=True, env=env, timeout=900
+    )
     if result.returncode != 0:
         raise EngineUnavailable(f"scripts/podman-setup.sh failed: {result.stderr.strip()[-1500:]}")
     url = result.stdout.strip().splitlines()[-1]
@@ -85,10 +90,25 @@ def ensure_base(log=print) -> str:
     log(f"building {BASE_IMAGE} with debootstrap (about 100 s, once)")
     with tempfile.TemporaryDirectory(prefix="mlw-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-                        "bookworm", str(rootfs), DEBIAN_MIRROR], check=True, capture_output=True, timeout=1200)
-        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        podman("import", "--change", 'CMD ["/bin/bash"]', "-", BASE_IMAGE, stdin=tar.stdout, text=False)
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv,ca-certificates",
+                "bookworm",
+                str(rootfs),
+                DEBIAN_MIRROR,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=1200,
+        )
+        tar = subprocess.Popen(
+            ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE
+        )
+        podman(
+            "import", "--change", 'CMD ["/bin/bash"]', "-", BASE_IMAGE, stdin=tar.stdout, text=False
+        )
         tar.wait()
     return BASE_IMAGE
 
@@ -101,8 +121,15 @@ def ensure_test_image(log=print) -> str:
     ensure_base(log)
     log(f"building {tag} (pip installs jupyterhub + jupyterlab, a few minutes, once)")
     args = ["build", "--layers", "-t", tag, "-f", str(CONTAINERFILE)]
-    if HOST_CA.exists():  # a TLS-intercepting proxy: pip needs the host's CA, not baked into the image
-        args += ["-v", f"{HOST_CA}:/host-ca.crt:ro", "--build-arg", "PIP_CERT_ARG=--cert /host-ca.crt"]
+    if (
+        HOST_CA.exists()
+    ):  # a TLS-intercepting proxy: pip needs the host's CA, not baked into the image
+        args += [
+            "-v",
+            f"{HOST_CA}:/host-ca.crt:ro",
+            "--build-arg",
+            "PIP_CERT_ARG=--cert /host-ca.crt",
+        ]
     podman(*args, str(HERE), timeout=1800)
     return tag
 

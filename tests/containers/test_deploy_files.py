@@ -47,8 +47,25 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_dockerfile_parses_and_copies_real_files(name):
     steps = instructions(DOCKER / name)
-    known = {"FROM", "ARG", "ENV", "RUN", "COPY", "ADD", "USER", "WORKDIR", "EXPOSE", "CMD", "ENTRYPOINT",
-             "LABEL", "HEALTHCHECK", "SHELL", "VOLUME", "STOPSIGNAL", "ONBUILD"}
+    known = {
+        "FROM",
+        "ARG",
+        "ENV",
+        "RUN",
+        "COPY",
+        "ADD",
+        "USER",
+        "WORKDIR",
+        "EXPOSE",
+        "CMD",
+        "ENTRYPOINT",
+        "LABEL",
+        "HEALTHCHECK",
+        "SHELL",
+        "VOLUME",
+        "STOPSIGNAL",
+        "ONBUILD",
+    }
     assert {word for word, _ in steps} <= known, {word for word, _ in steps} - known
     assert steps[0][0] in ("ARG", "FROM")
 
@@ -67,7 +84,9 @@ def test_dockerfile_parses_and_copies_real_files(name):
             for ref in re.findall(r"\$\{(\w+)\}", image):
                 assert ref in args, f"{name}: FROM uses ${{{ref}}} before an ARG defines it"
             if image.startswith("base-${"):  # a stage chosen by a build argument
-                assert any(s.startswith("base-") for s in stages), f"{name}: no base-* stages for {image}"
+                assert any(s.startswith("base-") for s in stages), (
+                    f"{name}: no base-* stages for {image}"
+                )
             if len(parts) == 3 and parts[1].upper() == "AS":
                 stages.add(parts[2])
         elif word in ("COPY", "ADD"):
@@ -76,7 +95,9 @@ def test_dockerfile_parses_and_copies_real_files(name):
                 continue
             sources = [w for w in words if not w.startswith("--")][:-1]
             for source in sources:
-                assert (REPO / source).exists(), f"{name}: COPY {source} does not exist in the build context"
+                assert (REPO / source).exists(), (
+                    f"{name}: COPY {source} does not exist in the build context"
+                )
                 copies += 1
         elif word in ("CMD", "ENTRYPOINT") and rest.startswith("["):
             assert yaml.safe_load(rest), f"{name}: {word} is not a JSON list"
@@ -86,14 +107,46 @@ def test_dockerfile_parses_and_copies_real_files(name):
         for target, (dockerfile, _, build_args) in TARGETS.items():
             if dockerfile == name:
                 assert f"base-{build_args['VARIANT']}" in stages, target
-        assert any(w == "USER" and not r.startswith(("root", "0")) for w, r in steps[-6:]), "must end as non-root"
+        assert any(w == "USER" and not r.startswith(("root", "0")) for w, r in steps[-6:]), (
+            "must end as non-root"
+        )
 
 
-COMPOSE_TOP = {"version", "name", "services", "networks", "volumes", "configs", "secrets", "include", "models"}
+COMPOSE_TOP = {
+    "version",
+    "name",
+    "services",
+    "networks",
+    "volumes",
+    "configs",
+    "secrets",
+    "include",
+    "models",
+}
 COMPOSE_SERVICE = {
-    "image", "build", "restart", "ports", "volumes", "environment", "networks", "profiles", "command",
-    "entrypoint", "depends_on", "healthcheck", "user", "working_dir", "labels", "env_file", "devices",
-    "deploy", "container_name", "extra_hosts", "logging", "cap_add", "security_opt",
+    "image",
+    "build",
+    "restart",
+    "ports",
+    "volumes",
+    "environment",
+    "networks",
+    "profiles",
+    "command",
+    "entrypoint",
+    "depends_on",
+    "healthcheck",
+    "user",
+    "working_dir",
+    "labels",
+    "env_file",
+    "devices",
+    "deploy",
+    "container_name",
+    "extra_hosts",
+    "logging",
+    "cap_add",
+    "security_opt",
 }
 
 
@@ -107,7 +160,9 @@ def test_compose_file_has_the_spec_shape_and_names_real_files():
         if build:
             context = (DOCKER / build["context"]).resolve()
             assert context == REPO, f"{name}: the build context must be the repository root"
-            assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']} missing"
+            assert (context / build["dockerfile"]).is_file(), (
+                f"{name}: {build['dockerfile']} missing"
+            )
         for port in service.get("ports", []):
             assert re.fullmatch(r"(\$\{[^}]+\}|\d+):\d+", str(port)), port
         for volume in service.get("volumes", []):
@@ -120,7 +175,9 @@ def test_compose_file_has_the_spec_shape_and_names_real_files():
     env = hub["environment"]
     # the site is mounted at the same path inside and out, the hub drives the host's engine
     assert any(v.endswith(":/var/run/docker.sock") for v in hub["volumes"])
-    assert '${MLWORKSHOP_SITE:-/srv/mlworkshop}:${MLWORKSHOP_SITE:-/srv/mlworkshop}' in hub["volumes"]
+    assert (
+        "${MLWORKSHOP_SITE:-/srv/mlworkshop}:${MLWORKSHOP_SITE:-/srv/mlworkshop}" in hub["volumes"]
+    )
     assert env["MLWORKSHOP_SPAWNER__BACKEND"] == "docker"
     assert env["MLWORKSHOP_SPAWNER__DOCKER__NETWORK"] in data["networks"]
     assert env["MLWORKSHOP_SPAWNER__DOCKER__HUB_CONNECT_URL"] == "http://hub:8081"
@@ -133,10 +190,17 @@ def test_compose_file_has_the_spec_shape_and_names_real_files():
     assert cfg.spawner.backend == "docker" and cfg.spawner.docker.network == "mlworkshop"
 
 
-@pytest.mark.skipif(shutil.which("podman-compose") is None, reason="podman-compose is not installed")
+@pytest.mark.skipif(
+    shutil.which("podman-compose") is None, reason="podman-compose is not installed"
+)
 def test_podman_compose_resolves_the_file():
-    result = subprocess.run(["podman-compose", "--dry-run", "-f", "docker-compose.yml", "build"], cwd=DOCKER,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["podman-compose", "--dry-run", "-f", "docker-compose.yml", "build"],
+        cwd=DOCKER,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "-f ../../deploy/docker/Dockerfile.hub ../.." in result.stdout
     assert "-t localhost/mlworkshop-user:latest" in result.stdout

@@ -24,15 +24,19 @@ PASSWORD = "Container-class-7"
 TWO_NPUS = "[{kind: ascend, index: 6, name: Fake 910B}, {kind: ascend, index: 7, name: Fake 910B}]"
 
 
-def docker_settings(engine: str, image: str, images: str | None = None, accelerators: str | None = None) -> dict:
+def docker_settings(
+    engine: str, image: str, images: str | None = None, accelerators: str | None = None
+) -> dict:
     """Hub settings as few `config set` calls as possible (each one is a CLI run)."""
     tag = secrets.token_hex(3)
     images = images or f"[{{name: default, image: '{image}', description: test image}}]"
     settings = {
         "spawner.backend": "docker",
-        "spawner.docker": (f"{{url: '{engine}', images: {images}, pull_policy: never, "
-                           f"name_template: 'mlwtest-{tag}-{{username}}', mem_limit: 512M, "
-                           "environment: {COURSE: ml101}}"),
+        "spawner.docker": (
+            f"{{url: '{engine}', images: {images}, pull_policy: never, "
+            f"name_template: 'mlwtest-{tag}-{{username}}', mem_limit: 512M, "
+            "environment: {COURSE: ml101}}"
+        ),
         "culler.enabled": "false",
     }
     if accelerators:
@@ -47,8 +51,10 @@ def exec_in(client, container: str, *cmd: str) -> tuple[int, str]:
 
 
 def container_of(client, hub, username: str) -> dict:
-    found = client.containers(all=True, filters={"label": [f"org.mlworkshop.site={hub.site}",
-                                                           f"org.mlworkshop.user={username}"]})
+    found = client.containers(
+        all=True,
+        filters={"label": [f"org.mlworkshop.site={hub.site}", f"org.mlworkshop.user={username}"]},
+    )
     assert len(found) == 1, found
     return client.inspect_container(found[0]["Id"])
 
@@ -57,10 +63,19 @@ def spawn(browser, name: str, body: dict | None = None):
     return browser.api("POST", f"/users/{name}/server", json=body or {})
 
 
-async def test_two_students_in_containers(make_hub, engine, test_image, client, cleanup_containers, fake_ascend):
+async def test_two_students_in_containers(
+    make_hub, engine, test_image, client, cleanup_containers, fake_ascend
+):
     fake_ascend([6, 7])
-    hub = make_hub(**docker_settings(engine, test_image, accelerators=(
-        f"{{mode: exclusive, detect: false, inventory: {TWO_NPUS}, max_per_user: 1}}")))
+    hub = make_hub(
+        **docker_settings(
+            engine,
+            test_image,
+            accelerators=(
+                f"{{mode: exclusive, detect: false, inventory: {TWO_NPUS}, max_per_user: 1}}"
+            ),
+        )
+    )
     cleanup_containers(str(hub.site))
     (hub.site / "content" / "lessons").mkdir(parents=True, exist_ok=True)
     (hub.site / "content" / "lessons" / "intro.md").write_text("# hello\n")
@@ -111,20 +126,29 @@ async def test_two_students_in_containers(make_hub, engine, test_image, client, 
             assert stat.S_IMODE((hub.site / "users" / name / "work").stat().st_mode) == 0o700
         code, env = exec_in(client, cid, "env")
         assert "COURSE=ml101" in env and f"JUPYTERHUB_USER={name}" in env
-        code, out = exec_in(client, cid, "sh", "-c", "touch /home/jovyan/lessons/x 2>&1; echo rc=$?")
+        code, out = exec_in(
+            client, cid, "sh", "-c", "touch /home/jovyan/lessons/x 2>&1; echo rc=$?"
+        )
         assert "rc=0" not in out and "Read-only file system" in out, out
         code, out = exec_in(client, cid, "sh", "-c", "touch /home/jovyan/work/ok && echo writable")
         assert "writable" in out, out
         # the memory limit as the kernel enforces it (cgroup v2, else v1)
-        code, limit = exec_in(client, cid, "sh", "-c",
-                              "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
+        code, limit = exec_in(
+            client,
+            cid,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        )
         assert int(limit.split()[0]) == 512 * 1024 * 1024, limit
         assert spec["HostConfig"]["Memory"] == 512 * 1024 * 1024
 
     # work/ is private: bob's file is not in alice's container at all
     code, out = exec_in(client, specs["alice"]["Id"], "ls", "-a", "/home/jovyan/work")
     assert "notes.py" in out and "secret.txt" not in out
-    code, out = exec_in(client, specs["alice"]["Id"], "sh", "-c", "find / -name secret.txt 2>/dev/null | head -1")
+    code, out = exec_in(
+        client, specs["alice"]["Id"], "sh", "-c", "find / -name secret.txt 2>/dev/null | head -1"
+    )
     assert out.strip() == ""
 
     # --- the devices the allocator chose are in each container's spec, one chip each ---
@@ -134,11 +158,15 @@ async def test_two_students_in_containers(make_hub, engine, test_image, client, 
         mine = [d for d in devices if d.startswith("/dev/davinci") and d[12:].isdigit()]
         assert len(mine) == 1 and "/dev/davinci_manager" in devices, devices
         chips[name] = mine[0]
-        assert any(bind.startswith("/usr/local/Ascend/driver:") and bind.endswith(":ro")
-                   or "/usr/local/Ascend/driver" in bind and "ro" in bind.split(":")[-1]
-                   for bind in spec["HostConfig"]["Binds"]), spec["HostConfig"]["Binds"]
+        assert any(
+            bind.startswith("/usr/local/Ascend/driver:")
+            and bind.endswith(":ro")
+            or "/usr/local/Ascend/driver" in bind
+            and "ro" in bind.split(":")[-1]
+            for bind in spec["HostConfig"]["Binds"]
+        ), spec["HostConfig"]["Binds"]
         env = dict(e.split("=", 1) for e in spec["Config"]["Env"])
-        assert env["ASCEND_VISIBLE_DEVICES"] == mine[0][len("/dev/davinci"):]
+        assert env["ASCEND_VISIBLE_DEVICES"] == mine[0][len("/dev/davinci") :]
         code, out = exec_in(client, spec["Id"], "ls", mine[0])
         assert code == 0, out
     assert sorted(chips.values()) == ["/dev/davinci6", "/dev/davinci7"], chips
@@ -180,19 +208,25 @@ def broken_image(test_image, tmp_path):
     """The test image with a server command that fails at once (no RUN step: built instantly)."""
     tag = f"localhost/mlworkshop-test-broken:{secrets.token_hex(3)}"
     (tmp_path / "Containerfile").write_text(
-        f"FROM {test_image}\nCMD [\"sh\", \"-c\", \"echo this image is broken >&2; exit 3\"]\n")
+        f'FROM {test_image}\nCMD ["sh", "-c", "echo this image is broken >&2; exit 3"]\n'
+    )
     podman("build", "-t", tag, str(tmp_path))
     yield tag
     podman("rmi", "-f", tag, check=False)
 
 
-async def test_failures_are_explained_and_leave_nothing(make_hub, engine, test_image, broken_image, client,
-                                                        cleanup_containers):
-    hub = make_hub(**docker_settings(
-        engine, test_image,
-        images=f"[{{name: default, image: '{test_image}'}}, {{name: ghost, image: 'localhost/mlworkshop-not-built:1'}}, "
-               f"{{name: broken, image: '{broken_image}'}}]",
-        accelerators="{mode: exclusive, detect: false, inventory: [{kind: ascend, index: 250, name: Missing chip}]}"))
+async def test_failures_are_explained_and_leave_nothing(
+    make_hub, engine, test_image, broken_image, client, cleanup_containers
+):
+    hub = make_hub(
+        **docker_settings(
+            engine,
+            test_image,
+            images=f"[{{name: default, image: '{test_image}'}}, {{name: ghost, image: 'localhost/mlworkshop-not-built:1'}}, "
+            f"{{name: broken, image: '{broken_image}'}}]",
+            accelerators="{mode: exclusive, detect: false, inventory: [{kind: ascend, index: 250, name: Missing chip}]}",
+        )
+    )
     cleanup_containers(str(hub.site))
     for name in ("carol", "dave", "erin", "fred"):
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
@@ -211,7 +245,9 @@ async def test_failures_are_explained_and_leave_nothing(make_hub, engine, test_i
             if not model.get("pending") and not (model.get("servers") or {}).get(""):
                 break
             time.sleep(0.3)
-        print(f"{name}: failed spawn took {time.monotonic() - began:.1f} s ({response.status_code})")
+        print(
+            f"{name}: failed spawn took {time.monotonic() - began:.1f} s ({response.status_code})"
+        )
         return response.text + "\n" + hub.log()
 
     # image missing: the message names the commands that build or load it

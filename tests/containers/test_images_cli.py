@@ -68,7 +68,9 @@ def test_save_load_list_round_trip(tiny_image, tmp_path):
 
 
 def test_clear_errors(engine, tmp_path):
-    missing = run("save", "localhost/mlworkshop-not-built:1", "--dir", str(tmp_path), "--engine", "podman")
+    missing = run(
+        "save", "localhost/mlworkshop-not-built:1", "--dir", str(tmp_path), "--engine", "podman"
+    )
     assert isinstance(missing.exception, ImagesError)
     assert "mlworkshop images build" in str(missing.exception)
 
@@ -78,11 +80,15 @@ def test_clear_errors(engine, tmp_path):
     broken = tmp_path / "broken.tar.gz"
     broken.write_bytes(b"not a gzip file")
     bad = run("load", str(broken), "--engine", "podman")
-    assert isinstance(bad.exception, ImagesError) and "complete `images save` archive" in str(bad.exception)
+    assert isinstance(bad.exception, ImagesError) and "complete `images save` archive" in str(
+        bad.exception
+    )
 
 
 def test_build_commands():
-    result = run("build", "user-cuda", "hub", "--build-arg", "CODE_SERVER_VERSION=4.90.0", "--dry-run")
+    result = run(
+        "build", "user-cuda", "hub", "--build-arg", "CODE_SERVER_VERSION=4.90.0", "--dry-run"
+    )
     assert result.exit_code == 0, result.output
     assert "deploy/docker/Dockerfile.user -t localhost/mlworkshop-user:cuda" in result.output
     assert "--build-arg VARIANT=cuda --build-arg CODE_SERVER_VERSION=4.90.0" in result.output

@@ -25,8 +25,12 @@ def test_container_stats_cpu_and_memory(engine):
     client = docker.DockerClient(base_url=engine, version="auto", timeout=120)
     name = "mlw-usage-stats-" + uuid.uuid4().hex[:8]
     # a busy process holding 64 MiB
-    container = client.containers.run(image, ["python3", "-c", "x = bytearray(64 * 2**20)\nwhile True: pass"],
-                                      name=name, detach=True)
+    container = client.containers.run(
+        image,
+        ["python3", "-c", "x = bytearray(64 * 2**20)\nwhile True: pass"],
+        name=name,
+        detach=True,
+    )
     try:
         sampler = ContainerSampler(client)
         deadline = time.monotonic() + 60

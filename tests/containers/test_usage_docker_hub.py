@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.test_usage_hub import (
-    ADMIN_PW, ALICE_PW, UsageAPI, login, start_hub, usage_hub, wait_for,
+    ADMIN_PW,
+    ALICE_PW,
+    UsageAPI,
+    login,
+    start_hub,
+    usage_hub,
+    wait_for,
 )
 
 from .test_docker_hub import docker_settings
@@ -25,7 +31,12 @@ def test_container_sessions_and_samples(make_hub, engine, test_image, cleanup_co
     alice.start_server("alice", timeout=180)
     [session] = admin_api.json("/api/sessions", params={"user": "alice", "state": "open"})
     assert session["backend"] == "docker", session
-    samples = wait_for(lambda: admin_api.json(f"/api/sessions/{session['id']}/samples"), 90, 0.5, "container samples")
+    samples = wait_for(
+        lambda: admin_api.json(f"/api/sessions/{session['id']}/samples"),
+        90,
+        0.5,
+        "container samples",
+    )
     assert samples[-1]["mem_bytes"] > 20 * 2**20, samples[-1]  # a JupyterLab in a container
     alice.stop_server("alice")
     closed = admin_api.json(f"/api/sessions/{session['id']}")

@@ -5,9 +5,11 @@ import os
 import pwd
 import secrets
 import subprocess
+
 import pytest
 
 from .hubctl import Hub, make_site_dir, remove_accounts, remove_site
+
 
 def _remove_accounts(prefix: str, group: str) -> None:
     """The test accounts (all processes killed first) and the admin group."""
@@ -29,8 +31,13 @@ def make_hub():
         hub = Hub(make_site_dir())
         hub.prefix = f"{tag}-"
         hub.admin_group = f"{tag}-adm"
-        hub.configure(**{"spawner.local.user_prefix": hub.prefix,
-                         "spawner.local.admin_group": hub.admin_group, **settings})
+        hub.configure(
+            **{
+                "spawner.local.user_prefix": hub.prefix,
+                "spawner.local.admin_group": hub.admin_group,
+                **settings,
+            }
+        )
         hubs.append(hub)
         return hub
 
@@ -40,7 +47,9 @@ def make_hub():
             hub.stop()
         finally:  # a hub that would not stop still leaves no accounts, servers or site behind
             tail = None if os.environ.get("MLW_FULL_HUB_LOG") else -6000
-            print(f"--- hub log ({hub.site}) ---\n{hub.log()[tail:] if tail else hub.log()}")  # shown when a test fails
+            print(
+                f"--- hub log ({hub.site}) ---\n{hub.log()[tail:] if tail else hub.log()}"
+            )  # shown when a test fails
             if os.geteuid() == 0:
                 _remove_accounts(hub.prefix, hub.admin_group)
             remove_site(hub.site)

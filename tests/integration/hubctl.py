@@ -39,11 +39,16 @@ def make_site_dir() -> Path:
     return path
 
 
-def mlw(site: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*MLW, *args, "--site", str(site)], input=input, capture_output=True,
-                            text=True, timeout=120)
+def mlw(
+    site: Path, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [*MLW, *args, "--site", str(site)], input=input, capture_output=True, text=True, timeout=120
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"mlworkshop {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"mlworkshop {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -77,8 +82,12 @@ class Hub:
 
     def configure(self, **settings: object) -> None:
         mlw(self.site, "init")
-        values = {"hub.port": self.port, "hub.internal_port": self.internal_port,
-                  "hub.proxy_api_port": self.proxy_api_port, **settings}
+        values = {
+            "hub.port": self.port,
+            "hub.internal_port": self.internal_port,
+            "hub.proxy_api_port": self.proxy_api_port,
+            **settings,
+        }
         for key, value in values.items():
             if value is None:  # the config's own default (e.g. a root hub's ports below 1024)
                 continue
@@ -87,8 +96,12 @@ class Hub:
     def start(self, timeout: float = 150) -> None:
         self.log_path = self.site / "logs" / f"hub-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([*MLW, "up", "--site", str(self.site)], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*MLW, "up", "--site", str(self.site)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         problem = wait_healthy(self.url, self.proc, timeout)
         if problem:
             raise AssertionError(f"{problem}:\n{self.log()}")
@@ -104,11 +117,17 @@ class Hub:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-            raise AssertionError(f"hub did not stop within {timeout}s:\n{self.log()[-3000:]}")
+            raise AssertionError(
+                f"hub did not stop within {timeout}s:\n{self.log()[-3000:]}"
+            ) from None
         return time.monotonic() - started
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace")
+            if self.log_path and self.log_path.exists()
+            else ""
+        )
 
     def browser(self) -> Browser:
         return Browser(self.url)
@@ -132,16 +151,25 @@ class Browser:
 
     def signup(self, username: str, password: str, confirm: str | None = None) -> httpx.Response:
         token = self._xsrf("/hub/signup")
-        return self.client.post("/hub/signup", data={
-            "_xsrf": token, "username": username, "password": password,
-            "password_confirm": password if confirm is None else confirm})
+        return self.client.post(
+            "/hub/signup",
+            data={
+                "_xsrf": token,
+                "username": username,
+                "password": password,
+                "password_confirm": password if confirm is None else confirm,
+            },
+        )
 
     def login(self, username: str, password: str, follow: bool = False) -> httpx.Response:
         """POST the login form. Without follow, a success is the 302 (a browser would go on to
         /hub/spawn and start the server)."""
         token = self._xsrf("/hub/login")
-        return self.client.post("/hub/login", data={"_xsrf": token, "username": username, "password": password},
-                                follow_redirects=follow)
+        return self.client.post(
+            "/hub/login",
+            data={"_xsrf": token, "username": username, "password": password},
+            follow_redirects=follow,
+        )
 
     def logged_in_as(self) -> str | None:
         response = self.client.get("/hub/api/user")
@@ -189,7 +217,9 @@ class Server:
 
     def __init__(self, base: str, username: str, token: str):
         self.prefix = f"/user/{username}"
-        self.client = httpx.Client(base_url=base, headers={"Authorization": f"token {token}"}, timeout=60)
+        self.client = httpx.Client(
+            base_url=base, headers={"Authorization": f"token {token}"}, timeout=60
+        )
         self.token = token
         self.base = base
 
@@ -212,16 +242,36 @@ class Server:
         kernel_id = kernel.json()["id"]
         ws_url = self.base.replace("http", "ws") + f"{self.prefix}/api/kernels/{kernel_id}/channels"
         try:
-            async with websockets.connect(ws_url, additional_headers={"Authorization": f"token {self.token}"},
-                                          open_timeout=timeout) as ws:
+            async with websockets.connect(
+                ws_url,
+                additional_headers={"Authorization": f"token {self.token}"},
+                open_timeout=timeout,
+            ) as ws:
                 msg_id = uuid.uuid4().hex
-                await ws.send(json.dumps({
-                    "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                               "msg_type": "execute_request", "version": "5.3"},
-                    "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                    "content": {"code": code, "silent": False, "store_history": False,
-                                "user_expressions": {}, "allow_stdin": False},
-                }))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "header": {
+                                "msg_id": msg_id,
+                                "username": "test",
+                                "session": uuid.uuid4().hex,
+                                "msg_type": "execute_request",
+                                "version": "5.3",
+                            },
+                            "parent_header": {},
+                            "metadata": {},
+                            "channel": "shell",
+                            "buffers": [],
+                            "content": {
+                                "code": code,
+                                "silent": False,
+                                "store_history": False,
+                                "user_expressions": {},
+                                "allow_stdin": False,
+                            },
+                        }
+                    )
+                )
                 output: list[str] = []
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:
@@ -232,7 +282,9 @@ class Server:
                     if kind == "stream":
                         output.append(msg["content"]["text"])
                     elif kind == "error":
-                        raise AssertionError(f"kernel error: {msg['content']['ename']}: {msg['content']['evalue']}")
+                        raise AssertionError(
+                            f"kernel error: {msg['content']['ename']}: {msg['content']['evalue']}"
+                        )
                     elif kind == "status" and msg["content"]["execution_state"] == "idle":
                         return "".join(output)
                 raise AssertionError("kernel did not finish in time")

@@ -28,13 +28,20 @@ def _spawn(browser, name: str, profile: str | None):
 
 async def _visible_devices(hub, browser, name: str) -> str:
     server = Server(hub.url, name, browser.new_token(name))
-    out = await server.run_code("import os; print('DEV=' + os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))")
+    out = await server.run_code(
+        "import os; print('DEV=' + os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))"
+    )
     return out.strip().split("DEV=")[-1]
 
 
 async def test_exclusive_gpus_are_never_shared(make_hub):
-    hub = make_hub(**{"accelerators.mode": "exclusive", "accelerators.inventory": TWO_GPUS,
-                      "accelerators.max_per_user": 1})
+    hub = make_hub(
+        **{
+            "accelerators.mode": "exclusive",
+            "accelerators.inventory": TWO_GPUS,
+            "accelerators.max_per_user": 1,
+        }
+    )
     for name in ("ann", "ben", "cat"):
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
     listing = mlw(hub.site, "accelerators")
@@ -63,7 +70,9 @@ async def test_exclusive_gpus_are_never_shared(make_hub):
     # the third student is told why, and nothing is left half-started
     refused = _spawn(browsers["cat"], "cat", "gpu-1")
     assert refused.status_code >= 400, refused.text
-    assert "in use" in refused.text and "ann" in refused.text and "ben" in refused.text, refused.text
+    assert "in use" in refused.text and "ann" in refused.text and "ben" in refused.text, (
+        refused.text
+    )
     model = browsers["cat"].api("GET", "/users/cat").json()
     assert not model["servers"] and not model["pending"]
 
@@ -121,8 +130,13 @@ def _progress_messages(browser, name: str) -> list[str]:
 async def test_a_refused_student_is_told_why_and_starts_on_cpu_from_home(make_hub):
     """Issue 20: both GPUs held; cat's 1 × GPU request is refused in words, and Home → Start My
     Server then offers CPU only, says why, and starts it (the refused choice is not re-used)."""
-    hub = make_hub(**{"accelerators.mode": "exclusive", "accelerators.inventory": TWO_GPUS,
-                      "accelerators.max_per_user": 1})
+    hub = make_hub(
+        **{
+            "accelerators.mode": "exclusive",
+            "accelerators.inventory": TWO_GPUS,
+            "accelerators.max_per_user": 1,
+        }
+    )
     for name in ("ann", "ben", "cat"):
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
     hub.start()
@@ -156,7 +170,9 @@ async def test_a_refused_student_is_told_why_and_starts_on_cpu_from_home(make_hu
     assert page.status_code == 200, said
     assert "Failed to start" not in said and "contact admin" not in said, said
     assert "CPU only" in said and "1 × GPU" not in said, said
-    assert "Both GPUs are in use" in said and "ann" in said and "ben" in said, said  # why no GPU is offered
+    assert "Both GPUs are in use" in said and "ann" in said and "ben" in said, (
+        said
+    )  # why no GPU is offered
 
     started = _submit_spawn_form(cat, page, "cpu")
     assert started.status_code == 200, _text(started)

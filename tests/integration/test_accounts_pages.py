@@ -10,20 +10,34 @@ from .hubctl import mlw
 
 pytestmark = pytest.mark.integration
 
-PASSWORDS = {"teacher": "Teach-the-class-1", "ta": "Assist-the-class-2", "alice": "alice-Secret-42",
-             "bob": "bob-Secret-42x"}
+PASSWORDS = {
+    "teacher": "Teach-the-class-1",
+    "ta": "Assist-the-class-2",
+    "alice": "alice-Secret-42",
+    "bob": "bob-Secret-42x",
+}
 
 
 def test_accounts_pages_need_the_admin_users_scope(make_hub):
     hub = make_hub()
-    mlw(hub.site, "user", "add", "teacher", "--admin", "--password-stdin", input=PASSWORDS["teacher"] + "\n")
+    mlw(
+        hub.site,
+        "user",
+        "add",
+        "teacher",
+        "--admin",
+        "--password-stdin",
+        input=PASSWORDS["teacher"] + "\n",
+    )
     for name in ("ta", "alice"):
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORDS[name] + "\n")
     extra = hub.site / "jupyterhub_config.d"
     extra.mkdir(exist_ok=True)
     (extra / "roles.py").write_text(  # the escape hatch: a role for a teaching assistant
         "c.JupyterHub.load_roles = list(c.JupyterHub.load_roles) + [{'name': 'account-managers', "
-        "'scopes': ['admin:users'], 'users': ['ta']}]\n", encoding="utf-8")
+        "'scopes': ['admin:users'], 'users': ['ta']}]\n",
+        encoding="utf-8",
+    )
     hub.start()
     hub.browser().signup("bob", PASSWORDS["bob"])
 

@@ -10,7 +10,6 @@ archive are refused by the real command, with nothing written.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -27,13 +26,27 @@ from .hubctl import Hub, Server, free_port, make_site_dir, mlw, remove_accounts,
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="backup reads every student's home: needs a root hub"),
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="backup reads every student's home: needs a root hub"
+    ),
 ]
 
-PASSWORDS = {"teacher": "Teach-the-class-1", "alice": "alice-Secret-42", "bob": "bob-Secret-42x",
-             "carol": "carol-Secret-42", "dave": "dave-Secret-4242"}
+PASSWORDS = {
+    "teacher": "Teach-the-class-1",
+    "alice": "alice-Secret-42",
+    "bob": "bob-Secret-42x",
+    "carol": "carol-Secret-42",
+    "dave": "dave-Secret-4242",
+}
 STUDENTS = ("alice", "bob", "carol")
-HIDDEN_RUNTIME = ("/.local/", "/.cache/", "/.ipython/", "/.jupyter/", "/.ipynb_checkpoints/", "/.config/")
+HIDDEN_RUNTIME = (
+    "/.local/",
+    "/.cache/",
+    "/.ipython/",
+    "/.jupyter/",
+    "/.ipynb_checkpoints/",
+    "/.config/",
+)
 
 
 @pytest.fixture
@@ -45,13 +58,15 @@ def databases(request):
 
     def make() -> str:
         nonlocal admin
-        from tests.conftest import PG_DSN, PG_HOST, PG_PORT, postgres_available
-
         import psycopg2
+
+        from tests.conftest import PG_DSN, PG_HOST, PG_PORT, postgres_available
 
         if admin is None:
             if not postgres_available():
-                pytest.fail("the tests' PostgreSQL is not answering (source scripts/test-postgres.sh && pg_start)")
+                pytest.fail(
+                    "the tests' PostgreSQL is not answering (source scripts/test-postgres.sh && pg_start)"
+                )
             admin = psycopg2.connect(PG_DSN)
             admin.autocommit = True
         name = "mlw_test_" + uuid.uuid4().hex[:10]
@@ -80,7 +95,11 @@ def tree_hashes(root: Path) -> dict[str, tuple]:
                 if stat.S_ISLNK(st.st_mode):
                     found[rel] = ("link", os.readlink(path))
                 elif stat.S_ISREG(st.st_mode):
-                    found[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), st.st_mtime)
+                    found[rel] = (
+                        "file",
+                        hashlib.sha256(path.read_bytes()).hexdigest(),
+                        st.st_mtime,
+                    )
     return found
 
 
@@ -93,16 +112,37 @@ async def append_forever(server: Server, path: str) -> str:
     assert kernel.status_code == 201, kernel.text
     kernel_id = kernel.json()["id"]
     ws_url = server.base.replace("http", "ws") + f"{server.prefix}/api/kernels/{kernel_id}/channels"
-    code = (f"import itertools, time\nwith open({path!r}, 'a', buffering=1) as f:\n"
-            "    for i in itertools.count():\n        f.write(f'line {i:08d}\\n')\n        time.sleep(0.002)\n")
-    async with websockets.connect(ws_url, additional_headers={"Authorization": f"token {server.token}"}) as ws:
-        await ws.send(json.dumps({
-            "header": {"msg_id": uuid.uuid4().hex, "username": "test", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False},
-        }))
+    code = (
+        f"import itertools, time\nwith open({path!r}, 'a', buffering=1) as f:\n"
+        "    for i in itertools.count():\n        f.write(f'line {i:08d}\\n')\n        time.sleep(0.002)\n"
+    )
+    async with websockets.connect(
+        ws_url, additional_headers={"Authorization": f"token {server.token}"}
+    ) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": uuid.uuid4().hex,
+                        "username": "test",
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                    },
+                }
+            )
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until the kernel says it is busy with it
             msg = json.loads(await ws.recv())
@@ -131,13 +171,24 @@ def engine(request):
 
 
 async def test_backup_while_running_then_restore_elsewhere(engine, databases, make_hub, tmp_path):
-    settings = {"usage.sample_every": 0.5, "usage.service_port": free_port(), "culler.enabled": "false"}
+    settings = {
+        "usage.sample_every": 0.5,
+        "usage.service_port": free_port(),
+        "culler.enabled": "false",
+    }
     if engine == "postgresql":
         settings |= {"hub.db_url": databases(), "usage.db_url": databases()}
     hub = make_hub(**settings)
     for name, password in PASSWORDS.items():
-        mlw(hub.site, "user", "add", name, *(["--admin"] if name == "teacher" else []), "--password-stdin",
-            input=password + "\n")
+        mlw(
+            hub.site,
+            "user",
+            "add",
+            name,
+            *(["--admin"] if name == "teacher" else []),
+            "--password-stdin",
+            input=password + "\n",
+        )
     hub.start()
 
     # three students at work; alice's kernel keeps appending to a file
@@ -155,7 +206,8 @@ async def test_backup_while_running_then_restore_elsewhere(engine, databases, ma
     wait_for(lambda: log.exists() and log.stat().st_size > 1000, 60, "the kernel to append")
     # a student planted links to things she may not read: they must stay links
     assert "ok" in await servers["bob"].run_code(
-        "import os\nos.symlink('/etc/shadow', 'work/shadow')\nos.symlink('../../alice/work', 'work/alices')\nprint('ok')")
+        "import os\nos.symlink('/etc/shadow', 'work/shadow')\nos.symlink('../../alice/work', 'work/alices')\nprint('ok')"
+    )
     # dave is locked out (from the proxy's address, where every login comes from)
     mallory = hub.browser()
     for _ in range(5):
@@ -163,7 +215,7 @@ async def test_backup_while_running_then_restore_elsewhere(engine, databases, ma
     assert "Too many failed logins" in mallory.login("dave", PASSWORDS["dave"]).text
 
     def report_until_now():  # a window that ends before the backup and holds all three sessions
-        until = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=2)).replace(tzinfo=None)
+        until = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)).replace(tzinfo=None)
         text = until.isoformat(timespec="seconds")
         report = usage_csv(hub.site, "2000-01-01", text)
         return text if all(f"\n{name}," in report for name in STUDENTS) else None
@@ -190,7 +242,7 @@ async def test_backup_while_running_then_restore_elsewhere(engine, databases, ma
         if how == "flip":
             data[len(data) // 2] ^= 0x40
         else:
-            del data[len(data) * 2 // 3:]
+            del data[len(data) * 2 // 3 :]
         bad = tmp_path / f"{how}.tar.gz"
         bad.write_bytes(bytes(data))
         target = tmp_path / f"restored-{how}"
@@ -240,13 +292,19 @@ async def test_backup_while_running_then_restore_elsewhere(engine, databases, ma
             if rel_original is None or rel_original[1] != entry[1]:
                 # only what changed while the backup ran or after it: a server's own runtime files
                 assert any(part in "/" + rel for part in HIDDEN_RUNTIME) or (
-                    rel_original is not None and rel_original[2] >= started - 1), rel
+                    rel_original is not None and rel_original[2] >= started - 1
+                ), rel
         for name in STUDENTS:
             for rel in (f"users/{name}/work/notes.md", f"submissions/{name}/hw1.py"):
                 assert restored_files[rel][:2] == original[rel][:2], rel
         assert os.readlink(restored.site / "users/bob/work/shadow") == "/etc/shadow"
-        missing = [rel for rel in original if rel not in restored_files
-                   and not any(part in "/" + rel for part in HIDDEN_RUNTIME) and original[rel][2] < started - 1]
+        missing = [
+            rel
+            for rel in original
+            if rel not in restored_files
+            and not any(part in "/" + rel for part in HIDDEN_RUNTIME)
+            and original[rel][2] < started - 1
+        ]
         assert not missing, missing
 
         # the usage report up to the backup is the same
@@ -256,7 +314,9 @@ async def test_backup_while_running_then_restore_elsewhere(engine, databases, ma
         for name in STUDENTS:
             account = pwd.getpwnam(hub.prefix + name)  # the restored site has the same prefix
             assert account.pw_uid != old_uids[name]
-            assert (restored.site / "users" / name / "work" / "notes.md").stat().st_uid == account.pw_uid
+            assert (
+                restored.site / "users" / name / "work" / "notes.md"
+            ).stat().st_uid == account.pw_uid
         alice = restored.browser()
         alice.login("alice", PASSWORDS["alice"])
         alice.start_server("alice")

@@ -106,13 +106,27 @@ print('UID', os.getuid())
     assert handed_in.status_code == 200 and handed_in.json()["content"] == "alice's answer"
     # the admin edits shared content (a new file, and a lesson init copied in); students read it
     assert t.write_text("lessons/announcement.md", "Quiz on Friday").status_code == 201
-    lessons = [item for item in t.contents("GET", "lessons").json()["content"] if item["type"] == "directory"]
+    lessons = [
+        item
+        for item in t.contents("GET", "lessons").json()["content"]
+        if item["type"] == "directory"
+    ]
     if lessons:
         first = lessons[0]["path"]
-        notebook = next(item for item in t.contents("GET", first).json()["content"] if item["name"].endswith(".ipynb"))
+        notebook = next(
+            item
+            for item in t.contents("GET", first).json()["content"]
+            if item["name"].endswith(".ipynb")
+        )
         model = t.contents("GET", notebook["path"]).json()
-        assert t.contents("PUT", notebook["path"], json={"type": "notebook", "format": "json",
-                                                         "content": model["content"]}).status_code == 200
+        assert (
+            t.contents(
+                "PUT",
+                notebook["path"],
+                json={"type": "notebook", "format": "json", "content": model["content"]},
+            ).status_code
+            == 200
+        )
     assert b.read_text("lessons/announcement.md").json()["content"] == "Quiz on Friday"
 
     # stop works

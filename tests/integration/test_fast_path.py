@@ -42,7 +42,10 @@ info = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "user"
         "pid": os.getpid()}
 print(json.dumps(info))
 """
-    info = {name: json.loads((await s.run_code(probe)).strip().splitlines()[-1]) for name, s in servers.items()}
+    info = {
+        name: json.loads((await s.run_code(probe)).strip().splitlines()[-1])
+        for name, s in servers.items()
+    }
     for name in ("una", "vic"):
         account = pwd.getpwnam(hub.prefix + name)
         assert info[name]["uid"] == account.pw_uid and info[name]["gid"] == account.pw_gid
@@ -54,12 +57,17 @@ print(json.dumps(info))
     # the hub (and its proxy) run ahead of everything else: hub.nice, -5 by default
     hub_process = psutil.Process(hub.proc.pid)
     assert hub_process.nice() == -5
-    proxy = [p for p in hub_process.children() if "configurable-http-proxy" in " ".join(p.cmdline())]
+    proxy = [
+        p for p in hub_process.children() if "configurable-http-proxy" in " ".join(p.cmdline())
+    ]
     assert proxy and proxy[0].nice() == -5
 
     # the servers (and their kernels) were forked by the fork server, not started cold ...
     forkserver = psutil.Process(info["una"]["ppid"])  # a forked kernel's parent
-    assert "mlworkshop.fastpath.server" in " ".join(forkserver.cmdline()) and forkserver.uids().real == 0
+    assert (
+        "mlworkshop.fastpath.server" in " ".join(forkserver.cmdline())
+        and forkserver.uids().real == 0
+    )
     vic_server = _server_process(forkserver, info["vic"]["uid"], info["vic"]["pid"])
     # ... and una cannot read vic's server environment (his token) or his files
     leak = await servers["una"].run_code(f"""
@@ -75,7 +83,9 @@ for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
     # the fork server never held a student's token: servers forked later cannot find one in
     # the memory they inherit from it
     for name in ("una", "vic"):
-        assert not memory_contains(forkserver.pid, info[name]["token"].encode()), f"{name}'s token is in the fork server"
+        assert not memory_contains(forkserver.pid, info[name]["token"].encode()), (
+            f"{name}'s token is in the fork server"
+        )
 
     # forked servers survive the hub restarting (and its fork server being replaced)
     hub.stop()
@@ -84,7 +94,9 @@ for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:
     # ... and a surviving server's next kernel is forked by the new hub's fork server
     after = json.loads((await servers["vic"].run_code(probe)).strip().splitlines()[-1])
     new_forkserver = psutil.Process(after["ppid"])
-    assert new_forkserver.pid != forkserver.pid and "mlworkshop.fastpath.server" in " ".join(new_forkserver.cmdline())
+    assert new_forkserver.pid != forkserver.pid and "mlworkshop.fastpath.server" in " ".join(
+        new_forkserver.cmdline()
+    )
     assert after["uid"] == info["vic"]["uid"] and after["nice"] == 5
 
 
@@ -108,6 +120,7 @@ async def test_queued_spawns_show_progress_and_succeed(make_hub):
     for name in names:
         browsers[name] = hub.browser()
         assert browsers[name].login(name, PASSWORD).status_code == 302
+
     def start(name: str) -> int:
         return browsers[name].api("POST", f"/users/{name}/server").status_code
 
@@ -118,7 +131,9 @@ async def test_queued_spawns_show_progress_and_succeed(make_hub):
     async def progress_messages(name: str) -> list[dict]:
         browser = browsers[name]
         events = []
-        async with httpx.AsyncClient(base_url=hub.url, cookies=browser.client.cookies, timeout=120) as client:
+        async with httpx.AsyncClient(
+            base_url=hub.url, cookies=browser.client.cookies, timeout=120
+        ) as client:
             async with client.stream("GET", f"/hub/api/users/{name}/server/progress") as stream:
                 async for line in stream.aiter_lines():
                     if line.startswith("data:"):
@@ -129,10 +144,12 @@ async def test_queued_spawns_show_progress_and_succeed(make_hub):
 
     results = await asyncio.gather(*(progress_messages(name) for name in names))
     assert all(code in (201, 202) for code in await asyncio.gather(*posts))
-    for name, events in zip(names, results):
+    for name, events in zip(names, results, strict=True):
         assert events[-1].get("ready"), f"{name}: {events[-1]}"
         assert not any(e.get("failed") for e in events)
-    waited = [e["message"] for events in results for e in events if "in line" in e.get("message", "")]
+    waited = [
+        e["message"] for events in results for e in events if "in line" in e.get("message", "")
+    ]
     assert waited, "no student was told they were waiting in line"
     for name in names:
         assert browsers[name].client.get(f"/user/{name}/lab").status_code == 200
@@ -152,14 +169,22 @@ def test_jupyterlab_saves_settings_and_workspaces_in_the_students_home(make_hub,
     browser.start_server("una")
     assert browser.client.get("/user/una/lab").status_code == 200
     headers = {"X-XSRFToken": browser.client.cookies.get("_xsrf", path="/user/una/") or ""}
-    saved = browser.client.put("/user/una/lab/api/workspaces/lab", headers=headers,
-                               json={"data": {"layout-restorer:data": {}}, "metadata": {"id": "lab"}})
+    saved = browser.client.put(
+        "/user/una/lab/api/workspaces/lab",
+        headers=headers,
+        json={"data": {"layout-restorer:data": {}}, "metadata": {"id": "lab"}},
+    )
     assert saved.status_code == 204, saved.text
-    theme = browser.client.put("/user/una/lab/api/settings/@jupyterlab/apputils-extension:themes",
-                               headers=headers, json={"raw": '{"theme": "JupyterLab Dark"}'})
+    theme = browser.client.put(
+        "/user/una/lab/api/settings/@jupyterlab/apputils-extension:themes",
+        headers=headers,
+        json={"raw": '{"theme": "JupyterLab Dark"}'},
+    )
     assert theme.status_code == 204, theme.text
     home = pwd.getpwnam(hub.prefix + "una").pw_dir
     lab_dir = os.path.join(home, ".jupyter", "lab")
     assert os.path.exists(os.path.join(lab_dir, "workspaces"))
-    settings = os.path.join(lab_dir, "user-settings", "@jupyterlab", "apputils-extension", "themes.jupyterlab-settings")
+    settings = os.path.join(
+        lab_dir, "user-settings", "@jupyterlab", "apputils-extension", "themes.jupyterlab-settings"
+    )
     assert os.stat(settings).st_uid == pwd.getpwnam(hub.prefix + "una").pw_uid

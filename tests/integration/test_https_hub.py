@@ -33,8 +33,16 @@ pytestmark = pytest.mark.integration
 
 ALICE_PW = "alice-Secret-42"
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "test-artifacts"
 PROXY_GROUP = "_mlw-proxy"
 
@@ -48,8 +56,12 @@ def start_https(hub, timeout: float = 150) -> ssl.SSLContext:
     answers /hub/health over HTTPS."""
     hub.log_path = hub.site / "logs" / f"hub-{int(time.time() * 1000)}.log"
     with open(hub.log_path, "w") as log:
-        hub.proc = subprocess.Popen([*MLW, "up", "--site", str(hub.site)], stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        hub.proc = subprocess.Popen(
+            [*MLW, "up", "--site", str(hub.site)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     ca = tls.ca_path(Site(hub.site))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -58,7 +70,10 @@ def start_https(hub, timeout: float = 150) -> ssl.SSLContext:
         if ca.exists():
             context = ssl.create_default_context(cafile=str(ca))
             try:
-                if httpx.get(https_url(hub) + "/hub/health", verify=context, timeout=2).status_code == 200:
+                if (
+                    httpx.get(https_url(hub) + "/hub/health", verify=context, timeout=2).status_code
+                    == 200
+                ):
                     return context
             except httpx.HTTPError:
                 pass
@@ -70,19 +85,44 @@ async def run_cell_wss(base: str, user: str, token: str, context: ssl.SSLContext
     import websockets
 
     headers = {"Authorization": f"token {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, verify=context, timeout=60) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, verify=context, timeout=60
+    ) as client:
         kernel = await client.post(f"/user/{user}/api/kernels", json={"name": "python3"})
         assert kernel.status_code == 201, kernel.text
-        url = base.replace("https://", "wss://") + f"/user/{user}/api/kernels/{kernel.json()['id']}/channels"
+        url = (
+            base.replace("https://", "wss://")
+            + f"/user/{user}/api/kernels/{kernel.json()['id']}/channels"
+        )
         try:
-            async with websockets.connect(url, additional_headers=headers, ssl=context, open_timeout=60) as ws:
+            async with websockets.connect(
+                url, additional_headers=headers, ssl=context, open_timeout=60
+            ) as ws:
                 msg_id = uuid.uuid4().hex
-                await ws.send(json.dumps({
-                    "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
-                               "msg_type": "execute_request", "version": "5.3"},
-                    "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                    "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                                "allow_stdin": False}}))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "header": {
+                                "msg_id": msg_id,
+                                "username": user,
+                                "session": uuid.uuid4().hex,
+                                "msg_type": "execute_request",
+                                "version": "5.3",
+                            },
+                            "parent_header": {},
+                            "metadata": {},
+                            "channel": "shell",
+                            "buffers": [],
+                            "content": {
+                                "code": code,
+                                "silent": False,
+                                "store_history": False,
+                                "user_expressions": {},
+                                "allow_stdin": False,
+                            },
+                        }
+                    )
+                )
                 output = []
                 while True:
                     msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
@@ -92,7 +132,9 @@ async def run_cell_wss(base: str, user: str, token: str, context: ssl.SSLContext
                         output.append(msg["content"]["text"])
                     elif msg["msg_type"] == "error":
                         raise AssertionError(msg["content"]["evalue"])
-                    elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    elif (
+                        msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+                    ):
                         return "".join(output)
         finally:
             await client.delete(f"/user/{user}/api/kernels/{kernel.json()['id']}")
@@ -105,9 +147,27 @@ def chromium_trusting(ca: Path, home: Path):
         pytest.skip("needs Debian's chromium and certutil (apt-get install chromium libnss3-tools)")
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
-    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "mlworkshop-site-ca", "-i", str(ca)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "certutil",
+            "-d",
+            f"sql:{nssdb}",
+            "-A",
+            "-t",
+            "C,,",
+            "-n",
+            "mlworkshop-site-ca",
+            "-i",
+            str(ca),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_https_self_signed_in_httpx_and_chromium(make_hub):
@@ -120,7 +180,10 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
 
     # `up` said which CA students must trust, with the fingerprint a browser shows
     fingerprint = tls.fingerprint(x509.load_pem_x509_certificate(ca_file.read_bytes()))
-    assert f"students' browsers must trust the CA {ca_file} (SHA-256 fingerprint {fingerprint})" in hub.log()
+    assert (
+        f"students' browsers must trust the CA {ca_file} (SHA-256 fingerprint {fingerprint})"
+        in hub.log()
+    )
     assert f"mlworkshop hub on https://127.0.0.1:{hub.port}/" in hub.log()
     assert "BEGIN PRIVATE KEY" not in hub.log()
 
@@ -129,7 +192,9 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
         httpx.get(base + "/hub/health")
 
     # the plain-HTTP port only redirects
-    plain = httpx.get(f"http://127.0.0.1:{redirect}/hub/login?next=%2Fhub%2Fhome", follow_redirects=False)
+    plain = httpx.get(
+        f"http://127.0.0.1:{redirect}/hub/login?next=%2Fhub%2Fhome", follow_redirects=False
+    )
     assert plain.status_code == 301
     assert plain.headers["location"] == f"{base}/hub/login?next=%2Fhub%2Fhome"
 
@@ -151,10 +216,24 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
     assert (folder.st_uid, folder.st_gid, folder.st_mode & 0o777) == (0, proxy_gid, 0o750)
     account = hub.prefix + "alice"
     for secret in (key_copy, tls.tls_secrets(Site(hub.site)) / "server.key"):
-        read = subprocess.run(["runuser", "-u", account, "--", "cat", str(secret)], capture_output=True, text=True)
+        read = subprocess.run(
+            ["runuser", "-u", account, "--", "cat", str(secret)], capture_output=True, text=True
+        )
         assert read.returncode != 0 and "Permission denied" in read.stderr, read
-    proxy_reads = subprocess.run(["setpriv", f"--reuid={PROXY_GROUP}", f"--regid={PROXY_GROUP}", "--clear-groups",
-                                  "head", "-c", "27", str(key_copy)], capture_output=True, text=True)
+    proxy_reads = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={PROXY_GROUP}",
+            f"--regid={PROXY_GROUP}",
+            "--clear-groups",
+            "head",
+            "-c",
+            "27",
+            str(key_copy),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proxy_reads.stdout == "-----BEGIN PRIVATE KEY-----", proxy_reads
 
     # Chromium trusting the CA: log in, open JupyterLab, run a cell; the kernel's channel is wss://
@@ -165,9 +244,15 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
     try:
         chromium_trusting(ca_file, home)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True,
-                                         env={**os.environ, "HOME": str(home)})
-            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()  # no ignore_https_errors
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=ARGS,
+                headless=True,
+                env={**os.environ, "HOME": str(home)},
+            )
+            page = browser.new_context(
+                viewport={"width": 1280, "height": 900}
+            ).new_page()  # no ignore_https_errors
             sockets: list[str] = []
             page.on("websocket", lambda ws: sockets.append(ws.url))
             page.goto(base + "/hub/login?next=%2Fuser%2Falice%2Flab")
@@ -179,7 +264,9 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
             try:
                 page.click(".jp-LauncherCard[data-category='Notebook']", timeout=120_000)
                 # the notebook's kernel is up (its channel open) before the cell is typed and run
-                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=120_000)
+                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
+                    timeout=120_000
+                )
                 editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
                 editor.click()
                 page.keyboard.type("print('over', 6 * 7)")
@@ -201,13 +288,18 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
                 if user_log.exists():
                     shutil.copy(user_log, ARTIFACTS / "https-alice.log")
                 browser.close()
-        assert any(url.startswith(f"wss://127.0.0.1:{hub.port}/user/alice/api/kernels/") for url in sockets), sockets
+        assert any(
+            url.startswith(f"wss://127.0.0.1:{hub.port}/user/alice/api/kernels/") for url in sockets
+        ), sockets
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
     # the hub's output is in logs/hub.log too, the proxy's lines in proxy.log (root's, 0640)
     logs = hub.site / "logs"
-    assert "JupyterHub" in (logs / "hub.log").read_text() and (logs / "hub.log").stat().st_mode & 0o777 == 0o640
+    assert (
+        "JupyterHub" in (logs / "hub.log").read_text()
+        and (logs / "hub.log").stat().st_mode & 0o777 == 0o640
+    )
     shown = mlw(hub.site, "logs", "proxy", "--lines", "0").stdout
     assert "Proxying https://" in shown and "Added HTTP to HTTPS redirection" in shown
     assert "JupyterHub app:" not in shown
@@ -224,11 +316,13 @@ def test_up_refuses_a_bad_certificate_or_key(make_hub, problem):
     hub = make_hub()
     files = Path(tempfile.mkdtemp(prefix="mlw-certs-"))
     try:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert, key = _pair(files, now - dt.timedelta(days=1), 90, "hub.example.org")
         if problem == "mismatched key":
             _, key = _pair(files / "other", now - dt.timedelta(days=1), 90, "other.example.org")
-            expected = [f"hub.https.key = {str(key)!r} is not the key of the certificate hub.https.cert"]
+            expected = [
+                f"hub.https.key = {str(key)!r} is not the key of the certificate hub.https.cert"
+            ]
         elif problem == "expired":
             cert, key = _pair(files / "old", now - dt.timedelta(days=400), 365, "hub.example.org")
             expected = [f"hub.https.cert = {str(cert)!r} expired on", "certbot renew"]
@@ -236,7 +330,10 @@ def test_up_refuses_a_bad_certificate_or_key(make_hub, problem):
             from tests.unit.test_tls import make_pair
 
             cert, key = make_pair(files / "enc", password=b"a passphrase")
-            expected = [f"hub.https.key = {str(key)!r}: the key is encrypted with a passphrase", "openssl pkey"]
+            expected = [
+                f"hub.https.key = {str(key)!r}: the key is encrypted with a passphrase",
+                "openssl pkey",
+            ]
         mlw(hub.site, "config", "set", "hub.https.cert", str(cert))
         mlw(hub.site, "config", "set", "hub.https.key", str(key))
         result = mlw(hub.site, "up", check=False)
@@ -253,12 +350,17 @@ def test_up_refuses_a_key_that_is_a_folder_or_missing(make_hub, tmp_path):
     hub = make_hub()
     files = Path(tempfile.mkdtemp(prefix="mlw-certs-"))
     try:
-        cert, key = _pair(files, dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1), 90, "hub.example.org")
+        cert, key = _pair(
+            files, dt.datetime.now(dt.UTC) - dt.timedelta(days=1), 90, "hub.example.org"
+        )
         key.unlink()
         mlw(hub.site, "config", "set", "hub.https.cert", str(cert))
         mlw(hub.site, "config", "set", "hub.https.key", str(key))
         result = mlw(hub.site, "up", check=False)
-        assert result.returncode == 2 and f"hub.https.key = {str(key)!r}: no such file" in result.stderr, result
+        assert (
+            result.returncode == 2
+            and f"hub.https.key = {str(key)!r}: no such file" in result.stderr
+        ), result
         key.mkdir()
         result = mlw(hub.site, "up", check=False)
         assert result.returncode == 2 and "is a folder, not a PEM file" in result.stderr, result

@@ -27,15 +27,18 @@ import psutil
 import pytest
 
 from mlworkshop.fastpath.client import fork_server_env
-from mlworkshop.fastpath.provisioner import ForkRefused, fork_kernel
 from mlworkshop.fastpath.protocol import PROVISIONER_NAME, SOCKET_ENV
+from mlworkshop.fastpath.provisioner import ForkRefused, fork_kernel
 
 from .hubctl import memory_contains, remove_accounts
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="forked kernels take on other accounts' identities: needs root "
-                       "(useradd, runuser, reading another process's memory)"),
+    pytest.mark.skipif(
+        os.geteuid() != 0,
+        reason="forked kernels take on other accounts' identities: needs root "
+        "(useradd, runuser, reading another process's memory)",
+    ),
 ]
 
 MARKER = "MLWTEST "
@@ -44,7 +47,7 @@ MARKER = "MLWTEST "
 # (JSON in argv[1]) and reports events as marked JSON lines on its original stdout; the kernel
 # gets its stderr for both of its streams, so its output never mixes with the events. An event
 # with "wait" blocks until the test writes a line to its stdin.
-CLIENT = r'''
+CLIENT = r"""
 import asyncio, json, os, resource, sys, time
 
 plan = json.loads(sys.argv[1])
@@ -144,10 +147,10 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 # Run inside the kernel: what it is and where it runs.
-PROBE = r'''
+PROBE = r"""
 import json, os, resource, sys
 _umask = os.umask(0); os.umask(_umask)
 import mlw_cwd_module
@@ -159,7 +162,7 @@ print(json.dumps({
     "sid": os.getsid(0), "pgid": os.getpgid(0), "cwd_module": mlw_cwd_module.VALUE,
     "executable": sys.executable, "home": os.environ.get("HOME"),
 }))
-'''
+"""
 
 
 class Lab:
@@ -183,7 +186,9 @@ class Lab:
         self.groups.append(group)
         return group
 
-    def account(self, name: str, student: bool = True, groups: tuple[str, ...] = ()) -> pwd.struct_passwd:
+    def account(
+        self, name: str, student: bool = True, groups: tuple[str, ...] = ()
+    ) -> pwd.struct_passwd:
         """A student account (<prefix><name>) or, with student=False, one outside the prefix."""
         account = self.prefix + name if student else f"{self.tag}x{name}"
         home = self.root / "home" / account
@@ -202,28 +207,52 @@ class Lab:
         home.chmod(0o700)
         return entry
 
-    def client_env(self, account: pwd.struct_passwd, socket_path: str | None, **extra: str) -> dict[str, str]:
+    def client_env(
+        self, account: pwd.struct_passwd, socket_path: str | None, **extra: str
+    ) -> dict[str, str]:
         """What a user's server has: the hub's scrubbed variables (so the same interpreter-start
         settings as the fork server), the account's home, and the fork socket."""
         env = fork_server_env(dict(os.environ))
-        env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name, SHELL="/bin/sh")
+        env.update(
+            HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name, SHELL="/bin/sh"
+        )
         if socket_path is not None:
-            env.update({SOCKET_ENV: socket_path, "JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME})
+            env.update(
+                {SOCKET_ENV: socket_path, "JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME}
+            )
         env.update(extra)
         return env
 
-    def start_client(self, account: pwd.struct_passwd, plan: dict, env: dict[str, str], nice: int = 0,
-                     shell: str = "") -> Client:
+    def start_client(
+        self,
+        account: pwd.struct_passwd,
+        plan: dict,
+        env: dict[str, str],
+        nice: int = 0,
+        shell: str = "",
+    ) -> Client:
         """Run the client as `account` (runuser, as root starts a user's server), optionally at a
         nice value and after shell commands (umask, ulimit) that its kernel should inherit."""
         log = open(self.root / f"client-{len(self.clients)}.log", "wb")
         cmd = ["runuser", "-u", account.pw_name, "--"]
         if nice:
             cmd += ["nice", "-n", str(nice)]
-        cmd += ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "bash", "-c", f'{shell}\nexec "$@"', "client",
-                sys.executable, str(self.client), json.dumps(plan)]
+        cmd += [
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in env.items()),
+            "bash",
+            "-c",
+            f'{shell}\nexec "$@"',
+            "client",
+            sys.executable,
+            str(self.client),
+            json.dumps(plan),
+        ]
         # unbuffered: event() waits on the pipe itself, so no line may sit unseen in a buffer
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd="/", bufsize=0)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd="/", bufsize=0
+        )
         log.close()
         self.clients.append(proc)
         return Client(proc, self.root / f"client-{len(self.clients) - 1}.log")
@@ -255,10 +284,14 @@ class Client:
             line = self.proc.stdout.readline().decode()
             if not line:
                 self.proc.wait(timeout=30)
-                raise AssertionError(f"client exited ({self.proc.returncode}) before {expected!r}\n{self.output()}")
+                raise AssertionError(
+                    f"client exited ({self.proc.returncode}) before {expected!r}\n{self.output()}"
+                )
             if line.startswith(MARKER):
-                event = json.loads(line[len(MARKER):])
-                assert event["event"] == expected, f"{event}, expected {expected!r}\n{self.output()}"
+                event = json.loads(line[len(MARKER) :])
+                assert event["event"] == expected, (
+                    f"{event}, expected {expected!r}\n{self.output()}"
+                )
                 return event
 
     def resume(self) -> None:
@@ -269,7 +302,9 @@ class Client:
         try:
             assert self.proc.wait(timeout=timeout) == 0, f"client failed\n{self.output()}"
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"client still running after {timeout} s\n{self.output()}") from None
+            raise AssertionError(
+                f"client still running after {timeout} s\n{self.output()}"
+            ) from None
 
     def output(self) -> str:
         return f"--- client stderr (and its kernel's output) ---\n{self.log.read_text(errors='replace')[-6000:]}"
@@ -284,10 +319,22 @@ class ForkServer:
         self.log_path = lab.root / "forkserver.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlworkshop.fastpath.server", self.socket, "--kernels", self.kernels,
-                 "--students", lab.prefix],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=fork_server_env(dict(os.environ)), cwd="/",
+                [
+                    sys.executable,
+                    "-m",
+                    "mlworkshop.fastpath.server",
+                    self.socket,
+                    "--kernels",
+                    self.kernels,
+                    "--students",
+                    lab.prefix,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=fork_server_env(dict(os.environ)),
+                cwd="/",
             )
         self.pid = self.proc.pid
         deadline = time.monotonic() + 120
@@ -378,18 +425,29 @@ def test_student_kernel_is_forked_with_the_clients_identity(lab, forkserver):
     cwd = f"{alice.pw_dir}/work"
     mark = "mark-" + secrets.token_hex(4)
     client = lab.start_client(
-        alice, {"cwd": cwd, "code": {"probe": PROBE, "sum": "1+1"}, "interrupt": True, "restart": True},
+        alice,
+        {"cwd": cwd, "code": {"probe": PROBE, "sum": "1+1"}, "interrupt": True, "restart": True},
         # JPY_PARENT_PID as if the server itself had been started by a kernel: a forked kernel drops it
-        lab.client_env(alice, forkserver.kernels, MARK=mark, JPY_PARENT_PID="1"), nice=7,
-        shell="umask 027\nulimit -n 512")
+        lab.client_env(alice, forkserver.kernels, MARK=mark, JPY_PARENT_PID="1"),
+        nice=7,
+        shell="umask 027\nulimit -n 512",
+    )
 
     started = client.event("started")
     assert started["kind"] == "ForkedKernel", client.output()
     kernel = psutil.Process(started["kernel_pid"])
     assert kernel.ppid() == forkserver.pid, "the kernel is the fork server's child"
-    assert started["kernel_pid"] not in {p.pid for p in psutil.Process(started["client_pid"]).children(recursive=True)}
-    assert started["own_environ_readable"] is True, "the account's own server can read its kernel's /proc"
-    assert (started["client_nice"], started["client_umask"], started["client_nofile"]) == (7, 0o027, [512, 512])
+    assert started["kernel_pid"] not in {
+        p.pid for p in psutil.Process(started["client_pid"]).children(recursive=True)
+    }
+    assert started["own_environ_readable"] is True, (
+        "the account's own server can read its kernel's /proc"
+    )
+    assert (started["client_nice"], started["client_umask"], started["client_nofile"]) == (
+        7,
+        0o027,
+        [512, 512],
+    )
 
     probe = client.event("ran")
     assert probe["name"] == "probe" and probe["status"] == "ok", probe
@@ -402,11 +460,15 @@ def test_student_kernel_is_forked_with_the_clients_identity(lab, forkserver):
     assert grp.getgrnam(extra).gr_gid in info["groups"] and 0 not in info["groups"]
     assert info["cwd"] == cwd and info["cwd_module"] == "imported from the kernel cwd"
     assert info["mark"] == mark and info["home"] == alice.pw_dir
-    assert info["jpy_parent_pid"] is None, "JPY_PARENT_PID is dropped: the kernel watches its connection instead"
+    assert info["jpy_parent_pid"] is None, (
+        "JPY_PARENT_PID is dropped: the kernel watches its connection instead"
+    )
     assert info["nice"] == started["client_nice"] == 7
     assert info["umask"] == started["client_umask"] == 0o027
     assert info["nofile"] == [512, 512]
-    assert info["sid"] == info["pgid"] == info["pid"], "the kernel leads its own session and process group"
+    assert info["sid"] == info["pgid"] == info["pid"], (
+        "the kernel leads its own session and process group"
+    )
     assert info["executable"] == sys.executable
     assert kernel.uids().real == alice.pw_uid and kernel.nice() == 7  # as root sees it
 
@@ -414,9 +476,13 @@ def test_student_kernel_is_forked_with_the_clients_identity(lab, forkserver):
     assert (total["name"], total["status"], total["out"]) == ("sum", "ok", "2")
 
     interrupted = client.event("interrupted")
-    assert interrupted["status"] == "error" and interrupted["ename"] == "KeyboardInterrupt", interrupted
+    assert interrupted["status"] == "error" and interrupted["ename"] == "KeyboardInterrupt", (
+        interrupted
+    )
     after = client.event("ran")
-    assert (after["name"], after["out"]) == ("after_interrupt", "42"), "the kernel survives an interrupt"
+    assert (after["name"], after["out"]) == ("after_interrupt", "42"), (
+        "the kernel survives an interrupt"
+    )
 
     restarted = client.event("restarted")
     assert restarted["kind"] == "ForkedKernel" and restarted["kernel_pid"] != started["kernel_pid"]
@@ -438,8 +504,11 @@ def test_student_kernel_is_forked_with_the_clients_identity(lab, forkserver):
 
 def test_kernel_exits_when_its_client_is_killed(lab, forkserver):
     alice = lab.account("alice")
-    client = lab.start_client(alice, {"cwd": f"{alice.pw_dir}/work", "hold": True},
-                              lab.client_env(alice, forkserver.kernels))
+    client = lab.start_client(
+        alice,
+        {"cwd": f"{alice.pw_dir}/work", "hold": True},
+        lab.client_env(alice, forkserver.kernels),
+    )
     started = client.event("started")
     assert started["kind"] == "ForkedKernel", client.output()
     kernel = psutil.Process(started["kernel_pid"])
@@ -458,19 +527,29 @@ def test_kernel_exits_when_its_client_is_killed(lab, forkserver):
 def test_account_outside_the_prefix_is_refused_and_starts_cold(lab, forkserver):
     mallory = lab.account("mallory", student=False)
     assert not mallory.pw_name.startswith(lab.prefix)
-    client = lab.start_client(mallory, {"cwd": f"{mallory.pw_dir}/work", "try_fork": True, "hold": True,
-                                        "code": {"sum": "1+1"}},
-                              lab.client_env(mallory, forkserver.kernels))
+    client = lab.start_client(
+        mallory,
+        {"cwd": f"{mallory.pw_dir}/work", "try_fork": True, "hold": True, "code": {"sum": "1+1"}},
+        lab.client_env(mallory, forkserver.kernels),
+    )
     refused = client.event("fork_refused")
-    assert f"account {mallory.pw_name!r} is not one of this hub's users ({lab.prefix}*)" in refused["message"]
+    assert (
+        f"account {mallory.pw_name!r} is not one of this hub's users ({lab.prefix}*)"
+        in refused["message"]
+    )
 
     started = client.event("started")
     assert started["kind"] == "Popen", "the kernel falls back to a process of its own"
     kernel = psutil.Process(started["kernel_pid"])
     assert kernel.ppid() == started["client_pid"] and kernel.uids().real == mallory.pw_uid
     assert forkserver.wait_childless() == [], "the fork server kept a process for a refused account"
-    assert not [p for p in psutil.process_iter(["uids", "ppid"])
-                if p.info["uids"] and p.info["uids"].real == mallory.pw_uid and p.info["ppid"] == forkserver.pid]
+    assert not [
+        p
+        for p in psutil.process_iter(["uids", "ppid"])
+        if p.info["uids"]
+        and p.info["uids"].real == mallory.pw_uid
+        and p.info["ppid"] == forkserver.pid
+    ]
     client.resume()
     assert client.event("ran")["out"] == "2"
     client.event("shut_down")
@@ -481,8 +560,12 @@ def test_account_outside_the_prefix_is_refused_and_starts_cold(lab, forkserver):
 async def test_root_is_refused(lab, forkserver):
     secret = "root-request-" + secrets.token_hex(8)
     with pytest.raises(ForkRefused, match="no kernel is forked for root"):
-        await fork_kernel(forkserver.kernels, [sys.executable, "-m", "ipykernel_launcher", "-f", "/nonexistent.json"],
-                          {"MLW_ROOT_SECRET": secret, "PATH": os.environ.get("PATH", "")}, "/")
+        await fork_kernel(
+            forkserver.kernels,
+            [sys.executable, "-m", "ipykernel_launcher", "-f", "/nonexistent.json"],
+            {"MLW_ROOT_SECRET": secret, "PATH": os.environ.get("PATH", "")},
+            "/",
+        )
     assert forkserver.wait_childless() == [], "a refused child stayed behind"
     assert "kernel refused: no kernel is forked for root" in forkserver.log()
     assert "Traceback" not in forkserver.log()
@@ -494,8 +577,11 @@ async def test_root_is_refused(lab, forkserver):
 
 def test_another_student_cannot_signal_or_read_a_kernel(lab, forkserver):
     alice, bob = lab.account("alice"), lab.account("bob")
-    client = lab.start_client(alice, {"cwd": f"{alice.pw_dir}/work", "hold": True, "code": {"sum": "1+1"}},
-                              lab.client_env(alice, forkserver.kernels))
+    client = lab.start_client(
+        alice,
+        {"cwd": f"{alice.pw_dir}/work", "hold": True, "code": {"sum": "1+1"}},
+        lab.client_env(alice, forkserver.kernels),
+    )
     started = client.event("started")
     assert started["kind"] == "ForkedKernel", client.output()
     pid = started["kernel_pid"]
@@ -521,11 +607,20 @@ for name in ("environ", "mem", "cwd"):
         result[name] = type(exc).__name__
 print(json.dumps(result))
 """
-    as_bob = subprocess.run(["runuser", "-u", bob.pw_name, "--", sys.executable, "-c", probe],
-                            capture_output=True, text=True, timeout=60, cwd="/")
+    as_bob = subprocess.run(
+        ["runuser", "-u", bob.pw_name, "--", sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
     assert as_bob.returncode == 0, as_bob.stderr
-    assert json.loads(as_bob.stdout) == {"kill": "PermissionError", "environ": "PermissionError",
-                                         "mem": "PermissionError", "cwd": "PermissionError"}
+    assert json.loads(as_bob.stdout) == {
+        "kill": "PermissionError",
+        "environ": "PermissionError",
+        "mem": "PermissionError",
+        "cwd": "PermissionError",
+    }
     assert psutil.Process(pid).is_running()
     client.resume()
     assert client.event("ran")["out"] == "2"
@@ -540,15 +635,26 @@ def test_fork_server_memory_never_holds_a_request(lab, forkserver):
     alice = lab.account("alice")
     secret = "mlw-secret-" + secrets.token_hex(16)
     client = lab.start_client(
-        alice, {"cwd": f"{alice.pw_dir}/work", "hold_before_shutdown": True,
-                "code": {"secret": "import os; print(os.environ['MLW_TEST_SECRET'])"}},
-        lab.client_env(alice, forkserver.kernels, MLW_TEST_SECRET=secret))
+        alice,
+        {
+            "cwd": f"{alice.pw_dir}/work",
+            "hold_before_shutdown": True,
+            "code": {"secret": "import os; print(os.environ['MLW_TEST_SECRET'])"},
+        },
+        lab.client_env(alice, forkserver.kernels, MLW_TEST_SECRET=secret),
+    )
     started = client.event("started")
     assert started["kind"] == "ForkedKernel", client.output()
-    assert client.event("ran")["out"].strip() == secret, "the request (and its secret) reached the kernel"
+    assert client.event("ran")["out"].strip() == secret, (
+        "the request (and its secret) reached the kernel"
+    )
     client.event("holding")
-    assert memory_contains(started["kernel_pid"], secret.encode()), "the scan finds the secret where it is"
-    assert not memory_contains(forkserver.pid, secret.encode()), "the fork server holds what a request carried"
+    assert memory_contains(started["kernel_pid"], secret.encode()), (
+        "the scan finds the secret where it is"
+    )
+    assert not memory_contains(forkserver.pid, secret.encode()), (
+        "the fork server holds what a request carried"
+    )
     client.resume()
     client.event("shut_down")
     client.finish()
@@ -560,8 +666,11 @@ def test_fork_server_memory_never_holds_a_request(lab, forkserver):
 
 def test_missing_fork_socket_falls_back_to_a_cold_kernel(lab):
     alice = lab.account("alice")
-    client = lab.start_client(alice, {"cwd": f"{alice.pw_dir}/work", "code": {"sum": "1+1"}, "try_fork": True},
-                              lab.client_env(alice, str(lab.root / "no-such.sock")))
+    client = lab.start_client(
+        alice,
+        {"cwd": f"{alice.pw_dir}/work", "code": {"sum": "1+1"}, "try_fork": True},
+        lab.client_env(alice, str(lab.root / "no-such.sock")),
+    )
     refused = client.event("fork_refused")
     assert "did not answer" in refused["message"] and "no-such.sock" in refused["message"]
     started = client.event("started")
@@ -581,8 +690,11 @@ def test_kernel_with_other_interpreter_settings_starts_cold(lab, forkserver):
     env = lab.client_env(alice, forkserver.kernels)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra), env.get("PYTHONPATH")]))
     code = "import mlw_from_pythonpath; print(mlw_from_pythonpath.VALUE)"
-    client = lab.start_client(alice, {"cwd": f"{alice.pw_dir}/work", "try_fork": True, "hold": True,
-                                      "code": {"import": code}}, env)
+    client = lab.start_client(
+        alice,
+        {"cwd": f"{alice.pw_dir}/work", "try_fork": True, "hold": True, "code": {"import": code}},
+        env,
+    )
     refused = client.event("fork_refused")
     assert "needs a fresh Python process" in refused["message"]
     started = client.event("started")
@@ -610,11 +722,19 @@ try:
 except BrokenPipeError:
     print("BrokenPipeError")
 """
-    client = lab.start_client(alice, {"cwd": f"{alice.pw_dir}/work", "timeout": 15,
-                                      "code": {"signals": signals, "write": write, "after": "1+1"}},
-                              lab.client_env(alice, forkserver.kernels))
+    client = lab.start_client(
+        alice,
+        {
+            "cwd": f"{alice.pw_dir}/work",
+            "timeout": 15,
+            "code": {"signals": signals, "write": write, "after": "1+1"},
+        },
+        lab.client_env(alice, forkserver.kernels),
+    )
     assert client.event("started")["kind"] == "ForkedKernel", client.output()
-    assert client.event("ran")["out"].strip() == "True", "SIGPIPE is ignored, as in any Python process"
+    assert client.event("ran")["out"].strip() == "True", (
+        "SIGPIPE is ignored, as in any Python process"
+    )
     assert client.event("ran", timeout=40)["out"].strip() == "BrokenPipeError"
     assert client.event("ran")["out"] == "2"
     client.event("shut_down")
@@ -634,8 +754,11 @@ import json, matplotlib
 print(json.dumps({"dpi": matplotlib.rcParams["figure.dpi"], "configdir": matplotlib.get_configdir(),
                   "cachedir": matplotlib.get_cachedir()}))
 """
-    client = lab.start_client(alice, {"cwd": f"{alice.pw_dir}/work", "code": {"mpl": code}},
-                              lab.client_env(alice, forkserver.kernels))
+    client = lab.start_client(
+        alice,
+        {"cwd": f"{alice.pw_dir}/work", "code": {"mpl": code}},
+        lab.client_env(alice, forkserver.kernels),
+    )
     assert client.event("started")["kind"] == "ForkedKernel", client.output()
     info = last_json(client.event("ran")["out"])
     client.event("shut_down")

@@ -17,8 +17,10 @@ from mlworkshop.hub.service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, USAGE
 
 from .test_usage_hub import ADMIN_PW, ALICE_PW, UsageAPI, login, start_hub, usage_hub, wait_for
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(os.geteuid() != 0, reason="helpers switch accounts only under a root hub")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="helpers switch accounts only under a root hub"),
+]
 
 NET_BIND_SERVICE = 1 << 10
 
@@ -30,8 +32,11 @@ def _helpers(hub) -> dict[str, psutil.Process]:
             cmdline = " ".join(proc.cmdline())
         except psutil.NoSuchProcess:
             continue
-        for key, marker in (("proxy", "configurable-http-proxy"), ("culler", "mlworkshop.hub.culler"),
-                            ("usage", "mlworkshop.usage.service")):
+        for key, marker in (
+            ("proxy", "configurable-http-proxy"),
+            ("culler", "mlworkshop.hub.culler"),
+            ("usage", "mlworkshop.usage.service"),
+        ):
             if marker in cmdline and "setpriv" not in proc.name():
                 found[key] = proc
     return found
@@ -39,14 +44,24 @@ def _helpers(hub) -> dict[str, psutil.Process]:
 
 def _capabilities(pid: int) -> dict[str, int]:
     with open(f"/proc/{pid}/status") as status:
-        return {line.split(":")[0]: int(line.split()[1], 16) for line in status if line.startswith("Cap")}
+        return {
+            line.split(":")[0]: int(line.split()[1], 16)
+            for line in status
+            if line.startswith("Cap")
+        }
 
 
 def test_proxy_culler_and_usage_service_run_as_their_own_unprivileged_accounts(make_hub):
     hub = usage_hub(make_hub, **{"culler.enabled": "true", "culler.every": 10})
     start_hub(hub)
-    helpers = wait_for(lambda: (found := _helpers(hub)) and len(found) == 3 and found, 30, what="three helpers")
-    for key, account in (("proxy", PROXY_ACCOUNT), ("culler", CULLER_ACCOUNT), ("usage", USAGE_ACCOUNT)):
+    helpers = wait_for(
+        lambda: (found := _helpers(hub)) and len(found) == 3 and found, 30, what="three helpers"
+    )
+    for key, account in (
+        ("proxy", PROXY_ACCOUNT),
+        ("culler", CULLER_ACCOUNT),
+        ("usage", USAGE_ACCOUNT),
+    ):
         proc = helpers[key]
         entry = pwd.getpwnam(account)
         assert entry.pw_uid != 0 and entry.pw_shell.endswith(("nologin", "false")), entry
@@ -67,7 +82,9 @@ def test_proxy_culler_and_usage_service_run_as_their_own_unprivileged_accounts(m
     admin_api = UsageAPI(hub, teacher.new_token("teacher"))
     [session] = admin_api.json("/api/sessions", params={"user": "alice", "state": "open"})
     # the usage service (not root) samples alice's processes and writes them to its database
-    samples = wait_for(lambda: admin_api.json(f"/api/sessions/{session['id']}/samples"), 60, what="samples")
+    samples = wait_for(
+        lambda: admin_api.json(f"/api/sessions/{session['id']}/samples"), 60, what="samples"
+    )
     assert samples[-1]["mem_bytes"] > 30 * 2**20, samples[-1]
     # the culler asked the hub about servers as itself (its token works under its account)
     wait_for(lambda: "(idle-culler@" in hub.log(), 30, what="the culler's API calls")
@@ -76,7 +93,11 @@ def test_proxy_culler_and_usage_service_run_as_their_own_unprivileged_accounts(m
     # the usage database lives in <site>/usage/, the usage account's own folder, not in root's state/
     usage_uid = pwd.getpwnam(USAGE_ACCOUNT).pw_uid
     folder = (hub.site / "usage").lstat()
-    assert stat.S_ISDIR(folder.st_mode) and folder.st_uid == usage_uid and stat.S_IMODE(folder.st_mode) == 0o700
+    assert (
+        stat.S_ISDIR(folder.st_mode)
+        and folder.st_uid == usage_uid
+        and stat.S_IMODE(folder.st_mode) == 0o700
+    )
     assert (hub.site / "usage" / "usage.sqlite").stat().st_uid == usage_uid
     assert not (hub.site / "state" / "usage.sqlite").exists()
     assert stat.S_IMODE((hub.site / "state").stat().st_mode) == 0o700

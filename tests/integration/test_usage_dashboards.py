@@ -12,13 +12,30 @@ from pathlib import Path
 import pytest
 
 from .hubctl import REPO
-from .test_usage_hub import ADMIN_PW, ALICE_PW, BOB_PW, UsageAPI, login, start_hub, usage_hub, wait_for
+from .test_usage_hub import (
+    ADMIN_PW,
+    ALICE_PW,
+    BOB_PW,
+    UsageAPI,
+    login,
+    start_hub,
+    usage_hub,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "test-artifacts"
 GIB = 1024**3
 
@@ -38,9 +55,18 @@ def _seed(site: Path) -> dict:
     span = now - monday
     start = monday + span * 0.1
     end = start + span * 0.5  # always inside this week and before now
-    sid = store.open_session("alice", "", profile="gpu-2", device_kind="nvidia", n_devices=2,
-                             devices=["nvidia:0", "nvidia:1"], started_at=start)
-    store.add_samples([SampleIn(sid, end, 1800.0, 2 * GIB)])  # 0.5 CPU-hours; 2 GiB held for the whole span
+    sid = store.open_session(
+        "alice",
+        "",
+        profile="gpu-2",
+        device_kind="nvidia",
+        n_devices=2,
+        devices=["nvidia:0", "nvidia:1"],
+        started_at=start,
+    )
+    store.add_samples(
+        [SampleIn(sid, end, 1800.0, 2 * GIB)]
+    )  # 0.5 CPU-hours; 2 GiB held for the whole span
     store.close_session("alice", "", "stopped", ended_at=end)
     store.close()
     hours = (end - start).total_seconds() / 3600
@@ -72,15 +98,24 @@ def _login(browser, hub, name: str, password: str):
 
 def test_dashboards_in_chromium(make_hub, chromium):
     ARTIFACTS.mkdir(exist_ok=True)
-    hub = usage_hub(make_hub, **{"usage.rates": "{cpu_hour: 0.5, mem_gib_hour: 0.01, gpu_hour: 2.0, currency: EUR}",
-                                 "usage.quotas.default": "{gpu_hours_per_week: 1000}"})
+    hub = usage_hub(
+        make_hub,
+        **{
+            "usage.rates": "{cpu_hour: 0.5, mem_gib_hour: 0.01, gpu_hour: 2.0, currency: EUR}",
+            "usage.quotas.default": "{gpu_hours_per_week: 1000}",
+        },
+    )
     expected = _seed(hub.site)
     start_hub(hub)
     bob = login(hub, "bob", BOB_PW)
     bob.start_server("bob")  # a live CPU-only server for the admin's table
     teacher = login(hub, "teacher", ADMIN_PW)
     admin_api = UsageAPI(hub, teacher.new_token("teacher"))
-    wait_for(lambda: any(s["mem_mib"] for s in admin_api.json("/api/servers")), 60, what="bob's server sampled")
+    wait_for(
+        lambda: any(s["mem_mib"] for s in admin_api.json("/api/servers")),
+        60,
+        what="bob's server sampled",
+    )
 
     # --- the admin's page --------------------------------------------------------------------
     context, page = _login(chromium, hub, "teacher", ADMIN_PW)
@@ -93,20 +128,28 @@ def test_dashboards_in_chromium(make_hub, chromium):
     assert page.get_by_test_id("top-alice-gpu").inner_text() == f"{expected['gpu']:.2f}"
     assert page.get_by_test_id("top-alice-cpu").inner_text() == f"{expected['cpu']:.2f}"
     assert page.get_by_test_id("top-alice-cost").inner_text() == f"{expected['cost']:.2f}"
-    assert page.get_by_test_id("week-gpu-hours").inner_text() == f"{expected['gpu']:.2f}"  # bob holds no GPU
+    assert (
+        page.get_by_test_id("week-gpu-hours").inner_text() == f"{expected['gpu']:.2f}"
+    )  # bob holds no GPU
     assert page.get_by_test_id("live-count").inner_text() == "1"
     assert float(page.get_by_test_id("live-bob-mem").inner_text()) > 30  # MiB of a real JupyterLab
     bars = page.locator("[data-testid=chart-gpu] rect")
     assert bars.count() == 30
-    assert round(sum(float(bars.nth(i).get_attribute("data-value")) for i in range(30)), 2) == round(expected["gpu"], 2)
+    assert round(
+        sum(float(bars.nth(i).get_attribute("data-value")) for i in range(30)), 2
+    ) == round(expected["gpu"], 2)
     page.screenshot(path=str(ARTIFACTS / "usage-admin.png"), full_page=True)
 
     # the stop button stops bob's server through the hub
     page.on("dialog", lambda dialog: dialog.accept())
     page.locator("[data-testid=live-bob] button.stop").click()
-    page.wait_for_function("document.querySelector('[data-testid=stop-result]').textContent.length > 0")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=stop-result]').textContent.length > 0"
+    )
     assert page.get_by_test_id("stop-result").inner_text().startswith("Stopping bob")
-    wait_for(lambda: not bob.api("GET", "/users/bob").json()["servers"], 60, what="bob's server stopped")
+    wait_for(
+        lambda: not bob.api("GET", "/users/bob").json()["servers"], 60, what="bob's server stopped"
+    )
     [bobs] = admin_api.json("/api/sessions", params={"user": "bob"})
     assert bobs["end_reason"] == "admin"
     context.close()

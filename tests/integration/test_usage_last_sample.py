@@ -66,11 +66,19 @@ def recorded_cpu(hub, username: str, reason: str = "stopped") -> tuple[float, in
         store.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as students' own accounts under a root hub")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="servers run as students' own accounts under a root hub"
+)
 @pytest.mark.parametrize("fork_kernels", ["true", "false"], ids=["forked-kernel", "child-kernel"])
 def test_a_short_session_records_the_cpu_its_kernel_burnt(make_hub, fork_kernels):
-    hub = make_hub(**{"usage.sample_every": 3600, "usage.service_port": free_port(), "culler.enabled": "false",
-                      "spawner.local.fork_kernels": fork_kernels})
+    hub = make_hub(
+        **{
+            "usage.sample_every": 3600,
+            "usage.service_port": free_port(),
+            "culler.enabled": "false",
+            "spawner.local.fork_kernels": fork_kernels,
+        }
+    )
     mlw(hub.site, "user", "add", "alice", "--password-stdin", input=ALICE_PW + "\n")
     hub.start()
     alice = hub.browser()
@@ -106,7 +114,9 @@ def session_pid(hub, username: str) -> int:
         store.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as students' own accounts under a root hub")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="servers run as students' own accounts under a root hub"
+)
 def test_a_server_found_dead_keeps_the_cpu_its_kernel_burnt(make_hub):
     """The server dies (killed) right after the burn: its processes can no longer be read, but the
     kernel's count of the account's cgroup still has everything they used."""
@@ -117,10 +127,14 @@ def test_a_server_found_dead_keeps_the_cpu_its_kernel_burnt(make_hub):
 
     if cgroups.detect() is None:
         pytest.skip("no cgroup controllers mounted here")
-    hub = make_hub(**{"usage.sample_every": 3600, "usage.service_port": free_port(), "culler.enabled": "false"})
+    hub = make_hub(
+        **{"usage.sample_every": 3600, "usage.service_port": free_port(), "culler.enabled": "false"}
+    )
     extra = hub.site / "jupyterhub_config.d"
     extra.mkdir(exist_ok=True)
-    (extra / "poll.py").write_text("c.Spawner.poll_interval = 1\n")  # the hub notices a dead server within 1 s
+    (extra / "poll.py").write_text(
+        "c.Spawner.poll_interval = 1\n"
+    )  # the hub notices a dead server within 1 s
     mlw(hub.site, "user", "add", "alice", "--password-stdin", input=ALICE_PW + "\n")
     hub.start()
     alice = hub.browser()
@@ -131,7 +145,9 @@ def test_a_server_found_dead_keeps_the_cpu_its_kernel_burnt(make_hub):
 
     asyncio.run(server.run_code(BURN, timeout=120, shutdown=False))
     used = account_cpu(hub.prefix + "alice")
-    os.killpg(session_pid(hub, "alice"), signal.SIGKILL)  # the server dies (its kernel lives on, idle)
+    os.killpg(
+        session_pid(hub, "alice"), signal.SIGKILL
+    )  # the server dies (its kernel lives on, idle)
     deadline = time.monotonic() + 60
     while alice.api("GET", "/users/alice").json()["servers"]:
         assert time.monotonic() < deadline, "the hub did not notice the dead server"

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlworkshop.lessonkit import device as device_mod
 from mlworkshop.lessonkit import (
     choose_device_name,
     find_cjk_font,
@@ -21,6 +20,7 @@ from mlworkshop.lessonkit import (
     read_idx,
     use_chinese_font,
 )
+from mlworkshop.lessonkit import device as device_mod
 
 
 def write_idx(path: Path, array: np.ndarray, code: int = 0x08, gz: bool = False) -> Path:
@@ -73,8 +73,10 @@ def test_read_idx_uint8_images_and_labels(tmp_path):
     np.testing.assert_array_equal(lab, labels)
 
 
-@pytest.mark.parametrize("code,dtype", [(0x0B, np.int16), (0x0C, np.int32), (0x0D, np.float32),
-                                        (0x0E, np.float64), (0x09, np.int8)])
+@pytest.mark.parametrize(
+    "code,dtype",
+    [(0x0B, np.int16), (0x0C, np.int32), (0x0D, np.float32), (0x0E, np.float64), (0x09, np.int8)],
+)
 def test_read_idx_other_types_are_big_endian(tmp_path, code, dtype):
     values = np.array([[-2, 1, 300 if dtype != np.int8 else 100], [5, -7, 0]], dtype=dtype)
     out = read_idx(write_idx(tmp_path / "x", values, code=code))
@@ -126,8 +128,10 @@ def test_load_mnist_idx_missing_part(tmp_path):
 def test_kaggle_spelling_is_accepted(tmp_path):
     folder = tmp_path / "mnist"
     make_mnist(folder)
-    for old, new in [("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
-                     ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte")]:
+    for old, new in [
+        ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+        ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+    ]:
         (folder / old).rename(folder / new)
     assert load_mnist_idx(folder)[0].shape == (12, 28, 28)
 
@@ -142,7 +146,9 @@ def test_digits_fall_back_to_sklearn(tmp_path, no_home_datasets, capsys):
     data = load_handwritten_digits(notebook_dir)
     assert data.source == "sklearn-digits"
     assert data.image_shape == (8, 8)
-    assert data.x_train.dtype == np.float32 and 0.0 <= data.x_train.min() <= data.x_train.max() <= 1.0
+    assert (
+        data.x_train.dtype == np.float32 and 0.0 <= data.x_train.min() <= data.x_train.max() <= 1.0
+    )
     assert len(data.x_train) + len(data.x_test) == 1797
     assert "load_digits" in capsys.readouterr().out
 
@@ -174,13 +180,16 @@ def test_digits_found_in_home_and_env(tmp_path, no_home_datasets, monkeypatch):
 # --- device -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cuda,npu,forced,expected", [
-    (True, True, None, "cuda"),
-    (True, False, None, "cuda"),
-    (False, True, None, "npu"),
-    (False, False, None, "cpu"),
-    (True, True, "CPU", "cpu"),
-])
+@pytest.mark.parametrize(
+    "cuda,npu,forced,expected",
+    [
+        (True, True, None, "cuda"),
+        (True, False, None, "cuda"),
+        (False, True, None, "npu"),
+        (False, False, None, "cpu"),
+        (True, True, "CPU", "cpu"),
+    ],
+)
 def test_choose_device_name(cuda, npu, forced, expected):
     assert choose_device_name(cuda, npu, forced) == expected
 

@@ -48,8 +48,10 @@ def test_stored_without_outputs(name):
     for cell in code:
         assert cell["outputs"] == [], f"{name}: a code cell was stored with outputs"
         assert cell["execution_count"] is None, f"{name}: a code cell has an execution count"
-    assert any(c["cell_type"] == "markdown" and re.search(r"[\u4e00-\u9fff]", "".join(c["source"]))
-               for c in nb["cells"]), "no Chinese text"
+    assert any(
+        c["cell_type"] == "markdown" and re.search(r"[\u4e00-\u9fff]", "".join(c["source"]))
+        for c in nb["cells"]
+    ), "no Chinese text"
 
 
 def _texts(nb):
@@ -81,7 +83,10 @@ def test_notebook_runs_on_cpu(name, tmp_path, monkeypatch, record_property):
 
     nb = nbformat.read(work / f"{name}.ipynb", as_version=4)
     client = nbclient.NotebookClient(
-        nb, timeout=600, kernel_name="python3", allow_errors=False,
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        allow_errors=False,
         resources={"metadata": {"path": str(work)}},
     )
     start = time.monotonic()

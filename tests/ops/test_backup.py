@@ -65,7 +65,11 @@ def accounts():
     made: list[str] = []
 
     def make(name: str) -> pwd.struct_passwd:
-        subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/bin/sh", "-U", name], check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "-M", "-d", "/nonexistent", "-s", "/bin/sh", "-U", name],
+            check=True,
+            capture_output=True,
+        )
         made.append(name)
         return pwd.getpwnam(name)
 
@@ -224,12 +228,14 @@ def _damaged(archive: Path, how: str, where: float = 0.5) -> Path:
     if how == "flip":
         data[int(len(data) * where)] ^= 0x01
     else:
-        del data[int(len(data) * where):]
+        del data[int(len(data) * where) :]
     out.write_bytes(bytes(data))
     return out
 
 
-@pytest.mark.parametrize("how,where", [("flip", 0.3), ("flip", 0.7), ("flip", 0.999), ("cut", 0.5), ("cut", 0.999)])
+@pytest.mark.parametrize(
+    "how,where", [("flip", 0.3), ("flip", 0.7), ("flip", 0.999), ("cut", 0.5), ("cut", 0.999)]
+)
 def test_damaged_archive_is_refused_and_nothing_written(site, tmp_path, how, where):
     fill(site, tmp_path)
     archive = tmp_path / "b.tar.gz"
@@ -253,12 +259,17 @@ def test_damaged_archive_from_the_cli_is_a_message(site, tmp_path):
     archive = tmp_path / "b.tar.gz"
     create_backup(site, load_config(site.root), archive)
     bad = _damaged(archive, "flip", 0.5)
-    for args in (["backup", "--verify", str(bad)], ["restore", str(bad), "--site", str(tmp_path / "r")]):
+    for args in (
+        ["backup", "--verify", str(bad)],
+        ["restore", str(bad), "--site", str(tmp_path / "r")],
+    ):
         run = subprocess.run([*MLW, *args], capture_output=True, text=True)
         assert run.returncode == 2, run
         assert "not a good backup" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "r").exists()
-    good = subprocess.run([*MLW, "backup", "--verify", str(archive)], capture_output=True, text=True)
+    good = subprocess.run(
+        [*MLW, "backup", "--verify", str(archive)], capture_output=True, text=True
+    )
     assert good.returncode == 0 and "every checksum matches" in good.stdout
 
 
@@ -303,11 +314,17 @@ def forge(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Pa
         for info, data in members:
             if info.isreg():
                 info.size = len(data)
-                manifest[info.name] = {"type": "file", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                manifest[info.name] = {
+                    "type": "file",
+                    "size": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
                 tar.addfile(info, io.BytesIO(data))
             else:
                 kind = "dir" if info.isdir() else "symlink" if info.issym() else "hardlink"
-                manifest[info.name] = {"type": kind} | ({"target": info.linkname} if kind != "dir" else {})
+                manifest[info.name] = {"type": kind} | (
+                    {"target": info.linkname} if kind != "dir" else {}
+                )
                 tar.addfile(info)
         raw = json.dumps({"format": fmt.FORMAT, "entries": manifest}).encode()
         info = tarfile.TarInfo(fmt.MANIFEST)
@@ -323,21 +340,42 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
     return info
 
 
-@pytest.mark.parametrize("members", [
-    [(member("../escaped.txt"), b"x")],
-    [(member("/tmp/escaped.txt"), b"x")],
-    [(member("users", tarfile.DIRTYPE), None), (member("users/../../escaped.txt"), b"x")],
-    [(member("etc", tarfile.DIRTYPE), None), (member("etc/escaped.txt"), b"x")],
-    # a link out of the site, then a file written "through" it
-    [(member("users", tarfile.DIRTYPE), None), (member("users/out", tarfile.SYMTYPE, "{outside}"), None),
-     (member("users/out/escaped.txt"), b"x")],
-    # a hard link to a file outside
-    [(member("users", tarfile.DIRTYPE), None), (member("users/h", tarfile.LNKTYPE, "{outside}/victim.txt"), None)],
-    [(member("users", tarfile.DIRTYPE), None), (member("users/h", tarfile.LNKTYPE, "../../victim.txt"), None)],
-    # a device node
-    [(member("users", tarfile.DIRTYPE), None), (member("users/dev", tarfile.CHRTYPE), None)],
-], ids=["dotdot", "absolute", "dotdot-inside", "not-a-site-folder", "through-symlink", "hardlink-abs",
-        "hardlink-dotdot", "device"])
+@pytest.mark.parametrize(
+    "members",
+    [
+        [(member("../escaped.txt"), b"x")],
+        [(member("/tmp/escaped.txt"), b"x")],
+        [(member("users", tarfile.DIRTYPE), None), (member("users/../../escaped.txt"), b"x")],
+        [(member("etc", tarfile.DIRTYPE), None), (member("etc/escaped.txt"), b"x")],
+        # a link out of the site, then a file written "through" it
+        [
+            (member("users", tarfile.DIRTYPE), None),
+            (member("users/out", tarfile.SYMTYPE, "{outside}"), None),
+            (member("users/out/escaped.txt"), b"x"),
+        ],
+        # a hard link to a file outside
+        [
+            (member("users", tarfile.DIRTYPE), None),
+            (member("users/h", tarfile.LNKTYPE, "{outside}/victim.txt"), None),
+        ],
+        [
+            (member("users", tarfile.DIRTYPE), None),
+            (member("users/h", tarfile.LNKTYPE, "../../victim.txt"), None),
+        ],
+        # a device node
+        [(member("users", tarfile.DIRTYPE), None), (member("users/dev", tarfile.CHRTYPE), None)],
+    ],
+    ids=[
+        "dotdot",
+        "absolute",
+        "dotdot-inside",
+        "not-a-site-folder",
+        "through-symlink",
+        "hardlink-abs",
+        "hardlink-dotdot",
+        "device",
+    ],
+)
 def test_forged_archive_writes_nothing_outside(tmp_path, members):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -375,7 +413,10 @@ def test_prune_keeps_the_newest(tmp_path):
     removed = prune(tmp_path, 2)
     assert len(removed) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "mlworkshop-host-20260103-000000.tar.gz", "mlworkshop-host-20260104-000000.tar.gz", "other.txt"]
+        "mlworkshop-host-20260103-000000.tar.gz",
+        "mlworkshop-host-20260104-000000.tar.gz",
+        "other.txt",
+    ]
 
 
 def test_timer_units(site):
@@ -383,7 +424,10 @@ def test_timer_units(site):
     units = timer_units(site, load_config(site.root), python="/opt/mlw/bin/python")
     service = next(text for name, text in units.items() if name.endswith(".service"))
     timer = next(text for name, text in units.items() if name.endswith(".timer"))
-    assert f"ExecStart=/opt/mlw/bin/python -m mlworkshop.cli.main backup --scheduled --site {site.root}" in service
+    assert (
+        f"ExecStart=/opt/mlw/bin/python -m mlworkshop.cli.main backup --scheduled --site {site.root}"
+        in service
+    )
     assert "OnCalendar=*-*-* 02:30" in timer and "Persistent=true" in timer
 
 
@@ -398,8 +442,12 @@ def test_scheduled_runs_keep_the_newest_and_no_homes_leaves_homes_out(site, tmp_
     set_key(site.root, "backup.homes", "false")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLWORKSHOP_")}
     for _ in range(3):
-        run = subprocess.run([*MLW, "backup", "--scheduled", "--site", str(site.root)], capture_output=True,
-                             text=True, env=env)
+        run = subprocess.run(
+            [*MLW, "backup", "--scheduled", "--site", str(site.root)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert run.returncode == 0, run.stderr
     kept = sorted(folder.glob("mlworkshop-*.tar.gz"))
     assert len(kept) == 2 and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in kept)

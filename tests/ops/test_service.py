@@ -17,8 +17,10 @@ from mlworkshop.site import Site, init_site
 
 from ..cli.clirun import assert_refused, mlw_here
 
-needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze is not installed (Debian package systemd)")
+needs_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed (Debian package systemd)",
+)
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ def test_systemd_analyze_verifies_the_unit(site, tmp_path):
 
 @needs_analyze
 def test_odd_site_paths_are_quoted_for_systemd(tmp_path):
-    site = Site(tmp_path / "my course 100% $HOME \"x\"")
+    site = Site(tmp_path / 'my course 100% $HOME "x"')
     init_site(site)
     unit = tmp_path / svc.UNIT_NAME
     unit.write_text(svc.unit_text(site))
@@ -88,7 +90,10 @@ def test_install_status_uninstall_without_systemd(site, tmp_path):
     done = mlw_here(site.root, "service", "install", "--unit-dir", str(units))
     assert done.returncode == 0, done
     assert f"wrote {units / svc.UNIT_NAME}" in done.stdout
-    assert "systemd is not running on this machine" in done.stdout and "systemctl enable --now mlworkshop" in done.stdout
+    assert (
+        "systemd is not running on this machine" in done.stdout
+        and "systemctl enable --now mlworkshop" in done.stdout
+    )
     assert (units / svc.UNIT_NAME).stat().st_mode & 0o777 == 0o644
 
     shown = mlw_here(None, "service", "status", "--unit-dir", str(units))
@@ -98,18 +103,27 @@ def test_install_status_uninstall_without_systemd(site, tmp_path):
     assert mlw_here(site.root, "service", "install", "--unit-dir", str(units)).returncode == 0
     other = Site(tmp_path / "other")
     init_site(other)
-    assert_refused(mlw_here(other.root, "service", "install", "--unit-dir", str(units)),
-                   f"already runs the site {site.root}", "mlworkshop service uninstall")
+    assert_refused(
+        mlw_here(other.root, "service", "install", "--unit-dir", str(units)),
+        f"already runs the site {site.root}",
+        "mlworkshop service uninstall",
+    )
 
     gone = mlw_here(None, "service", "uninstall", "--unit-dir", str(units))
     assert gone.returncode == 0 and f"removed {units / svc.UNIT_NAME}" in gone.stdout, gone
     assert not (units / svc.UNIT_NAME).exists()
-    assert "nothing to remove" in mlw_here(None, "service", "uninstall", "--unit-dir", str(units)).stdout
+    assert (
+        "nothing to remove"
+        in mlw_here(None, "service", "uninstall", "--unit-dir", str(units)).stdout
+    )
 
 
 def test_install_needs_a_site(tmp_path):
     units = tmp_path / "units"
     units.mkdir()
-    assert_refused(mlw_here(tmp_path / "nothing", "service", "install", "--unit-dir", str(units)),
-                   "No site at", "mlworkshop init")
+    assert_refused(
+        mlw_here(tmp_path / "nothing", "service", "install", "--unit-dir", str(units)),
+        "No site at",
+        "mlworkshop init",
+    )
     assert not (units / svc.UNIT_NAME).exists()

@@ -21,11 +21,25 @@ SHARED = Profile("shared", "Shared: 2 × GPU", None, 0, 4, "16G", shared=True)
 DEVICE = SimpleNamespace(kind="nvidia", index=0)
 
 
-@pytest.mark.parametrize("grant, n_devices, profile, limits", [
-    (Grant(CPU_ONLY, [], {}), 0, "cpu", Limits(4 * GIB, 2, 2048)),
-    (Grant(TWO_GPUS, [DEVICE, DEVICE], {}, allocated=True), 2, "gpu-2", Limits(32 * GIB, 8, 2048)),
-    (Grant(SHARED, [DEVICE, DEVICE], {}), 0, "shared", Limits(16 * GIB, 4, 2048)),  # shared: nothing allocated
-], ids=["cpu-only", "two-gpus", "shared"])
+@pytest.mark.parametrize(
+    "grant, n_devices, profile, limits",
+    [
+        (Grant(CPU_ONLY, [], {}), 0, "cpu", Limits(4 * GIB, 2, 2048)),
+        (
+            Grant(TWO_GPUS, [DEVICE, DEVICE], {}, allocated=True),
+            2,
+            "gpu-2",
+            Limits(32 * GIB, 8, 2048),
+        ),
+        (
+            Grant(SHARED, [DEVICE, DEVICE], {}),
+            0,
+            "shared",
+            Limits(16 * GIB, 4, 2048),
+        ),  # shared: nothing allocated
+    ],
+    ids=["cpu-only", "two-gpus", "shared"],
+)
 def test_cgroup_limits_are_what_the_usage_api_reports(grant, n_devices, profile, limits):
     cfg = MLWorkshopConfig()
     assert cgroup_limits(grant, cfg.accelerators.profiles, 2048) == limits

@@ -37,8 +37,10 @@ def test_parse_mounts_hybrid_without_v2_controllers_is_v1():
     h = cgroups.parse_mounts(HYBRID, read_controllers=lambda path: set())
     assert h.version == 1
     assert h.roots == {c: Path("/sys/fs/cgroup") / c for c in ("cpu", "cpuacct", "memory", "pids")}
-    assert h.user_dirs("mlw-ada") == sorted(Path("/sys/fs/cgroup") / c / "mlworkshop" / "mlw-ada"
-                                            for c in ("cpu", "cpuacct", "memory", "pids"))
+    assert h.user_dirs("mlw-ada") == sorted(
+        Path("/sys/fs/cgroup") / c / "mlworkshop" / "mlw-ada"
+        for c in ("cpu", "cpuacct", "memory", "pids")
+    )
 
 
 def test_parse_mounts_v1_controllers_mounted_together_share_one_folder():
@@ -51,16 +53,25 @@ def test_parse_mounts_v1_controllers_mounted_together_share_one_folder():
 
 def test_parse_mounts_unified_with_controllers_is_v2():
     text = "cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n"
-    h = cgroups.parse_mounts(text, read_controllers=lambda path: {"cpuset", "cpu", "io", "memory", "pids"})
+    h = cgroups.parse_mounts(
+        text, read_controllers=lambda path: {"cpuset", "cpu", "io", "memory", "pids"}
+    )
     assert h == cgroups.Hierarchy(2, {"": Path("/sys/fs/cgroup")})
     assert h.user_dirs("mlw-ada") == [Path("/sys/fs/cgroup/mlworkshop/mlw-ada")]
     assert h.controller_dir("memory", "mlw-ada") == h.controller_dir("pids", "mlw-ada")
 
 
 def test_parse_mounts_nothing_usable_and_escaped_paths():
-    assert cgroups.parse_mounts("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n", read_controllers=lambda p: {"io"}) is None
+    assert (
+        cgroups.parse_mounts(
+            "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n", read_controllers=lambda p: {"io"}
+        )
+        is None
+    )
     assert cgroups.parse_mounts("", read_controllers=lambda p: set()) is None
-    h = cgroups.parse_mounts("cgroup /cg\\040x cgroup rw,memory 0 0\n", read_controllers=lambda p: set())
+    h = cgroups.parse_mounts(
+        "cgroup /cg\\040x cgroup rw,memory 0 0\n", read_controllers=lambda p: set()
+    )
     assert h.roots == {"memory": Path("/cg x")}
 
 
@@ -71,12 +82,16 @@ def test_account_names_that_could_leave_the_parent_are_refused(name):
 
 
 def test_own_memory_group_only_when_it_is_ours():
-    h = cgroups.Hierarchy(1, {"memory": Path("/sys/fs/cgroup/memory"), "pids": Path("/sys/fs/cgroup/pids")})
+    h = cgroups.Hierarchy(
+        1, {"memory": Path("/sys/fs/cgroup/memory"), "pids": Path("/sys/fs/cgroup/pids")}
+    )
     text = "8:pids:/mlworkshop/mlw-ada\n4:memory:/mlworkshop/mlw-ada\n0::/\n"
     assert cgroups.own_memory_group(h, text) == Path("/sys/fs/cgroup/memory/mlworkshop/mlw-ada")
     assert cgroups.own_memory_group(h, "4:memory:/process_api/abc\n") is None
     v2 = cgroups.Hierarchy(2, {"": Path("/sys/fs/cgroup")})
-    assert cgroups.own_memory_group(v2, "0::/mlworkshop/mlw-ada\n") == Path("/sys/fs/cgroup/mlworkshop/mlw-ada")
+    assert cgroups.own_memory_group(v2, "0::/mlworkshop/mlw-ada\n") == Path(
+        "/sys/fs/cgroup/mlworkshop/mlw-ada"
+    )
 
 
 def test_describe_bytes():
@@ -92,12 +107,25 @@ def test_server_resources_are_what_the_profiles_say():
     profiles.cpu.mem_limit = None
     profiles.cpu.cpu_limit = None
     assert server_resources(profiles, 0) == (None, None)
-    assert parse_bytes("1.5G") == 3 * 2**29 and parse_bytes("512M") == 2**29 and parse_bytes("100") == 100
+    assert (
+        parse_bytes("1.5G") == 3 * 2**29
+        and parse_bytes("512M") == 2**29
+        and parse_bytes("100") == 100
+    )
 
 
 # --- v2, on a folder laid out like a cgroup2 tree ----------------------------------------------
-V2_FILES = ("cgroup.controllers", "cgroup.subtree_control", "cgroup.procs", "memory.max", "memory.swap.max",
-            "cpu.weight", "cpu.max", "pids.max", "memory.events")
+V2_FILES = (
+    "cgroup.controllers",
+    "cgroup.subtree_control",
+    "cgroup.procs",
+    "memory.max",
+    "memory.swap.max",
+    "cpu.weight",
+    "cpu.max",
+    "pids.max",
+    "memory.events",
+)
 
 
 def _fake_v2_group(path: Path) -> None:
@@ -116,13 +144,21 @@ def test_v2_ensure_enables_controllers_and_writes_limits(tmp_path):
     assert dirs == [group]
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
     assert (tmp_path / "mlworkshop" / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
-    values = {name: (group / name).read_text() for name in ("memory.max", "memory.swap.max", "cpu.weight",
-                                                              "cpu.max", "pids.max")}
-    assert values == {"memory.max": str(2**30), "memory.swap.max": "0", "cpu.weight": "100",
-                      "cpu.max": "150000 100000", "pids.max": "100"}
+    values = {
+        name: (group / name).read_text()
+        for name in ("memory.max", "memory.swap.max", "cpu.weight", "cpu.max", "pids.max")
+    }
+    assert values == {
+        "memory.max": str(2**30),
+        "memory.swap.max": "0",
+        "cpu.weight": "100",
+        "cpu.max": "150000 100000",
+        "pids.max": "100",
+    }
     cgroups.ensure(h, "mlw-ada", cgroups.Limits())  # no limits: written back as "max"
-    assert [(group / n).read_text() for n in ("memory.max", "memory.swap.max", "cpu.max", "pids.max")] == [
-        "max", "max", "max 100000", "max"]
+    assert [
+        (group / n).read_text() for n in ("memory.max", "memory.swap.max", "cpu.max", "pids.max")
+    ] == ["max", "max", "max 100000", "max"]
     (group / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\n")
     assert cgroups.oom_kills(h, "mlw-ada") == 2
     (group / "memory.max").write_text("1073741824\n")
@@ -140,7 +176,12 @@ def test_a_group_folder_that_is_a_link_is_refused(tmp_path):
 # --- v1, the real controllers of this machine ---------------------------------------------------
 def _real_v1():
     h = cgroups.detect()
-    if os.geteuid() != 0 or h is None or h.version != 1 or not {"memory", "cpu", "pids"} <= set(h.roots):
+    if (
+        os.geteuid() != 0
+        or h is None
+        or h.version != 1
+        or not {"memory", "cpu", "pids"} <= set(h.roots)
+    ):
         pytest.skip("needs root and cgroup v1 memory, cpu and pids controllers")
     return h
 
@@ -158,13 +199,20 @@ def v1_group():
 
 def _python_in_group(dirs, code: str, **kwargs) -> subprocess.Popen:
     """A child that joins the group before it runs anything (as the fork server's children do)."""
-    return subprocess.Popen([sys.executable, "-c", code], preexec_fn=lambda: cgroups.join(dirs),
-                            stdout=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: cgroups.join(dirs),
+        stdout=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_v1_ensure_writes_the_limits_and_updates_them(v1_group):
     h, account = v1_group
-    dirs = cgroups.ensure(h, account, cgroups.Limits(memory_bytes=256 * 2**20, cpu_cores=0.5, pids=50))
+    dirs = cgroups.ensure(
+        h, account, cgroups.Limits(memory_bytes=256 * 2**20, cpu_cores=0.5, pids=50)
+    )
     assert dirs == h.user_dirs(account) and all(d.is_dir() for d in dirs)
     memory = h.controller_dir("memory", account)
     assert int((memory / "memory.limit_in_bytes").read_text()) == 256 * 2**20
@@ -172,9 +220,14 @@ def test_v1_ensure_writes_the_limits_and_updates_them(v1_group):
         assert int((memory / "memory.memsw.limit_in_bytes").read_text()) == 256 * 2**20
     cpu = h.controller_dir("cpu", account)
     assert (cpu / "cpu.shares").read_text().strip() == "1024"
-    assert int((cpu / "cpu.cfs_quota_us").read_text()) == int((cpu / "cpu.cfs_period_us").read_text()) // 2
+    assert (
+        int((cpu / "cpu.cfs_quota_us").read_text())
+        == int((cpu / "cpu.cfs_period_us").read_text()) // 2
+    )
     assert (h.controller_dir("pids", account) / "pids.max").read_text().strip() == "50"
-    assert all(os.stat(d / "cgroup.procs").st_uid == 0 for d in dirs)  # a student cannot join or leave
+    assert all(
+        os.stat(d / "cgroup.procs").st_uid == 0 for d in dirs
+    )  # a student cannot join or leave
     # updated in place at the next start (a larger limit, none at all)
     cgroups.ensure(h, account, cgroups.Limits(memory_bytes=512 * 2**20))
     assert cgroups.memory_limit_in(h, memory) == 512 * 2**20
@@ -195,9 +248,11 @@ def test_v1_memory_past_the_limit_is_killed_and_counted(v1_group):
 def test_v1_fork_fails_at_the_pids_limit_and_joining_past_it_shows(v1_group):
     h, account = v1_group
     dirs = cgroups.ensure(h, account, cgroups.Limits(pids=8))
-    code = ("import os, time\nn = 0\ntry:\n    for _ in range(50):\n        if os.fork() == 0:\n"
-            "            time.sleep(30); os._exit(0)\n        n += 1\nexcept BlockingIOError:\n    pass\n"
-            "print(n, flush=True)\n")
+    code = (
+        "import os, time\nn = 0\ntry:\n    for _ in range(50):\n        if os.fork() == 0:\n"
+        "            time.sleep(30); os._exit(0)\n        n += 1\nexcept BlockingIOError:\n    pass\n"
+        "print(n, flush=True)\n"
+    )
     child = _python_in_group(dirs, code, start_new_session=True)
     try:
         forked = int(child.stdout.readline())
@@ -226,8 +281,9 @@ def test_v1_remove_kills_what_is_left_and_removes_the_group(v1_group):
 def test_v1_cpu_time_of_a_group_is_accounted(v1_group):
     h, account = v1_group
     dirs = cgroups.ensure(h, account, cgroups.Limits())
-    child = _python_in_group(dirs, "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass")
+    child = _python_in_group(
+        dirs, "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    )
     child.wait(timeout=60)
     if "cpuacct" in h.roots:
         assert int((h.controller_dir("cpuacct", account) / "cpuacct.usage").read_text()) >= 0.3e9
-

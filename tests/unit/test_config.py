@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mlworkshop.config import CONFIG_FILE, ConfigError, MLWorkshopConfig, get_key, load_config, set_key
+from mlworkshop.config import (
+    CONFIG_FILE,
+    ConfigError,
+    MLWorkshopConfig,
+    get_key,
+    load_config,
+    set_key,
+)
 from mlworkshop.config.loader import env_overrides, parse_scalar
 from mlworkshop.site import ROOT_SITE, default_site_path, render_config_template, resolve_site
 
@@ -30,11 +37,19 @@ def error_for(site: Path, text: str, environ: dict | None = None) -> str:
 def test_missing_file_gives_defaults(tmp_path):
     cfg = load_config(tmp_path, {})
     assert cfg == MLWorkshopConfig()
-    assert (cfg.hub.port, cfg.hub.db_url, cfg.culler.timeout, cfg.spawner.default_url) == (8000, None, 7200, "/lab")
+    assert (cfg.hub.port, cfg.hub.db_url, cfg.culler.timeout, cfg.spawner.default_url) == (
+        8000,
+        None,
+        7200,
+        "/lab",
+    )
 
 
 def test_values_are_read_and_typed(tmp_path):
-    write(tmp_path, "hub:\n  port: 9000\n  base_url: /jupyter\nauth:\n  admin_users: [ada]\nculler:\n  enabled: false\n")
+    write(
+        tmp_path,
+        "hub:\n  port: 9000\n  base_url: /jupyter\nauth:\n  admin_users: [ada]\nculler:\n  enabled: false\n",
+    )
     cfg = load_config(tmp_path, {})
     assert cfg.hub.port == 9000 and cfg.hub.base_url == "/jupyter/"  # trailing slash added
     assert cfg.auth.admin_users == ["ada"] and cfg.culler.enabled is False
@@ -55,28 +70,50 @@ def test_rendered_template_is_valid_commented_and_complete(tmp_path):
 
 
 # --- bad values: the message names the key, the value and what is allowed --------------------
-@pytest.mark.parametrize("text, key, value, allowed", [
-    ("hub:\n  port: 99999\n", "hub.port", "99999", "less than or equal to 65535"),
-    ("hub:\n  port: 0\n", "hub.port", "0", "greater than or equal to 1"),
-    ("hub:\n  port: eighty\n", "hub.port", "'eighty'", "valid integer"),
-    ("hub:\n  internal_port: -1\n", "hub.internal_port", "-1", "greater than or equal to 1"),
-    ("auth:\n  open_signup: maybe\n", "auth.open_signup", "'maybe'", "valid boolean"),
-    ("auth:\n  admin_users: ada\n", "auth.admin_users", "'ada'", "valid list"),
-    ("auth:\n  min_password_length: 3\n", "auth.min_password_length", "3", "greater than or equal to 6"),
-    ("hub:\n  log_level: LOUD\n", "hub.log_level", "'LOUD'", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
-    ("hub:\n  ip: my-laptop\n", "hub.ip", "'my-laptop'", "IP address such as 127.0.0.1"),
-    ("hub:\n  base_url: jupyter/\n", "hub.base_url", "'jupyter/'", "must start with '/'"),
-    ("hub:\n  db_url: oracle://x\n", "hub.db_url", "'oracle://x'", "postgresql://"),
-    ("workspace:\n  content_dir: course/content\n", "workspace.content_dir", "'course/content'",
-     "absolute path such as /srv/course/content"),
-    ("spawner:\n  backend: yarn\n", "spawner.backend", "'yarn'", "'local'"),
-    ("spawner:\n  local:\n    user_prefix: Bad Prefix\n", "spawner.local.user_prefix", "'Bad Prefix'", "pattern"),
-    ("culler:\n  timeout: 5\n", "culler.timeout", "5", "greater than or equal to 60"),
-    ("hub: 8000\n", "hub", "8000", "valid dictionary"),
-])
+@pytest.mark.parametrize(
+    "text, key, value, allowed",
+    [
+        ("hub:\n  port: 99999\n", "hub.port", "99999", "less than or equal to 65535"),
+        ("hub:\n  port: 0\n", "hub.port", "0", "greater than or equal to 1"),
+        ("hub:\n  port: eighty\n", "hub.port", "'eighty'", "valid integer"),
+        ("hub:\n  internal_port: -1\n", "hub.internal_port", "-1", "greater than or equal to 1"),
+        ("auth:\n  open_signup: maybe\n", "auth.open_signup", "'maybe'", "valid boolean"),
+        ("auth:\n  admin_users: ada\n", "auth.admin_users", "'ada'", "valid list"),
+        (
+            "auth:\n  min_password_length: 3\n",
+            "auth.min_password_length",
+            "3",
+            "greater than or equal to 6",
+        ),
+        (
+            "hub:\n  log_level: LOUD\n",
+            "hub.log_level",
+            "'LOUD'",
+            "'DEBUG', 'INFO', 'WARNING' or 'ERROR'",
+        ),
+        ("hub:\n  ip: my-laptop\n", "hub.ip", "'my-laptop'", "IP address such as 127.0.0.1"),
+        ("hub:\n  base_url: jupyter/\n", "hub.base_url", "'jupyter/'", "must start with '/'"),
+        ("hub:\n  db_url: oracle://x\n", "hub.db_url", "'oracle://x'", "postgresql://"),
+        (
+            "workspace:\n  content_dir: course/content\n",
+            "workspace.content_dir",
+            "'course/content'",
+            "absolute path such as /srv/course/content",
+        ),
+        ("spawner:\n  backend: yarn\n", "spawner.backend", "'yarn'", "'local'"),
+        (
+            "spawner:\n  local:\n    user_prefix: Bad Prefix\n",
+            "spawner.local.user_prefix",
+            "'Bad Prefix'",
+            "pattern",
+        ),
+        ("culler:\n  timeout: 5\n", "culler.timeout", "5", "greater than or equal to 60"),
+        ("hub: 8000\n", "hub", "8000", "valid dictionary"),
+    ],
+)
 def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, value, allowed):
     message = error_for(tmp_path, text)
-    line = next((l for l in message.splitlines() if l.strip().startswith(f"- {key} =")), None)
+    line = next((ln for ln in message.splitlines() if ln.strip().startswith(f"- {key} =")), None)
     assert line is not None, message
     assert f"{key} = {value}" in line and allowed in line, line
     assert str(tmp_path / CONFIG_FILE) in message  # where to fix it
@@ -136,22 +173,33 @@ def test_a_list_instead_of_sections_is_refused(tmp_path):
 # --- environment overrides -------------------------------------------------------------------
 def test_environment_overrides_the_file(tmp_path):
     write(tmp_path, "hub:\n  port: 9000\n  ip: 127.0.0.1\n")
-    cfg = load_config(tmp_path, {"MLWORKSHOP_HUB__PORT": "9100", "MLWORKSHOP_CULLER__ENABLED": "false",
-                                 "MLWORKSHOP_AUTH__ADMIN_USERS": "[ada, bob]",
-                                 "MLWORKSHOP_SPAWNER__LOCAL__USER_PREFIX": "lab-"})
+    cfg = load_config(
+        tmp_path,
+        {
+            "MLWORKSHOP_HUB__PORT": "9100",
+            "MLWORKSHOP_CULLER__ENABLED": "false",
+            "MLWORKSHOP_AUTH__ADMIN_USERS": "[ada, bob]",
+            "MLWORKSHOP_SPAWNER__LOCAL__USER_PREFIX": "lab-",
+        },
+    )
     assert cfg.hub.port == 9100 and cfg.hub.ip == "127.0.0.1"  # other file values kept
     assert cfg.culler.enabled is False and cfg.auth.admin_users == ["ada", "bob"]
     assert cfg.spawner.local.user_prefix == "lab-"
 
 
 def test_site_and_other_variables_are_not_options(tmp_path):
-    cfg = load_config(tmp_path, {"MLWORKSHOP_SITE": "/elsewhere", "MLWORKSHOP_DEBUG": "1", "HUB__PORT": "1"})
+    cfg = load_config(
+        tmp_path, {"MLWORKSHOP_SITE": "/elsewhere", "MLWORKSHOP_DEBUG": "1", "HUB__PORT": "1"}
+    )
     assert cfg == MLWorkshopConfig()
 
 
 def test_bad_environment_value_says_it_came_from_the_environment(tmp_path):
     message = error_for(tmp_path, "", {"MLWORKSHOP_HUB__PORT": "0"})
-    assert "hub.port = 0 (from MLWORKSHOP_HUB__PORT)" in message and "greater than or equal to 1" in message
+    assert (
+        "hub.port = 0 (from MLWORKSHOP_HUB__PORT)" in message
+        and "greater than or equal to 1" in message
+    )
 
 
 def test_a_file_value_is_not_blamed_on_the_environment(tmp_path):
@@ -165,15 +213,26 @@ def test_unknown_environment_key_is_refused(tmp_path):
 
 
 def test_environment_keeps_the_case_of_keys_inside_mapping_options(tmp_path):
-    cfg = load_config(tmp_path, {"MLWORKSHOP_SPAWNER__ENVIRONMENT__HF_ENDPOINT": "https://hf-mirror.com",
-                                 "MLWORKSHOP_Spawner__Default_URL": "/tree"})
+    cfg = load_config(
+        tmp_path,
+        {
+            "MLWORKSHOP_SPAWNER__ENVIRONMENT__HF_ENDPOINT": "https://hf-mirror.com",
+            "MLWORKSHOP_Spawner__Default_URL": "/tree",
+        },
+    )
     assert cfg.spawner.environment == {"HF_ENDPOINT": "https://hf-mirror.com"}
     assert cfg.spawner.default_url == "/tree"  # option names themselves are case-insensitive
 
 
 def test_env_overrides_and_scalars():
-    assert env_overrides({"MLWORKSHOP_HUB__PORT": "9000", "PATH": "/bin"}) == {"hub": {"port": 9000}}
-    assert parse_scalar("8000") == 8000 and parse_scalar("true") is True and parse_scalar("a: [") == "a: ["
+    assert env_overrides({"MLWORKSHOP_HUB__PORT": "9000", "PATH": "/bin"}) == {
+        "hub": {"port": 9000}
+    }
+    assert (
+        parse_scalar("8000") == 8000
+        and parse_scalar("true") is True
+        and parse_scalar("a: [") == "a: ["
+    )
 
 
 # --- get and set -----------------------------------------------------------------------------
@@ -192,16 +251,21 @@ def test_set_key_writes_a_valid_value_and_keeps_comments(tmp_path):
     cfg = set_key(tmp_path, "hub.port", "9000")
     assert cfg.hub.port == 9000
     text = (tmp_path / CONFIG_FILE).read_text()
-    assert "# my notes about this hub" in text and "# the public port" in text and "port: 9000" in text
+    assert (
+        "# my notes about this hub" in text and "# the public port" in text and "port: 9000" in text
+    )
     set_key(tmp_path, "culler.timeout", "600")  # a section that was not in the file yet
     assert load_config(tmp_path, {}).culler.timeout == 600
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("hub.port", "99999", "hub.port = 99999"),
-    ("hub.prot", "9000", "unknown key 'hub.prot'"),
-    ("workspace.content_dir", "relative/dir", "absolute path"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("hub.port", "99999", "hub.port = 99999"),
+        ("hub.prot", "9000", "unknown key 'hub.prot'"),
+        ("workspace.content_dir", "relative/dir", "absolute path"),
+    ],
+)
 def test_set_key_refuses_bad_values_and_leaves_the_file_alone(tmp_path, key, value, expected):
     path = write(tmp_path, "hub:\n  port: 8000\n")
     before = path.read_text()
@@ -217,7 +281,9 @@ def test_json_schema_describes_every_section():
     json.dumps(schema)
     assert set(schema["properties"]) >= {"hub", "auth", "spawner", "workspace", "culler"}
     hub = schema["$defs"]["HubConfig"]
-    assert hub["properties"]["port"]["maximum"] == 65535 and hub["properties"]["port"]["description"]
+    assert (
+        hub["properties"]["port"]["maximum"] == 65535 and hub["properties"]["port"]["description"]
+    )
     assert hub["additionalProperties"] is False
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,9 @@ from mlworkshop.site import Site, SiteNotReady, init_site
 def build(tmp_path: Path, **sections) -> tuple[Config, Site]:
     site = Site(tmp_path / "site")
     if not site.root.exists():
-        init_site(site)  # as `mlworkshop init` / `up` leave it: configure only reads secrets and ports
+        init_site(
+            site
+        )  # as `mlworkshop init` / `up` leave it: configure only reads secrets and ports
     cfg = MLWorkshopConfig.model_validate(sections)
     return configure(Config(), cfg, site), site
 
@@ -50,8 +51,17 @@ def test_postgresql_url_is_passed_through(tmp_path):
 
 
 def test_auth_options_reach_the_authenticator(tmp_path):
-    c, _ = build(tmp_path, auth={"open_signup": True, "admin_users": ["ada"], "min_password_length": 12,
-                                 "lockout_attempts": 7, "lockout_minutes": 3, "check_common_passwords": False})
+    c, _ = build(
+        tmp_path,
+        auth={
+            "open_signup": True,
+            "admin_users": ["ada"],
+            "min_password_length": 12,
+            "lockout_attempts": 7,
+            "lockout_minutes": 3,
+            "check_common_passwords": False,
+        },
+    )
     a = c.MLWorkshopAuthenticator
     assert (a.open_signup, a.admin_users, a.min_password_length) == (True, {"ada"}, 12)
     c2, _ = build(tmp_path, auth={"admin_users": ["Ada"]})
@@ -97,7 +107,9 @@ def test_spawner_lands_on_lab_and_knows_the_site(tmp_path):
     assert spawner_value(c, "default_url") == "/lab"
     assert spawner_value(c, "site_root") == str(site.root)
     assert spawner_value(c, "content_dir") == str(site.root / "content")
-    c2, _ = build(tmp_path, spawner={"default_url": "/tree"}, workspace={"content_dir": "/srv/course"})
+    c2, _ = build(
+        tmp_path, spawner={"default_url": "/tree"}, workspace={"content_dir": "/srv/course"}
+    )
     assert spawner_value(c2, "default_url") == "/tree"
     assert spawner_value(c2, "content_dir") == "/srv/course"
 
@@ -112,10 +124,22 @@ def test_ports(tmp_path):
     c, _ = build(tmp_path)
     # a root hub's loopback ports are below 1024, where no student account can bind them
     hub_port, proxy_api_port = (881, 882) if os.geteuid() == 0 else (8081, 8001)
-    assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == ("127.0.0.1", 8000, hub_port)
+    assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == (
+        "127.0.0.1",
+        8000,
+        hub_port,
+    )
     assert c.ConfigurableHTTPProxy.api_url == f"http://127.0.0.1:{proxy_api_port}"
-    c, _ = build(tmp_path, hub={"ip": "0.0.0.0", "port": 9443, "internal_port": 9081, "proxy_api_port": 9001,
-                                "base_url": "/jupyter"})
+    c, _ = build(
+        tmp_path,
+        hub={
+            "ip": "0.0.0.0",
+            "port": 9443,
+            "internal_port": 9081,
+            "proxy_api_port": 9001,
+            "base_url": "/jupyter",
+        },
+    )
     assert (c.JupyterHub.ip, c.JupyterHub.port, c.JupyterHub.hub_port) == ("0.0.0.0", 9443, 9081)
     assert c.JupyterHub.hub_ip == "127.0.0.1"  # the hub's API never leaves loopback
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:9001"
@@ -144,7 +168,9 @@ def test_configure_only_sets_values(tmp_path):
     """Issue 12, item 3: secrets and ports are made by `init`; configure on a site without them
     creates nothing and says what to run."""
     site = Site(tmp_path / "bare")
-    with pytest.raises(SiteNotReady, match=r"secrets/proxy_auth_token is missing\. Run `mlworkshop init`"):
+    with pytest.raises(
+        SiteNotReady, match=r"secrets/proxy_auth_token is missing\. Run `mlworkshop init`"
+    ):
         configure(Config(), MLWorkshopConfig(), site)
     assert not site.root.exists()
     c, site = build(tmp_path)
@@ -155,9 +181,15 @@ def test_configure_only_sets_values(tmp_path):
 
 def test_spawner_sections_are_traits(tmp_path):
     """Accelerators and usage reach the spawners as traits (not a second read of the YAML)."""
-    c, site = build(tmp_path, accelerators={"mode": "exclusive", "max_per_user": 3},
-                    usage={"failover_open": False})
-    assert c.WorkshopSpawner.accelerators["mode"] == "exclusive" and c.WorkshopSpawner.accelerators["max_per_user"] == 3
+    c, site = build(
+        tmp_path,
+        accelerators={"mode": "exclusive", "max_per_user": 3},
+        usage={"failover_open": False},
+    )
+    assert (
+        c.WorkshopSpawner.accelerators["mode"] == "exclusive"
+        and c.WorkshopSpawner.accelerators["max_per_user"] == 3
+    )
     assert c.WorkshopSpawner.usage["failover_open"] is False
     assert c.WorkshopSpawner.hub_db_url == c.JupyterHub.db_url
     assert c.WorkshopSpawner.usage_db_url == site.usage_db_url(MLWorkshopConfig())

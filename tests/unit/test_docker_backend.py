@@ -31,7 +31,9 @@ SITE = Site(Path("/srv/test-site"))
 
 
 def cfg_with(**docker_section) -> MLWorkshopConfig:
-    return MLWorkshopConfig.model_validate({"spawner": {"backend": "docker", "docker": docker_section}})
+    return MLWorkshopConfig.model_validate(
+        {"spawner": {"backend": "docker", "docker": docker_section}}
+    )
 
 
 def test_defaults_are_valid_and_described():
@@ -42,19 +44,28 @@ def test_defaults_are_valid_and_described():
         assert field.description, f"spawner.docker.{name} has no description"
 
 
-@pytest.mark.parametrize("section, message", [
-    ({"default_image": "cuda"}, "default_image 'cuda' is not in images"),
-    ({"images": []}, "list at least one image"),
-    ({"images": [{"name": "a", "image": "x"}, {"name": "a", "image": "y"}], "default_image": "a"}, "must be unique"),
-    ({"profile_images": {"gpu": "nope"}}, "profile_images['gpu'] = 'nope' is not in images"),
-    ({"mem_limit": "lots"}, "size such as 512M"),
-    ({"user": "0:0"}, "must not run as root"),
-    ({"user": "jovyan"}, "numeric uid"),
-    ({"name_template": "jupyter"}, "must contain {username}"),
-    ({"pull_policy": "sometimes"}, "never"),
-    ({"hub_connect_url": "hub:8081"}, "http(s)://"),
-    ({"group_add": ["users"]}, "numeric gid"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"default_image": "cuda"}, "default_image 'cuda' is not in images"),
+        ({"images": []}, "list at least one image"),
+        (
+            {
+                "images": [{"name": "a", "image": "x"}, {"name": "a", "image": "y"}],
+                "default_image": "a",
+            },
+            "must be unique",
+        ),
+        ({"profile_images": {"gpu": "nope"}}, "profile_images['gpu'] = 'nope' is not in images"),
+        ({"mem_limit": "lots"}, "size such as 512M"),
+        ({"user": "0:0"}, "must not run as root"),
+        ({"user": "jovyan"}, "numeric uid"),
+        ({"name_template": "jupyter"}, "must contain {username}"),
+        ({"pull_policy": "sometimes"}, "never"),
+        ({"hub_connect_url": "hub:8081"}, "http(s)://"),
+        ({"group_add": ["users"]}, "numeric gid"),
+    ],
+)
 def test_bad_values_are_refused_with_a_reason(section, message):
     with pytest.raises(ValidationError) as info:
         cfg_with(**section)
@@ -64,9 +75,16 @@ def test_bad_values_are_refused_with_a_reason(section, message):
 def test_apply_sets_the_spawner_and_hub_for_a_bridge_network():
     cfg = cfg_with(
         url="unix:///run/podman/podman.sock",
-        images=[{"name": "default", "image": "localhost/u:1"}, {"name": "cuda", "image": "localhost/u:cuda"}],
-        profile_images={"gpu": "cuda"}, pull_policy="never", mem_limit="2G", cpu_limit=1.5,
-        environment={"COURSE": "ml101"}, extra={"extra_host_config": {"shm_size": "1g"}, "post_start_cmd": "true"},
+        images=[
+            {"name": "default", "image": "localhost/u:1"},
+            {"name": "cuda", "image": "localhost/u:cuda"},
+        ],
+        profile_images={"gpu": "cuda"},
+        pull_policy="never",
+        mem_limit="2G",
+        cpu_limit=1.5,
+        environment={"COURSE": "ml101"},
+        extra={"extra_host_config": {"shm_size": "1g"}, "post_start_cmd": "true"},
     )
     cfg.spawner.environment = {"LANG": "C.UTF-8"}
     c = Config()
@@ -82,7 +100,9 @@ def test_apply_sets_the_spawner_and_hub_for_a_bridge_network():
     assert s.environment == {"LANG": "C.UTF-8", "COURSE": "ml101"}
     assert s.network_name == "bridge" and s.auto_hub_connect_url is True
     assert c.JupyterHub.hub_ip == "0.0.0.0" and c.JupyterHub.hub_connect_ip == "127.0.0.1"
-    assert s.extra_host_config == {"shm_size": "1g"} and s.post_start_cmd == "true"  # passed as they are
+    assert (
+        s.extra_host_config == {"shm_size": "1g"} and s.post_start_cmd == "true"
+    )  # passed as they are
     assert c.WorkshopSpawner.site_root == "/srv/test-site"
 
 
@@ -97,14 +117,18 @@ def test_apply_host_network_and_a_fixed_hub_url():
     assert "hub_ip" not in c.JupyterHub  # the hub stays on loopback
 
     c = Config()
-    apply_docker_spawner(c, cfg_with(network="mlworkshop", hub_connect_url="http://hub:8081/"), SITE)
+    apply_docker_spawner(
+        c, cfg_with(network="mlworkshop", hub_connect_url="http://hub:8081/"), SITE
+    )
     assert c.DockerWorkspaceSpawner.network_name == "mlworkshop"
     assert c.DockerWorkspaceSpawner.hub_connect_url == "http://hub:8081"
 
 
 def test_profile_picks_the_image():
-    d = DockerBackendConfig(images=[{"name": "default", "image": "a"}, {"name": "cuda", "image": "b"}],
-                            profile_images={"gpu": "cuda", "cpu": "default"})
+    d = DockerBackendConfig(
+        images=[{"name": "default", "image": "a"}, {"name": "cuda", "image": "b"}],
+        profile_images={"gpu": "cuda", "cpu": "default"},
+    )
     assert d.image_name_for_profile("gpu-2") == "cuda"
     assert d.image_name_for_profile("cpu") == "default"
     assert d.image_name_for_profile("npu-1") == "default"
@@ -123,25 +147,42 @@ def test_container_names_are_safe_for_any_username():
 def test_nvidia_and_ascend_devices_in_the_spec():
     gpus = [Device("nvidia", 3), Device("nvidia", 1)]
     spec = accelerator_host_config(gpus)
-    assert spec["host_config"] == {"device_requests": [
-        {"Driver": "nvidia", "DeviceIDs": ["1", "3"], "Capabilities": [["gpu"]]}]}
+    assert spec["host_config"] == {
+        "device_requests": [
+            {"Driver": "nvidia", "DeviceIDs": ["1", "3"], "Capabilities": [["gpu"]]}
+        ]
+    }
     # what the docker SDK sends to the engine
-    host = docker.APIClient(base_url="unix:///nonexistent", version="1.41").create_host_config(**spec["host_config"])
+    host = docker.APIClient(base_url="unix:///nonexistent", version="1.41").create_host_config(
+        **spec["host_config"]
+    )
     assert host["DeviceRequests"][0]["DeviceIDs"] == ["1", "3"]
     assert accelerator_host_config(gpus, nvidia_cdi=True)["host_config"] == {
-        "devices": ["nvidia.com/gpu=1", "nvidia.com/gpu=3"]}
+        "devices": ["nvidia.com/gpu=1", "nvidia.com/gpu=3"]
+    }
 
     npus = accelerator_host_config([Device("ascend", 2)])
     assert "/dev/davinci2:/dev/davinci2:rwm" in npus["host_config"]["devices"]
     assert "/dev/davinci_manager:/dev/davinci_manager:rwm" in npus["host_config"]["devices"]
-    assert npus["volumes"]["/usr/local/Ascend/driver"] == {"bind": "/usr/local/Ascend/driver", "mode": "ro"}
+    assert npus["volumes"]["/usr/local/Ascend/driver"] == {
+        "bind": "/usr/local/Ascend/driver",
+        "mode": "ro",
+    }
     assert npus["environment"] == {"ASCEND_VISIBLE_DEVICES": "2"}
     assert accelerator_host_config([]) == {"host_config": {}, "environment": {}, "volumes": {}}
 
 
 def test_merge_keeps_our_devices_and_theirs():
-    ours = {"devices": ["/dev/davinci0:/dev/davinci0:rwm"], "group_add": ["100"], "network_mode": "bridge"}
-    theirs = {"devices": ["/dev/fuse:/dev/fuse:rwm"], "network_mode": "mlworkshop", "shm_size": "1g"}
+    ours = {
+        "devices": ["/dev/davinci0:/dev/davinci0:rwm"],
+        "group_add": ["100"],
+        "network_mode": "bridge",
+    }
+    theirs = {
+        "devices": ["/dev/fuse:/dev/fuse:rwm"],
+        "network_mode": "mlworkshop",
+        "shm_size": "1g",
+    }
     merged = _merge(ours, theirs)
     assert merged["devices"] == ["/dev/davinci0:/dev/davinci0:rwm", "/dev/fuse:/dev/fuse:rwm"]
     assert merged["network_mode"] == "mlworkshop" and merged["shm_size"] == "1g"
@@ -149,14 +190,18 @@ def test_merge_keeps_our_devices_and_theirs():
 
 def test_limits_stricter_wins():
     assert parse_bytes("512M") == 512 * 1024**2 and parse_bytes("1.5G") == int(1.5 * 1024**3)
-    assert _stricter(None, 2.0) == 2.0 and _stricter(1.0, None) == 1.0 and _stricter(4.0, 2.0) == 2.0
+    assert (
+        _stricter(None, 2.0) == 2.0 and _stricter(1.0, None) == 1.0 and _stricter(4.0, 2.0) == 2.0
+    )
 
 
 def test_engine_not_reachable_message():
     client = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
     with pytest.raises(Exception) as info:
         client.ping()
-    message = explain_engine_error(info.value, url="unix:///nonexistent/docker.sock", image="i", container="c")
+    message = explain_engine_error(
+        info.value, url="unix:///nonexistent/docker.sock", image="i", container="c"
+    )
     assert message and "not reachable" in message and "spawner.docker.url" in message
 
 
@@ -166,14 +211,21 @@ def test_no_space_and_clash_and_missing_image_messages():
         reason = "Server Error"
         url = "http://x"
 
-    full = docker.errors.APIError("500 Server Error", Response(),
-                                  explanation="write /var/lib/containers/storage: no space left on device")
+    full = docker.errors.APIError(
+        "500 Server Error",
+        Response(),
+        explanation="write /var/lib/containers/storage: no space left on device",
+    )
     message = explain_engine_error(full, url="u", image="i", container="mlw-alice")
     assert "ran out of disk space" in message and "system prune" in message
 
     Response.status_code = 409
-    clash = docker.errors.APIError("409 Conflict", Response(), explanation="name mlw-alice is already in use")
-    assert "docker rm -f mlw-alice" in explain_engine_error(clash, url="u", image="i", container="mlw-alice")
+    clash = docker.errors.APIError(
+        "409 Conflict", Response(), explanation="name mlw-alice is already in use"
+    )
+    assert "docker rm -f mlw-alice" in explain_engine_error(
+        clash, url="u", image="i", container="mlw-alice"
+    )
 
     missing = docker.errors.ImageNotFound("No such image: localhost/x:1")
     message = explain_engine_error(missing, url="u", image="localhost/x:1", container="c")

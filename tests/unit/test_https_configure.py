@@ -20,14 +20,23 @@ def _site(tmp_path) -> Site:
 
 
 def _cfg(**https) -> MLWorkshopConfig:
-    return MLWorkshopConfig.model_validate({"hub": {"ip": "10.0.0.5", "port": 8443, "https": https}})
+    return MLWorkshopConfig.model_validate(
+        {"hub": {"ip": "10.0.0.5", "port": 8443, "https": https}}
+    )
 
 
 def test_https_reaches_the_proxy_through_its_copy(tmp_path):
     site = _site(tmp_path)
     c = Config()
-    apply_hub(c, _cfg(cert="/etc/letsencrypt/live/hub/fullchain.pem", key="/etc/letsencrypt/live/hub/privkey.pem",
-                      redirect_port=80), site)
+    apply_hub(
+        c,
+        _cfg(
+            cert="/etc/letsencrypt/live/hub/fullchain.pem",
+            key="/etc/letsencrypt/live/hub/privkey.pem",
+            redirect_port=80,
+        ),
+        site,
+    )
     cert, key = proxy_tls_files(site)
     assert (c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key) == (str(cert), str(key))
     command = c.ConfigurableHTTPProxy.command

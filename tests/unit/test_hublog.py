@@ -14,12 +14,18 @@ import sys
 from mlworkshop.hub import hublog
 
 HUB_LINE = b"[I 2026-12-01 20:26:01.217 JupyterHub app:3493] Running JupyterHub version 6.1.1\n"
-PROXY_LINE = b"2026-12-01T20:26:02.848Z [ConfigProxy] \x1b[32minfo\x1b[39m: Proxying https://*:8443\n"
-PROXY_ERROR = (b"2026-12-01T20:26:03.087Z [ConfigProxy] \x1b[31merror\x1b[39m: Failed: Error: connect ECONNREFUSED\n"
-               b"    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1611:16) {\n  errno: -111,\n}\n")
+PROXY_LINE = (
+    b"2026-12-01T20:26:02.848Z [ConfigProxy] \x1b[32minfo\x1b[39m: Proxying https://*:8443\n"
+)
+PROXY_ERROR = (
+    b"2026-12-01T20:26:03.087Z [ConfigProxy] \x1b[31merror\x1b[39m: Failed: Error: connect ECONNREFUSED\n"
+    b"    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1611:16) {\n  errno: -111,\n}\n"
+)
 USAGE_LINE = b"[I 2026-12-01 20:26:07,143 usage] NVML not available: no per-process GPU samples\n"
-HUB_TRACEBACK = (b"[E 2026-12-01 20:27:00.000 JupyterHub web:1875] Uncaught exception\n"
-                 b"Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n")
+HUB_TRACEBACK = (
+    b"[E 2026-12-01 20:27:00.000 JupyterHub web:1875] Uncaught exception\n"
+    b'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n'
+)
 PLAIN = b"mlworkshop hub on https://127.0.0.1:8443/ (site /srv/mlworkshop)\n"
 
 
@@ -27,20 +33,38 @@ def test_source_of_lines():
     assert hublog.source_of(HUB_LINE, None) is None
     assert hublog.source_of(PROXY_LINE, None) == hublog.PROXY
     assert hublog.source_of(USAGE_LINE, hublog.PROXY) == hublog.USAGE
-    assert hublog.source_of(b"    at TCPConnectWrap\n", hublog.PROXY) == hublog.PROXY  # a continuation
+    assert (
+        hublog.source_of(b"    at TCPConnectWrap\n", hublog.PROXY) == hublog.PROXY
+    )  # a continuation
     assert hublog.source_of(HUB_LINE, hublog.PROXY) is None
 
 
 def test_tee_keeps_every_byte_and_sorts_records(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir(mode=0o750)
-    proc = subprocess.Popen([sys.executable, "-m", "mlworkshop.hub.hublog", str(logs)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, preexec_fn=hublog.ignore_stop_signals)  # as start_tee does
-    chunks = [PLAIN, HUB_LINE, PROXY_LINE[:20], PROXY_LINE[20:] + PROXY_ERROR, USAGE_LINE, HUB_TRACEBACK,
-              b"".join(b"line %d of a busy hub\n" % i for i in range(5000)), b"last words, no newline"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlworkshop.hub.hublog", str(logs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        preexec_fn=hublog.ignore_stop_signals,
+    )  # as start_tee does
+    chunks = [
+        PLAIN,
+        HUB_LINE,
+        PROXY_LINE[:20],
+        PROXY_LINE[20:] + PROXY_ERROR,
+        USAGE_LINE,
+        HUB_TRACEBACK,
+        b"".join(b"line %d of a busy hub\n" % i for i in range(5000)),
+        b"last words, no newline",
+    ]
     proc.stdin.write(chunks[0])
     proc.stdin.flush()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C, systemctl stop, a closed terminal
+    for sig in (
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+    ):  # Ctrl-C, systemctl stop, a closed terminal
         proc.send_signal(sig)
     for chunk in chunks[1:]:
         proc.stdin.write(chunk)
@@ -61,10 +85,15 @@ def test_tee_goes_on_when_its_terminal_is_gone(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     read_out, write_out = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-m", "mlworkshop.hub.hublog", str(logs)], stdin=subprocess.PIPE,
-                            stdout=write_out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlworkshop.hub.hublog", str(logs)],
+        stdin=subprocess.PIPE,
+        stdout=write_out,
+    )
     os.close(write_out)
-    os.close(read_out)  # the terminal is gone: writing to it fails (EPIPE; SIGPIPE is ignored by Python)
+    os.close(
+        read_out
+    )  # the terminal is gone: writing to it fails (EPIPE; SIGPIPE is ignored by Python)
     proc.stdin.write(HUB_LINE * 3)
     proc.stdin.close()
     assert proc.wait(timeout=30) == 0
@@ -89,10 +118,12 @@ def test_start_tee_sends_a_processs_output_to_hub_log(tmp_path):
     those of the process it execs, reach the terminal and hub.log."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    code = ("import os, sys\nfrom pathlib import Path\nfrom mlworkshop.hub.hublog import start_tee\n"
-            f"assert start_tee(Path({str(logs)!r})) is None\n"
-            "print('from up', flush=True)\n"
-            "os.execv('/bin/sh', ['sh', '-c', 'echo from the hub; echo on stderr >&2'])\n")
+    code = (
+        "import os, sys\nfrom pathlib import Path\nfrom mlworkshop.hub.hublog import start_tee\n"
+        f"assert start_tee(Path({str(logs)!r})) is None\n"
+        "print('from up', flush=True)\n"
+        "os.execv('/bin/sh', ['sh', '-c', 'echo from the hub; echo on stderr >&2'])\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr
     # the tee has read to the end when the pipe's last writer is gone; its output is complete once

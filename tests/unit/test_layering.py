@@ -54,8 +54,11 @@ def _imports(name: str, path: Path) -> list[tuple[int, str]]:
                 module = node.module or ""
             found.append((node.lineno, module))
             # `from .. import hub` / `from . import service`: the names may be modules themselves
-            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names
-                      if f"{module}.{alias.name}" in MODULES]
+            found += [
+                (node.lineno, f"{module}.{alias.name}")
+                for alias in node.names
+                if f"{module}.{alias.name}" in MODULES
+            ]
     return found
 
 
@@ -64,7 +67,11 @@ def _is_upper(module: str) -> bool:
 
 
 def _lower_modules() -> list[str]:
-    return sorted(n for n in MODULES if any(n == f"mlworkshop.{p}" or n.startswith(f"mlworkshop.{p}.") for p in LOWER))
+    return sorted(
+        n
+        for n in MODULES
+        if any(n == f"mlworkshop.{p}" or n.startswith(f"mlworkshop.{p}.") for p in LOWER)
+    )
 
 
 def test_every_lower_package_is_found():
@@ -77,14 +84,20 @@ def test_every_lower_package_is_found():
 @pytest.mark.parametrize("name", _lower_modules())
 def test_never_imports_hub_or_cli(name):
     """Directly: no import statement of the module names mlworkshop.hub or mlworkshop.cli."""
-    bad = [f"line {line}: {module}" for line, module in _imports(name, MODULES[name]) if _is_upper(module)]
+    bad = [
+        f"line {line}: {module}"
+        for line, module in _imports(name, MODULES[name])
+        if _is_upper(module)
+    ]
     assert not bad, f"{name} imports the hub or the CLI: {bad}"
 
 
 def test_nothing_below_reaches_the_hub_or_cli_through_another_module():
     """Transitively, through mlworkshop's own modules (site.py, db.py, cgroups.py, ...)."""
-    graph = {name: {m for _line, m in _imports(name, path) if m.startswith("mlworkshop")}
-             for name, path in MODULES.items()}
+    graph = {
+        name: {m for _line, m in _imports(name, path) if m.startswith("mlworkshop")}
+        for name, path in MODULES.items()
+    }
     for start in _lower_modules():
         seen, todo, parent = {start}, [start], {start: ""}
         while todo:
@@ -114,8 +127,12 @@ def test_the_usage_service_process_loads_nothing_of_the_hub():
     import subprocess
     import sys
 
-    code = ("import sys, mlworkshop.usage.service, mlworkshop.usage.app; "
-            "print(' '.join(m for m in sys.modules if m.split('.')[0] == 'jupyterhub' "
-            "or m.startswith(('mlworkshop.hub', 'mlworkshop.cli'))))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        "import sys, mlworkshop.usage.service, mlworkshop.usage.app; "
+        "print(' '.join(m for m in sys.modules if m.split('.')[0] == 'jupyterhub' "
+        "or m.startswith(('mlworkshop.hub', 'mlworkshop.cli'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert loaded == []

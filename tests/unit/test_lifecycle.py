@@ -23,12 +23,24 @@ from mlworkshop.hub.lifecycle import WorkshopSpawner, hub_server_alive
 from mlworkshop.hub.spawner import LocalSpawner
 from mlworkshop.site import Site
 
-TWO_GPUS = [{"kind": "nvidia", "index": 0, "name": "Fake GPU"}, {"kind": "nvidia", "index": 1, "name": "Fake GPU"}]
+TWO_GPUS = [
+    {"kind": "nvidia", "index": 0, "name": "Fake GPU"},
+    {"kind": "nvidia", "index": 1, "name": "Fake GPU"},
+]
 
 
 def _user(name: str, **kwargs) -> SimpleNamespace:
-    user = SimpleNamespace(name=name, admin=False, groups=[], spawners={}, settings={}, url=f"/user/{name}/",
-                           escaped_name=name, id=1, **kwargs)
+    user = SimpleNamespace(
+        name=name,
+        admin=False,
+        groups=[],
+        spawners={},
+        settings={},
+        url=f"/user/{name}/",
+        escaped_name=name,
+        id=1,
+        **kwargs,
+    )
     return user
 
 
@@ -56,7 +68,9 @@ def test_backends_name_themselves_by_a_class_attribute():
 async def test_settings_from_jupyterhub_config_d_reach_the_spawn_form(tmp_path):
     """Issue 12, item 3: what configure set, changed as a jupyterhub_config.d/ file would, is what
     the spawner uses; the site has no mlworkshop.yaml the spawner could read instead."""
-    c = _config(tmp_path, accelerators={"mode": "exclusive", "inventory": TWO_GPUS, "max_per_user": 1})
+    c = _config(
+        tmp_path, accelerators={"mode": "exclusive", "inventory": TWO_GPUS, "max_per_user": 1}
+    )
     c.WorkshopSpawner.accelerators["max_per_user"] = 2  # an admin's jupyterhub_config.d/ file
     spawner = _spawner(LocalSpawner, c)
     form = await spawner.get_options_form()
@@ -67,7 +81,9 @@ async def test_settings_from_jupyterhub_config_d_reach_the_spawn_form(tmp_path):
 def test_a_bad_section_in_traitlets_config_is_refused_with_its_key(tmp_path):
     c = _config(tmp_path)
     c.WorkshopSpawner.accelerators = {"mode": "sometimes"}
-    with pytest.raises(TraitError, match=r"WorkshopSpawner.accelerators is not valid: accelerators.mode"):
+    with pytest.raises(
+        TraitError, match=r"WorkshopSpawner.accelerators is not valid: accelerators.mode"
+    ):
         _spawner(LocalSpawner, c)
 
 
@@ -137,7 +153,13 @@ async def test_start_and_stop_go_in_the_stated_order(tmp_path):
     c = _config(tmp_path, accelerators={"mode": "exclusive", "inventory": TWO_GPUS})
     spawner = _spawner(Recorded, c, user_options={"profile": "gpu-1"})
     assert await spawner.start() == ("127.0.0.1", 9)
-    assert spawner.steps == ["devices", "workspace", "cgroup", "backend start (gpu-1, 1 devices)", "usage opened"]
+    assert spawner.steps == [
+        "devices",
+        "workspace",
+        "cgroup",
+        "backend start (gpu-1, 1 devices)",
+        "usage opened",
+    ]
     assert (tmp_path / "site" / "users" / "ann" / "work").is_dir()
     held = spawner.hub_accelerators.allocator.held_by_user("ann")
     assert [d.index for d in held[""]] == [0]
@@ -146,8 +168,13 @@ async def test_start_and_stop_go_in_the_stated_order(tmp_path):
 
     spawner.steps.clear()
     await spawner.stop()
-    assert spawner.steps == ["usage last sample", "backend stop", "cgroup removed", "devices released",
-                             "usage closed (stopped)"]
+    assert spawner.steps == [
+        "usage last sample",
+        "backend stop",
+        "cgroup removed",
+        "devices released",
+        "usage closed (stopped)",
+    ]
     assert spawner.hub_accelerators.allocator.held_by_user("ann") == {}
     assert store.open_sessions("ann") == []
 
@@ -191,24 +218,38 @@ class _Server:
 
 
 async def test_the_hub_decides_which_servers_are_alive():
-    users = {"ann": SimpleNamespace(spawners={"": _Server(status=None)}),
-             "ben": SimpleNamespace(spawners={"": _Server(status=0)}),  # killed: its process is gone
-             "cat": SimpleNamespace(spawners={"": _Server(pending="spawn", status=0)}),  # starting right now
-             "dan": SimpleNamespace(spawners={"": _Server(active=False)})}
+    users = {
+        "ann": SimpleNamespace(spawners={"": _Server(status=None)}),
+        "ben": SimpleNamespace(spawners={"": _Server(status=0)}),  # killed: its process is gone
+        "cat": SimpleNamespace(
+            spawners={"": _Server(pending="spawn", status=0)}
+        ),  # starting right now
+        "dan": SimpleNamespace(spawners={"": _Server(active=False)}),
+    }
     alive = hub_server_alive(users)
-    assert [await alive(name, "") for name in ("ann", "ben", "cat", "dan", "eve")] == [True, False, True, False, False]
+    assert [await alive(name, "") for name in ("ann", "ben", "cat", "dan", "eve")] == [
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
     assert await alive("ann", "other") is False
 
 
 async def test_stale_devices_are_freed_by_the_hub_level_task(tmp_path):
-    allocator = Allocator(f"sqlite:///{tmp_path / 'hub.sqlite'}", [Device("nvidia", 0), Device("nvidia", 1)])
+    allocator = Allocator(
+        f"sqlite:///{tmp_path / 'hub.sqlite'}", [Device("nvidia", 0), Device("nvidia", 1)]
+    )
     allocator.allocate("ann", "", "nvidia", 1)
     allocator.allocate("ben", "", "nvidia", 1)
 
     async def alive(user, server):
         return user == "ann"
 
-    task = StaleDevices(allocator, alive, every=0.05, log=SimpleNamespace(info=lambda *a: None, warning=print))
+    task = StaleDevices(
+        allocator, alive, every=0.05, log=SimpleNamespace(info=lambda *a: None, warning=print)
+    )
     task.start()
     for _ in range(200):  # the periodic round, not a call of ours, frees ben's device
         if "ben" not in {h.username for u in allocator.usage() for h in u.holders}:
@@ -222,22 +263,52 @@ async def test_stale_devices_are_freed_by_the_hub_level_task(tmp_path):
 
 def test_a_quota_note_keeps_a_form_with_the_one_profile_left():
     cpu = Profile("cpu", "CPU only", None, 0, 2, "4G", "No accelerator")
-    form = render_options_form([cpu], (), "GPU/NPU choices are hidden by your quota: 0 GPU hours left.")
-    assert form.startswith('<p class="alert alert-warning mlw-quota-note">GPU/NPU choices are hidden')
+    form = render_options_form(
+        [cpu], (), "GPU/NPU choices are hidden by your quota: 0 GPU hours left."
+    )
+    assert form.startswith(
+        '<p class="alert alert-warning mlw-quota-note">GPU/NPU choices are hidden'
+    )
     assert 'type="radio" name="profile" id="mlw-profile-cpu" value="cpu" checked' in form
     assert render_options_form([cpu]) == ""  # no note: nothing to choose, no form
-    assert render_options_form([], (), "all hidden") == '<p class="alert alert-warning mlw-quota-note">all hidden</p>'
+    assert (
+        render_options_form([], (), "all hidden")
+        == '<p class="alert alert-warning mlw-quota-note">all hidden</p>'
+    )
 
 
 def test_the_docker_backend_picks_a_profiles_image_as_the_config_names_it(tmp_path):
-    c = _config(tmp_path, spawner={"backend": "docker", "docker": {
-        "images": [{"name": "default", "image": "localhost/u:1"}, {"name": "cuda", "image": "localhost/u:cuda"}],
-        "profile_images": {"gpu": "cuda"}}})
-    cfg_docker = MLWorkshopConfig.model_validate({"spawner": {"backend": "docker", "docker": {
-        "images": [{"name": "default", "image": "localhost/u:1"}, {"name": "cuda", "image": "localhost/u:cuda"}],
-        "profile_images": {"gpu": "cuda"}}}}).spawner.docker
+    c = _config(
+        tmp_path,
+        spawner={
+            "backend": "docker",
+            "docker": {
+                "images": [
+                    {"name": "default", "image": "localhost/u:1"},
+                    {"name": "cuda", "image": "localhost/u:cuda"},
+                ],
+                "profile_images": {"gpu": "cuda"},
+            },
+        },
+    )
+    cfg_docker = MLWorkshopConfig.model_validate(
+        {
+            "spawner": {
+                "backend": "docker",
+                "docker": {
+                    "images": [
+                        {"name": "default", "image": "localhost/u:1"},
+                        {"name": "cuda", "image": "localhost/u:cuda"},
+                    ],
+                    "profile_images": {"gpu": "cuda"},
+                },
+            }
+        }
+    ).spawner.docker
     for slug in ("gpu-2", "cpu", None):
-        spawner = _spawner(DockerWorkspaceSpawner, c, user_options={"profile": slug} if slug else {})
+        spawner = _spawner(
+            DockerWorkspaceSpawner, c, user_options={"profile": slug} if slug else {}
+        )
         assert spawner.pick_image() == cfg_docker.image_for(cfg_docker.image_name_for_profile(slug))
 
 
@@ -247,14 +318,21 @@ def test_a_bad_section_from_jupyterhub_config_d_stops_the_hub_with_its_key(tmp_p
     c = _config(tmp_path)
     check_spawner_sections(c)  # what configure set is valid
     c.WorkshopSpawner.usage["quotas"] = {"default": {"gpu_hours_per_week": -1}}
-    with pytest.raises(SystemExit, match=r"WorkshopSpawner.usage is not valid: usage.quotas.default.gpu_hours_per_week"):
+    with pytest.raises(
+        SystemExit,
+        match=r"WorkshopSpawner.usage is not valid: usage.quotas.default.gpu_hours_per_week",
+    ):
         check_spawner_sections(c)
 
 
 @pytest.mark.parametrize("cls", [LocalSpawner, DockerWorkspaceSpawner])
 def test_every_option_of_ours_is_configurable_and_explained(cls):
-    ours = {name: trait for klass in cls.__mro__ if klass.__module__.startswith("mlworkshop.")
-            for name, trait in klass.class_own_traits().items()}
+    ours = {
+        name: trait
+        for klass in cls.__mro__
+        if klass.__module__.startswith("mlworkshop.")
+        for name, trait in klass.class_own_traits().items()
+    }
     assert {"site_root", "accelerators", "usage", "usage_db_url", "hub_db_url"} <= set(ours)
     for name, trait in ours.items():
         assert trait.metadata.get("config") is True, f"{cls.__name__}.{name} is not config=True"

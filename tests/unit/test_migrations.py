@@ -32,14 +32,21 @@ JUPYTERHUB_REVISION = "f460b0348206"  # JupyterHub 6.1's, in the fixture: ours m
 T0 = dt.datetime(2026, 11, 30, 9, 0)
 PASSWORDS = {"teacher": "Teach-the-class-1", "alice": "alice-Secret-42", "bob": "bob-Secret-42x"}
 GPUS = [Device("nvidia", 0), Device("nvidia", 1)]
-HUB_TABLES = {"mlw_accounts", "mlw_login_failures", "mlw_device_allocations", "mlw_device_allocation_lock"}
+HUB_TABLES = {
+    "mlw_accounts",
+    "mlw_login_failures",
+    "mlw_device_allocations",
+    "mlw_device_allocation_lock",
+}
 
 
 def _release_schema():
     spec = importlib.util.spec_from_file_location("release_0_1_0_schema", RELEASE / "schema.py")
     module = sys.modules.get(spec.name)
     if module is None:
-        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # its annotations resolve there
+        module = sys.modules[spec.name] = importlib.util.module_from_spec(
+            spec
+        )  # its annotations resolve there
         spec.loader.exec_module(module)
     return module
 
@@ -50,8 +57,11 @@ def _fixture_rows(name: str) -> dict[str, list[dict]]:
     meta = MetaData()
     meta.reflect(engine)
     with engine.connect() as conn:
-        rows = {t.name: [dict(r._mapping) for r in conn.execute(t.select())]
-                for t in meta.sorted_tables if t.name.startswith("mlw_") and not t.name.endswith("alembic_version")}
+        rows = {
+            t.name: [dict(r._mapping) for r in conn.execute(t.select())]
+            for t in meta.sorted_tables
+            if t.name.startswith("mlw_") and not t.name.endswith("alembic_version")
+        }
     engine.dispose()
     return rows
 
@@ -64,9 +74,15 @@ def _copy_rows(url: str, rows: dict[str, list[dict]]) -> None:
         for table in meta.sorted_tables:
             if rows.get(table.name):
                 conn.execute(table.insert(), rows[table.name])
-                if "id" in table.c:  # what a serial column hands out next comes after the copied ids
-                    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                                      f"(SELECT max(id) FROM {table.name}))"))
+                if (
+                    "id" in table.c
+                ):  # what a serial column hands out next comes after the copied ids
+                    conn.execute(
+                        text(
+                            f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                            f"(SELECT max(id) FROM {table.name}))"
+                        )
+                    )
     engine.dispose()
 
 
@@ -117,8 +133,13 @@ def assert_rows(url: str, rows: dict[str, list[dict]]) -> None:
         for table, expected in rows.items():
             if table == "mlw_device_allocation_lock":
                 continue  # no data: the allocator's lock row, made on PostgreSQL only
-            columns = set(expected[0]) if expected else set()  # a column added since keeps its default
-            now = [{k: v for k, v in r._mapping.items() if k in columns} for r in conn.execute(meta.tables[table].select())]
+            columns = (
+                set(expected[0]) if expected else set()
+            )  # a column added since keeps its default
+            now = [
+                {k: v for k, v in r._mapping.items() if k in columns}
+                for r in conn.execute(meta.tables[table].select())
+            ]
             assert sorted(map(key, now)) == sorted(map(key, expected)), table
     engine.dispose()
 
@@ -145,21 +166,37 @@ def test_a_0_1_0_site_is_upgraded_keeping_everything(db_url, tmp_path):
     assert version(hub_url, HUB_SCHEMA.version_table) == head(HUB_SCHEMA)
     assert version(hub_url, "alembic_version") == JUPYTERHUB_REVISION
     engine = create_engine(normalize_url(hub_url))
-    assert HUB_TABLES | {"users", "spawners", "api_tokens"} <= set(inspect(engine).get_table_names())
+    assert HUB_TABLES | {"users", "spawners", "api_tokens"} <= set(
+        inspect(engine).get_table_names()
+    )
     engine.dispose()
     assert_rows(hub_url, hub_rows)  # every row as it was
     assert_rows(usage_url, usage_rows)
     assert version(usage_url, USAGE_SCHEMA.version_table) == head(USAGE_SCHEMA)
 
     # ... and they still work: passwords, approval, admin, the lockout, the allocation, the sessions
-    assert [(a.username, a.approved, a.is_admin) for a in accounts.list()] == \
-        [("alice", True, False), ("bob", False, False), ("teacher", True, True)]
+    assert [(a.username, a.approved, a.is_admin) for a in accounts.list()] == [
+        ("alice", True, False),
+        ("bob", False, False),
+        ("teacher", True, True),
+    ]
     policy = LockoutPolicy(attempts=5, minutes=10)
     soon = T0 + dt.timedelta(minutes=5)
-    assert accounts.check_login("alice", PASSWORDS["alice"], "203.0.113.7", policy, now=soon).outcome is LoginOutcome.LOCKED
-    assert accounts.check_login("alice", PASSWORDS["alice"], "192.0.2.1", policy, now=soon).outcome is LoginOutcome.OK
-    assert accounts.check_login("teacher", PASSWORDS["teacher"], "192.0.2.1", policy, now=soon).account.is_admin
-    assert accounts.check_login("bob", PASSWORDS["bob"], "192.0.2.1", policy, now=soon).outcome is LoginOutcome.NOT_APPROVED
+    assert (
+        accounts.check_login("alice", PASSWORDS["alice"], "203.0.113.7", policy, now=soon).outcome
+        is LoginOutcome.LOCKED
+    )
+    assert (
+        accounts.check_login("alice", PASSWORDS["alice"], "192.0.2.1", policy, now=soon).outcome
+        is LoginOutcome.OK
+    )
+    assert accounts.check_login(
+        "teacher", PASSWORDS["teacher"], "192.0.2.1", policy, now=soon
+    ).account.is_admin
+    assert (
+        accounts.check_login("bob", PASSWORDS["bob"], "192.0.2.1", policy, now=soon).outcome
+        is LoginOutcome.NOT_APPROVED
+    )
     assert allocator.held_by("alice") == [Device("nvidia", 0)]
     assert allocator.allocate("bob", "", "nvidia", 1, Limit(2, "test")) == [Device("nvidia", 1)]
     [running] = usage.open_sessions()
@@ -180,8 +217,18 @@ def test_a_site_without_accelerators_gets_the_allocation_tables_added(db_url, tm
     engine = create_engine(db_url)
     schema.AccountsBase.metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(schema.Account.__table__.insert(), [{"username": "carol", "password_hash": "x", "approved": True,
-                                                          "is_admin": False, "created": T0}])
+        conn.execute(
+            schema.Account.__table__.insert(),
+            [
+                {
+                    "username": "carol",
+                    "password_hash": "x",
+                    "approved": True,
+                    "is_admin": False,
+                    "created": T0,
+                }
+            ],
+        )
     engine.dispose()
     allocator = Allocator(db_url, GPUS)  # the allocator opens the database first
     assert allocator.allocate("carol", "", "nvidia", 1) == [Device("nvidia", 0)]
@@ -238,8 +285,12 @@ def test_processes_starting_at_once_migrate_once(db_url, tmp_path):
     import subprocess
 
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN_ALL, db_url, str(go)], stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_ALL, db_url, str(go)], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     go.touch()
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)

@@ -41,7 +41,9 @@ def test_more_than_72_bytes_is_refused_because_bcrypt_would_ignore_the_rest():
     rules("Xy9-" * 18)  # exactly 72 bytes
 
 
-@pytest.mark.parametrize("password", ["password123", "Password123", "PASSWORD123", "iloveyou", "qwerty123"])
+@pytest.mark.parametrize(
+    "password", ["password123", "Password123", "PASSWORD123", "iloveyou", "qwerty123"]
+)
 def test_common_passwords_are_refused_whatever_the_case(password):
     with pytest.raises(WeakPassword, match="common passwords"):
         rules(password)
@@ -51,15 +53,21 @@ def test_common_check_can_be_switched_off():
     rules("password123", common=False)
 
 
-@pytest.mark.parametrize("password, username", [("alicealice", "alicealice"), ("AliceAlice", "alicealice"),
-                                                ("alicealice", "AliceAlice")])
+@pytest.mark.parametrize(
+    "password, username",
+    [("alicealice", "alicealice"), ("AliceAlice", "alicealice"), ("alicealice", "AliceAlice")],
+)
 def test_password_equal_to_the_username_is_refused(password, username):
     with pytest.raises(WeakPassword, match="must not be the username"):
         rules(password, username=username)
 
 
 def test_weak_password_message_never_contains_the_password():
-    for password, kwargs in (("Sh0rt!", {}), ("password123", {}), ("zebra-zebra", {"username": "zebra-zebra"})):
+    for password, kwargs in (
+        ("Sh0rt!", {}),
+        ("password123", {}),
+        ("zebra-zebra", {"username": "zebra-zebra"}),
+    ):
         with pytest.raises(WeakPassword) as info:
             rules(password, **kwargs)
         assert password not in str(info.value)
@@ -105,6 +113,8 @@ def test_the_configured_bcrypt_cost_is_what_new_passwords_get(tmp_path):
 
         assert db.get(Account, "ada").password_hash.startswith("$2b$10$")
     assert dummy_hash(10).startswith("$2b$10$")
-    assert AuthConfig().password_hash_cost == 11  # twice OWASP's minimum; see passwords.BCRYPT_ROUNDS
+    assert (
+        AuthConfig().password_hash_cost == 11
+    )  # twice OWASP's minimum; see passwords.BCRYPT_ROUNDS
     with pytest.raises(ValidationError, match="password_hash_cost"):
         AuthConfig(password_hash_cost=8)

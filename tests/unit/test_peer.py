@@ -44,9 +44,14 @@ def _ipv6_loopback() -> bool:
 
 def test_addresses_are_spelled_like_the_kernel_does():
     little = sys.byteorder == "little"
-    assert _hex_address("127.0.0.1", 881, socket.AF_INET) == ("0100007F:0371" if little else "7F000001:0371")
+    assert _hex_address("127.0.0.1", 881, socket.AF_INET) == (
+        "0100007F:0371" if little else "7F000001:0371"
+    )
     assert _hex_address("::1", 80, socket.AF_INET6) == (
-        "00000000000000000000000001000000:0050" if little else "00000000000000000000000000000001:0050")
+        "00000000000000000000000001000000:0050"
+        if little
+        else "00000000000000000000000000000001:0050"
+    )
 
 
 def test_a_connection_from_this_process_is_ours():
@@ -65,9 +70,19 @@ def test_a_connection_from_another_account_is_theirs(family):
     socket (IPv6, IPv4-mapped address) to an IPv4 listener is found in tcp6."""
     with _listener() as server:
         port = server.getsockname()[1]
-        argv = ["4", str(port), "127.0.0.1"] if family == "4" else ["6", str(port), "::ffff:127.0.0.1"]
-        client = subprocess.Popen([sys.executable, "-c", CLIENT, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True, user=NOBODY, group=NOBODY, extra_groups=[], cwd="/")
+        argv = (
+            ["4", str(port), "127.0.0.1"] if family == "4" else ["6", str(port), "::ffff:127.0.0.1"]
+        )
+        client = subprocess.Popen(
+            [sys.executable, "-c", CLIENT, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            cwd="/",
+        )
         try:
             assert client.stdout.readline().strip() == "connected"
             conn, _ = server.accept()
@@ -80,7 +95,10 @@ def test_a_connection_from_another_account_is_theirs(family):
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
 def test_ipv6_connections():
-    with _listener(socket.AF_INET6, "::1") as server, socket.create_connection(server.getsockname()[:2]):
+    with (
+        _listener(socket.AF_INET6, "::1") as server,
+        socket.create_connection(server.getsockname()[:2]),
+    ):
         conn, _ = server.accept()
         with conn:
             assert peer_uid(conn) == os.getuid()
@@ -106,14 +124,21 @@ def test_a_connection_whose_client_has_gone_is_not_claimed(tmp_path):
 def test_rows_that_disagree_about_the_owner_are_none(tmp_path):
     """Two rows for one pair with different owners (cannot happen for one live connection; a
     reading caught mid-change): not believed."""
-    local, remote = _hex_address("127.0.0.1", 40000, socket.AF_INET), _hex_address("127.0.0.1", 881, socket.AF_INET)
+    local, remote = (
+        _hex_address("127.0.0.1", 40000, socket.AF_INET),
+        _hex_address("127.0.0.1", 881, socket.AF_INET),
+    )
     header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
     row = "   {n}: {l} {r} 01 00000000:00000000 00:00000000 00000000  {uid}        0 {n}1 1 0 20 4 30 10 -1\n"
     one = tmp_path / "tcp"
     one.write_text(header + row.format(n=0, l=local, r=remote, uid=999))
     assert socket_owner(("127.0.0.1", 40000), ("127.0.0.1", 881), [one]) == 999
     two = tmp_path / "tcp-two"
-    two.write_text(header + row.format(n=0, l=local, r=remote, uid=999) + row.format(n=1, l=local, r=remote, uid=1000))
+    two.write_text(
+        header
+        + row.format(n=0, l=local, r=remote, uid=999)
+        + row.format(n=1, l=local, r=remote, uid=1000)
+    )
     assert socket_owner(("127.0.0.1", 40000), ("127.0.0.1", 881), [two]) is None
     # and a table that cannot be read is no answer, not an error
     assert socket_owner(("127.0.0.1", 40000), ("127.0.0.1", 881), [tmp_path / "missing"]) is None

@@ -31,7 +31,12 @@ def test_ports_a_student_could_bind_are_named_with_the_fix():
     cfg = MLWorkshopConfig.model_validate({"hub": {"internal_port": 8081, "proxy_api_port": 700}})
     assert student_bindable(cfg, 1024) == [("hub.internal_port", 8081)]
     text = warning(cfg, 1024)
-    assert "hub.internal_port 8081" in text and "hub.proxy_api_port" in text and "below 1024" in text
+    assert (
+        "hub.internal_port 8081" in text and "hub.proxy_api_port" in text and "below 1024" in text
+    )
     # an admin who lowered the sysctl hears about that too
     lowered = warning(cfg, 0)
-    assert "hub.proxy_api_port 700" in lowered and "sysctl net.ipv4.ip_unprivileged_port_start=1024" in lowered
+    assert (
+        "hub.proxy_api_port 700" in lowered
+        and "sysctl net.ipv4.ip_unprivileged_port_start=1024" in lowered
+    )

@@ -31,9 +31,17 @@ def account():
 def test_every_process_of_the_account_ends_and_the_account_goes(account, tmp_path):
     # a process that keeps forking detached children: none may be left behind
     breeder = "while true; do setsid sleep 300 & sleep 0.05; done"
-    subprocess.Popen(["runuser", "-u", account.pw_name, "--", "setsid", "sh", "-c", breeder], cwd="/",
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(["runuser", "-u", account.pw_name, "--", "setsid", "-f", "sleep", "300"], check=True, cwd="/")
+    subprocess.Popen(
+        ["runuser", "-u", account.pw_name, "--", "setsid", "sh", "-c", breeder],
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        ["runuser", "-u", account.pw_name, "--", "setsid", "-f", "sleep", "300"],
+        check=True,
+        cwd="/",
+    )
     assert live_processes(account.pw_uid)
     assert remove_system_account(account.pw_name, tmp_path / "state") == []
     assert live_processes(account.pw_uid) == []
@@ -64,7 +72,9 @@ def test_delete_tree_reports_what_it_could_not_delete_and_deletes_the_rest():
         (root / "link").symlink_to(outside)  # deleted itself, never followed
         subprocess.run(["chattr", "+i", str(root / "a" / "stuck.txt")], check=True)
         problems = delete_tree(root)
-        assert any(str(root / "a" / "stuck.txt") in p and "not permitted" in p for p in problems), problems
+        assert any(str(root / "a" / "stuck.txt") in p and "not permitted" in p for p in problems), (
+            problems
+        )
         assert not (root / "b.txt").exists() and not (root / "link").is_symlink()
         assert (outside / "keep.txt").exists()
     finally:

@@ -77,17 +77,31 @@ def test_setpriv_runs_as_the_account_keeping_only_low_port_binding(account_name)
     name, group = account_name
     account = ensure_service_account(name, [group])
     port = _free_privileged_port()
-    probe = ("import os, socket\n"
-             "s = socket.socket(); s.bind(('127.0.0.1', %d)); s.close()\n"
-             "caps = {l.split(':')[0]: l.split()[1] for l in open('/proc/self/status') if l.startswith('Cap')}\n"
-             "print(os.getresuid(), os.getresgid(), os.getgroups(), caps['CapEff'], caps['CapBnd'])\n") % port
-    out = subprocess.run(setpriv_command(name, [sys.executable, "-c", probe]), capture_output=True, text=True,
-                         cwd="/", check=True).stdout.split(" ", 6)
+    probe = (
+        "import os, socket\n"
+        f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.close()\n"
+        "caps = {l.split(':')[0]: l.split()[1] for l in open('/proc/self/status') if l.startswith('Cap')}\n"
+        "print(os.getresuid(), os.getresgid(), os.getgroups(), caps['CapEff'], caps['CapBnd'])\n"
+    )
+    out = subprocess.run(
+        setpriv_command(name, [sys.executable, "-c", probe]),
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=True,
+    ).stdout.split(" ", 6)
     ids = f"({account.uid}, {account.uid}, {account.uid})"
-    assert " ".join(out[:3]) == ids and " ".join(out[3:6]) == f"({account.gid}, {account.gid}, {account.gid})"
+    assert (
+        " ".join(out[:3]) == ids
+        and " ".join(out[3:6]) == f"({account.gid}, {account.gid}, {account.gid})"
+    )
     rest = out[6].split()
-    assert rest[0] == "[]"  # no supplementary groups, not even the ones it was given (the proxy needs none)
-    assert int(rest[1], 16) == int(rest[2], 16) == 1 << 10  # CAP_NET_BIND_SERVICE, and nothing else, ever
+    assert (
+        rest[0] == "[]"
+    )  # no supplementary groups, not even the ones it was given (the proxy needs none)
+    assert (
+        int(rest[1], 16) == int(rest[2], 16) == 1 << 10
+    )  # CAP_NET_BIND_SERVICE, and nothing else, ever
 
 
 def _cfg(**sections) -> MLWorkshopConfig:
@@ -118,7 +132,11 @@ def test_a_hub_that_is_not_root_keeps_everything_as_itself(tmp_path, monkeypatch
     from mlworkshop.hub import service_accounts
 
     monkeypatch.setattr(service_accounts.os, "geteuid", lambda: 1000)
-    c = configure(Config(), _cfg(usage={"enabled": False}, hub={"ip": "0.0.0.0", "port": 80}), _initialised(tmp_path))
+    c = configure(
+        Config(),
+        _cfg(usage={"enabled": False}, hub={"ip": "0.0.0.0", "port": 80}),
+        _initialised(tmp_path),
+    )
     assert c.ConfigurableHTTPProxy.command[0].endswith("configurable-http-proxy")
     [culler] = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
     assert "user" not in culler
@@ -154,7 +172,11 @@ def test_the_old_database_moves_into_the_usage_accounts_folder(tmp_path):
     assert any("moved the usage database" in line for line in done)
     assert site.usage_sqlite == folder / "usage.sqlite"
     info = folder.lstat()
-    assert stat.S_ISDIR(info.st_mode) and (info.st_uid, info.st_gid) == NOBODY and stat.S_IMODE(info.st_mode) == 0o700
+    assert (
+        stat.S_ISDIR(info.st_mode)
+        and (info.st_uid, info.st_gid) == NOBODY
+        and stat.S_IMODE(info.st_mode) == 0o700
+    )
     moved = (folder / "usage.sqlite").stat()
     assert (moved.st_uid, moved.st_gid) == NOBODY
     assert not (site.state / "usage.sqlite").exists()
@@ -227,5 +249,7 @@ def test_links_planted_in_the_folder_are_not_handed_over(tmp_path, plant):
 
 def test_postgresql_needs_no_folder(tmp_path):
     site = _site(tmp_path)
-    assert prepare_usage_storage(site, _cfg(usage={"db_url": "postgresql://u@db/usage"}), NOBODY) == []
+    assert (
+        prepare_usage_storage(site, _cfg(usage={"db_url": "postgresql://u@db/usage"}), NOBODY) == []
+    )
     assert not (site.root / "usage").exists()

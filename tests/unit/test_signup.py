@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlworkshop.accounts import passwords, store as store_mod
+from mlworkshop.accounts import passwords
+from mlworkshop.accounts import store as store_mod
 from mlworkshop.accounts.passwords import WeakPassword
 from mlworkshop.hub.auth import MLWorkshopAuthenticator
 from mlworkshop.names import BadUsername
@@ -17,7 +18,11 @@ GOOD = "Corr3ct-Horse"
 
 @pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch):
-    monkeypatch.setattr(store_mod, "hash_password", lambda password, rounds=4: passwords.hash_password(password, rounds=4))
+    monkeypatch.setattr(
+        store_mod,
+        "hash_password",
+        lambda password, rounds=4: passwords.hash_password(password, rounds=4),
+    )
 
 
 @pytest.fixture
@@ -29,23 +34,31 @@ def site(tmp_path) -> Path:
 
 @pytest.fixture
 def auth(site) -> MLWorkshopAuthenticator:
-    return MLWorkshopAuthenticator(db_url=f"sqlite:///{site / 'state' / 'jupyterhub.sqlite'}",
-                                   admin_users={"ada"}, reserved_names=["root", "idle-culler"])
+    return MLWorkshopAuthenticator(
+        db_url=f"sqlite:///{site / 'state' / 'jupyterhub.sqlite'}",
+        admin_users={"ada"},
+        reserved_names=["root", "idle-culler"],
+    )
 
 
 def tree(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*")}
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    ("../x", "not allowed"),
-    ("a/b", "not allowed"),
-    ("", "username is required"),
-    ("a" * 300, "300 characters long"),
-    ("jürgen", "non-ASCII"),
-    ("李伟", "non-ASCII"),
-])
-async def test_bad_names_are_refused_at_signup_and_nothing_is_made(auth, site, tmp_path, raw, fragment):
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ("../x", "not allowed"),
+        ("a/b", "not allowed"),
+        ("", "username is required"),
+        ("a" * 300, "300 characters long"),
+        ("jürgen", "non-ASCII"),
+        ("李伟", "non-ASCII"),
+    ],
+)
+async def test_bad_names_are_refused_at_signup_and_nothing_is_made(
+    auth, site, tmp_path, raw, fragment
+):
     before = tree(tmp_path)
     with pytest.raises(BadUsername, match=fragment):
         await auth.sign_up(raw, GOOD, GOOD)
@@ -63,7 +76,9 @@ async def test_uppercase_is_folded_and_makes_the_same_account(auth):
 
 
 async def test_open_signup_approves_at_once(site):
-    auth = MLWorkshopAuthenticator(db_url=f"sqlite:///{site / 'state' / 'h.sqlite'}", open_signup=True)
+    auth = MLWorkshopAuthenticator(
+        db_url=f"sqlite:///{site / 'state' / 'h.sqlite'}", open_signup=True
+    )
     assert await auth.sign_up("bob", GOOD, GOOD) == ("bob", True)
 
 
@@ -74,12 +89,15 @@ async def test_admin_and_reserved_names_cannot_be_claimed(auth, raw):
     assert auth.store.list() == []
 
 
-@pytest.mark.parametrize("password, confirm, fragment", [
-    ("short1!", "short1!", "at least 8"),
-    ("password123", "password123", "common passwords"),
-    ("carolcarol", "carolcarol", "not be the username"),
-    (GOOD, GOOD + "x", "do not match"),
-])
+@pytest.mark.parametrize(
+    "password, confirm, fragment",
+    [
+        ("short1!", "short1!", "at least 8"),
+        ("password123", "password123", "common passwords"),
+        ("carolcarol", "carolcarol", "not be the username"),
+        (GOOD, GOOD + "x", "do not match"),
+    ],
+)
 async def test_weak_or_mismatched_passwords_at_signup(auth, password, confirm, fragment):
     with pytest.raises((WeakPassword, ValueError), match=fragment):
         await auth.sign_up("carolcarol", password, confirm)

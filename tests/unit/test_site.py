@@ -15,7 +15,11 @@ def mode(path) -> int:
 def test_secret_is_made_once_private_and_then_kept(tmp_path):
     site = Site(tmp_path / "site")
     first = site.secret("api_token")
-    assert len(first) == 64 and mode(site.secrets) == 0o700 and mode(site.secrets / "api_token") == 0o600
+    assert (
+        len(first) == 64
+        and mode(site.secrets) == 0o700
+        and mode(site.secrets / "api_token") == 0o600
+    )
     assert site.secret("api_token") == first
     assert Site(tmp_path / "site").secret("api_token") == first  # a new process reads the same one
     assert site.secret("other") != first

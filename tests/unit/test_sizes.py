@@ -26,8 +26,17 @@ def test_numbers_are_bytes_as_in_jupyterhub(value):
     assert parse_bytes(value) == _Spec(mem=value).mem
 
 
-@pytest.mark.parametrize(("text", "canonical"), [("4g", "4G"), ("4GB", "4G"), ("4GiB", "4G"), (" 512m ", "512M"),
-                                                 ("100", "100"), ("100B", "100")])
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("4g", "4G"),
+        ("4GB", "4G"),
+        ("4GiB", "4G"),
+        (" 512m ", "512M"),
+        ("100", "100"),
+        ("100B", "100"),
+    ],
+)
 def test_forgiving_input_canonical_output(text, canonical):
     assert normalize_size(text) == canonical
     assert parse_bytes(text) == parse_bytes(canonical)
@@ -40,20 +49,31 @@ def test_nonsense_is_refused_with_the_forms_it_takes(text):
 
 
 def test_parse_bytes():
-    assert parse_bytes("1.5G") == 3 * 2**29 and parse_bytes("512M") == 2**29 and parse_bytes("100") == 100
+    assert (
+        parse_bytes("1.5G") == 3 * 2**29
+        and parse_bytes("512M") == 2**29
+        and parse_bytes("100") == 100
+    )
     assert parse_bytes(None) is None
 
 
 def test_scale_size():
-    assert scale_size("16G", 2) == "32G" and scale_size("1.5G", 3) == "4.5G" and scale_size("512M", 1) == "512M"
+    assert (
+        scale_size("16G", 2) == "32G"
+        and scale_size("1.5G", 3) == "4.5G"
+        and scale_size("512M", 1) == "512M"
+    )
     assert scale_size(None, 4) is None
     assert scale_size("1000000K", 2) == "2000000K"  # never '2e+06K'
     assert parse_bytes(scale_size("1.5G", 3)) == 3 * parse_bytes("1.5G")
 
 
-@pytest.mark.parametrize("where", ["accelerators.profiles.cpu", "accelerators.profiles.per_device", "spawner.docker"])
+@pytest.mark.parametrize(
+    "where", ["accelerators.profiles.cpu", "accelerators.profiles.per_device", "spawner.docker"]
+)
 def test_every_section_takes_and_normalizes_sizes_alike(where):
     """The same sizes are accepted (and refused) wherever mem_limit stands in mlworkshop.yaml."""
+
     def cfg_with(value):
         data: dict = {}
         node = data
@@ -74,10 +94,19 @@ def test_every_section_takes_and_normalizes_sizes_alike(where):
 def test_database_urls_are_checked_alike(section):
     """hub.db_url and usage.db_url take the same schemes (the ones db.make_engine, the migrations
     and backups are tested with)."""
-    for url in ("sqlite:////srv/x.sqlite", "postgresql://u:p@db/x", "postgresql+psycopg://u@db/x",
-                "postgresql+psycopg2://u@db/x"):
-        assert getattr(MLWorkshopConfig.model_validate({section: {"db_url": url}}), section).db_url == url
-    assert getattr(MLWorkshopConfig.model_validate({section: {"db_url": ""}}), section).db_url is None
+    for url in (
+        "sqlite:////srv/x.sqlite",
+        "postgresql://u:p@db/x",
+        "postgresql+psycopg://u@db/x",
+        "postgresql+psycopg2://u@db/x",
+    ):
+        assert (
+            getattr(MLWorkshopConfig.model_validate({section: {"db_url": url}}), section).db_url
+            == url
+        )
+    assert (
+        getattr(MLWorkshopConfig.model_validate({section: {"db_url": ""}}), section).db_url is None
+    )
     for url in ("mysql://u@db/x", "oracle://db", "/srv/x.sqlite"):
         with pytest.raises(ValueError, match="sqlite:// or postgresql://"):
             MLWorkshopConfig.model_validate({section: {"db_url": url}})

@@ -29,8 +29,12 @@ print(json.dumps({
 
 
 def test_jupyterhub_state_skips_fsync_but_accounts_and_usage_do_not(tmp_path):
-    out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "hub.sqlite"), str(tmp_path / "usage.sqlite")],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path / "hub.sqlite"), str(tmp_path / "usage.sqlite")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     result = json.loads(out)
     normal, full = 1, 2
     assert result["jupyterhub"] == ["wal", normal]

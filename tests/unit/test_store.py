@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-from mlworkshop.accounts import passwords, store as store_mod
+from mlworkshop.accounts import passwords
+from mlworkshop.accounts import store as store_mod
 from mlworkshop.accounts.store import (
     AccountExists,
     AccountStore,
@@ -33,7 +34,11 @@ CAFE = "10.0.0.2"
 @pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch):
     """Real bcrypt at cost 4 (the default cost is checked in test_passwords.py)."""
-    monkeypatch.setattr(store_mod, "hash_password", lambda password, rounds=4: passwords.hash_password(password, rounds=4))
+    monkeypatch.setattr(
+        store_mod,
+        "hash_password",
+        lambda password, rounds=4: passwords.hash_password(password, rounds=4),
+    )
     dummy = passwords.hash_password("not a real password", rounds=4)
     monkeypatch.setattr(store_mod, "dummy_hash", lambda rounds=4: dummy)
 
@@ -69,7 +74,12 @@ def test_create_get_list_approve_promote_delete(db_url):
     s = AccountStore(db_url)
     try:
         info = s.create("bob", GOOD, approved=False)
-        assert (info.username, info.approved, info.is_admin, info.approved_at) == ("bob", False, False, None)
+        assert (info.username, info.approved, info.is_admin, info.approved_at) == (
+            "bob",
+            False,
+            False,
+            None,
+        )
         s.create("adam", GOOD, approved=True, is_admin=True)
         assert [a.username for a in s.list()] == ["adam", "bob"]
         assert s.get("nobody") is None
@@ -81,7 +91,12 @@ def test_create_get_list_approve_promote_delete(db_url):
             s.create("bob", "An0ther-pass", approved=True)
         s.delete("bob")
         assert s.get("bob") is None
-        for action in (s.approve, lambda n: s.set_admin(n, True), lambda n: s.set_password(n, GOOD), s.delete):
+        for action in (
+            s.approve,
+            lambda n: s.set_admin(n, True),
+            lambda n: s.set_password(n, GOOD),
+            s.delete,
+        ):
             with pytest.raises(NoSuchAccount):
                 action("bob")
     finally:
@@ -91,7 +106,9 @@ def test_create_get_list_approve_promote_delete(db_url):
 def test_password_is_stored_hashed(sqlite_url, tmp_path):
     AccountStore(sqlite_url).create("alice", GOOD, approved=True)
     with sqlite3.connect(tmp_path / "hub.sqlite") as db:
-        (stored,) = db.execute("SELECT password_hash FROM mlw_accounts WHERE username='alice'").fetchone()
+        (stored,) = db.execute(
+            "SELECT password_hash FROM mlw_accounts WHERE username='alice'"
+        ).fetchone()
     assert GOOD not in stored and stored.startswith("$2")
 
 
@@ -100,7 +117,10 @@ def test_correct_password_logs_in_and_wrong_one_does_not(store):
     ok = store.check_login("alice", GOOD, HOME, POLICY)
     assert ok.outcome is LoginOutcome.OK and ok.account.username == "alice"
     assert store.check_login("alice", WRONG, HOME, POLICY).outcome is LoginOutcome.BAD_CREDENTIALS
-    assert store.check_login("alice", GOOD.lower(), HOME, POLICY).outcome is LoginOutcome.BAD_CREDENTIALS
+    assert (
+        store.check_login("alice", GOOD.lower(), HOME, POLICY).outcome
+        is LoginOutcome.BAD_CREDENTIALS
+    )
 
 
 def test_unknown_user_and_wrong_password_look_the_same(store):
@@ -109,7 +129,9 @@ def test_unknown_user_and_wrong_password_look_the_same(store):
         wrong = store.check_login("alice", WRONG, HOME, POLICY)
         assert unknown.outcome is wrong.outcome, f"attempt {attempt}"
         assert unknown.account is None and wrong.account is None
-        expected = LoginOutcome.BAD_CREDENTIALS if attempt < POLICY.attempts else LoginOutcome.LOCKED
+        expected = (
+            LoginOutcome.BAD_CREDENTIALS if attempt < POLICY.attempts else LoginOutcome.LOCKED
+        )
         assert wrong.outcome is expected, f"attempt {attempt}"
 
 
@@ -123,11 +145,15 @@ def test_not_approved_is_told_only_to_the_right_password(store):
 
 
 def _fail(store: AccountStore, times: int, client: str = HOME, now: dt.datetime | None = None):
-    return [store.check_login("alice", WRONG, client, POLICY, now=now).outcome for _ in range(times)]
+    return [
+        store.check_login("alice", WRONG, client, POLICY, now=now).outcome for _ in range(times)
+    ]
 
 
 def test_lockout_after_n_failures_refuses_even_the_right_password(store):
-    assert _fail(store, POLICY.attempts) == [LoginOutcome.BAD_CREDENTIALS] * (POLICY.attempts - 1) + [LoginOutcome.LOCKED]
+    assert _fail(store, POLICY.attempts) == [LoginOutcome.BAD_CREDENTIALS] * (
+        POLICY.attempts - 1
+    ) + [LoginOutcome.LOCKED]
     locked = store.check_login("alice", GOOD, HOME, POLICY)
     assert locked.outcome is LoginOutcome.LOCKED
     assert locked.account is None  # a lock says nothing about the account
@@ -156,10 +182,15 @@ def test_lockout_survives_a_restart_and_is_per_client_and_expires(any_store, db_
         assert restarted.check_login("alice", GOOD, HOME, POLICY).outcome is LoginOutcome.LOCKED
         assert restarted.check_login("alice", GOOD, CAFE, POLICY).outcome is LoginOutcome.OK
         later = start + dt.timedelta(minutes=POLICY.minutes, seconds=1)
-        assert restarted.check_login("alice", GOOD, HOME, POLICY, now=later).outcome is LoginOutcome.OK
+        assert (
+            restarted.check_login("alice", GOOD, HOME, POLICY, now=later).outcome is LoginOutcome.OK
+        )
         _fail(restarted, POLICY.attempts)
         restarted.set_password("alice", "N3w-password-x")
-        assert restarted.check_login("alice", "N3w-password-x", HOME, POLICY).outcome is LoginOutcome.OK
+        assert (
+            restarted.check_login("alice", "N3w-password-x", HOME, POLICY).outcome
+            is LoginOutcome.OK
+        )
     finally:
         _dispose(restarted)
 
@@ -169,7 +200,9 @@ def test_lock_is_stored_in_the_database(sqlite_url, tmp_path):
     s.create("alice", GOOD, approved=True)
     _fail(s, POLICY.attempts)
     with sqlite3.connect(tmp_path / "hub.sqlite") as db:
-        rows = db.execute("SELECT username, client, failures, locked_until FROM mlw_login_failures").fetchall()
+        rows = db.execute(
+            "SELECT username, client, failures, locked_until FROM mlw_login_failures"
+        ).fetchall()
     assert len(rows) == 1
     username, client, failures, locked_until = rows[0]
     assert (username, client, failures) == ("alice", HOME, POLICY.attempts) and locked_until
@@ -179,7 +212,10 @@ def test_expired_lock_is_forgiven(store):
     start = utcnow()
     _fail(store, POLICY.attempts, now=start)
     just_before = start + dt.timedelta(minutes=POLICY.minutes) - dt.timedelta(seconds=1)
-    assert store.check_login("alice", GOOD, HOME, POLICY, now=just_before).outcome is LoginOutcome.LOCKED
+    assert (
+        store.check_login("alice", GOOD, HOME, POLICY, now=just_before).outcome
+        is LoginOutcome.LOCKED
+    )
     after = start + dt.timedelta(minutes=POLICY.minutes, seconds=1)
     assert store.check_login("alice", GOOD, HOME, POLICY, now=after).outcome is LoginOutcome.OK
 
@@ -202,7 +238,9 @@ def test_old_failures_are_forgiven(store):
 def test_a_successful_login_clears_the_failures(store):
     _fail(store, POLICY.attempts - 1)
     assert store.check_login("alice", GOOD, HOME, POLICY).outcome is LoginOutcome.OK
-    assert _fail(store, POLICY.attempts - 1) == [LoginOutcome.BAD_CREDENTIALS] * (POLICY.attempts - 1)
+    assert _fail(store, POLICY.attempts - 1) == [LoginOutcome.BAD_CREDENTIALS] * (
+        POLICY.attempts - 1
+    )
 
 
 def test_reset_password_clears_locks_from_every_address(store):
@@ -210,12 +248,16 @@ def test_reset_password_clears_locks_from_every_address(store):
     _fail(store, POLICY.attempts, client=CAFE)
     store.set_password("alice", "N3w-password-x")
     for client in (HOME, CAFE):
-        assert store.check_login("alice", "N3w-password-x", client, POLICY).outcome is LoginOutcome.OK
+        assert (
+            store.check_login("alice", "N3w-password-x", client, POLICY).outcome is LoginOutcome.OK
+        )
     assert store.check_login("alice", GOOD, HOME, POLICY).outcome is LoginOutcome.BAD_CREDENTIALS
 
 
 def test_unknown_user_gets_locked_too_and_a_new_account_of_that_name_is_not(store):
-    _fail_unknown = [store.check_login("ghost", WRONG, HOME, POLICY).outcome for _ in range(POLICY.attempts)]
+    _fail_unknown = [
+        store.check_login("ghost", WRONG, HOME, POLICY).outcome for _ in range(POLICY.attempts)
+    ]
     assert _fail_unknown[-1] is LoginOutcome.LOCKED
     assert store.check_login("ghost", GOOD, HOME, POLICY).outcome is LoginOutcome.LOCKED
 

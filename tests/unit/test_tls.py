@@ -20,24 +20,44 @@ from mlworkshop.config import MLWorkshopConfig
 from mlworkshop.hub import tls
 from mlworkshop.site import Site
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
-def make_pair(folder: Path, name: str = "hub.example.org", start: dt.datetime | None = None,
-              days: int = 90, password: bytes | None = None) -> tuple[Path, Path]:
+def make_pair(
+    folder: Path,
+    name: str = "hub.example.org",
+    start: dt.datetime | None = None,
+    days: int = 90,
+    password: bytes | None = None,
+) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     start = start or NOW - dt.timedelta(days=1)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    encryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
     folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / f"{name}-{start:%Y%m%d}.pem", folder / f"{name}-{start:%Y%m%d}.key"
+    cert_path, key_path = (
+        folder / f"{name}-{start:%Y%m%d}.pem",
+        folder / f"{name}-{start:%Y%m%d}.key",
+    )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    )
     return cert_path, key_path
 
 
@@ -57,7 +77,11 @@ def test_a_key_of_another_certificate_is_refused(tmp_path):
     cert, _ = make_pair(tmp_path / "a")
     _, other_key = make_pair(tmp_path / "b", name="other.example.org")
     message = refusal(cert, other_key)
-    assert "hub.https.key" in message and str(other_key) in message and "is not the key of the certificate" in message
+    assert (
+        "hub.https.key" in message
+        and str(other_key) in message
+        and "is not the key of the certificate" in message
+    )
 
 
 def test_an_expired_certificate_is_refused(tmp_path):
@@ -115,11 +139,25 @@ def test_a_key_unreadable_to_its_reader_is_refused(tmp_path):
         cert, key = make_pair(tmp_path)
         key.chmod(0o600)
         os.chmod(tmp_path, 0o755)
-        code = (f"from pathlib import Path; from mlworkshop.hub import tls\n"
-                f"try:\n  tls.check_pair(Path({str(cert)!r}), Path({str(key)!r}))\n"
-                f"except tls.TLSError as e:\n  print(e)\n")
-        result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
-                                 "-c", code], capture_output=True, text=True, cwd="/")
+        code = (
+            f"from pathlib import Path; from mlworkshop.hub import tls\n"
+            f"try:\n  tls.check_pair(Path({str(cert)!r}), Path({str(key)!r}))\n"
+            f"except tls.TLSError as e:\n  print(e)\n"
+        )
+        result = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
         assert "permission denied" in result.stdout, result.stderr
     else:
         cert, key = make_pair(tmp_path)
@@ -141,10 +179,15 @@ def test_self_signed_ca_is_made_once_and_its_server_certificate_verifies(tmp_pat
     assert len(done) == 2
     ca = x509.load_pem_x509_certificate(tls.ca_path(site).read_bytes())
     server = x509.load_pem_x509_certificate(cert.read_bytes())
-    verifier = PolicyBuilder().store(Store([ca])).build_server_verifier(x509.DNSName("hub.lab.example"))
+    verifier = (
+        PolicyBuilder().store(Store([ca])).build_server_verifier(x509.DNSName("hub.lab.example"))
+    )
     verifier.verify(server, [])  # raises if a browser-like check would fail
-    ip_verifier = PolicyBuilder().store(Store([ca])).build_server_verifier(x509.IPAddress(
-        __import__("ipaddress").ip_address("127.0.0.1")))
+    ip_verifier = (
+        PolicyBuilder()
+        .store(Store([ca]))
+        .build_server_verifier(x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")))
+    )
     ip_verifier.verify(server, [])
     tls.check_pair(cert, key)
 
@@ -160,8 +203,9 @@ def test_self_signed_ca_is_made_once_and_its_server_certificate_verifies(tmp_pat
 
 
 def test_default_names_cover_localhost_and_hub_ip():
-    cfg = MLWorkshopConfig.model_validate({"hub": {"ip": "10.9.8.7", "https": {"cert": "self-signed",
-                                                                               "names": ["hub.lab"]}}})
+    cfg = MLWorkshopConfig.model_validate(
+        {"hub": {"ip": "10.9.8.7", "https": {"cert": "self-signed", "names": ["hub.lab"]}}}
+    )
     names = tls.default_names(cfg)
     assert names[:3] == ["localhost", "127.0.0.1", "10.9.8.7"] and "hub.lab" in names
     assert len(names) == len(set(names))
@@ -178,7 +222,11 @@ def test_proxy_copy_is_its_groups_alone(tmp_path):
     if gid is None:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(st.st_mode) == 0o600
     else:
-        assert (folder.stat().st_uid, folder.stat().st_gid, stat.S_IMODE(folder.stat().st_mode)) == (0, gid, 0o750)
+        assert (
+            folder.stat().st_uid,
+            folder.stat().st_gid,
+            stat.S_IMODE(folder.stat().st_mode),
+        ) == (0, gid, 0o750)
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, 0o640)
     # HTTPS turned off: the copies go
     tls.prepare_https(site, MLWorkshopConfig())
@@ -192,14 +240,18 @@ def test_prepare_refuses_a_certificate_without_its_key(tmp_path):
 
 
 def test_prepare_refuses_a_key_with_self_signed(tmp_path):
-    cfg = MLWorkshopConfig.model_validate({"hub": {"https": {"cert": "self-signed", "key": "/etc/ssl/k.pem"}}})
+    cfg = MLWorkshopConfig.model_validate(
+        {"hub": {"https": {"cert": "self-signed", "key": "/etc/ssl/k.pem"}}}
+    )
     with pytest.raises(tls.TLSError, match="Leave the key empty"):
         tls.prepare_https(Site(tmp_path), cfg)
 
 
 def test_prepare_self_signed_prints_the_ca(tmp_path):
     site = Site(tmp_path)
-    cfg = MLWorkshopConfig.model_validate({"hub": {"https": {"cert": "self-signed", "redirect_port": 8080}}})
+    cfg = MLWorkshopConfig.model_validate(
+        {"hub": {"https": {"cert": "self-signed", "redirect_port": 8080}}}
+    )
     lines = tls.prepare_https(site, cfg)
     text = "\n".join(lines)
     assert str(tls.ca_path(site)) in text and "SHA-256 fingerprint" in text and "port 8080" in text
@@ -208,11 +260,20 @@ def test_prepare_self_signed_prints_the_ca(tmp_path):
     assert b"PRIVATE KEY" not in "\n".join(lines).encode()  # the key is never printed
 
 
-@pytest.mark.parametrize("settings, expected", [
-    ({"cert": "fullchain.pem", "key": "/k.pem"}, "hub.https.cert = 'fullchain.pem': must be an absolute path"),
-    ({"cert": "self-signed", "key": "self-signed"}, "hub.https.key = 'self-signed': must be a path"),
-    ({"redirect_port": 0}, "hub.https.redirect_port = 0"),
-])
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        (
+            {"cert": "fullchain.pem", "key": "/k.pem"},
+            "hub.https.cert = 'fullchain.pem': must be an absolute path",
+        ),
+        (
+            {"cert": "self-signed", "key": "self-signed"},
+            "hub.https.key = 'self-signed': must be a path",
+        ),
+        ({"redirect_port": 0}, "hub.https.redirect_port = 0"),
+    ],
+)
 def test_config_errors_name_the_key(tmp_path, settings, expected):
     from mlworkshop.config import ConfigError
     from mlworkshop.config.loader import validate

@@ -74,7 +74,10 @@ def test_open_appends_and_creates_0640(tmp_path):
 def test_a_large_log_is_rotated_when_the_server_starts(tmp_path):
     path = prepare_user_log(tmp_path, "alice")
     path.write_bytes(b"x" * 100)
-    assert prepare_user_log(tmp_path, "alice", max_bytes=100) == path and path.read_bytes() == b"x" * 100
+    assert (
+        prepare_user_log(tmp_path, "alice", max_bytes=100) == path
+        and path.read_bytes() == b"x" * 100
+    )
     rotated(path).write_bytes(b"older")
     prepare_user_log(tmp_path, "alice", max_bytes=99)
     assert not path.exists() and rotated(path).read_bytes() == b"x" * 100
@@ -87,19 +90,30 @@ def test_redirected_child_holds_only_the_log(tmp_path):
     code = (
         "import os, sys; from mlworkshop.userlogs import redirect_output; redirect_output(sys.argv[1]); "
         "os.execvp(sys.executable, [sys.executable, '-c', "
-        "'import os; print(sorted(os.listdir(\"/proc/self/fd\")), os.readlink(\"/proc/self/fd/1\")); "
-        "import sys; print(\"to stderr\", file=sys.stderr)'])"
+        '\'import os; print(sorted(os.listdir("/proc/self/fd")), os.readlink("/proc/self/fd/1")); '
+        'import sys; print("to stderr", file=sys.stderr)\'])'
     )
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done
     fds, target = path.read_text().splitlines()[0].rsplit("] ", 1)
-    assert fds.lstrip("[") .replace("'", "").split(", ")[:3] == ["0", "1", "2"] and target == str(path)
+    assert fds.lstrip("[").replace("'", "").split(", ")[:3] == ["0", "1", "2"] and target == str(
+        path
+    )
     assert path.read_text().splitlines()[1] == "to stderr"
 
 
 def test_redirect_without_a_log_is_devnull(tmp_path):
-    code = ("import os, sys; from mlworkshop.userlogs import redirect_output; redirect_output(None); "
-            "print('lost'); print(os.readlink('/proc/self/fd/1'), os.readlink('/proc/self/fd/2'), file=open(sys.argv[1], 'w'))")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    code = (
+        "import os, sys; from mlworkshop.userlogs import redirect_output; redirect_output(None); "
+        "print('lost'); print(os.readlink('/proc/self/fd/1'), os.readlink('/proc/self/fd/2'), file=open(sys.argv[1], 'w'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and done.stdout == "", done
     assert (tmp_path / "out").read_text().split() == ["/dev/null", "/dev/null"]

@@ -22,24 +22,42 @@ import pytest
 from mlworkshop.hub.workspace import WorkspaceError, prepare_shared_content, prepare_workspace
 from mlworkshop.names import BadUsername, normalize_username
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workspaces need root (system accounts, chown)")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="workspaces need root (system accounts, chown)"
+)
 
 
 class Lab:
     def __init__(self, root: Path, prefix: str, admin_group: str):
         self.root, self.prefix, self.admin_group = root, prefix, admin_group
-        self.users, self.submissions, self.content = root / "users", root / "submissions", root / "content"
+        self.users, self.submissions, self.content = (
+            root / "users",
+            root / "submissions",
+            root / "content",
+        )
 
     def account(self, name: str) -> str:
         return self.prefix + name
 
     def prepare(self, name: str, admin: bool = False):
-        return prepare_workspace(self.users, self.submissions, self.content, name, admin,
-                                 self.account(name), self.admin_group)
+        return prepare_workspace(
+            self.users,
+            self.submissions,
+            self.content,
+            name,
+            admin,
+            self.account(name),
+            self.admin_group,
+        )
 
     def as_user(self, name: str, *command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["runuser", "-u", self.account(name), "--", *command],
-                              capture_output=True, text=True, cwd="/", timeout=30)
+        return subprocess.run(
+            ["runuser", "-u", self.account(name), "--", *command],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            timeout=30,
+        )
 
 
 @pytest.fixture
@@ -72,7 +90,11 @@ def test_student_workspace_layout_owners_and_modes(lab):
     account = pwd.getpwnam(lab.account("ann"))
     admin_gid = grp.getgrnam(lab.admin_group).gr_gid
     home = lab.users / "ann"
-    assert ws.home == home and ws.account.name == lab.account("ann") and ws.account.uid == account.pw_uid
+    assert (
+        ws.home == home
+        and ws.account.name == lab.account("ann")
+        and ws.account.uid == account.pw_uid
+    )
     assert Path(account.pw_dir) == home
     for folder in (home, home / "work"):
         assert folder.stat().st_uid == account.pw_uid
@@ -99,34 +121,55 @@ def test_student_cannot_write_shared_content(lab):
             assert result.returncode != 0 and "Permission denied" in result.stderr, (target, result)
             assert not target.exists()
     (lab.content / "lessons" / "intro.txt").write_text("read me")
-    assert lab.as_user("ann", "cat", str(lab.users / "ann" / "lessons" / "intro.txt")).stdout == "read me"
+    assert (
+        lab.as_user("ann", "cat", str(lab.users / "ann" / "lessons" / "intro.txt")).stdout
+        == "read me"
+    )
 
 
 def test_students_cannot_see_each_others_work_or_submissions(lab):
     lab.prepare("ann")
     lab.prepare("ben")
     ben = lab.users / "ben"
-    assert lab.as_user("ben", "sh", "-c", f"echo secret > {ben / 'work' / 'notes.txt'}").returncode == 0
+    assert (
+        lab.as_user("ben", "sh", "-c", f"echo secret > {ben / 'work' / 'notes.txt'}").returncode
+        == 0
+    )
     assert lab.as_user("ben", "touch", str(lab.submissions / "ben" / "hw1.ipynb")).returncode == 0
-    for attempt in (["ls", str(ben / "work")], ["cat", str(ben / "work" / "notes.txt")], ["ls", str(ben)],
-                    ["ls", str(lab.submissions / "ben")], ["touch", str(lab.submissions / "ben" / "x")],
-                    ["touch", str(lab.submissions / "ann-fake")]):
+    for attempt in (
+        ["ls", str(ben / "work")],
+        ["cat", str(ben / "work" / "notes.txt")],
+        ["ls", str(ben)],
+        ["ls", str(lab.submissions / "ben")],
+        ["touch", str(lab.submissions / "ben" / "x")],
+        ["touch", str(lab.submissions / "ann-fake")],
+    ):
         result = lab.as_user("ann", *attempt)
         assert result.returncode != 0 and "Permission denied" in result.stderr, (attempt, result)
     # ...while ann can write her own work and hand-in folder
     assert lab.as_user("ann", "touch", str(lab.users / "ann" / "work" / "a.py")).returncode == 0
-    assert lab.as_user("ann", "touch", str(lab.users / "ann" / "submissions" / "hw1.ipynb")).returncode == 0
+    assert (
+        lab.as_user("ann", "touch", str(lab.users / "ann" / "submissions" / "hw1.ipynb")).returncode
+        == 0
+    )
 
 
 def test_admin_reads_submissions_and_edits_content(lab):
     lab.prepare("ann")
     lab.prepare("ada", admin=True)
-    assert lab.as_user("ann", "sh", "-c", f"echo answer > {lab.submissions / 'ann' / 'hw1.txt'}").returncode == 0
+    assert (
+        lab.as_user(
+            "ann", "sh", "-c", f"echo answer > {lab.submissions / 'ann' / 'hw1.txt'}"
+        ).returncode
+        == 0
+    )
     seen = lab.as_user("ada", "cat", str(lab.users / "ada" / "submissions" / "ann" / "hw1.txt"))
     assert seen.returncode == 0 and seen.stdout == "answer\n", seen
     made = lab.as_user("ada", "touch", str(lab.users / "ada" / "lessons" / "new-lesson.ipynb"))
     assert made.returncode == 0, made
-    denied = lab.as_user("ada", "ls", str(lab.users / "ann" / "work"))  # admins read hand-ins, not work/
+    denied = lab.as_user(
+        "ada", "ls", str(lab.users / "ann" / "work")
+    )  # admins read hand-ins, not work/
     assert denied.returncode != 0
 
 
@@ -157,7 +200,9 @@ def test_a_link_planted_in_place_of_work_does_not_make_root_change_its_target(la
     try:
         os.chmod(victim, 0o755)
         work = lab.users / "ann" / "work"
-        assert lab.as_user("ann", "sh", "-c", f"rmdir {work} && ln -s {victim} {work}").returncode == 0
+        assert (
+            lab.as_user("ann", "sh", "-c", f"rmdir {work} && ln -s {victim} {work}").returncode == 0
+        )
         try:
             lab.prepare("ann")
         except WorkspaceError as exc:
@@ -200,7 +245,12 @@ def test_a_hard_link_planted_in_place_of_a_content_link_keeps_its_files_owner_an
     os.chmod(victim, 0o666)  # protected_hardlinks lets her link a file she can write
     home = lab.users / "ann"
     for entry in ("lessons", "submissions"):
-        assert lab.as_user("ann", "sh", "-c", f"rm {home / entry} && ln {victim} {home / entry}").returncode == 0
+        assert (
+            lab.as_user(
+                "ann", "sh", "-c", f"rm {home / entry} && ln {victim} {home / entry}"
+            ).returncode
+            == 0
+        )
     lab.prepare("ann")
     st = victim.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o666)
@@ -216,15 +266,26 @@ def test_a_file_planted_in_place_of_work_is_moved_aside_untouched(lab):
     lab.prepare("ann")
     st = victim.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o646)
-    assert work.is_dir() and not work.is_symlink() and work.stat().st_uid == pwd.getpwnam(lab.account("ann")).pw_uid
+    assert (
+        work.is_dir()
+        and not work.is_symlink()
+        and work.stat().st_uid == pwd.getpwnam(lab.account("ann")).pw_uid
+    )
     assert [p.name.startswith("work.moved-") for p in work.parent.iterdir()].count(True) == 1
 
 
 def test_a_new_account_of_a_removed_name_gets_a_new_uid_and_fresh_folders(lab):
     lab.prepare("ann")
     old = pwd.getpwnam(lab.account("ann"))
-    assert lab.as_user("ann", "sh", "-c", f"echo old > {lab.users / 'ann' / 'work' / 'old.txt'}").returncode == 0
-    subprocess.run(["userdel", lab.account("ann")], check=True)  # what `user remove` leaves: files, no account
+    assert (
+        lab.as_user(
+            "ann", "sh", "-c", f"echo old > {lab.users / 'ann' / 'work' / 'old.txt'}"
+        ).returncode
+        == 0
+    )
+    subprocess.run(
+        ["userdel", lab.account("ann")], check=True
+    )  # what `user remove` leaves: files, no account
 
     ws = lab.prepare("ann")
     assert ws.account.uid > old.pw_uid and ws.account.gid > old.pw_gid

@@ -14,16 +14,29 @@ from mlworkshop.usage.settings import ServiceSettings
 from mlworkshop.usage.store import UsageStore
 
 PREFIX = "/services/usage/"
-API_PATHS = {"health", "me", "report", "servers", "servers/{username}/stop", "sessions", "sessions/{session_id}",
-             "sessions/{session_id}/end", "sessions/{session_id}/samples", "users/{username}/limits",
-             "users/{username}/quota", "users/{username}/usage"}
+API_PATHS = {
+    "health",
+    "me",
+    "report",
+    "servers",
+    "servers/{username}/stop",
+    "sessions",
+    "sessions/{session_id}",
+    "sessions/{session_id}/end",
+    "sessions/{session_id}/samples",
+    "users/{username}/limits",
+    "users/{username}/quota",
+    "users/{username}/usage",
+}
 
 
 @pytest.fixture
 def client(tmp_path):
     store = UsageStore(f"sqlite:///{tmp_path / 'usage.sqlite'}")
     hub = HubClient("http://127.0.0.1:9/hub/api", "service-token")  # nothing here asks the hub
-    app = create_app(ServiceSettings(api_url=hub.api_url, token=hub.token), MLWorkshopConfig(), store, hub)
+    app = create_app(
+        ServiceSettings(api_url=hub.api_url, token=hub.token), MLWorkshopConfig(), store, hub
+    )
     with TestClient(app) as client:
         yield client
     store.close()
@@ -42,9 +55,16 @@ def test_what_needs_no_hub(client):
     assert refused.status_code == 401 and "Log in through the hub" in refused.json()["detail"]
     for page in ("", "me", "admin"):
         moved = client.get(PREFIX + page, follow_redirects=False)
-        assert moved.status_code == 302 and moved.headers["location"].startswith(PREFIX + "oauth_login?next=")
-    login = client.get(PREFIX + "oauth_login", params={"next": PREFIX + "me"}, follow_redirects=False)
+        assert moved.status_code == 302 and moved.headers["location"].startswith(
+            PREFIX + "oauth_login?next="
+        )
+    login = client.get(
+        PREFIX + "oauth_login", params={"next": PREFIX + "me"}, follow_redirects=False
+    )
     assert login.headers["location"].startswith("/hub/api/oauth2/authorize?client_id=service-usage")
-    assert client.get(PREFIX + "oauth_callback", params={"code": "x", "state": "forged"}).status_code == 400
+    assert (
+        client.get(PREFIX + "oauth_callback", params={"code": "x", "state": "forged"}).status_code
+        == 400
+    )
     assert client.get(PREFIX + "logout", follow_redirects=False).headers["location"] == "/hub/home"
     assert client.get(PREFIX + "api/health%01").status_code == 400  # control characters

@@ -69,8 +69,12 @@ def test_processes_of_a_servers_account_outside_its_tree_count_and_keep_their_ti
         uid = pwd.getpwnam(name).pw_uid
 
         def as_account(code):
-            return subprocess.Popen([sys.executable, "-c", code], user=uid, group=pwd.getpwnam(name).pw_gid,
-                                    start_new_session=True)
+            return subprocess.Popen(
+                [sys.executable, "-c", code],
+                user=uid,
+                group=pwd.getpwnam(name).pw_gid,
+                start_new_session=True,
+            )
 
         server = as_account("import time; time.sleep(60)")
         outsider = as_account(BUSY.format(seconds=1.0, linger=0))  # not the server's descendant

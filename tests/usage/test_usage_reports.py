@@ -21,8 +21,17 @@ RATES = Rates(cpu_hour=0.10, mem_gib_hour=0.01, gpu_hour=2.0, npu_hour=1.5)
 
 
 def _table(rows):
-    return {r.key: (r.sessions, round(r.cpu_hours, 6), round(r.mem_gib_hours, 6), round(r.gpu_hours, 6),
-                    round(r.npu_hours, 6), round(r.cost, 6)) for r in rows}
+    return {
+        r.key: (
+            r.sessions,
+            round(r.cpu_hours, 6),
+            round(r.mem_gib_hours, 6),
+            round(r.gpu_hours, 6),
+            round(r.npu_hours, 6),
+            round(r.cost, 6),
+        )
+        for r in rows
+    }
 
 
 def test_report_by_user(store):
@@ -34,7 +43,11 @@ def test_report_by_user(store):
         "carol": (1, 0.5, 1.0, 1.0, 0.0, 2.06),
     }
     total = totals(rows)
-    assert (total.sessions, round(total.cpu_hours, 6), round(total.mem_gib_hours, 6)) == (4, 2.55, 8.75)
+    assert (total.sessions, round(total.cpu_hours, 6), round(total.mem_gib_hours, 6)) == (
+        4,
+        2.55,
+        8.75,
+    )
     assert round(total.cost, 6) == round(5.1425 + 6.14 + 2.06, 6)
 
 
@@ -63,8 +76,10 @@ def test_report_for_one_user_and_csv(store):
     rows = report(store, *WINDOW, "user", RATES, usernames=["bob"], now=NOW)
     assert _table(rows) == {"bob": (1, 1.0, 4.0, 0.0, 4.0, 6.14)}
     text = to_csv(rows, "user", "EUR")
-    assert text.splitlines() == ["user,sessions,cpu_hours,mem_gib_hours,gpu_hours,npu_hours,cost_EUR",
-                                 "bob,1,1.0000,4.0000,0.0000,4.0000,6.14"]
+    assert text.splitlines() == [
+        "user,sessions,cpu_hours,mem_gib_hours,gpu_hours,npu_hours,cost_EUR",
+        "bob,1,1.0000,4.0000,0.0000,4.0000,6.14",
+    ]
 
 
 def test_empty_window(store):
@@ -80,7 +95,9 @@ def test_running_session_counts_up_to_now(store, by):
     from .conftest import T
 
     # bob's NPU session is still open: a window reaching past "now" counts it only up to now
-    rows = report(store, T("2026-03-03 00:00"), T("2026-03-10 00:00"), by, RATES, usernames=["bob"], now=NOW)
+    rows = report(
+        store, T("2026-03-03 00:00"), T("2026-03-10 00:00"), by, RATES, usernames=["bob"], now=NOW
+    )
     if by == "group":  # bob is in two groups: each counts his whole use
         assert {r.key: round(r.npu_hours, 6) for r in rows} == {"ml": 8.0, "staff": 8.0}
     else:

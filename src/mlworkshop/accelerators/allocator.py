@@ -28,7 +28,7 @@ from .inventory import KIND_LABEL, Device
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -99,33 +99,46 @@ class NoDeviceFree(Exception):
         busy = [u for u in self.usage if u.free_slots == 0]
         free = total - len(busy)
         details = ", ".join(
-            f"{u.device.label} by " + " and ".join(
-                f"{h.who} since {since_text(h.taken_at)}" for h in sorted(u.holders, key=lambda h: h.taken_at)
+            f"{u.device.label} by "
+            + " and ".join(
+                f"{h.who} since {since_text(h.taken_at)}"
+                for h in sorted(u.holders, key=lambda h: h.taken_at)
             )
-            for u in self.usage if u.holders
+            for u in self.usage
+            if u.holders
         )
         if total == 0:
             text = f"This server has no {label}s."
         elif free == 0:
-            every = {1: f"The {label} is", 2: f"Both {label}s are"}.get(total, f"All {total} {label}s are")
+            every = {1: f"The {label} is", 2: f"Both {label}s are"}.get(
+                total, f"All {total} {label}s are"
+            )
             text = f"{every} in use ({details})."
         else:
-            text = (f"You asked for {_plural(wanted, label)} but only {free} of {total} "
-                    f"{'is' if free == 1 else 'are'} free ({details}).")
-        hint = " Try again when one is free, or start a CPU-only server." if total else " Start a CPU-only server."
+            text = (
+                f"You asked for {_plural(wanted, label)} but only {free} of {total} "
+                f"{'is' if free == 1 else 'are'} free ({details})."
+            )
+        hint = (
+            " Try again when one is free, or start a CPU-only server."
+            if total
+            else " Start a CPU-only server."
+        )
         super().__init__(text + hint)
 
 
 class OverLimit(Exception):
     """The user would hold more devices than allowed; str() names the limit and where it is set."""
 
-    def __init__(self, username: str, limit: "Limit", holding: int, wanted: int):
+    def __init__(self, username: str, limit: Limit, holding: int, wanted: int):
         self.username, self.limit, self.holding, self.wanted = username, limit, holding, wanted
         if limit.max_devices == 0:
             text = f"{username} may not use accelerators (limit 0, set by {limit.source})."
         else:
-            text = (f"{username} may hold at most {_plural(limit.max_devices, 'device')} at once "
-                    f"(set by {limit.source}); they hold {holding} and asked for {wanted} more.")
+            text = (
+                f"{username} may hold at most {_plural(limit.max_devices, 'device')} at once "
+                f"(set by {limit.source}); they hold {holding} and asked for {wanted} more."
+            )
             if holding:
                 text += " Stop a server that uses one first."
         super().__init__(text + " Ask an admin if you need more.")
@@ -191,15 +204,25 @@ class Allocator:
 
     # --- reading ------------------------------------------------------------------------
     def _rows(self, db: Session) -> list[Allocation]:
-        return list(db.scalars(select(Allocation).order_by(Allocation.kind, Allocation.device_index, Allocation.slot)))
+        return list(
+            db.scalars(
+                select(Allocation).order_by(
+                    Allocation.kind, Allocation.device_index, Allocation.slot
+                )
+            )
+        )
 
     def _usage(self, rows: Sequence[Allocation], kind: str | None = None) -> list[DeviceUsage]:
         by_key: dict[tuple[str, int], list[Holder]] = {}
         for row in rows:
             by_key.setdefault((row.kind, row.device_index), []).append(
-                Holder(row.username, row.server_name, row.slot, row.taken_at))
-        return [DeviceUsage(d, tuple(by_key.get(d.key, ())), self.slots)
-                for d in self.devices if kind is None or d.kind == kind]
+                Holder(row.username, row.server_name, row.slot, row.taken_at)
+            )
+        return [
+            DeviceUsage(d, tuple(by_key.get(d.key, ())), self.slots)
+            for d in self.devices
+            if kind is None or d.kind == kind
+        ]
 
     def usage(self, kind: str | None = None) -> list[DeviceUsage]:
         """Every known device with who holds it (for messages, the CLI and the profiles)."""
@@ -212,8 +235,11 @@ class Allocator:
 
     def held_by(self, username: str, server_name: str = "") -> list[Device]:
         with self._session() as db, db.begin():
-            rows = db.scalars(select(Allocation).where(
-                Allocation.username == username, Allocation.server_name == server_name))
+            rows = db.scalars(
+                select(Allocation).where(
+                    Allocation.username == username, Allocation.server_name == server_name
+                )
+            )
             return self._devices_of(rows)
 
     def held_by_user(self, username: str) -> dict[str, list[Device]]:
@@ -227,12 +253,17 @@ class Allocator:
 
     def _devices_of(self, rows) -> list[Device]:
         known = {d.key: d for d in self.devices}
-        return sorted({known.get((r.kind, r.device_index), Device(r.kind, r.device_index, source="db"))
-                       for r in rows})
+        return sorted(
+            {
+                known.get((r.kind, r.device_index), Device(r.kind, r.device_index, source="db"))
+                for r in rows
+            }
+        )
 
     # --- writing ------------------------------------------------------------------------
-    def allocate(self, username: str, server_name: str, kind: str, count: int,
-                 limit: Limit | None = None) -> list[Device]:
+    def allocate(
+        self, username: str, server_name: str, kind: str, count: int, limit: Limit | None = None
+    ) -> list[Device]:
         """`count` distinct devices of `kind` for this server, least-loaded first; all or nothing.
 
         Idempotent: a server that already holds `count` devices of `kind` gets them back (a retried
@@ -253,10 +284,19 @@ class Allocator:
                 if "locked" not in str(exc).lower() or attempt == self.RETRIES - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
-        raise RuntimeError(f"could not allocate {count} {kind} device(s) after {self.RETRIES} attempts")
+        raise RuntimeError(
+            f"could not allocate {count} {kind} device(s) after {self.RETRIES} attempts"
+        )
 
-    def _allocate(self, db: Session, username: str, server_name: str, kind: str, count: int,
-                  limit: Limit | None) -> list[Device]:
+    def _allocate(
+        self,
+        db: Session,
+        username: str,
+        server_name: str,
+        kind: str,
+        count: int,
+        limit: Limit | None,
+    ) -> list[Device]:
         rows = self._rows(db)
         mine = [r for r in rows if r.username == username and r.server_name == server_name]
         if mine and count and all(r.kind == kind for r in mine) and len(mine) == count:
@@ -268,7 +308,9 @@ class Allocator:
         if count == 0:
             return []
         if limit is not None and limit.max_devices is not None:
-            holding = len({(r.kind, r.device_index, r.server_name) for r in others if r.username == username})
+            holding = len(
+                {(r.kind, r.device_index, r.server_name) for r in others if r.username == username}
+            )
             if holding + count > limit.max_devices:
                 raise OverLimit(username, limit, holding, count)
         usage = self._usage(others, kind)
@@ -281,8 +323,16 @@ class Allocator:
         for u in free[:count]:
             taken = {h.slot for h in u.holders}
             slot = next(s for s in range(self.slots) if s not in taken)
-            db.add(Allocation(kind=kind, device_index=u.device.index, slot=slot, username=username,
-                              server_name=server_name, taken_at=now))
+            db.add(
+                Allocation(
+                    kind=kind,
+                    device_index=u.device.index,
+                    slot=slot,
+                    username=username,
+                    server_name=server_name,
+                    taken_at=now,
+                )
+            )
             chosen.append(u.device)
         db.flush()  # a unique-constraint violation surfaces here, inside the retry loop
         return sorted(chosen)
@@ -291,27 +341,43 @@ class Allocator:
         """Free what this server holds (server stopped or culled). Returns what was freed."""
         with self._session() as db, db.begin():
             self._lock(db)
-            rows = list(db.scalars(select(Allocation).where(
-                Allocation.username == username, Allocation.server_name == server_name)))
+            rows = list(
+                db.scalars(
+                    select(Allocation).where(
+                        Allocation.username == username, Allocation.server_name == server_name
+                    )
+                )
+            )
             freed = self._devices_of(rows)
-            db.execute(delete(Allocation).where(
-                Allocation.username == username, Allocation.server_name == server_name))
+            db.execute(
+                delete(Allocation).where(
+                    Allocation.username == username, Allocation.server_name == server_name
+                )
+            )
         return freed
 
-    def reconcile(self, alive: Alive | Collection[tuple[str, str]]) -> list[tuple[str, str, list[Device]]]:
+    def reconcile(
+        self, alive: Alive | Collection[tuple[str, str]]
+    ) -> list[tuple[str, str, list[Device]]]:
         """Free the devices of servers that are not really running (crashed, or stopped while the
         hub was down). `alive(user, server)` says whether a server runs; a collection of
         (user, server) pairs is accepted too. Returns [(user, server, freed devices)]."""
-        check: Alive = alive if callable(alive) else (lambda u, s, pairs=set(alive): (u, s) in pairs)
+        check: Alive = (
+            alive if callable(alive) else (lambda u, s, pairs=set(alive): (u, s) in pairs)
+        )
         with self._session() as db, db.begin():
             seen: dict[tuple[str, str], list[int]] = {}
             for row in self._rows(db):
                 seen.setdefault((row.username, row.server_name), []).append(row.id)
-        dead = [(pair, ids) for pair, ids in sorted(seen.items()) if not check(*pair)]  # may be slow: unlocked
+        dead = [
+            (pair, ids) for pair, ids in sorted(seen.items()) if not check(*pair)
+        ]  # may be slow: unlocked
         freed = []
         for (username, server_name), ids in dead:
             with self._session() as db, db.begin():
-                self._lock(db)  # only the rows we saw: a server restarted meanwhile keeps its new ones
+                self._lock(
+                    db
+                )  # only the rows we saw: a server restarted meanwhile keeps its new ones
                 rows = list(db.scalars(select(Allocation).where(Allocation.id.in_(ids))))
                 db.execute(delete(Allocation).where(Allocation.id.in_(ids)))
             if rows:

@@ -47,7 +47,9 @@ def local_env(devices: Sequence[Device], inventory: Sequence[Device] = ()) -> di
     return env
 
 
-def local_groups(devices: Sequence[Device], device_groups: Mapping[str, Sequence[str]]) -> list[str]:
+def local_groups(
+    devices: Sequence[Device], device_groups: Mapping[str, Sequence[str]]
+) -> list[str]:
     """System groups the user's account needs for these devices (config accelerators.device_groups)."""
     groups: list[str] = []
     for kind in sorted({d.kind for d in devices}):

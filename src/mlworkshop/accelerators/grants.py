@@ -43,9 +43,13 @@ def grant(
     """
     if profile.shared or allocator is None:
         devices = list(inventory) if profile.shared else []
-        return Grant(profile, devices, local_env(devices, inventory), local_groups(devices, device_groups))
+        return Grant(
+            profile, devices, local_env(devices, inventory), local_groups(devices, device_groups)
+        )
     if profile.count == 0 or profile.kind is None:
         allocator.release(username, server_name)
         return Grant(profile, [], local_env([], inventory), [])
     devices = allocator.allocate(username, server_name, profile.kind, profile.count, limit=limit)
-    return Grant(profile, devices, local_env(devices, inventory), local_groups(devices, device_groups), True)
+    return Grant(
+        profile, devices, local_env(devices, inventory), local_groups(devices, device_groups), True
+    )

@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,uuid,name,memory.total", "--format=csv,noheader"]
+NVIDIA_SMI_QUERY = [
+    "nvidia-smi",
+    "--query-gpu=index,uuid,name,memory.total",
+    "--format=csv,noheader",
+]
 NPU_SMI_INFO = ["npu-smi", "info"]
 TOOL_TIMEOUT = 20  # seconds; a wedged driver must not hang the hub's start
 
@@ -31,7 +35,9 @@ class Device:
     uuid: str | None = field(default=None, compare=False)
     name: str | None = field(default=None, compare=False)
     memory_mib: int | None = field(default=None, compare=False)
-    source: str = field(default="config", compare=False)  # config | nvml | nvidia-smi | npu-smi | dev
+    source: str = field(
+        default="config", compare=False
+    )  # config | nvml | nvidia-smi | npu-smi | dev
 
     @property
     def label(self) -> str:
@@ -84,10 +90,16 @@ def parse_nvidia_smi_csv(text: str) -> list[Device]:
         index, uuid, memory = parts[0], parts[1], parts[-1]
         name = ", ".join(parts[2:-1])
         match = _MIB_RE.match(memory)
-        devices.append(Device(
-            kind="nvidia", index=int(index), uuid=uuid if uuid.startswith(("GPU-", "MIG-")) else None,
-            name=name or None, memory_mib=int(match.group(1)) if match else None, source="nvidia-smi",
-        ))
+        devices.append(
+            Device(
+                kind="nvidia",
+                index=int(index),
+                uuid=uuid if uuid.startswith(("GPU-", "MIG-")) else None,
+                name=name or None,
+                memory_mib=int(match.group(1)) if match else None,
+                source="nvidia-smi",
+            )
+        )
     return sorted(devices)
 
 
@@ -125,15 +137,28 @@ def parse_npu_smi_info(text: str) -> list[Device]:
             continue
         first = cells[0].split()
         below = _cells(lines[number + 1])
-        if len(first) < 2 or not first[0].isdigit() or len(below) < 3 or not _BUS_ID_RE.match(below[1]):
+        if (
+            len(first) < 2
+            or not first[0].isdigit()
+            or len(below) < 3
+            or not _BUS_ID_RE.match(below[1])
+        ):
             continue
         npu_id, chip_name = int(first[0]), first[1]
         chip = below[0].split()
         device_no = int(chip[1]) if len(chip) >= 2 and chip[1].isdigit() else npu_id
         pairs = _PAIR_RE.findall(below[2])
         memory = int(pairs[-1][1]) if pairs else None
-        devices.append(Device(kind="ascend", index=device_no, uuid=None, name=chip_name,
-                              memory_mib=memory, source="npu-smi"))
+        devices.append(
+            Device(
+                kind="ascend",
+                index=device_no,
+                uuid=None,
+                name=chip_name,
+                memory_mib=memory,
+                source="npu-smi",
+            )
+        )
     if not devices and not saw_header:
         raise ToolError(text.strip() or "npu-smi printed nothing")
     return sorted(devices)
@@ -248,14 +273,23 @@ def _detect_ascend(run: Runner, dev_dir: Path) -> tuple[list[Device], list[str]]
 _AUTO = object()
 
 
-def detect(cfg: Any, run: Runner = subprocess.run, dev_dir: Path = Path("/dev"), nvml: Any = _AUTO) -> Inventory:
+def detect(
+    cfg: Any, run: Runner = subprocess.run, dev_dir: Path = Path("/dev"), nvml: Any = _AUTO
+) -> Inventory:
     """The host's devices. `cfg` is the AcceleratorsConfig; `run`, `dev_dir` and `nvml` are seams
     for recorded output (nvml=None: behave as if nvidia-ml-py were not installed)."""
     if cfg.inventory:
-        devices = [Device(d.kind, d.index, d.uuid, d.name, d.memory_mib, "config") for d in cfg.inventory]
-        return Inventory(sorted(devices), [f"config: {len(devices)} device(s) from accelerators.inventory (detection skipped)"])
+        devices = [
+            Device(d.kind, d.index, d.uuid, d.name, d.memory_mib, "config") for d in cfg.inventory
+        ]
+        return Inventory(
+            sorted(devices),
+            [f"config: {len(devices)} device(s) from accelerators.inventory (detection skipped)"],
+        )
     if not cfg.detect:
-        return Inventory([], ["config: accelerators.detect is false and accelerators.inventory is empty"])
+        return Inventory(
+            [], ["config: accelerators.detect is false and accelerators.inventory is empty"]
+        )
     nvidia, nvidia_notes = _detect_nvidia(run, _import_nvml() if nvml is _AUTO else nvml)
     ascend, ascend_notes = _detect_ascend(run, dev_dir)
     return Inventory(sorted(nvidia + ascend), nvidia_notes + ascend_notes)

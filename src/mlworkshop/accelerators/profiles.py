@@ -52,7 +52,9 @@ def _scale_cpu(cpu: float | None, factor: int) -> float | None:
     return None if cpu is None else cpu * factor
 
 
-def server_resources(profiles_cfg: Any, n_devices: int, shared: bool = False) -> tuple[float | None, int | None]:
+def server_resources(
+    profiles_cfg: Any, n_devices: int, shared: bool = False
+) -> tuple[float | None, int | None]:
     """CPUs and bytes of memory of a server holding `n_devices` allocated devices (0: CPU only),
     or of shared mode's one profile (`shared`: every device, none allocated; the per-device
     limits once, as profiles_for offers it). The one rule behind what the usage API reports as a
@@ -96,10 +98,22 @@ def profiles_for(
     if not devices:
         return [cpu_only]
     if acc.mode == "shared":
-        labels = ", ".join(f"{len([d for d in devices if d.kind == k])} × {KIND_LABEL[k]}"
-                           for k in sorted({d.kind for d in devices}))
-        return [Profile("shared", f"Shared: {labels}", None, 0, per.cpu_limit, per.mem_limit,
-                        f"Every device, shared with other users ({_describe_devices(devices)})", shared=True)]
+        labels = ", ".join(
+            f"{len([d for d in devices if d.kind == k])} × {KIND_LABEL[k]}"
+            for k in sorted({d.kind for d in devices})
+        )
+        return [
+            Profile(
+                "shared",
+                f"Shared: {labels}",
+                None,
+                0,
+                per.cpu_limit,
+                per.mem_limit,
+                f"Every device, shared with other users ({_describe_devices(devices)})",
+                shared=True,
+            )
+        ]
     limit: Limit = effective_limit(username, groups, is_admin, acc)
     own: dict[str, int] = {}
     held_elsewhere = 0
@@ -120,10 +134,17 @@ def profiles_for(
         most = available if room is None else min(available, room)
         label = KIND_LABEL[kind]
         for k in range(1, most + 1):
-            profiles.append(Profile(
-                f"{SLUG_PREFIX[kind]}-{k}", f"{k} × {label}", kind, k,
-                _scale_cpu(per.cpu_limit, k), scale_size(per.mem_limit, k), _describe_devices(of_kind),
-            ))
+            profiles.append(
+                Profile(
+                    f"{SLUG_PREFIX[kind]}-{k}",
+                    f"{k} × {label}",
+                    kind,
+                    k,
+                    _scale_cpu(per.cpu_limit, k),
+                    scale_size(per.mem_limit, k),
+                    _describe_devices(of_kind),
+                )
+            )
     return profiles
 
 
@@ -138,10 +159,14 @@ def validate_choice(slug: str | None, allowed: Sequence[Profile]) -> Profile:
             return profile
     choices = ", ".join(f"{p.slug} ({p.display_name})" for p in allowed)
     shown = str(slug)[:40]
-    raise InvalidChoice(f"The server option {shown!r} is not available to you. You may choose: {choices}.")
+    raise InvalidChoice(
+        f"The server option {shown!r} is not available to you. You may choose: {choices}."
+    )
 
 
-def why_not_offered(allowed: Sequence[Profile], offered: Sequence[Profile], allocator: Allocator | None) -> list[str]:
+def why_not_offered(
+    allowed: Sequence[Profile], offered: Sequence[Profile], allocator: Allocator | None
+) -> list[str]:
     """A sentence for each kind of device the user may use (`allowed`, from only_free=False) of
     which none is offered now because all are held: who holds them and since when. Shown on the
     spawn page, so a student left with "CPU only" knows why and when to come back. A kind hidden
@@ -150,7 +175,9 @@ def why_not_offered(allowed: Sequence[Profile], offered: Sequence[Profile], allo
         return []
     offered_kinds = {p.kind for p in offered}
     notes = []
-    for kind in dict.fromkeys(p.kind for p in allowed if p.kind is not None and p.kind not in offered_kinds):
+    for kind in dict.fromkeys(
+        p.kind for p in allowed if p.kind is not None and p.kind not in offered_kinds
+    ):
         usage = allocator.usage(kind)
         if not any(u.free_slots for u in usage):
             notes.append(str(NoDeviceFree(kind, 1, usage)))
@@ -165,7 +192,9 @@ def options_from_form(formdata: Mapping[str, Any]) -> dict[str, str]:
     return {FORM_FIELD: str(value)} if value not in (None, "") else {}
 
 
-def render_options_form(profiles: Sequence[Profile], notes: Sequence[str] = (), quota_note: str | None = None) -> str:
+def render_options_form(
+    profiles: Sequence[Profile], notes: Sequence[str] = (), quota_note: str | None = None
+) -> str:
     """Radio buttons, first one checked, below `notes` (why_not_offered). "" when there is nothing
     to choose and nothing to say (no form at all: the server starts at once). With `quota_note`
     (what the usage budget hid) there is always a form, even for one profile: without one
@@ -173,7 +202,11 @@ def render_options_form(profiles: Sequence[Profile], notes: Sequence[str] = (), 
     never pick the CPU-only server."""
     if len(profiles) <= 1 and not notes and not quota_note:
         return ""
-    quota = f'<p class="alert alert-warning mlw-quota-note">{html.escape(quota_note)}</p>' if quota_note else ""
+    quota = (
+        f'<p class="alert alert-warning mlw-quota-note">{html.escape(quota_note)}</p>'
+        if quota_note
+        else ""
+    )
     if not profiles and not notes:
         return quota
     items = []
@@ -188,6 +221,15 @@ def render_options_form(profiles: Sequence[Profile], notes: Sequence[str] = (), 
             + (f' <span class="text-muted">{html.escape(detail)}</span>' if detail else "")
             + "</label></div>"
         )
-    said = "".join(f'<p class="mlw-not-offered alert alert-warning">{html.escape(note)}</p>\n' for note in notes)
-    return (quota + '<div class="mlw-profiles">' + said + "<p>Choose the resources for this server:</p>\n"
-            + "\n".join(items) + "\n</div>")
+    said = "".join(
+        f'<p class="mlw-not-offered alert alert-warning">{html.escape(note)}</p>\n'
+        for note in notes
+    )
+    return (
+        quota
+        + '<div class="mlw-profiles">'
+        + said
+        + "<p>Choose the resources for this server:</p>\n"
+        + "\n".join(items)
+        + "\n</div>"
+    )

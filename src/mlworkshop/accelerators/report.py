@@ -30,5 +30,8 @@ def summary(inventory: Inventory, mode: str) -> str:
     """One line for `mlworkshop status` / doctor."""
     if not inventory.devices:
         return "no accelerators found"
-    counts = ", ".join(f"{len(inventory.of_kind(k))} × {'GPU' if k == 'nvidia' else 'NPU'}" for k in inventory.kinds)
+    counts = ", ".join(
+        f"{len(inventory.of_kind(k))} × {'GPU' if k == 'nvidia' else 'NPU'}"
+        for k in inventory.kinds
+    )
     return f"{counts} ({mode} mode)"

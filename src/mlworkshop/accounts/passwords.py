@@ -20,10 +20,14 @@ class WeakPassword(ValueError):
 @lru_cache(maxsize=1)
 def _common_passwords() -> frozenset[str]:
     text = resources.files(__package__).joinpath("common-passwords.txt").read_text(encoding="utf-8")
-    return frozenset(line.strip() for line in text.splitlines() if line and not line.startswith("#"))
+    return frozenset(
+        line.strip() for line in text.splitlines() if line and not line.startswith("#")
+    )
 
 
-def check_password_rules(password: str, min_length: int, check_common: bool, username: str = "") -> None:
+def check_password_rules(
+    password: str, min_length: int, check_common: bool, username: str = ""
+) -> None:
     if len(password) < min_length:
         raise WeakPassword(f"The password must be at least {min_length} characters long.")
     if len(password.encode()) > 72:

@@ -27,7 +27,7 @@ from .passwords import BCRYPT_ROUNDS, dummy_hash, hash_password, verify_password
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -105,7 +105,9 @@ def make_engine(db_url: str) -> Engine:
 
 
 def _info(account: Account) -> AccountInfo:
-    return AccountInfo(account.username, account.approved, account.is_admin, account.created, account.approved_at)
+    return AccountInfo(
+        account.username, account.approved, account.is_admin, account.created, account.approved_at
+    )
 
 
 class AccountStore:
@@ -127,14 +129,20 @@ class AccountStore:
         return Session(self.engine, expire_on_commit=False)
 
     # --- accounts -----------------------------------------------------------------------
-    def create(self, username: str, password: str, approved: bool, is_admin: bool = False) -> AccountInfo:
+    def create(
+        self, username: str, password: str, approved: bool, is_admin: bool = False
+    ) -> AccountInfo:
         hashed = hash_password(password, self.hash_cost)
         with self._session() as db, db.begin():
             if db.get(Account, username) is not None:
                 raise AccountExists(username)
             account = Account(
-                username=username, password_hash=hashed, approved=approved, is_admin=is_admin,
-                created=utcnow(), approved_at=utcnow() if approved else None,
+                username=username,
+                password_hash=hashed,
+                approved=approved,
+                is_admin=is_admin,
+                created=utcnow(),
+                approved_at=utcnow() if approved else None,
             )
             db.add(account)
         return _info(account)
@@ -182,7 +190,11 @@ class AccountStore:
             db.execute(delete(LoginFailure).where(LoginFailure.username == username))
 
     def check_login(
-        self, username: str, password: str, client: str, policy: LockoutPolicy,
+        self,
+        username: str,
+        password: str,
+        client: str,
+        policy: LockoutPolicy,
         now: dt.datetime | None = None,
     ) -> LoginResult:
         """Blocking (bcrypt, ~0.25 s): call it on a worker thread."""
@@ -206,8 +218,11 @@ class AccountStore:
 
     def clear_failures(self, username: str, client: str) -> None:
         with self._session() as db, db.begin():
-            db.execute(delete(LoginFailure).where(
-                LoginFailure.username == username, LoginFailure.client == client))
+            db.execute(
+                delete(LoginFailure).where(
+                    LoginFailure.username == username, LoginFailure.client == client
+                )
+            )
 
     def _record_failure(
         self, username: str, client: str, policy: LockoutPolicy, now: dt.datetime
@@ -220,13 +235,27 @@ class AccountStore:
         self._ensure_failure_row(username, client, now)
         with self._session() as db, db.begin():
             # old failures and served lockouts are forgiven
-            db.execute(update(LoginFailure).where(
-                *key, or_(LoginFailure.last_failure < now - window, LoginFailure.locked_until <= now)
-            ).values(failures=0, locked_until=None), execution_options=plain)
-            db.execute(update(LoginFailure).where(*key).values(
-                failures=LoginFailure.failures + 1, last_failure=now), execution_options=plain)
-            db.execute(update(LoginFailure).where(*key, LoginFailure.failures >= policy.attempts)
-                       .values(locked_until=now + window), execution_options=plain)
+            db.execute(
+                update(LoginFailure)
+                .where(
+                    *key,
+                    or_(LoginFailure.last_failure < now - window, LoginFailure.locked_until <= now),
+                )
+                .values(failures=0, locked_until=None),
+                execution_options=plain,
+            )
+            db.execute(
+                update(LoginFailure)
+                .where(*key)
+                .values(failures=LoginFailure.failures + 1, last_failure=now),
+                execution_options=plain,
+            )
+            db.execute(
+                update(LoginFailure)
+                .where(*key, LoginFailure.failures >= policy.attempts)
+                .values(locked_until=now + window),
+                execution_options=plain,
+            )
             return db.scalar(select(LoginFailure.locked_until).where(*key))
 
     def _ensure_failure_row(self, username: str, client: str, now: dt.datetime) -> None:

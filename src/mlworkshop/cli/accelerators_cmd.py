@@ -6,7 +6,7 @@ Wire it with `app.command("accelerators")(accelerators)` in cli/main.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,8 +21,11 @@ out = Console()
 
 def accelerators(
     site: Annotated[
-        Optional[Path],
-        typer.Option("--site", help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root)."),
+        Path | None,
+        typer.Option(
+            "--site",
+            help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root).",
+        ),
     ] = None,
 ) -> None:
     """List NVIDIA GPUs and Ascend NPUs: what was found, how, and (exclusive mode) who holds them."""
@@ -30,7 +33,10 @@ def accelerators(
     cfg = load_config(s.root)
     acc = cfg.accelerators
     inventory = detect(acc)
-    out.print(f"mode: {acc.mode}" + (f", {acc.slots_per_device} server(s) per device" if acc.mode == "exclusive" else ""))
+    out.print(
+        f"mode: {acc.mode}"
+        + (f", {acc.slots_per_device} server(s) per device" if acc.mode == "exclusive" else "")
+    )
     out.print(f"found: {summary(inventory, acc.mode)}")
     out.print("how:")
     for note in inventory.notes:

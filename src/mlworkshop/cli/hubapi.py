@@ -37,7 +37,9 @@ class HubAPI:
                 message = response.json().get("message", response.text)
             except ValueError:
                 message = response.text
-            raise RuntimeError(f"The hub refused {response.request.method} {response.request.url.path}: {message}")
+            raise RuntimeError(
+                f"The hub refused {response.request.method} {response.request.url.path}: {message}"
+            )
         return response
 
     def users(self) -> list[dict]:

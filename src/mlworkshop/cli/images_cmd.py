@@ -18,11 +18,18 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[3]
@@ -38,19 +45,27 @@ TARGETS: dict[str, tuple[str, str, dict[str, str]]] = {
     "hub": ("Dockerfile.hub", "localhost/mlworkshop-hub:latest", {}),
 }
 
-images_app = typer.Typer(help="Build, save, load and list the container images (offline sites too).",
-                         no_args_is_help=True)
+images_app = typer.Typer(
+    help="Build, save, load and list the container images (offline sites too).",
+    no_args_is_help=True,
+)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 EngineOpt = Annotated[
-    Optional[str],
-    typer.Option("--engine", help="docker or podman. Default: $MLW_ENGINE, else Docker if its daemon answers, else podman."),
+    str | None,
+    typer.Option(
+        "--engine",
+        help="docker or podman. Default: $MLW_ENGINE, else Docker if its daemon answers, else podman.",
+    ),
 ]
 DirOpt = Annotated[Path, typer.Option("--dir", help="Folder of the offline copies.")]
 SiteOpt = Annotated[
-    Optional[Path],
-    typer.Option("--site", help="Site folder whose spawner.docker.images are meant. Default: as for every command."),
+    Path | None,
+    typer.Option(
+        "--site",
+        help="Site folder whose spawner.docker.images are meant. Default: as for every command.",
+    ),
 ]
 
 
@@ -87,7 +102,11 @@ def explain(engine: Engine, args: tuple[str, ...], stderr: str) -> str:
     what = f"`{engine.name} {' '.join(args[:2])}` failed"
     if "no space left" in low:
         return f"{what}: no space left on device. Free space (`{engine.name} system prune`) and try again.\n{text}"
-    if "cannot connect" in low or "is the docker daemon running" in low or "connection refused" in low:
+    if (
+        "cannot connect" in low
+        or "is the docker daemon running" in low
+        or "connection refused" in low
+    ):
         return f"{what}: the {engine.name} engine is not reachable. Start it (see deploy/docker/README.md).\n{text}"
     return f"{what}:\n{text}"
 
@@ -95,7 +114,9 @@ def explain(engine: Engine, args: tuple[str, ...], stderr: str) -> str:
 def _answers(path: str, name: str) -> bool:
     env = Engine(name, path).env()
     try:
-        return subprocess.run([path, "info"], capture_output=True, env=env, timeout=20).returncode == 0
+        return (
+            subprocess.run([path, "info"], capture_output=True, env=env, timeout=20).returncode == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -108,7 +129,9 @@ def find_engine(choice: str | None = None) -> Engine:
             raise ImagesError(f"--engine must be docker or podman, not {choice!r}")
         path = shutil.which(choice)
         if path is None:
-            raise ImagesError(f"{choice} is not installed (podman: `bash scripts/podman-setup.sh`).")
+            raise ImagesError(
+                f"{choice} is not installed (podman: `bash scripts/podman-setup.sh`)."
+            )
         return Engine(choice, path)
     docker, podman = shutil.which("docker"), shutil.which("podman")
     if docker and _answers(docker, "docker"):
@@ -116,10 +139,14 @@ def find_engine(choice: str | None = None) -> Engine:
     if podman:
         return Engine("podman", podman)
     if docker:
-        raise ImagesError("docker is installed but its daemon does not answer, and podman is not installed. "
-                          "Start Docker (`systemctl start docker`) or install podman (`bash scripts/podman-setup.sh`).")
-    raise ImagesError("Neither docker nor podman is installed. Install one: `bash scripts/podman-setup.sh` "
-                      "(podman, as root) or Docker's own packages.")
+        raise ImagesError(
+            "docker is installed but its daemon does not answer, and podman is not installed. "
+            "Start Docker (`systemctl start docker`) or install podman (`bash scripts/podman-setup.sh`)."
+        )
+    raise ImagesError(
+        "Neither docker nor podman is installed. Install one: `bash scripts/podman-setup.sh` "
+        "(podman, as root) or Docker's own packages."
+    )
 
 
 def archive_name(image: str) -> str:
@@ -154,20 +181,33 @@ def configured_images(site: Path | None) -> list[tuple[str, str]]:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=err, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
 
 
 def save_image(engine: Engine, image: str, target: Path, show: bool = True) -> int:
     """`engine save image | gzip > target` with a progress bar; returns the compressed size."""
     info = image_info(engine, image)
     if info is None:
-        raise ImagesError(f"{image} is not in {engine.name}'s storage: build it (`mlworkshop images build`) "
-                          "or load it (`mlworkshop images load`) first.")
+        raise ImagesError(
+            f"{image} is not in {engine.name}'s storage: build it (`mlworkshop images build`) "
+            "or load it (`mlworkshop images load`) first."
+        )
     total = int(info.get("Size") or 0) or None
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    args = ["save", image] if engine.name == "docker" else ["save", "--format", "docker-archive", image]
+    args = (
+        ["save", image]
+        if engine.name == "docker"
+        else ["save", "--format", "docker-archive", image]
+    )
     proc = engine.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         with _progress() as bar, gzip.open(partial, "wb", compresslevel=3) as sink:
@@ -182,7 +222,9 @@ def save_image(engine: Engine, image: str, target: Path, show: bool = True) -> i
     except OSError as exc:
         proc.kill()
         partial.unlink(missing_ok=True)
-        raise ImagesError(f"Writing {target} failed: {exc}. Free space there or pick another --dir.") from None
+        raise ImagesError(
+            f"Writing {target} failed: {exc}. Free space there or pick another --dir."
+        ) from None
     except BaseException:
         proc.kill()
         partial.unlink(missing_ok=True)
@@ -193,7 +235,9 @@ def save_image(engine: Engine, image: str, target: Path, show: bool = True) -> i
 
 def load_archive(engine: Engine, archive: Path, show: bool = True) -> list[str]:
     """gunzip archive | engine load, with a progress bar over the compressed file; the images loaded."""
-    proc = engine.popen("load", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = engine.popen(
+        "load", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         with _progress() as bar, open(archive, "rb") as raw:
             task = bar.add_task(f"load {archive.name}", total=archive.stat().st_size, visible=show)
@@ -207,7 +251,9 @@ def load_archive(engine: Engine, archive: Path, show: bool = True) -> list[str]:
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         proc.kill()
         proc.wait()
-        raise ImagesError(f"{archive} could not be read ({exc}): is it a complete `images save` archive?") from None
+        raise ImagesError(
+            f"{archive} could not be read ({exc}): is it a complete `images save` archive?"
+        ) from None
     stdout = proc.stdout.read().decode(errors="replace")
     stderr = proc.stderr.read().decode(errors="replace")
     if proc.wait() != 0:
@@ -215,7 +261,9 @@ def load_archive(engine: Engine, archive: Path, show: bool = True) -> list[str]:
     return re.findall(r"Loaded image(?:\(s\))?(?: ID)?:\s*(\S+)", stdout + "\n" + stderr)
 
 
-def build_command(engine: Engine, target: str, build_args: dict[str, str], tag: str | None = None) -> list[str]:
+def build_command(
+    engine: Engine, target: str, build_args: dict[str, str], tag: str | None = None
+) -> list[str]:
     dockerfile, default_tag, args = TARGETS[target]
     cmd = [engine.path, "build", "-f", str(DOCKER_DIR / dockerfile), "-t", tag or default_tag]
     for key, value in {**args, **build_args}.items():
@@ -226,17 +274,31 @@ def build_command(engine: Engine, target: str, build_args: dict[str, str], tag: 
 
 @images_app.command("build")
 def build(
-    targets: Annotated[Optional[list[str]], typer.Argument(help=f"What to build: {', '.join(TARGETS)}. Default: user hub.")] = None,
-    build_arg: Annotated[Optional[list[str]], typer.Option("--build-arg", help="KEY=VALUE passed to the build (e.g. CANN_VERSION=8.0.RC3).")] = None,
-    tag: Annotated[Optional[str], typer.Option("--tag", help="Tag for a single target instead of its default.")] = None,
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(help=f"What to build: {', '.join(TARGETS)}. Default: user hub."),
+    ] = None,
+    build_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--build-arg", help="KEY=VALUE passed to the build (e.g. CANN_VERSION=8.0.RC3)."
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="Tag for a single target instead of its default.")
+    ] = None,
     engine: EngineOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the build commands only.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the build commands only.")
+    ] = False,
 ) -> None:
     """Build the images from deploy/docker/ (the bases come from a registry: needs internet)."""
     targets = targets or ["user", "hub"]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
-        raise ImagesError(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+        raise ImagesError(
+            f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}"
+        )
     if tag and len(targets) != 1:
         raise ImagesError("--tag names one image: give exactly one target with it")
     args: dict[str, str] = {}
@@ -253,13 +315,18 @@ def build(
             continue
         result = subprocess.run(cmd, env=eng.env())
         if result.returncode != 0:
-            raise ImagesError(f"building {target} failed (exit {result.returncode}); the output above says why.")
+            raise ImagesError(
+                f"building {target} failed (exit {result.returncode}); the output above says why."
+            )
         out.print(f"built {tag or TARGETS[target][1]}")
 
 
 @images_app.command("save")
 def save(
-    images: Annotated[Optional[list[str]], typer.Argument(help="Images to save. Default: spawner.docker.images and the hub image.")] = None,
+    images: Annotated[
+        list[str] | None,
+        typer.Argument(help="Images to save. Default: spawner.docker.images and the hub image."),
+    ] = None,
     directory: DirOpt = Path("images"),
     engine: EngineOpt = None,
     site: SiteOpt = None,
@@ -270,11 +337,15 @@ def save(
     missing = [i for i in wanted if image_info(eng, i) is None]
     if missing and not images:  # defaults: save what exists, say what does not
         for image in missing:
-            err.print(f"skipped {image}: not in {eng.name}'s storage (build it with `mlworkshop images build`)")
+            err.print(
+                f"skipped {image}: not in {eng.name}'s storage (build it with `mlworkshop images build`)"
+            )
         wanted = [i for i in wanted if i not in missing]
     elif missing:
-        raise ImagesError(f"not in {eng.name}'s storage: {', '.join(missing)}. "
-                          "Build them (`mlworkshop images build`) or load them first.")
+        raise ImagesError(
+            f"not in {eng.name}'s storage: {', '.join(missing)}. "
+            "Build them (`mlworkshop images build`) or load them first."
+        )
     if not wanted:
         raise ImagesError("No image to save: build them first (`mlworkshop images build`).")
     for image in wanted:
@@ -285,7 +356,9 @@ def save(
 
 @images_app.command("load")
 def load(
-    archives: Annotated[Optional[list[Path]], typer.Argument(help="Archives to load. Default: <dir>/*.tar.gz.")] = None,
+    archives: Annotated[
+        list[Path] | None, typer.Argument(help="Archives to load. Default: <dir>/*.tar.gz.")
+    ] = None,
     directory: DirOpt = Path("images"),
     engine: EngineOpt = None,
 ) -> None:
@@ -293,7 +366,9 @@ def load(
     eng = find_engine(engine)
     files = archives or sorted(directory.glob("*.tar.gz"))
     if not files:
-        raise ImagesError(f"No archives in {directory}/ (copy the images/*.tar.gz made by `mlworkshop images save`).")
+        raise ImagesError(
+            f"No archives in {directory}/ (copy the images/*.tar.gz made by `mlworkshop images save`)."
+        )
     for archive in files:
         if not archive.exists():
             raise ImagesError(f"{archive} does not exist")
@@ -316,18 +391,27 @@ def list_images(
     for name, image in rows:
         info = image_info(eng, image)
         archive = directory / archive_name(image)
-        table.add_row(name, image, "yes" if info else "no",
-                      f"{int(info.get('Size') or 0) / 1e6:.0f} MB" if info else "-",
-                      f"{archive} ({archive.stat().st_size / 1e6:.0f} MB)" if archive.exists() else "-")
+        table.add_row(
+            name,
+            image,
+            "yes" if info else "no",
+            f"{int(info.get('Size') or 0) / 1e6:.0f} MB" if info else "-",
+            f"{archive} ({archive.stat().st_size / 1e6:.0f} MB)" if archive.exists() else "-",
+        )
     out.print(table)
     listed = eng.run("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
     known = {image for _, image in rows}
     for image in sorted(set(listed)):
         if "mlworkshop" in image and image not in known:
             out.print(f"also in {eng.name}: {image}", highlight=False)
-    extra = sorted(p for p in directory.glob("*.tar.gz") if p.name not in {archive_name(i) for _, i in rows})
+    extra = sorted(
+        p for p in directory.glob("*.tar.gz") if p.name not in {archive_name(i) for _, i in rows}
+    )
     for path in extra:
-        out.print(f"also in {directory}/: {path.name} ({path.stat().st_size / 1e6:.0f} MB)", highlight=False)
+        out.print(
+            f"also in {directory}/: {path.name} ({path.stat().st_size / 1e6:.0f} MB)",
+            highlight=False,
+        )
 
 
 @images_app.callback()

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -47,7 +47,9 @@ class LogUnavailable(RuntimeError):
 def safe_text(data: bytes) -> str:
     """Bytes of a log as text fit for a terminal: undecodable bytes replaced, control characters
     (escape sequences, carriage returns) shown as \\xNN; newlines and tabs kept."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", data.decode("utf-8", errors="replace"))
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}", data.decode("utf-8", errors="replace")
+    )
 
 
 def tail_bytes(path: Path, lines: int) -> tuple[bytes, int]:
@@ -85,8 +87,10 @@ def resolve_log(s: Site, who: str) -> tuple[str, Path]:
     if who in SOURCES:
         path = SOURCES[who](s)
         if not (path.exists() or rotated(path).exists()):
-            raise LogUnavailable(f"No {who} log yet ({path}): it is written while the hub runs, from its next "
-                                 "`mlworkshop up` on.")
+            raise LogUnavailable(
+                f"No {who} log yet ({path}): it is written while the hub runs, from its next "
+                "`mlworkshop up` on."
+            )
         return who, path
     try:
         name = normalize_username(who)
@@ -96,8 +100,12 @@ def resolve_log(s: Site, who: str) -> tuple[str, Path]:
     if path.exists() or rotated(path).exists():
         return name, path
     if not _is_user(s, name):
-        raise LogUnavailable(f"No user named {name!r} (no account, no files, no log). See `mlworkshop user list`.")
-    raise LogUnavailable(f"{name} has no log yet: it is written from their server's next start on ({path}).")
+        raise LogUnavailable(
+            f"No user named {name!r} (no account, no files, no log). See `mlworkshop user list`."
+        )
+    raise LogUnavailable(
+        f"{name} has no log yet: it is written from their server's next start on ({path})."
+    )
 
 
 def _is_user(s: Site, name: str) -> bool:
@@ -109,7 +117,9 @@ def _is_user(s: Site, name: str) -> bool:
     return AccountStore(s.db_url(cfg), cfg.auth.password_hash_cost).get(name) is not None
 
 
-def follow(path: Path, position: int, write: Callable[[str], None], interval: float = FOLLOW_INTERVAL) -> None:
+def follow(
+    path: Path, position: int, write: Callable[[str], None], interval: float = FOLLOW_INTERVAL
+) -> None:
     """Print what is appended from `position` on, until interrupted. A log that was rotated (a
     new file at the path) or truncated is read again from its start."""
     identity = _identity(path)
@@ -138,20 +148,36 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
 
 
 def logs(
-    who: Annotated[str, typer.Argument(metavar="hub|proxy|usage|USER", help="hub: everything the hub wrote; proxy or "
-                                       "usage: those helpers' lines of it; a user's name: their server and kernel output.")],
-    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing what is written (Ctrl-C stops).")] = False,
-    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many of the last lines to show (0: all).")] = 50,
+    who: Annotated[
+        str,
+        typer.Argument(
+            metavar="hub|proxy|usage|USER",
+            help="hub: everything the hub wrote; proxy or "
+            "usage: those helpers' lines of it; a user's name: their server and kernel output.",
+        ),
+    ],
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing what is written (Ctrl-C stops).")
+    ] = False,
+    lines: Annotated[
+        int,
+        typer.Option("--lines", "-n", min=0, help="How many of the last lines to show (0: all)."),
+    ] = 50,
     site: Annotated[
-        Optional[Path],
-        typer.Option("--site", help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root)."),
+        Path | None,
+        typer.Option(
+            "--site",
+            help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root).",
+        ),
     ] = None,
 ) -> None:
     """Show the hub's, the proxy's or the usage service's log, or a user's server and kernel output
     (their log: never part of the hub's own)."""
     s = resolve_site(site)
     if not s.config_file.exists():
-        raise LogUnavailable(f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`.")
+        raise LogUnavailable(
+            f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`."
+        )
     _, path = resolve_log(s, who)
     write = _writer()
     text, end = last_lines(path, lines)

@@ -13,7 +13,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,10 +26,15 @@ from ..names import BadUsername, normalize_username
 from ..site import Site, init_site, resolve_site
 from .hubapi import HubAPI, HubDatabase
 
-app = typer.Typer(help="mlworkshop: a JupyterHub for ML classes and lab servers.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="mlworkshop: a JupyterHub for ML classes and lab servers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 config_app = typer.Typer(help="Read, change and check mlworkshop.yaml.", no_args_is_help=True)
-user_app = typer.Typer(help="Manage accounts (works with the hub running or stopped).", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Manage accounts (works with the hub running or stopped).", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 app.add_typer(user_app, name="user")
 
@@ -50,12 +55,16 @@ def _register_subcommands() -> None:
     app.add_typer(service_app, name="service")
     app.add_typer(usage_app, name="usage")
 
+
 out = Console(soft_wrap=True)  # piped or logged output keeps paths and lines whole
 err = Console(stderr=True, soft_wrap=True)
 
 SiteOpt = Annotated[
-    Optional[Path],
-    typer.Option("--site", help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root)."),
+    Path | None,
+    typer.Option(
+        "--site",
+        help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root).",
+    ),
 ]
 
 
@@ -70,7 +79,9 @@ def _site(site: Path | None) -> Site:
 def _loaded(site: Path | None, must_exist: bool = True) -> tuple[Site, MLWorkshopConfig]:
     s = _site(site)
     if must_exist and not s.config_file.exists():
-        raise Failure(f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`.")
+        raise Failure(
+            f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`."
+        )
     return s, load_config(s.root)
 
 
@@ -102,8 +113,8 @@ def _port_free(ip: str, port: int) -> bool:
 @app.command()
 def up(
     site: SiteOpt = None,
-    port: Annotated[Optional[int], typer.Option(help="Override hub.port.")] = None,
-    ip: Annotated[Optional[str], typer.Option(help="Override hub.ip.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override hub.port.")] = None,
+    ip: Annotated[str | None, typer.Option(help="Override hub.ip.")] = None,
 ) -> None:
     """Run the hub in the foreground (Ctrl-C stops it and its services)."""
     s = _site(site)
@@ -116,23 +127,34 @@ def up(
     cfg = load_config(s.root, env)
     _store(s, cfg)  # fails early, with a message, when the database is unreachable
     redirect = cfg.hub.https.redirect_port if cfg.hub.https.enabled else None
-    for what, host, number in (("hub.port", cfg.hub.ip, cfg.hub.port),
-                               ("hub.internal_port", "127.0.0.1", cfg.hub.api_port),
-                               ("hub.proxy_api_port", "127.0.0.1", cfg.hub.proxy_port),
-                               *((("hub.https.redirect_port", "0.0.0.0", redirect),) if redirect else ())):
+    for what, host, number in (
+        ("hub.port", cfg.hub.ip, cfg.hub.port),
+        ("hub.internal_port", "127.0.0.1", cfg.hub.api_port),
+        ("hub.proxy_api_port", "127.0.0.1", cfg.hub.proxy_port),
+        *((("hub.https.redirect_port", "0.0.0.0", redirect),) if redirect else ()),
+    ):
         if not _port_free(host, number):
-            raise Failure(f"Port {number} ({what}) is already in use. Stop what uses it, or pick another: "
-                          f"`mlworkshop config set {what} PORT`" + (" or `--port PORT`." if what == "hub.port" else "."))
+            raise Failure(
+                f"Port {number} ({what}) is already in use. Stop what uses it, or pick another: "
+                f"`mlworkshop config set {what} PORT`"
+                + (" or `--port PORT`." if what == "hub.port" else ".")
+            )
     from ..hub.configure import proxy_command
 
     if not Path(proxy_command()[0]).exists():
-        raise Failure("configurable-http-proxy is not installed. Run `make install` (or `make up`) in the mlworkshop checkout.")
+        raise Failure(
+            "configurable-http-proxy is not installed. Run `make install` (or `make up`) in the mlworkshop checkout."
+        )
     from ..hub.workspace import prepare_shared_content
 
     as_root = os.geteuid() == 0
-    prepare_shared_content(s.content(cfg), s.submissions, cfg.spawner.local.admin_group if as_root else None)
+    prepare_shared_content(
+        s.content(cfg), s.submissions, cfg.spawner.local.admin_group if as_root else None
+    )
     if not as_root:
-        err.print("[yellow]Not running as root: every user's server runs as you, and users are not isolated.[/]")
+        err.print(
+            "[yellow]Not running as root: every user's server runs as you, and users are not isolated.[/]"
+        )
     else:
         from ..hub.ports import unprivileged_port_start, warning
 
@@ -155,10 +177,14 @@ def up(
         raise Failure(str(exc)) from None
     teeing = start_tee(s.logs)  # from here on, all output also goes to <site>/logs/hub.log
     for line in https_lines + ([f"warning: {teeing}"] if teeing else []):
-        out.print(line, highlight=False, markup=False, emoji=False)  # a fingerprint's ":AB:" is no emoji
+        out.print(
+            line, highlight=False, markup=False, emoji=False
+        )  # a fingerprint's ":AB:" is no emoji
     config_file = Path(__file__).resolve().parents[1] / "hub" / "jupyterhub_config.py"
     scheme = "https" if cfg.hub.https.enabled else "http"
-    out.print(f"mlworkshop hub on {scheme}://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})")
+    out.print(
+        f"mlworkshop hub on {scheme}://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url} (site {s.root})"
+    )
     os.chdir(s.state)
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(config_file)], env)
@@ -177,8 +203,12 @@ def status(site: SiteOpt = None) -> None:
     out.print(f"accounts:  {len(accounts)} ({waiting} waiting for approval)")
     if api.running():
         users = api.users()
-        running = sum(1 for u in users for srv in (u.get("servers") or {}).values() if srv.get("ready"))
-        out.print(f"hub:       running at {'https' if cfg.hub.https.enabled else 'http'}://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url}, {running} server(s) up")
+        running = sum(
+            1 for u in users for srv in (u.get("servers") or {}).values() if srv.get("ready")
+        )
+        out.print(
+            f"hub:       running at {'https' if cfg.hub.https.enabled else 'http'}://{cfg.hub.ip}:{cfg.hub.port}{cfg.hub.base_url}, {running} server(s) up"
+        )
     else:
         out.print("hub:       not running (start it with `mlworkshop up`)")
 
@@ -200,7 +230,9 @@ def config_get(key: str, site: SiteOpt = None) -> None:
     print(to_yaml(get_key(cfg, key)))  # as it is: no markup, emoji or wrapping
 
 
-@config_app.command("set", context_settings={"ignore_unknown_options": True})  # `hub.nice -10` is a value
+@config_app.command(
+    "set", context_settings={"ignore_unknown_options": True}
+)  # `hub.nice -10` is a value
 def config_set(key: str, value: str, site: SiteOpt = None) -> None:
     """Change one value; the whole file is validated before anything is written."""
     s = _site(site)
@@ -234,7 +266,9 @@ def _name(raw: str) -> str:
 def _read_password(password_stdin: bool, name: str, cfg: MLWorkshopConfig) -> tuple[str, bool]:
     """(password, generated). From stdin, a prompt, or generated when nobody can be asked."""
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")  # a file saved on Windows ends lines with \r\n
+        password = sys.stdin.readline().rstrip(
+            "\r\n"
+        )  # a file saved on Windows ends lines with \r\n
         generated = False
     elif sys.stdin.isatty():
         password = typer.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
@@ -242,7 +276,9 @@ def _read_password(password_stdin: bool, name: str, cfg: MLWorkshopConfig) -> tu
     else:
         password, generated = secrets.token_urlsafe(12), True
     try:
-        check_password_rules(password, cfg.auth.min_password_length, cfg.auth.check_common_passwords, name)
+        check_password_rules(
+            password, cfg.auth.min_password_length, cfg.auth.check_common_passwords, name
+        )
     except WeakPassword as exc:
         raise Failure(str(exc)) from None
     return password, generated
@@ -252,7 +288,9 @@ def _read_password(password_stdin: bool, name: str, cfg: MLWorkshopConfig) -> tu
 def user_add(
     name: str,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
     site: SiteOpt = None,
 ) -> None:
     """Create an approved account (the only way to create the first admin)."""
@@ -261,12 +299,16 @@ def user_add(
     from ..hub.hublog import LOG_SOURCES
 
     if name in LOG_SOURCES:  # `mlworkshop logs hub` is the hub's log: no user can have that name
-        raise Failure(f"The name {name!r} is reserved (`mlworkshop logs {name}` shows the {name}'s log). Choose another.")
+        raise Failure(
+            f"The name {name!r} is reserved (`mlworkshop logs {name}` shows the {name}'s log). Choose another."
+        )
     password, generated = _read_password(password_stdin, name, cfg)
     try:
         _store(s, cfg).create(name, password, approved=True, is_admin=admin)
     except AccountExists:
-        raise Failure(f"An account named {name!r} exists already. Use `mlworkshop user reset-password {name}`.") from None
+        raise Failure(
+            f"An account named {name!r} exists already. Use `mlworkshop user reset-password {name}`."
+        ) from None
     api = HubAPI(s, cfg)
     if api.running():
         api.ensure_user(name, admin)
@@ -286,8 +328,12 @@ def user_list(site: SiteOpt = None) -> None:
     table = Table("user", "status", "admin", "created (UTC)")
     for account in _store(s, cfg).list():
         admin = account.is_admin or account.username in cfg.auth.admin_users
-        table.add_row(account.username, "approved" if account.approved else "waiting for approval",
-                      "yes" if admin else "", account.created.strftime("%Y-%m-%d %H:%M"))
+        table.add_row(
+            account.username,
+            "approved" if account.approved else "waiting for approval",
+            "yes" if admin else "",
+            account.created.strftime("%Y-%m-%d %H:%M"),
+        )
     out.print(table)
 
 
@@ -314,7 +360,9 @@ def user_approve(name: str, site: SiteOpt = None) -> None:
 @user_app.command("reset-password")
 def user_reset_password(
     name: str,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
     site: SiteOpt = None,
 ) -> None:
     """Set a new password (and clear lockouts)."""
@@ -332,7 +380,11 @@ def _set_admin(name: str, site: Path | None, admin: bool) -> None:
         api.set_admin(name, admin)
     else:
         HubDatabase(s.db_url(cfg)).set_admin(name, admin)
-    note = " (still admin through auth.admin_users in the config)" if not admin and name in cfg.auth.admin_users else ""
+    note = (
+        " (still admin through auth.admin_users in the config)"
+        if not admin and name in cfg.auth.admin_users
+        else ""
+    )
     out.print(f"{name} is {'now' if admin else 'no longer'} an administrator{note}.")
 
 
@@ -351,7 +403,10 @@ def user_demote(name: str, site: SiteOpt = None) -> None:
 @user_app.command("remove")
 def user_remove(
     name: str,
-    delete_files: Annotated[bool, typer.Option("--delete-files", help="Also delete the user's files and system account.")] = False,
+    delete_files: Annotated[
+        bool,
+        typer.Option("--delete-files", help="Also delete the user's files and system account."),
+    ] = False,
     site: SiteOpt = None,
 ) -> None:
     """Delete an account, stop its server and end every process of its system account, then
@@ -370,12 +425,16 @@ def user_remove(
         for folder in (home, submissions):
             problems += delete_tree(folder)
     if problems:
-        raise Failure(f"Removed {name} from the hub, but not everything:\n  " + "\n  ".join(problems))
+        raise Failure(
+            f"Removed {name} from the hub, but not everything:\n  " + "\n  ".join(problems)
+        )
     if delete_files:
         out.print(f"Removed {name}, their files and system account.")
     else:
-        out.print(f"Removed {name}. Their files are kept in {home} and {submissions} "
-                  f"(moved to {s.root / 'removed'} if a new account named {name} is made).")
+        out.print(
+            f"Removed {name}. Their files are kept in {home} and {submissions} "
+            f"(moved to {s.root / 'removed'} if a new account named {name} is made)."
+        )
 
 
 @user_app.command("export")
@@ -388,9 +447,15 @@ def user_export(
     writer = csv.writer(sys.stdout)
     writer.writerow(["username", "approved", "admin", "created", "approved_at"])
     for a in _store(s, cfg).list():
-        writer.writerow([a.username, a.approved, a.is_admin or a.username in cfg.auth.admin_users,
-                         a.created.isoformat(timespec="seconds"),
-                         a.approved_at.isoformat(timespec="seconds") if a.approved_at else ""])
+        writer.writerow(
+            [
+                a.username,
+                a.approved,
+                a.is_admin or a.username in cfg.auth.admin_users,
+                a.created.isoformat(timespec="seconds"),
+                a.approved_at.isoformat(timespec="seconds") if a.approved_at else "",
+            ]
+        )
 
 
 _register_subcommands()
@@ -403,7 +468,9 @@ def main() -> None:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise SystemExit(2) from None
     except PermissionError as exc:
-        err.print(f"[red]error:[/] permission denied: {exc.filename or exc}. Run as the site's owner (or root).")
+        err.print(
+            f"[red]error:[/] permission denied: {exc.filename or exc}. Run as the site's owner (or root)."
+        )
         raise SystemExit(2) from None
     except RuntimeError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
@@ -414,8 +481,11 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the admin gets a line, a developer the traceback
         if os.environ.get("MLWORKSHOP_DEBUG"):
             raise
-        err.print(f"[red]unexpected error:[/] {type(exc).__name__}: {exc}. "
-                  "Run again with MLWORKSHOP_DEBUG=1 for the details.", highlight=False)
+        err.print(
+            f"[red]unexpected error:[/] {type(exc).__name__}: {exc}. "
+            "Run again with MLWORKSHOP_DEBUG=1 for the details.",
+            highlight=False,
+        )
         raise SystemExit(1) from None
 
 

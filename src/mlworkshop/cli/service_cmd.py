@@ -7,26 +7,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..ops import service as svc
 from ..site import resolve_site
 
-service_app = typer.Typer(help="Run the hub as a systemd service (at boot, restarted on failure).",
-                          no_args_is_help=True)
+service_app = typer.Typer(
+    help="Run the hub as a systemd service (at boot, restarted on failure).", no_args_is_help=True
+)
 
 SiteOpt = Annotated[
-    Optional[Path],
-    typer.Option("--site", help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root)."),
+    Path | None,
+    typer.Option(
+        "--site",
+        help="Site folder. Default: $MLWORKSHOP_SITE, else ./site (or /srv/mlworkshop as root).",
+    ),
 ]
-UnitDirOpt = Annotated[Path, typer.Option("--unit-dir", hidden=True, help="Where unit files go (tests).")]
+UnitDirOpt = Annotated[
+    Path, typer.Option("--unit-dir", hidden=True, help="Where unit files go (tests).")
+]
 
 
 def _root(unit_dir: Path) -> None:
     if os.geteuid() != 0 and not os.access(unit_dir, os.W_OK):
-        raise svc.ServiceError(f"Writing {unit_dir / svc.UNIT_NAME} needs root: run `sudo mlworkshop service ...`.")
+        raise svc.ServiceError(
+            f"Writing {unit_dir / svc.UNIT_NAME} needs root: run `sudo mlworkshop service ...`."
+        )
 
 
 def _say(lines: list[str]) -> None:

@@ -3,4 +3,12 @@
 from .loader import CONFIG_FILE, ConfigError, get_key, load_config, set_key, to_yaml
 from .model import MLWorkshopConfig
 
-__all__ = ["CONFIG_FILE", "ConfigError", "MLWorkshopConfig", "get_key", "load_config", "set_key", "to_yaml"]
+__all__ = [
+    "CONFIG_FILE",
+    "ConfigError",
+    "MLWorkshopConfig",
+    "get_key",
+    "load_config",
+    "set_key",
+    "to_yaml",
+]

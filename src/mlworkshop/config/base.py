@@ -35,5 +35,7 @@ def check_db_url(value: str | None) -> str | None:
     if value in (None, ""):
         return None
     if not value.startswith(DB_URL_SCHEMES):
-        raise ValueError("must be a sqlite:// or postgresql:// URL (e.g. postgresql://user:password@host/db)")
+        raise ValueError(
+            "must be a sqlite:// or postgresql:// URL (e.g. postgresql://user:password@host/db)"
+        )
     return value

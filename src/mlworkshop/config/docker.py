@@ -32,16 +32,22 @@ def image_for_profile(profile_images: Mapping[str, T], slug: str | None, default
 
 class DockerImage(Section):
     name: str = Field(
-        ..., pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        ...,
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
         description="Short name of this choice (what profiles and the spawn form refer to), e.g. cuda.",
     )
-    image: str = Field(..., min_length=1, description="Image reference, e.g. localhost/mlworkshop-user:cuda.")
+    image: str = Field(
+        ..., min_length=1, description="Image reference, e.g. localhost/mlworkshop-user:cuda."
+    )
     description: str = Field("", description="One line users read when choosing.")
 
 
 DEFAULT_IMAGES = [
-    DockerImage(name="default", image="localhost/mlworkshop-user:latest",
-                description="JupyterLab, PyTorch (CPU), Transformers, scikit-learn"),
+    DockerImage(
+        name="default",
+        image="localhost/mlworkshop-user:latest",
+        description="JupyterLab, PyTorch (CPU), Transformers, scikit-learn",
+    ),
 ]
 
 
@@ -56,7 +62,8 @@ class DockerBackendConfig(Section):
         description="Images users' servers may run: a list of {name, image, description}.",
     )
     default_image: str = Field(
-        "default", description="Name (from images) of the image a server runs unless a profile picks another."
+        "default",
+        description="Name (from images) of the image a server runs unless a profile picks another.",
     )
     profile_images: dict[str, str] = Field(
         default_factory=dict,
@@ -87,13 +94,17 @@ class DockerBackendConfig(Section):
         "address only exists while a container runs, so bind all addresses; API calls need tokens).",
     )
     cpu_limit: float | None = Field(
-        None, gt=0, description="CPUs per server (empty: no limit). With a spawn profile's limit too, the stricter one applies."
+        None,
+        gt=0,
+        description="CPUs per server (empty: no limit). With a spawn profile's limit too, the stricter one applies.",
     )
     mem_limit: str | None = Field(
-        None, description="Memory per server, e.g. 4G (empty: no limit). With a spawn profile's limit too, the stricter one applies."
+        None,
+        description="Memory per server, e.g. 4G (empty: no limit). With a spawn profile's limit too, the stricter one applies.",
     )
     environment: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment variables in every container (added to spawner.environment)."
+        default_factory=dict,
+        description="Extra environment variables in every container (added to spawner.environment).",
     )
     nvidia_devices: Literal["auto", "device_requests", "cdi"] = Field(
         "auto",
@@ -102,7 +113,8 @@ class DockerBackendConfig(Section):
         "`nvidia-ctk cdi generate`); auto: cdi on podman (which ignores device requests), else device_requests.",
     )
     home: str = Field(
-        "/home/jovyan", description="The folder users land in inside the container (JupyterLab's root)."
+        "/home/jovyan",
+        description="The folder users land in inside the container (JupyterLab's root).",
     )
     user: str = Field(
         "auto",
@@ -118,9 +130,13 @@ class DockerBackendConfig(Section):
         description="Where the site folder is on the engine's host, when the hub runs in a container "
         "and sees it at another path. Empty: the same path.",
     )
-    remove: bool = Field(True, description="Remove a user's container when their server stops (files on mounts stay).")
+    remove: bool = Field(
+        True,
+        description="Remove a user's container when their server stops (files on mounts stay).",
+    )
     name_template: str = Field(
-        "mlw-{username}", description="Container name; {username} is the user's name made safe for container names."
+        "mlw-{username}",
+        description="Container name; {username} is the user's name made safe for container names.",
     )
     extra: dict[str, Any] = Field(
         default_factory=dict,
@@ -174,10 +190,14 @@ class DockerBackendConfig(Section):
         if dupes:
             raise ValueError(f"images: names must be unique ({', '.join(dupes)} twice)")
         if self.default_image not in names:
-            raise ValueError(f"default_image {self.default_image!r} is not in images ({', '.join(names)})")
+            raise ValueError(
+                f"default_image {self.default_image!r} is not in images ({', '.join(names)})"
+            )
         for key, name in self.profile_images.items():
             if name not in names:
-                raise ValueError(f"profile_images[{key!r}] = {name!r} is not in images ({', '.join(names)})")
+                raise ValueError(
+                    f"profile_images[{key!r}] = {name!r} is not in images ({', '.join(names)})"
+                )
         return self
 
     def image_for(self, name: str | None) -> str:

@@ -44,7 +44,9 @@ def read_yaml(path: Path) -> Any:
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path} must hold a mapping of sections (hub:, auth:, ...), not {type(data).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping of sections (hub:, auth:, ...), not {type(data).__name__}"
+        )
     return data
 
 
@@ -68,7 +70,11 @@ def _env_path(parts: list[str]) -> list[str]:
         part = part.lower()
         path.append(part)
         annotation = getattr(model.model_fields.get(part), "annotation", None)
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
     return path
 
 
@@ -78,7 +84,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        path = _env_path(name[len(ENV_PREFIX):].split("__"))
+        path = _env_path(name[len(ENV_PREFIX) :].split("__"))
         node = overrides
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -123,14 +129,18 @@ def _describe(loc: tuple) -> str:
         if field is None:
             return ""
         annotation = field.annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
     return field.description or "" if field else ""
 
 
 def env_sources(environ: Mapping[str, str]) -> dict[str, str]:
     """{"hub.port": "MLWORKSHOP_HUB__PORT"}: which variable set which key."""
     return {
-        ".".join(_env_path(name[len(ENV_PREFIX):].split("__"))): name
+        ".".join(_env_path(name[len(ENV_PREFIX) :].split("__"))): name
         for name in environ
         if name.startswith(ENV_PREFIX) and "__" in name
     }
@@ -143,7 +153,9 @@ def _origin(key: str, origins: Mapping[str, str]) -> str:
     return ""
 
 
-def format_validation_error(exc: ValidationError, source: str, origins: Mapping[str, str] | None = None) -> str:
+def format_validation_error(
+    exc: ValidationError, source: str, origins: Mapping[str, str] | None = None
+) -> str:
     """One line per problem: key, given value, what is allowed, where to fix it."""
     origins = origins or {}
     lines = [f"Invalid configuration ({source}):"]
@@ -162,12 +174,16 @@ def format_validation_error(exc: ValidationError, source: str, origins: Mapping[
             continue
         msg = err["msg"].removeprefix("Value error, ")
         what = _describe(loc)
-        lines.append(f"  - {key} = {value!r}{where}: {msg}." + (f" ({key}: {what})" if what else ""))
+        lines.append(
+            f"  - {key} = {value!r}{where}: {msg}." + (f" ({key}: {what})" if what else "")
+        )
     lines.append(f"Fix the value in {source}, or run `mlworkshop config set KEY VALUE`.")
     return "\n".join(lines)
 
 
-def validate(data: Mapping[str, Any], source: str, origins: Mapping[str, str] | None = None) -> MLWorkshopConfig:
+def validate(
+    data: Mapping[str, Any], source: str, origins: Mapping[str, str] | None = None
+) -> MLWorkshopConfig:
     try:
         return MLWorkshopConfig.model_validate(_to_plain(data))
     except ValidationError as exc:

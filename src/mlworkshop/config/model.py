@@ -18,7 +18,6 @@ from .base import Section, check_db_url
 from .docker import DockerBackendConfig
 from .usage import UsageConfig
 
-
 # A root hub's own loopback ports sit below 1024 (net.ipv4.ip_unprivileged_port_start): no student
 # account can bind them, not even while the hub restarts.
 ROOT_INTERNAL_PORT = 881
@@ -74,11 +73,15 @@ class HttpsConfig(Section):
         if value in (None, ""):
             return None
         if value == SELF_SIGNED and info.field_name == "key":
-            raise ValueError(f"must be a path; for a self-signed certificate set hub.https.cert to {SELF_SIGNED} "
-                             "and leave hub.https.key empty")
+            raise ValueError(
+                f"must be a path; for a self-signed certificate set hub.https.cert to {SELF_SIGNED} "
+                "and leave hub.https.key empty"
+            )
         if value != SELF_SIGNED and not Path(value).is_absolute():
-            raise ValueError(f"must be an absolute path such as /etc/letsencrypt/live/NAME/fullchain.pem"
-                             f" (or {SELF_SIGNED} for the certificate)")
+            raise ValueError(
+                f"must be an absolute path such as /etc/letsencrypt/live/NAME/fullchain.pem"
+                f" (or {SELF_SIGNED} for the certificate)"
+            )
         return value
 
 
@@ -184,11 +187,15 @@ class AuthConfig(Section):
             except BadUsername as exc:
                 raise ValueError(str(exc).rstrip(".")) from None
         return names
+
     check_common_passwords: bool = Field(
         True, description="Refuse passwords from a list of 10,000 common ones."
     )
     lockout_attempts: int = Field(
-        5, ge=1, le=1000, description="Failed logins (per username and client address) before a lockout."
+        5,
+        ge=1,
+        le=1000,
+        description="Failed logins (per username and client address) before a lockout.",
     )
     lockout_minutes: int = Field(10, ge=1, le=1440, description="How long a lockout lasts.")
     password_hash_cost: int = Field(
@@ -250,7 +257,9 @@ class SpawnerConfig(Section):
         "(a container per user, Docker or podman).",
     )
     default_url: str = Field("/lab", description="Page a user lands on in their server.")
-    start_timeout: int = Field(120, ge=10, le=3600, description="Seconds a server may take to start.")
+    start_timeout: int = Field(
+        120, ge=10, le=3600, description="Seconds a server may take to start."
+    )
     http_timeout: int = Field(
         60, ge=5, le=3600, description="Seconds a started server may take to answer HTTP."
     )
@@ -284,7 +293,9 @@ class WorkspaceConfig(Section):
 
 class CullerConfig(Section):
     enabled: bool = Field(True, description="Stop servers that have been idle too long.")
-    timeout: int = Field(7200, ge=60, description="Seconds of inactivity before a server is stopped.")
+    timeout: int = Field(
+        7200, ge=60, description="Seconds of inactivity before a server is stopped."
+    )
     every: int = Field(300, ge=10, description="Seconds between two checks for idle servers.")
 
 
@@ -315,7 +326,10 @@ class BackupConfig(Section):
         "'*-*-* 02:30'); `mlworkshop backup --install-timer` installs the timer. Empty: none.",
     )
     keep: int = Field(
-        7, ge=1, le=10000, description="How many scheduled backups to keep in backup.dir (oldest deleted first)."
+        7,
+        ge=1,
+        le=10000,
+        description="How many scheduled backups to keep in backup.dir (oldest deleted first).",
     )
     homes: bool = Field(True, description="Scheduled backups include every user's home (users/).")
 

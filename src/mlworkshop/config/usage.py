@@ -16,7 +16,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 class RatesConfig(Section):
     cpu_hour: float = Field(0.0, ge=0, description="Cost of one CPU-hour (CPU time actually used).")
-    mem_gib_hour: float = Field(0.0, ge=0, description="Cost of one GiB of memory held for one hour.")
+    mem_gib_hour: float = Field(
+        0.0, ge=0, description="Cost of one GiB of memory held for one hour."
+    )
     gpu_hour: float = Field(0.0, ge=0, description="Cost of one GPU held for one hour.")
     npu_hour: float = Field(0.0, ge=0, description="Cost of one NPU held for one hour.")
     currency: str = Field("EUR", max_length=8, description="Currency shown next to costs.")
@@ -26,13 +28,19 @@ class Budget(Section):
     """Limits of one user (or of each member of a group). Empty: no limit."""
 
     gpu_hours_per_week: float | None = Field(
-        None, ge=0, description="Accelerator device-hours (GPU or NPU) per week (Monday 00:00 UTC on). Empty: no limit."
+        None,
+        ge=0,
+        description="Accelerator device-hours (GPU or NPU) per week (Monday 00:00 UTC on). Empty: no limit.",
     )
     cpu_hours_per_week: float | None = Field(
         None, ge=0, description="CPU-hours actually used per week. Empty: no limit."
     )
-    max_servers: int | None = Field(None, ge=0, description="Servers running at once. Empty: no limit.")
-    max_devices: int | None = Field(None, ge=0, description="Accelerators held at once. Empty: no limit.")
+    max_servers: int | None = Field(
+        None, ge=0, description="Servers running at once. Empty: no limit."
+    )
+    max_devices: int | None = Field(
+        None, ge=0, description="Accelerators held at once. Empty: no limit."
+    )
 
 
 class QuotasConfig(Section):
@@ -65,7 +73,10 @@ class UsageConfig(Section):
         "Empty: SQLite in <site>/usage/usage.sqlite (the usage service's own folder).",
     )
     sample_every: float = Field(
-        60, ge=0.2, le=3600, description="Seconds between two samples of each running server's CPU and memory."
+        60,
+        ge=0.2,
+        le=3600,
+        description="Seconds between two samples of each running server's CPU and memory.",
     )
     rates: RatesConfig = Field(default_factory=RatesConfig)
     quotas: QuotasConfig = Field(default_factory=QuotasConfig)
@@ -73,10 +84,14 @@ class UsageConfig(Section):
         0.9, gt=0, le=1, description="Warn a user once this fraction of a weekly budget is used."
     )
     grace_minutes: float = Field(
-        10, ge=0, le=10080, description="Minutes a server may keep running after its user's budget is spent."
+        10,
+        ge=0,
+        le=10080,
+        description="Minutes a server may keep running after its user's budget is spent.",
     )
     enforce_cpu_only: bool = Field(
-        False, description="Also stop CPU-only servers when cpu_hours_per_week is spent (else only warn)."
+        False,
+        description="Also stop CPU-only servers when cpu_hours_per_week is spent (else only warn).",
     )
     failover_open: bool = Field(
         True,
@@ -84,7 +99,9 @@ class UsageConfig(Section):
         "running; false refuses new starts.",
     )
     service_port: int = Field(
-        0, ge=0, le=65535,
+        0,
+        ge=0,
+        le=65535,
         description="Loopback port of the usage service (API and dashboards; the proxy serves it at "
         "/services/usage/). 0: a free port chosen at each start.",
     )

@@ -88,7 +88,9 @@ class ForkServer:
         finally:
             sock.close()
         if reply is None or "pid" not in reply:
-            raise ForkServerUnavailable((reply or {}).get("error", "no answer from the fork server"))
+            raise ForkServerUnavailable(
+                (reply or {}).get("error", "no answer from the fork server")
+            )
         return int(reply["pid"])
 
 

@@ -81,8 +81,9 @@ def send(conn: socket.socket, message: dict) -> None:
     conn.sendall(encode(message))
 
 
-def recv(conn: socket.socket, timeout: float | None, max_fds: int = 0,
-         max_bytes: int | None = None) -> tuple[dict, list[int]]:
+def recv(
+    conn: socket.socket, timeout: float | None, max_fds: int = 0, max_bytes: int | None = None
+) -> tuple[dict, list[int]]:
     """The one message a peer sends on a blocking socket, with up to `max_fds` descriptors
     passed beside it, within `timeout` seconds for all of it (a peer trickling a byte at a time
     is dropped too; None: wait for ever). TimeoutError, or FrameError for a connection closed

@@ -40,7 +40,14 @@ from dataclasses import dataclass, field
 from .. import cgroups
 from . import framing
 from .privileges import Identity, drop_privileges, fresh_signals
-from .protocol import KERNEL_REQUEST_TIMEOUT, KernelRequest, cold_reply, error_reply, exit_report, pid_reply
+from .protocol import (
+    KERNEL_REQUEST_TIMEOUT,
+    KernelRequest,
+    cold_reply,
+    error_reply,
+    exit_report,
+    pid_reply,
+)
 
 # Imported by a starting IPython kernel (measured: a cold kernel's sys.modules after start).
 # Never anything that reads the user's settings when imported (matplotlib reads its rc file,
@@ -75,10 +82,14 @@ PRELOAD = (
 _START_TIME_PREFIXES = ("LD_", "PYTHON", "MALLOC_", "GLIBC_")
 # /proc/<pid>/limits names of the limits a kernel takes over from its server
 RLIMITS = {
-    "Max cpu time": resource.RLIMIT_CPU, "Max file size": resource.RLIMIT_FSIZE,
-    "Max data size": resource.RLIMIT_DATA, "Max stack size": resource.RLIMIT_STACK,
-    "Max core file size": resource.RLIMIT_CORE, "Max processes": resource.RLIMIT_NPROC,
-    "Max open files": resource.RLIMIT_NOFILE, "Max locked memory": resource.RLIMIT_MEMLOCK,
+    "Max cpu time": resource.RLIMIT_CPU,
+    "Max file size": resource.RLIMIT_FSIZE,
+    "Max data size": resource.RLIMIT_DATA,
+    "Max stack size": resource.RLIMIT_STACK,
+    "Max core file size": resource.RLIMIT_CORE,
+    "Max processes": resource.RLIMIT_NPROC,
+    "Max open files": resource.RLIMIT_NOFILE,
+    "Max locked memory": resource.RLIMIT_MEMLOCK,
     "Max address space": resource.RLIMIT_AS,
 }
 MAX_REQUEST = framing.MAX_FRAME  # bytes: an environment and an argv, never more
@@ -117,8 +128,10 @@ def parse_proc_limits(text: str) -> dict[int, tuple[int, int]]:
     for line in text.splitlines():
         for name, limit in RLIMITS.items():
             if line.startswith(name + " "):
-                soft, hard = line[len(name):].split()[:2]
-                limits[limit] = tuple(resource.RLIM_INFINITY if v == "unlimited" else int(v) for v in (soft, hard))
+                soft, hard = line[len(name) :].split()[:2]
+                limits[limit] = tuple(
+                    resource.RLIM_INFINITY if v == "unlimited" else int(v) for v in (soft, hard)
+                )
     return limits
 
 
@@ -130,7 +143,9 @@ def identity_from_status(pid: int, uid: int, gid: int, status: dict[str, str]) -
     if real_uid != uid or eff_uid != uid or eff_gid != gid:
         raise PeerRefused(f"process {pid} changed identity after it connected")
     groups = [int(g) for g in status.get("Groups", "").split()]
-    return PeerIdentity(pid=pid, uid=uid, gid=gid, groups=groups, umask=int(status.get("Umask", "0022"), 8))
+    return PeerIdentity(
+        pid=pid, uid=uid, gid=gid, groups=groups, umask=int(status.get("Umask", "0022"), 8)
+    )
 
 
 def check_peer(uid: int, own_uid: int, student_prefix: str) -> None:
@@ -151,7 +166,9 @@ def check_peer(uid: int, own_uid: int, student_prefix: str) -> None:
 
 def read_peer(conn: socket.socket, student_prefix: str) -> PeerIdentity:
     """Run as root in the forked child, before anything from the peer is read."""
-    pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    pid, uid, gid = struct.unpack(
+        "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    )
     check_peer(uid, os.getuid(), student_prefix)
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -180,7 +197,9 @@ def privileges_of(ident: PeerIdentity) -> dict:
     )
 
 
-def read_request(conn: socket.socket, timeout: float = KERNEL_REQUEST_TIMEOUT) -> tuple[KernelRequest, list[int]]:
+def read_request(
+    conn: socket.socket, timeout: float = KERNEL_REQUEST_TIMEOUT
+) -> tuple[KernelRequest, list[int]]:
     """The whole request within `timeout` seconds (a deadline for all of it, so a peer trickling
     a byte at a time is dropped too), with the server's stdout and stderr; TimeoutError or
     ValueError (FrameError, RequestError) otherwise, its descriptors closed."""
@@ -215,12 +234,16 @@ def check_pids_limit(ident: PeerIdentity) -> None:
     hierarchy = cgroups.detect()
     account = pwd.getpwuid(ident.uid).pw_name
     if hierarchy is not None and cgroups.pids_over_limit(hierarchy, account):
-        raise PeerRefused(f"{account} already runs as many processes as its limit allows (pids.max)")
+        raise PeerRefused(
+            f"{account} already runs as many processes as its limit allows (pids.max)"
+        )
 
 
 def is_preloaded_kernel(argv: list[str]) -> bool:
     """The standard IPython kernel of this very Python: what the fork server has preloaded."""
-    return len(argv) >= 3 and argv[0] == sys.executable and argv[1:3] == ["-m", "ipykernel_launcher"]
+    return (
+        len(argv) >= 3 and argv[0] == sys.executable and argv[1:3] == ["-m", "ipykernel_launcher"]
+    )
 
 
 def needs_fresh_process(argv: list[str], env: dict[str, str], startup_env: dict[str, str]) -> bool:
@@ -254,10 +277,18 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
         # The fork server's stdout and stderr are the hub's log: gone (output=None, /dev/null)
         # before the student's uid could reach them. The server's own fds 1 and 2 (its user's
         # log) replace /dev/null below, once the request that carries them is read.
-        drop_privileges(cgroup_dirs=dirs, after_join=(lambda: check_pids_limit(ident)) if dirs else None,
-                        output=None, **privileges_of(ident))
+        drop_privileges(
+            cgroup_dirs=dirs,
+            after_join=(lambda: check_pids_limit(ident)) if dirs else None,
+            output=None,
+            **privileges_of(ident),
+        )
     except (PeerRefused, cgroups.CgroupError) as exc:
-        why = str(exc) if isinstance(exc, PeerRefused) else f"could not join the account's cgroup: {exc}"
+        why = (
+            str(exc)
+            if isinstance(exc, PeerRefused)
+            else f"could not join the account's cgroup: {exc}"
+        )
         framing.send(conn, error_reply(why))
         print(f"[forkserver] kernel refused: {why}", file=sys.stderr, flush=True)
         return 1
@@ -265,13 +296,19 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
     try:
         request, fds = read_request(conn)
     except (TimeoutError, ValueError) as exc:
-        print(f"[forkserver] kernel request from pid {ident.pid} dropped: {exc}", file=sys.stderr, flush=True)
+        print(
+            f"[forkserver] kernel request from pid {ident.pid} dropped: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
-    for target, fd in zip((1, 2), fds):
+    for target, fd in zip((1, 2), fds, strict=True):
         os.dup2(fd, target)
     for fd in fds:
         os.close(fd)
-    env = {k: v for k, v in request.env.items() if k != "JPY_PARENT_PID"}  # we watch the server ourselves
+    env = {
+        k: v for k, v in request.env.items() if k != "JPY_PARENT_PID"
+    }  # we watch the server ourselves
     os.environ.clear()
     os.environ.update(env)
     os.chdir(request.cwd)
@@ -283,7 +320,9 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
     _exit_when_server_goes(conn)
     import ipykernel
 
-    launcher = os.path.join(os.path.dirname(os.path.dirname(ipykernel.__file__)), "ipykernel_launcher.py")
+    launcher = os.path.join(
+        os.path.dirname(os.path.dirname(ipykernel.__file__)), "ipykernel_launcher.py"
+    )
     # parent_handle 1: "my parent is init, do not poll it" (we watch the server ourselves above)
     sys.argv = [launcher, *argv[3:], "--IPKernelApp.parent_handle=1"]
     site.USER_BASE = site.USER_SITE = None  # per-user site-packages of this user, not root's

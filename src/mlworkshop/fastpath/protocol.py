@@ -47,7 +47,9 @@ def _check_str_list(name: str, value, allow_empty: bool = True) -> list[str]:
 
 
 def _check_env(value) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
         raise RequestError("env must map strings to strings")
     if any(not k or "=" in k or "\0" in k or "\0" in v for k, v in value.items()):
         raise RequestError("env has a name or value no environment can hold")
@@ -114,8 +116,12 @@ class ForkRequest:
             raise RequestError("groups must be a list of group ids")
         self.groups = [_check_int("a group", g, 0, MAX_ID) for g in self.groups]
         _check_int("umask", self.umask, 0, 0o777)
-        _check_int("nice", self.nice, -40, 40)  # an increment: the kernel clamps the result to -20..19
-        self.cgroups = [_check_path("a cgroup", d) for d in _check_str_list("cgroups", self.cgroups)]
+        _check_int(
+            "nice", self.nice, -40, 40
+        )  # an increment: the kernel clamps the result to -20..19
+        self.cgroups = [
+            _check_path("a cgroup", d) for d in _check_str_list("cgroups", self.cgroups)
+        ]
         if self.log is not None:
             self.log = _check_path("log", self.log)
 

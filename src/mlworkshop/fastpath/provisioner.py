@@ -121,7 +121,9 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
-async def fork_kernel(socket_path: str, cmd: list[str], env: dict[str, str], cwd: str) -> ForkedKernel:
+async def fork_kernel(
+    socket_path: str, cmd: list[str], env: dict[str, str], cwd: str
+) -> ForkedKernel:
     """Ask the fork server for a kernel: our identity travels in the socket, our output fds with
     the request. ForkRefused when it cannot or will not; the caller then starts one cold."""
     loop = asyncio.get_running_loop()
@@ -129,7 +131,9 @@ async def fork_kernel(socket_path: str, cmd: list[str], env: dict[str, str], cwd
     sock.setblocking(False)
     try:
         await asyncio.wait_for(loop.sock_connect(sock, socket_path), FORK_TIMEOUT)
-        request = framing.encode(KernelRequest(argv=cmd, env=env, cwd=os.path.abspath(cwd)).to_message())
+        request = framing.encode(
+            KernelRequest(argv=cmd, env=env, cwd=os.path.abspath(cwd)).to_message()
+        )
         fds = [sys.stdout.fileno(), sys.stderr.fileno()]
         # the first write to a fresh Unix socket fits its buffer: the fds go with it, no waiting
         sent = socket.send_fds(sock, [request], fds)
@@ -174,9 +178,11 @@ class OomWatch:
             return None
         limit = cgroups.memory_limit_in(self.hierarchy, self.group)
         within = f"{cgroups.describe_bytes(limit)} of memory" if limit else "their memory limit"
-        return (f"Kernel {pid} was killed by the out-of-memory killer: this server and its kernels may use "
-                f"{within} together. Use less memory at once (smaller data or batches), or ask for a "
-                "larger profile.")
+        return (
+            f"Kernel {pid} was killed by the out-of-memory killer: this server and its kernels may use "
+            f"{within} together. Use less memory at once (smaller data or batches), or ask for a "
+            "larger profile."
+        )
 
 
 class ForkProvisioner(LocalProvisioner):

@@ -86,14 +86,18 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
     for name in _IMPORT_TIME_ENV:
         os.environ.pop(name, None)
     if sys.path and sys.path[0] in ("", os.getcwd()):
-        del sys.path[0]  # `-m` put the hub's folder first; kernels put their own back, as ipykernel does
+        del sys.path[
+            0
+        ]  # `-m` put the hub's folder first; kernels put their own back, as ipykernel does
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:  # an optional extension missing is not fatal
             print(f"[forkserver] could not preload {module}: {exc}", file=sys.stderr)
     if threading.active_count() != 1:  # fork() copies only the calling thread: refuse to go on
-        raise SystemExit(f"[forkserver] preloading started threads {threading.enumerate()}; cannot fork safely")
+        raise SystemExit(
+            f"[forkserver] preloading started threads {threading.enumerate()}; cannot fork safely"
+        )
     gc.collect()
     gc.freeze()  # keep the collector from touching (and so copying) the shared pages
 
@@ -102,8 +106,14 @@ def become_user_server(request: ForkRequest) -> None:
     """In the forked child: take on the user's identity and environment, then run the server."""
     fresh_signals()
     identity = None if request.uid is None else Identity(request.uid, request.gid, request.groups)
-    drop_privileges(identity, cgroup_dirs=request.cgroups, output=request.log, nice=request.nice,
-                    umask=request.umask, cwd=request.cwd)
+    drop_privileges(
+        identity,
+        cgroup_dirs=request.cgroups,
+        output=request.log,
+        nice=request.nice,
+        umask=request.umask,
+        cwd=request.cwd,
+    )
     os.environ.clear()
     os.environ.update(request.env)
     sys.argv = list(request.argv)
@@ -112,7 +122,9 @@ def become_user_server(request: ForkRequest) -> None:
     main()
 
 
-def _serve_one(conn: socket.socket, inherited: list, hub_pipe: int, become: Callable[[socket.socket], int]) -> None:
+def _serve_one(
+    conn: socket.socket, inherited: list, hub_pipe: int, become: Callable[[socket.socket], int]
+) -> None:
     """Fork first, read later: the request carries the student's API token, and anything the
     fork server itself ever read would be copied into every server forked after it. Only the
     child reads it, answers with its own pid, and becomes the server (or the kernel)."""
@@ -169,18 +181,24 @@ def _listen(path: str, mode: int) -> socket.socket:
 
 def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: str = "") -> None:
     if os.geteuid() == 0:
-        os.setpriority(os.PRIO_PROCESS, 0, 0)  # servers' nice is relative to ours, whatever the hub's is
+        os.setpriority(
+            os.PRIO_PROCESS, 0, 0
+        )  # servers' nice is relative to ours, whatever the hub's is
     modules = PRELOAD
     if kernel_socket:
         from . import kernels
 
-        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's frozen-modules notice
+        os.environ.setdefault(
+            "PYDEVD_DISABLE_FILE_VALIDATION", "1"
+        )  # debugpy's frozen-modules notice
         modules = PRELOAD + kernels.PRELOAD
     preload(modules)
     if "matplotlib" in sys.modules:  # it would carry root's settings into every kernel
         raise SystemExit("[forkserver] preloading imported matplotlib; remove what imported it")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # kernels take the lower of ours and their server's
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (hard, hard)
+    )  # kernels take the lower of ours and their server's
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel: no zombies
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub's Ctrl-C is the hub's; we follow stdin
     listener = _listen(socket_path, 0o600)
@@ -191,7 +209,9 @@ def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: st
     paths = [socket_path]
     if kernel_socket:
         startup_env = dict(os.environ)
-        kernel_listener = _listen(kernel_socket, 0o666)  # anyone may connect; the child checks who it is
+        kernel_listener = _listen(
+            kernel_socket, 0o666
+        )  # anyone may connect; the child checks who it is
 
         def kernel_child(conn: socket.socket) -> int:
             return kernels.become_kernel(conn, student_prefix, startup_env)
@@ -200,7 +220,9 @@ def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: st
         inherited.append(kernel_listener)
         paths.append(kernel_socket)
     selector.register(hub_pipe, selectors.EVENT_READ, None)
-    print(f"[forkserver] ready on {', '.join(paths)} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    print(
+        f"[forkserver] ready on {', '.join(paths)} (pid {os.getpid()})", file=sys.stderr, flush=True
+    )
     while True:
         for key, _ in selector.select():
             if key.data is None:
@@ -221,7 +243,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="mlworkshop's fork server (started by the hub)")
     parser.add_argument("socket")
     parser.add_argument("--kernels", help="also fork kernels for users' servers on this socket")
-    parser.add_argument("--students", default="", help="account prefix of the users kernels are forked for")
+    parser.add_argument(
+        "--students", default="", help="account prefix of the users kernels are forked for"
+    )
     args = parser.parse_args()
     serve(args.socket, args.kernels, args.students)
 

@@ -74,8 +74,16 @@ class HubAccelerators:
     def profiles(self, who: Who, only_free: bool) -> list[Profile]:
         """What `who` may start: now (only_free) or at all (to validate a choice, so a busy
         device gets the allocator's "in use since" message rather than a bare refusal)."""
-        return profiles_for(who.user, list(who.groups), who.admin, self.cfg, self.devices, self.allocator,
-                            server_name=who.server, only_free=only_free)
+        return profiles_for(
+            who.user,
+            list(who.groups),
+            who.admin,
+            self.cfg,
+            self.devices,
+            self.allocator,
+            server_name=who.server,
+            only_free=only_free,
+        )
 
     def not_offered(self, who: Who, offered: list[Profile]) -> list[str]:
         """For each kind `who` may use but of which every device is taken: who holds them."""
@@ -85,8 +93,20 @@ class HubAccelerators:
 
     def grant(self, who: Who, profile: Profile) -> Grant:
         """Devices for a validated profile. Raises NoDeviceFree / OverLimit (nothing written)."""
-        limit = effective_limit(who.user, list(who.groups), who.admin, self.cfg) if self.allocator else None
-        return grant(profile, who.user, who.server, self.devices, self.allocator, limit, self.cfg.device_groups)
+        limit = (
+            effective_limit(who.user, list(who.groups), who.admin, self.cfg)
+            if self.allocator
+            else None
+        )
+        return grant(
+            profile,
+            who.user,
+            who.server,
+            self.devices,
+            self.allocator,
+            limit,
+            self.cfg.device_groups,
+        )
 
     def release(self, who: Who) -> None:
         if self.allocator is not None:
@@ -116,8 +136,13 @@ class StaleDevices:
     hub's own spawner objects). Freeing is the allocator's `reconcile`, which re-checks rows under
     its lock, so a server that restarted meanwhile keeps its new devices."""
 
-    def __init__(self, allocator: Allocator, alive: Callable[[str, str], Any], every: float,
-                 log: logging.Logger | logging.LoggerAdapter):
+    def __init__(
+        self,
+        allocator: Allocator,
+        alive: Callable[[str, str], Any],
+        every: float,
+        log: logging.Logger | logging.LoggerAdapter,
+    ):
         self.allocator = allocator
         self.alive = alive
         self.every = every
@@ -149,8 +174,18 @@ class StaleDevices:
                     alive.add((username, server_name))
             freed = await asyncio.to_thread(self.allocator.reconcile, alive)
         for username, server_name, devices in freed:
-            self.log.info("Released %s held by %s's stopped server %r", devices, username, server_name)
+            self.log.info(
+                "Released %s held by %s's stopped server %r", devices, username, server_name
+            )
         return freed
 
 
-__all__ = ["HubAccelerators", "NoDeviceFree", "StaleDevices", "Who", "hub_accelerators", "refuse", "settings_key"]
+__all__ = [
+    "HubAccelerators",
+    "NoDeviceFree",
+    "StaleDevices",
+    "Who",
+    "hub_accelerators",
+    "refuse",
+    "settings_key",
+]

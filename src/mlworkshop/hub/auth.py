@@ -84,27 +84,41 @@ async def password_work(fn, *args):
     """Run a password check or hash on the hashing threads."""
     global _hash_pool
     if _hash_pool is None:
-        _hash_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlw-bcrypt",
-                                        initializer=reset_thread_priority)
-    return await asyncio.get_running_loop().run_in_executor(_hash_pool, functools.partial(fn, *args))
+        _hash_pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2,
+            thread_name_prefix="mlw-bcrypt",
+            initializer=reset_thread_priority,
+        )
+    return await asyncio.get_running_loop().run_in_executor(
+        _hash_pool, functools.partial(fn, *args)
+    )
 
 
 class MLWorkshopAuthenticator(Authenticator):
-    db_url = Unicode(help="Database holding the mlw_accounts tables (the hub's own).").tag(config=True)
+    db_url = Unicode(help="Database holding the mlw_accounts tables (the hub's own).").tag(
+        config=True
+    )
     open_signup = Bool(False, help="Approve signups automatically.").tag(config=True)
     min_password_length = Integer(8).tag(config=True)
     check_common_passwords = Bool(True).tag(config=True)
     lockout_attempts = Integer(5).tag(config=True)
     lockout_minutes = Integer(10).tag(config=True)
-    password_hash_cost = Integer(BCRYPT_ROUNDS, help="bcrypt cost of passwords set from now on.").tag(config=True)
-    reserved_names = List(Unicode(), help="Names nobody may sign up with (the configured admins).").tag(config=True)
+    password_hash_cost = Integer(
+        BCRYPT_ROUNDS, help="bcrypt cost of passwords set from now on."
+    ).tag(config=True)
+    reserved_names = List(
+        Unicode(), help="Names nobody may sign up with (the configured admins)."
+    ).tag(config=True)
     proxy_account = Unicode(
         "",
         help="System account the proxy runs as (a root hub). Password forms answer only connections "
         "from a socket of this account, and only then is X-Forwarded-For believed. Empty: every "
         "connection is taken as the proxy's (a hub that is not root cannot tell them apart).",
     ).tag(config=True)
-    public_url = Unicode("", help="The hub's address for people, named when a password form is reached past the proxy.").tag(config=True)
+    public_url = Unicode(
+        "",
+        help="The hub's address for people, named when a password form is reached past the proxy.",
+    ).tag(config=True)
 
     _store: AccountStore | None = None
     _proxy_uid: int | None = None
@@ -147,7 +161,9 @@ class MLWorkshopAuthenticator(Authenticator):
         JupyterHub awaits this on its event loop: the store is asked in a thread, like its other calls."""
         if authentication and authentication.get("name") == username and "admin" in authentication:
             return True  # authenticate() already checked approval against the store
-        account = await asyncio.to_thread(lambda: self.store.get(username))  # the first call opens the store
+        account = await asyncio.to_thread(
+            lambda: self.store.get(username)
+        )  # the first call opens the store
         return bool(account and account.approved) or username in self.admin_users
 
     async def authenticate(self, handler, data):
@@ -156,7 +172,9 @@ class MLWorkshopAuthenticator(Authenticator):
         except BadUsername:
             return None
         password = data.get("password", "")
-        await self.require_proxy(handler)  # the login handler checked already; this is the one that counts
+        await self.require_proxy(
+            handler
+        )  # the login handler checked already; this is the one that counts
         result = await password_work(
             self.store.check_login, username, password, client_address(handler), self.policy
         )
@@ -180,8 +198,11 @@ class MLWorkshopAuthenticator(Authenticator):
             try:
                 self._proxy_uid = pwd.getpwnam(self.proxy_account).pw_uid
             except KeyError:
-                self.log.error("The proxy's account %s does not exist: password forms refuse every "
-                               "connection. Start the hub with `mlworkshop up`, which makes it.", self.proxy_account)
+                self.log.error(
+                    "The proxy's account %s does not exist: password forms refuse every "
+                    "connection. Start the hub with `mlworkshop up`, which makes it.",
+                    self.proxy_account,
+                )
                 self._proxy_uid = -1
         return self._proxy_uid
 
@@ -202,10 +223,16 @@ class MLWorkshopAuthenticator(Authenticator):
         """Forms that take a password answer only through the proxy: straight to the hub's loopback
         port, a local account could send any X-Forwarded-For and dodge (or aim) the lockout."""
         if not await self.through_proxy(handler):
-            self.log.warning("Refused %s %s from %s: not through the proxy", handler.request.method,
-                             handler.request.path, _peer_ip(handler.request))
+            self.log.warning(
+                "Refused %s %s from %s: not through the proxy",
+                handler.request.method,
+                handler.request.path,
+                _peer_ip(handler.request),
+            )
             where = self.public_url or "the hub's address"
-            raise web.HTTPError(403, f"Sign in through the hub's address, {where}, not its internal port.")
+            raise web.HTTPError(
+                403, f"Sign in through the hub's address, {where}, not its internal port."
+            )
 
     def delete_user(self, user) -> None:
         """Deleting a hub user (admin page, API) deletes the account; files stay on disk."""
@@ -292,7 +319,9 @@ class AccountsHandler(_Page):
     @needs_scope("admin:users")  # admins have it by their role; a role can give it to an assistant
     async def get(self):
         accounts = await asyncio.to_thread(self.mlw_auth.store.list)
-        await self.page("accounts.html", accounts=accounts, message=self.get_argument("message", None))
+        await self.page(
+            "accounts.html", accounts=accounts, message=self.get_argument("message", None)
+        )
 
 
 class AccountActionHandler(_ThroughProxyOnly, _Page):
@@ -303,12 +332,17 @@ class AccountActionHandler(_ThroughProxyOnly, _Page):
         try:
             if action == "approve":
                 await asyncio.to_thread(store.approve, name)
-                self.user_from_username(name)  # a hub user now (groups can be set before first login)
+                self.user_from_username(
+                    name
+                )  # a hub user now (groups can be set before first login)
                 message = f"Approved {name}."
             else:
                 password = self.get_body_argument("password", "", strip=False)
                 check_password_rules(
-                    password, self.mlw_auth.min_password_length, self.mlw_auth.check_common_passwords, name
+                    password,
+                    self.mlw_auth.min_password_length,
+                    self.mlw_auth.check_common_passwords,
+                    name,
                 )
                 await password_work(store.set_password, name, password)
                 message = f"New password set for {name}."
@@ -333,7 +367,11 @@ class ChangePasswordHandler(_ThroughProxyOnly, _Page):
         new = self.get_body_argument("new_password", "", strip=False)
         confirm = self.get_body_argument("new_password_confirm", "", strip=False)
         result = await password_work(
-            auth.store.check_login, name, current, client_address(self, await auth.through_proxy(self)), auth.policy
+            auth.store.check_login,
+            name,
+            current,
+            client_address(self, await auth.through_proxy(self)),
+            auth.policy,
         )
         error = None
         if result.outcome not in (LoginOutcome.OK, LoginOutcome.NOT_APPROVED):
@@ -342,10 +380,14 @@ class ChangePasswordHandler(_ThroughProxyOnly, _Page):
             error = "The two new passwords do not match."
         else:
             try:
-                check_password_rules(new, auth.min_password_length, auth.check_common_passwords, name)
+                check_password_rules(
+                    new, auth.min_password_length, auth.check_common_passwords, name
+                )
                 await password_work(auth.store.set_password, name, new)
             except WeakPassword as exc:
                 error = str(exc)
         if error:
             self.set_status(400)
-        await self.page("change-password.html", message=None if error else "Password changed.", error=error)
+        await self.page(
+            "change-password.html", message=None if error else "Password changed.", error=error
+        )

@@ -47,19 +47,33 @@ class UserCgroups:
         """Before the server's process exists: its account's group, with these limits. Returns
         the folders the server's process joins (none: no cgroup, with one warning per hub)."""
         if account is None or os.geteuid() != 0:
-            _warn_once(self.log, "root", "The hub is not running as root: users' servers get no cgroup, so "
-                       "nothing but their good manners limits their memory, CPU and processes.")
+            _warn_once(
+                self.log,
+                "root",
+                "The hub is not running as root: users' servers get no cgroup, so "
+                "nothing but their good manners limits their memory, CPU and processes.",
+            )
             return []
         hierarchy = cgroups.detect()
         if hierarchy is None:
-            _warn_once(self.log, "none", "No cgroup controllers are mounted (looked in /proc/self/mounts): "
-                       "users' memory, CPU and process limits are NOT enforced. Mount the memory, cpu "
-                       "and pids controllers (cgroup v1) or a cgroup2 tree with them enabled.")
+            _warn_once(
+                self.log,
+                "none",
+                "No cgroup controllers are mounted (looked in /proc/self/mounts): "
+                "users' memory, CPU and process limits are NOT enforced. Mount the memory, cpu "
+                "and pids controllers (cgroup v1) or a cgroup2 tree with them enabled.",
+            )
             return []
-        missing = [c for c in cgroups.V2_CONTROLLERS if hierarchy.version == 1 and c not in hierarchy.roots]
+        missing = [
+            c for c in cgroups.V2_CONTROLLERS if hierarchy.version == 1 and c not in hierarchy.roots
+        ]
         if missing:
-            _warn_once(self.log, "missing", "cgroup v1 controllers %s are not mounted: those limits are not "
-                       "enforced.", ", ".join(missing))
+            _warn_once(
+                self.log,
+                "missing",
+                "cgroup v1 controllers %s are not mounted: those limits are not enforced.",
+                ", ".join(missing),
+            )
         try:
             dirs = await asyncio.to_thread(cgroups.ensure, hierarchy, account, limits)
         except cgroups.CgroupError as exc:
@@ -68,10 +82,17 @@ class UserCgroups:
                 f"Your server could not be given its memory and CPU limits ({exc}). Ask an "
                 "administrator to check the hub's log."
             ) from None
-        self.log.info("%s's server runs in cgroup %s/%s (memory %s, CPUs %s, processes %s)", user,
-                      cgroups.PARENT, account,
-                      "unlimited" if limits.memory_bytes is None else cgroups.describe_bytes(limits.memory_bytes),
-                      "unlimited" if limits.cpu_cores is None else f"{limits.cpu_cores:g}", limits.pids)
+        self.log.info(
+            "%s's server runs in cgroup %s/%s (memory %s, CPUs %s, processes %s)",
+            user,
+            cgroups.PARENT,
+            account,
+            "unlimited"
+            if limits.memory_bytes is None
+            else cgroups.describe_bytes(limits.memory_bytes),
+            "unlimited" if limits.cpu_cores is None else f"{limits.cpu_cores:g}",
+            limits.pids,
+        )
         return [str(d) for d in dirs]
 
     async def remove(self, user: str, account: str | None) -> None:
@@ -81,7 +102,9 @@ class UserCgroups:
             return
         kills = cgroups.oom_kills(hierarchy, account)
         if kills:
-            self.log.warning("%s's server: the out-of-memory killer stopped %d of its processes", user, kills)
+            self.log.warning(
+                "%s's server: the out-of-memory killer stopped %d of its processes", user, kills
+            )
         try:
             await asyncio.to_thread(cgroups.remove, hierarchy, account)
         except cgroups.CgroupError as exc:

@@ -17,8 +17,8 @@ from ..config import MLWorkshopConfig
 from ..fastpath.protocol import PROVISIONER_NAME, SINGLEUSER_MODULE, SOCKET_ENV
 from ..site import Site
 from .auth import TEMPLATES
-from .service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, isolating, setpriv_command
 from .hublog import LOG_SOURCES
+from .service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, isolating, setpriv_command
 from .tls import proxy_tls_files
 
 CLI_SERVICE = "mlworkshop-cli"
@@ -40,7 +40,9 @@ def public_url(cfg: MLWorkshopConfig) -> str:
     """The hub's address as people type it (a wildcard listen address names no host)."""
     host = cfg.hub.ip if cfg.hub.ip not in ("", "0.0.0.0", "::") else "<this machine>"
     host = f"[{host}]" if ":" in host else host
-    return f"{'https' if cfg.hub.https.enabled else 'http'}://{host}:{cfg.hub.port}{cfg.hub.base_url}"
+    return (
+        f"{'https' if cfg.hub.https.enabled else 'http'}://{host}:{cfg.hub.port}{cfg.hub.base_url}"
+    )
 
 
 def proxy_arguments(cfg: MLWorkshopConfig) -> list[str]:
@@ -73,8 +75,12 @@ def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     # a root hub's proxy runs as an account of its own (hub/service_accounts.py); the hub tells its
     # connections from anyone else's by that account (hub/peer.py)
     proxy = proxy_command() + proxy_arguments(cfg)
-    c.ConfigurableHTTPProxy.command = setpriv_command(PROXY_ACCOUNT, proxy) if isolating() else proxy
-    if cfg.hub.https.enabled:  # the proxy terminates TLS, from the copy `up` made for it (hub/tls.py)
+    c.ConfigurableHTTPProxy.command = (
+        setpriv_command(PROXY_ACCOUNT, proxy) if isolating() else proxy
+    )
+    if (
+        cfg.hub.https.enabled
+    ):  # the proxy terminates TLS, from the copy `up` made for it (hub/tls.py)
         cert, key = proxy_tls_files(site)
         c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = str(cert), str(key)
     c.ConfigurableHTTPProxy.pid_file = str(site.state / "proxy.pid")
@@ -131,10 +137,15 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
     s.preload = cfg.spawner.local.preload
     s.nice = cfg.spawner.local.nice
-    s.max_processes = cfg.spawner.local.max_processes  # memory and CPUs: the spawn profile's (cgroup_limits)
+    s.max_processes = (
+        cfg.spawner.local.max_processes
+    )  # memory and CPUs: the spawn profile's (cgroup_limits)
     if cfg.spawner.local.preload and cfg.spawner.local.fork_kernels:
-        s.environment = {SOCKET_ENV: str(site.kernel_socket), "JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME,
-                         **s.environment}
+        s.environment = {
+            SOCKET_ENV: str(site.kernel_socket),
+            "JUPYTER_DEFAULT_PROVISIONER_NAME": PROVISIONER_NAME,
+            **s.environment,
+        }
 
 
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
@@ -148,25 +159,38 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     # scope does it. The flag, not an `admin` role entry in load_roles: with auth.admin_users set,
     # such an entry would make the admin role's users exactly admin_users and take admin away from
     # everyone promoted with the CLI at the next start. (The hub logs that the flag is deprecated.)
-    services = [{"name": CLI_SERVICE, "api_token": site.read_secret("cli_api_token"), "admin": True}]
-    roles = [{
-        "name": "mlworkshop-cli",
-        "scopes": ["admin:users", "admin:servers", "list:users", "read:users"],
-        "services": [CLI_SERVICE],
-    }]
+    services = [
+        {"name": CLI_SERVICE, "api_token": site.read_secret("cli_api_token"), "admin": True}
+    ]
+    roles = [
+        {
+            "name": "mlworkshop-cli",
+            "scopes": ["admin:users", "admin:servers", "list:users", "read:users"],
+            "services": [CLI_SERVICE],
+        }
+    ]
     if cfg.culler.enabled:
-        services.append({
-            "name": CULLER_SERVICE,
-            "command": [sys.executable, "-m", "mlworkshop.hub.culler",
-                        f"--timeout={cfg.culler.timeout}", f"--cull-every={cfg.culler.every}"],
-            "cwd": "/",  # not the hub's (<site>/state), which the culler's account cannot enter
-            **({"user": CULLER_ACCOUNT} if isolating() else {}),
-        })
-        roles.append({
-            "name": "idle-culler",
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-            "services": [CULLER_SERVICE],
-        })
+        services.append(
+            {
+                "name": CULLER_SERVICE,
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "mlworkshop.hub.culler",
+                    f"--timeout={cfg.culler.timeout}",
+                    f"--cull-every={cfg.culler.every}",
+                ],
+                "cwd": "/",  # not the hub's (<site>/state), which the culler's account cannot enter
+                **({"user": CULLER_ACCOUNT} if isolating() else {}),
+            }
+        )
+        roles.append(
+            {
+                "name": "idle-culler",
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "services": [CULLER_SERVICE],
+            }
+        )
     usage = usage_service_config(cfg, site)  # nothing when usage.enabled is false
     c.JupyterHub.services = services + usage.services
     c.JupyterHub.load_roles = roles + usage.roles
@@ -174,8 +198,13 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
         c.JupyterHub.custom_scopes = usage.custom_scopes
         c.JupyterHub.extra_user_scopes = usage.extra_user_scopes
         # the hub pages' budget note (an admin's own announcement, in jupyterhub_config.d/, wins)
-        c.JupyterHub.template_vars = {"announcement": UsageAnnouncement(
-            settings_key(cfg.usage.model_dump(mode="json")), site.usage_db_url(cfg), cfg.hub.base_url)}
+        c.JupyterHub.template_vars = {
+            "announcement": UsageAnnouncement(
+                settings_key(cfg.usage.model_dump(mode="json")),
+                site.usage_db_url(cfg),
+                cfg.hub.base_url,
+            )
+        }
 
 
 def configure(c: Config, cfg: MLWorkshopConfig, site: Site) -> Config:

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from traitlets import Bool, Dict, List, Unicode
-from traitlets.config import Config
-
 import docker.errors
 from dockerspawner import DockerSpawner
+from traitlets import Bool, Dict, List, Unicode
+from traitlets.config import Config
 
 from ..config import MLWorkshopConfig
 from ..config.docker import image_for_profile
@@ -163,26 +162,45 @@ def explain_engine_error(exc: BaseException, *, url: str, image: str, container:
     text = str(exc)
     low = text.lower()
     if "no space left" in low:
-        return (f"The container engine ran out of disk space while starting {container} ({text.strip()[:300]}). "
-                "Free space on the engine's storage: remove unused images and containers "
-                "(`podman system prune` or `docker system prune`), or move its storage to a bigger disk.")
-    if isinstance(exc, (requests.exceptions.ConnectionError, FileNotFoundError, ConnectionError)) or (
-        isinstance(exc, docker.errors.DockerException) and not isinstance(exc, docker.errors.APIError)
+        return (
+            f"The container engine ran out of disk space while starting {container} ({text.strip()[:300]}). "
+            "Free space on the engine's storage: remove unused images and containers "
+            "(`podman system prune` or `docker system prune`), or move its storage to a bigger disk."
+        )
+    if isinstance(
+        exc, (requests.exceptions.ConnectionError, FileNotFoundError, ConnectionError)
+    ) or (
+        isinstance(exc, docker.errors.DockerException)
+        and not isinstance(exc, docker.errors.APIError)
         and ("connection" in low or "no such file" in low or "refused" in low)
     ):
-        return (f"The container engine at {url} is not reachable ({text.strip()[:200]}). "
-                "Start it (Docker: `systemctl start docker`; podman: `bash scripts/podman-setup.sh` or "
-                "`systemctl start podman.socket`) or set spawner.docker.url to its socket.")
-    if isinstance(exc, docker.errors.ImageNotFound) or (
-        isinstance(exc, docker.errors.APIError) and exc.status_code == 404 and "image" in low
-    ) or (isinstance(exc, docker.errors.APIError) and ("pull access denied" in low or "manifest unknown" in low
-                                                       or "initializing source" in low)):
-        return (f"The image {image} is not on the container host and could not be pulled. "
-                f"Build it with `mlworkshop images build`, or load the offline copy with "
-                f"`mlworkshop images load` (images/*.tar.gz); or list another image in spawner.docker.images.")
+        return (
+            f"The container engine at {url} is not reachable ({text.strip()[:200]}). "
+            "Start it (Docker: `systemctl start docker`; podman: `bash scripts/podman-setup.sh` or "
+            "`systemctl start podman.socket`) or set spawner.docker.url to its socket."
+        )
+    if (
+        isinstance(exc, docker.errors.ImageNotFound)
+        or (isinstance(exc, docker.errors.APIError) and exc.status_code == 404 and "image" in low)
+        or (
+            isinstance(exc, docker.errors.APIError)
+            and (
+                "pull access denied" in low
+                or "manifest unknown" in low
+                or "initializing source" in low
+            )
+        )
+    ):
+        return (
+            f"The image {image} is not on the container host and could not be pulled. "
+            f"Build it with `mlworkshop images build`, or load the offline copy with "
+            f"`mlworkshop images load` (images/*.tar.gz); or list another image in spawner.docker.images."
+        )
     if isinstance(exc, docker.errors.APIError) and exc.status_code == 409:
-        return (f"A container named {container} already exists ({text.strip()[:200]}). Remove it "
-                f"(`docker rm -f {container}` / `podman rm -f {container}`) or change spawner.docker.name_template.")
+        return (
+            f"A container named {container} already exists ({text.strip()[:200]}). Remove it "
+            f"(`docker rm -f {container}` / `podman rm -f {container}`) or change spawner.docker.name_template."
+        )
     return None
 
 
@@ -191,21 +209,35 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
 
     backend_name = "docker"
 
-    container_home = Unicode("/home/jovyan", help="The user's folder inside the container.").tag(config=True)
-    run_as = Unicode("auto", help="uid:gid to run as; auto: the user's account (root hub) or the hub's uid.").tag(config=True)
-    group_add = List(Unicode(), default_value=["100"], help="Extra numeric groups in the container.").tag(config=True)
-    host_site_dir = Unicode("", help="The site folder's path on the engine's host, if not the same.").tag(config=True)
+    container_home = Unicode("/home/jovyan", help="The user's folder inside the container.").tag(
+        config=True
+    )
+    run_as = Unicode(
+        "auto", help="uid:gid to run as; auto: the user's account (root hub) or the hub's uid."
+    ).tag(config=True)
+    group_add = List(
+        Unicode(), default_value=["100"], help="Extra numeric groups in the container."
+    ).tag(config=True)
+    host_site_dir = Unicode(
+        "", help="The site folder's path on the engine's host, if not the same."
+    ).tag(config=True)
     profile_images = Dict(help="Profile slug or kind -> image reference.").tag(config=True)
-    auto_hub_connect_url = Bool(True, help="Find the hub's address from the network's gateway.").tag(config=True)
-    host_network = Bool(False, help="Containers use the host's network (a free port each).").tag(config=True)
+    auto_hub_connect_url = Bool(
+        True, help="Find the hub's address from the network's gateway."
+    ).tag(config=True)
+    host_network = Bool(False, help="Containers use the host's network (a free port each).").tag(
+        config=True
+    )
     nvidia_devices = Unicode(
         "auto", help="device_requests, cdi (nvidia.com/gpu=N, podman) or auto (cdi on podman)."
     ).tag(config=True)
     wait_until_ready = Bool(
-        True, help="Return from start() once the server answers HTTP (else JupyterHub's back-off finds it)."
+        True,
+        help="Return from start() once the server answers HTTP (else JupyterHub's back-off finds it).",
     ).tag(config=True)
     static_devices = List(
-        Dict(), help="Devices every server gets, as [{kind, index}] (tests; hosts without the allocator)."
+        Dict(),
+        help="Devices every server gets, as [{kind, index}] (tests; hosts without the allocator).",
     ).tag(config=True)
 
     # --- hooks --------------------------------------------------------------------
@@ -226,7 +258,9 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         cpu, mem = self._base_limits
         if profile is not None:
             cpu = _stricter(cpu, profile.cpu_limit)
-            mem = _stricter(mem, None if profile.mem_limit is None else parse_bytes(profile.mem_limit))
+            mem = _stricter(
+                mem, None if profile.mem_limit is None else parse_bytes(profile.mem_limit)
+            )
         self.cpu_limit, self.mem_limit = cpu, mem
 
     def host_path(self, path: Path) -> str:
@@ -254,12 +288,20 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         home = self.container_home.rstrip("/")
         volumes = {self.host_path(workspace.home / "work"): {"bind": f"{home}/work", "mode": "rw"}}
         for kind in CONTENT_KINDS:
-            volumes[self.host_path(Path(self.content_dir) / kind)] = {"bind": f"{home}/{kind}", "mode": "ro"}
+            volumes[self.host_path(Path(self.content_dir) / kind)] = {
+                "bind": f"{home}/{kind}",
+                "mode": "ro",
+            }
         if is_admin:
-            volumes[self.host_path(site / "submissions")] = {"bind": f"{home}/submissions", "mode": "ro"}
+            volumes[self.host_path(site / "submissions")] = {
+                "bind": f"{home}/submissions",
+                "mode": "ro",
+            }
         else:
             volumes[self.host_path(site / "submissions" / self.user.name)] = {
-                "bind": f"{home}/submissions", "mode": "rw"}
+                "bind": f"{home}/submissions",
+                "mode": "rw",
+            }
         return volumes
 
     def pick_image(self) -> str:
@@ -270,7 +312,8 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         if name:
             if name not in allowed:
                 raise ContainerStartError(
-                    f"Image {name!r} is not one of the configured images ({', '.join(allowed) or 'none'}).")
+                    f"Image {name!r} is not one of the configured images ({', '.join(allowed) or 'none'})."
+                )
             return allowed[name]
         return image_for_profile(self.profile_images, options.get("profile"), self.image)
 
@@ -280,8 +323,12 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         port = urlparse(self.hub.api_url).port or 8081
         gateway = None
         try:
-            network = await self.docker("inspect_network", "podman" if await self._is_podman() and
-                                        self.network_name == "bridge" else self.network_name)
+            network = await self.docker(
+                "inspect_network",
+                "podman"
+                if await self._is_podman() and self.network_name == "bridge"
+                else self.network_name,
+            )
             for entry in (network.get("IPAM") or {}).get("Config") or []:
                 if entry.get("Gateway") and ":" not in entry["Gateway"]:
                     gateway = entry["Gateway"]
@@ -325,7 +372,9 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
 
     async def create_object(self):
         configured_create, configured_host = self.extra_create_kwargs, self.extra_host_config
-        self.extra_create_kwargs = _merge(self._create_extra, await self._configured(configured_create))
+        self.extra_create_kwargs = _merge(
+            self._create_extra, await self._configured(configured_create)
+        )
         self.extra_host_config = _merge(self._host_extra, await self._configured(configured_host))
         try:
             return await super().create_object()
@@ -347,7 +396,9 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         """The container's CPU and memory, from the engine's stats (nothing once it is gone)."""
         if dead or not self.container_id:
             return None
-        return container_reading(self.client_kwargs.get("base_url"), self.name or "", self.container_id)
+        return container_reading(
+            self.client_kwargs.get("base_url"), self.name or "", self.container_id
+        )
 
     async def start_backend(self, granted):
         url = self.client_kwargs.get("base_url", "")
@@ -366,7 +417,9 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
             raise
         except Exception as exc:  # noqa: BLE001 - turned into a message the admin can act on
             await self.remove_failed()
-            message = explain_engine_error(exc, url=url, image=self.image, container=self.object_name)
+            message = explain_engine_error(
+                exc, url=url, image=self.image, container=self.object_name
+            )
             if message is None:
                 raise
             self.log.error("Starting %s's container failed: %s", self.user.name, message)
@@ -379,9 +432,14 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         is_admin = bool(self.user.admin)
         uid, gid = self.user_ids(workspace)
         if uid == 0:
-            raise ContainerStartError("User servers must not run as root: set spawner.docker.user to a uid:gid.")
+            raise ContainerStartError(
+                "User servers must not run as root: set spawner.docker.user to a uid:gid."
+            )
         if workspace.account is None and os.geteuid() == 0:
-            for path in (workspace.home / "work", Path(self.site_root) / "submissions" / self.user.name):
+            for path in (
+                workspace.home / "work",
+                Path(self.site_root) / "submissions" / self.user.name,
+            ):
                 os.chown(path, uid, gid)
             os.chmod(workspace.home / "work", 0o700)
         groups = list(self.group_add)
@@ -396,13 +454,19 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         self.image = self.pick_image()
         devices = self.accelerator_devices()
         cdi = self.nvidia_devices == "cdi" or (
-            self.nvidia_devices == "auto" and any(d.kind == "nvidia" for d in devices) and await self._is_podman())
+            self.nvidia_devices == "auto"
+            and any(d.kind == "nvidia" for d in devices)
+            and await self._is_podman()
+        )
         acc = accelerator_host_config(devices, cdi)
         self._device_env = acc["environment"]
         self.volumes = {**self.workspace_volumes(workspace, is_admin), **acc["volumes"]}
         self.read_only_volumes = {}
-        self._create_extra = {"user": f"{uid}:{gid}", "labels": self.labels(),
-                              "working_dir": self.container_home}
+        self._create_extra = {
+            "user": f"{uid}:{gid}",
+            "labels": self.labels(),
+            "working_dir": self.container_home,
+        }
         # removed by stop() (remove: true) or after a failed start, not by the engine the moment
         # it exits: a server that dies while starting keeps its output for the error message
         host: dict[str, Any] = {"group_add": groups, "auto_remove": False, **acc["host_config"]}
@@ -413,7 +477,9 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
             self.port = random_port()
         self._host_extra = host
         if devices:
-            self.log.info("%s's container gets %s", self.user.name, ", ".join(d.label for d in devices))
+            self.log.info(
+                "%s's container gets %s", self.user.name, ", ".join(d.label for d in devices)
+            )
 
     ready_poll_interval = 0.05  # seconds between two looks at a starting server
 
@@ -437,7 +503,7 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
                     writer.close()
                 if line.startswith(b"HTTP/"):
                     return
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
             if loop.time() >= next_poll:
                 next_poll = loop.time() + 1.0
@@ -450,11 +516,13 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
                         pass
                     raise ContainerStartError(
                         f"{self.user.name}'s container {self.object_name} exited while starting "
-                        f"(image {self.image}). Its last output:\n{logs or '(none)'}")
+                        f"(image {self.image}). Its last output:\n{logs or '(none)'}"
+                    )
             await asyncio.sleep(self.ready_poll_interval)
         raise ContainerStartError(
             f"{self.user.name}'s server in {self.object_name} did not answer within {self.start_timeout} s "
-            f"(image {self.image}); see `docker logs {self.object_name}`.")
+            f"(image {self.image}); see `docker logs {self.object_name}`."
+        )
 
     async def check_name_is_ours(self) -> None:
         """A container with our name but not our labels is someone else's: never remove it."""
@@ -463,12 +531,16 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         except docker.errors.NotFound:
             return
         labels = (existing.get("Config") or {}).get("Labels") or {}
-        if labels.get(LABEL_SITE) != str(self.site_root) or labels.get(LABEL_USER) != self.user.name:
+        if (
+            labels.get(LABEL_SITE) != str(self.site_root)
+            or labels.get(LABEL_USER) != self.user.name
+        ):
             owner = labels.get(LABEL_SITE) or "not made by mlworkshop"
             raise ContainerStartError(
                 f"A container named {self.object_name} already exists and is not this hub's ({owner}). "
                 f"Remove it (`docker rm -f {self.object_name}` / `podman rm -f {self.object_name}`) or set "
-                "spawner.docker.name_template to a pattern no other hub uses.")
+                "spawner.docker.name_template to a pattern no other hub uses."
+            )
 
     async def remove_failed(self) -> None:
         """After a failed start: remove the container we made (never one that is not ours)."""
@@ -477,7 +549,10 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         except Exception:  # noqa: BLE001 - nothing there, or the engine is gone
             return
         labels = (existing.get("Config") or {}).get("Labels") or {}
-        if labels.get(LABEL_SITE) != str(self.site_root) or labels.get(LABEL_USER) != self.user.name:
+        if (
+            labels.get(LABEL_SITE) != str(self.site_root)
+            or labels.get(LABEL_USER) != self.user.name
+        ):
             return
         try:
             await self.docker("remove_container", existing["Id"], v=True, force=True)

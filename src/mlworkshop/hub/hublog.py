@@ -33,10 +33,16 @@ from pathlib import Path
 from ..userlogs import MAX_BYTES, UserLogError, open_user_log, rotated
 
 HUB, PROXY, USAGE = "hub.log", "proxy.log", "usage.log"
-LOG_SOURCES = ("hub", "proxy", "usage")  # `mlworkshop logs NAME` for these files: reserved, never a user's name
+LOG_SOURCES = (
+    "hub",
+    "proxy",
+    "usage",
+)  # `mlworkshop logs NAME` for these files: reserved, never a user's name
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_RECORD = re.compile(rb"^(?:\[[DIWEC] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.,]\d+ (?P<name>\S+?)[ \]]"
-                     rb"|\S+ \[(?P<proxy>ConfigProxy)\] )")
+_RECORD = re.compile(
+    rb"^(?:\[[DIWEC] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.,]\d+ (?P<name>\S+?)[ \]]"
+    rb"|\S+ \[(?P<proxy>ConfigProxy)\] )"
+)
 
 
 def source_of(line: bytes, previous: str | None) -> str | None:
@@ -78,7 +84,7 @@ class Tee:
     def _write(self, fd: int | None, data: bytes) -> bool:
         try:
             while data and fd is not None:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
             return True
         except OSError:
             return False
@@ -136,8 +142,13 @@ def start_tee(logs: Path) -> str | None:
     rotate(logs)
     read_end, write_end = os.pipe()
     try:
-        subprocess.Popen([sys.executable, "-m", "mlworkshop.hub.hublog", str(logs)], stdin=read_end,
-                         close_fds=True, cwd="/", preexec_fn=ignore_stop_signals)
+        subprocess.Popen(
+            [sys.executable, "-m", "mlworkshop.hub.hublog", str(logs)],
+            stdin=read_end,
+            close_fds=True,
+            cwd="/",
+            preexec_fn=ignore_stop_signals,
+        )
     except OSError as exc:
         os.close(read_end)
         os.close(write_end)

@@ -23,7 +23,14 @@ from sqlalchemy.orm import object_session
 from traitlets import Bool, Dict, Float, Integer, TraitError, Unicode, default, validate
 
 from .. import cgroups
-from ..accelerators import Grant, InvalidChoice, NoDeviceFree, OverLimit, render_options_form, validate_choice
+from ..accelerators import (
+    Grant,
+    InvalidChoice,
+    NoDeviceFree,
+    OverLimit,
+    render_options_form,
+    validate_choice,
+)
 from ..accelerators import options_from_form as profile_from_form
 from ..config.accelerators import AcceleratorsConfig
 from ..config.usage import UsageConfig
@@ -147,7 +154,9 @@ class WorkshopSpawner(Spawner):
     isolate_users = Bool(
         True, help="Run each server as the user's own system account (needs a root hub)."
     ).tag(config=True)
-    max_concurrent_starts = Integer(4, help="Servers starting at once; the rest wait in line.").tag(config=True)
+    max_concurrent_starts = Integer(4, help="Servers starting at once; the rest wait in line.").tag(
+        config=True
+    )
     accelerators = Dict(
         help="The accelerators section of mlworkshop.yaml (mode, inventory, limits, profiles, device "
         "groups), as a dict; checked like the file (mlworkshop.config.accelerators).",
@@ -159,10 +168,13 @@ class WorkshopSpawner(Spawner):
         help="The usage section of mlworkshop.yaml (enabled, quotas, failover_open ...), as a dict; "
         "checked like the file (mlworkshop.config.usage).",
     ).tag(config=True)
-    usage_db_url = Unicode("", help="The usage database's URL (sessions, samples, quotas).").tag(config=True)
+    usage_db_url = Unicode("", help="The usage database's URL (sessions, samples, quotas).").tag(
+        config=True
+    )
     stale_devices_every = Float(
-        60, help="Seconds between two rounds of the hub-level task that frees devices held by servers "
-        "that no longer run (0: only when a grant finds a kind all taken)."
+        60,
+        help="Seconds between two rounds of the hub-level task that frees devices held by servers "
+        "that no longer run (0: only when a grant finds a kind all taken).",
     ).tag(config=True)
 
     @validate("accelerators")
@@ -176,7 +188,9 @@ class WorkshopSpawner(Spawner):
     workspace: Workspace | None = None
     accelerator_grant: Grant | None = None
     cgroup_dirs: list[str] = []  # what the server's process joins (empty: no cgroup)
-    _usage_cpu_base: float | None = None  # the account's cgroup CPU counter before this server joined
+    _usage_cpu_base: float | None = (
+        None  # the account's cgroup CPU counter before this server joined
+    )
     _queue_ticket_state: str = ""
     _step_times: dict[str, float] | None = None  # when each step of the current start ended
     # what the post-stop hook needs to name an end (stopped / died / lost)
@@ -189,9 +203,13 @@ class WorkshopSpawner(Spawner):
     @property
     def hub_accelerators(self) -> HubAccelerators:
         acc = hub_accelerators(settings_key(self.accelerators), self.hub_db_url)
-        users = self.user.settings.get("users")  # the hub's own (absent: a spawner built outside a hub)
+        users = self.user.settings.get(
+            "users"
+        )  # the hub's own (absent: a spawner built outside a hub)
         if acc.allocator is not None and acc.stale is None and users is not None:
-            acc.stale = StaleDevices(acc.allocator, hub_server_alive(users), self.stale_devices_every, self.log)
+            acc.stale = StaleDevices(
+                acc.allocator, hub_server_alive(users), self.stale_devices_every, self.log
+            )
         if acc.stale is not None:
             try:
                 acc.stale.start()
@@ -204,7 +222,12 @@ class WorkshopSpawner(Spawner):
         return hub_usage(settings_key(self.usage), self.usage_db_url)
 
     def who(self) -> Who:
-        return Who(self.user.name, tuple(g.name for g in self.user.groups), bool(self.user.admin), self.name or "")
+        return Who(
+            self.user.name,
+            tuple(g.name for g in self.user.groups),
+            bool(self.user.admin),
+            self.name or "",
+        )
 
     @property
     def runs_as_root(self) -> bool:
@@ -317,8 +340,9 @@ class WorkshopSpawner(Spawner):
             return  # a named server going away is not its user going away
         from .removal import remove_system_account
 
-        problems = await asyncio.to_thread(remove_system_account, self.account_name(),
-                                           Path(self.site_root) / "state")
+        problems = await asyncio.to_thread(
+            remove_system_account, self.account_name(), Path(self.site_root) / "state"
+        )
         for problem in problems:
             self.log.error("Removing %s: %s", self.user.name, problem)
 
@@ -329,7 +353,9 @@ class WorkshopSpawner(Spawner):
         choice = (self.user_options or {}).get("profile")
         try:
             if not acc.devices:  # nothing to hand out: no thread or database on the start path
-                self.accelerator_grant = acc.grant(who, validate_choice(choice, acc.profiles(who, False)))
+                self.accelerator_grant = acc.grant(
+                    who, validate_choice(choice, acc.profiles(who, False))
+                )
                 return self.accelerator_grant
             profile = validate_choice(choice, await asyncio.to_thread(acc.profiles, who, False))
             try:
@@ -343,7 +369,11 @@ class WorkshopSpawner(Spawner):
             self._forget_choice(str(exc))
             raise refuse(str(exc), 400 if isinstance(exc, InvalidChoice) else 409) from None
         if self.accelerator_grant.devices:
-            self.log.info("%s gets %s", self.user.name, [f"{d.kind}:{d.index}" for d in self.accelerator_grant.devices])
+            self.log.info(
+                "%s gets %s",
+                self.user.name,
+                [f"{d.kind}:{d.index}" for d in self.accelerator_grant.devices],
+            )
         return self.accelerator_grant
 
     async def release_devices(self) -> None:
@@ -360,8 +390,14 @@ class WorkshopSpawner(Spawner):
         site = Path(self.site_root)
         try:
             self.workspace = await asyncio.to_thread(
-                prepare_workspace, site / "users", site / "submissions", Path(self.content_dir),
-                self.user.name, bool(self.user.admin), self.account_name(), self.admin_group,
+                prepare_workspace,
+                site / "users",
+                site / "submissions",
+                Path(self.content_dir),
+                self.user.name,
+                bool(self.user.admin),
+                self.account_name(),
+                self.admin_group,
             )
         except (OSError, WorkspaceError) as exc:
             self.log.error("Workspace for %s could not be prepared: %s", self.user.name, exc)
@@ -379,12 +415,16 @@ class WorkshopSpawner(Spawner):
         limits = self.cgroup_limits()
         if limits is None:
             return []
-        self.cgroup_dirs = await UserCgroups(self.log).make(self.user.name, self.account_name(), limits)
+        self.cgroup_dirs = await UserCgroups(self.log).make(
+            self.user.name, self.account_name(), limits
+        )
         try:
             if self.cgroup_dirs and self.hub_usage.enabled and not self._other_servers():
                 from ..usage.collector import cgroup_cpu_seconds
 
-                self._usage_cpu_base = await asyncio.to_thread(cgroup_cpu_seconds, self.account_name())
+                self._usage_cpu_base = await asyncio.to_thread(
+                    cgroup_cpu_seconds, self.account_name()
+                )
         except Exception as exc:  # noqa: BLE001 - never into the spawn path
             self.log.warning("Usage: no CPU counter for %s's server: %s", self.user.name, exc)
         return self.cgroup_dirs
@@ -419,7 +459,12 @@ class WorkshopSpawner(Spawner):
         try:
             await asyncio.to_thread(usage.opened, self.who(), **facts)
         except Exception as exc:  # noqa: BLE001 - never into the spawn path
-            self.log.error("Usage: could not record the start of %s's server %r: %s", self.user.name, self.name, exc)
+            self.log.error(
+                "Usage: could not record the start of %s's server %r: %s",
+                self.user.name,
+                self.name,
+                exc,
+            )
 
     async def usage_last_sample(self, dead: bool = False) -> None:
         """A last sample of this server's processes: the hub is about to stop them (or found the
@@ -433,7 +478,12 @@ class WorkshopSpawner(Spawner):
             if sample is not None:
                 await asyncio.to_thread(usage.last_sample, self.who(), sample)
         except Exception as exc:  # noqa: BLE001 - never into the stop path
-            self.log.error("Usage: could not take the last sample of %s's server %r: %s", self.user.name, self.name, exc)
+            self.log.error(
+                "Usage: could not take the last sample of %s's server %r: %s",
+                self.user.name,
+                self.name,
+                exc,
+            )
 
     async def usage_closed(self, reason: str) -> None:
         usage = self.hub_usage
@@ -442,9 +492,16 @@ class WorkshopSpawner(Spawner):
         try:
             closed = await asyncio.to_thread(usage.closed, self.who(), reason)
             if closed is not None and closed.end_reason != "stopped":
-                self.log.info("Usage: %s's server %r ended (%s)", self.user.name, self.name, closed.end_reason)
+                self.log.info(
+                    "Usage: %s's server %r ended (%s)", self.user.name, self.name, closed.end_reason
+                )
         except Exception as exc:  # noqa: BLE001 - never into the stop path
-            self.log.error("Usage: could not record the stop of %s's server %r: %s", self.user.name, self.name, exc)
+            self.log.error(
+                "Usage: could not record the stop of %s's server %r: %s",
+                self.user.name,
+                self.name,
+                exc,
+            )
 
     # --- before start: the spawn form and the submitted choice ----------------------------------
     @default("apply_user_options")
@@ -480,13 +537,22 @@ class WorkshopSpawner(Spawner):
             message = await asyncio.to_thread(usage.spawn_refusal, who, device_count)
         except Exception as exc:  # noqa: BLE001
             if usage.cfg.failover_open:
-                self.log.warning("Usage data unavailable (%s); usage.failover_open lets %s start", exc, self.user.name)
+                self.log.warning(
+                    "Usage data unavailable (%s); usage.failover_open lets %s start",
+                    exc,
+                    self.user.name,
+                )
                 return
-            raise refuse("Usage data is unavailable right now, and this hub does not start servers "
-                         "without it (usage.failover_open is false). Try again in a minute.", 503) from None
+            raise refuse(
+                "Usage data is unavailable right now, and this hub does not start servers "
+                "without it (usage.failover_open is false). Try again in a minute.",
+                503,
+            ) from None
         if message:
             self.log.info("Spawn of %s refused by quota: %s", self.user.name, message)
-            raise refuse(message, 403)  # said as it is on the spawn page, not "HTTP 403: error (...)"
+            raise refuse(
+                message, 403
+            )  # said as it is on the spawn page, not "HTTP 403: error (...)"
 
     def _offer(self) -> tuple[list, list[str], str | None]:
         """The profiles to show now; for each kind of device the user may use but that is all
@@ -542,8 +608,11 @@ class WorkshopSpawner(Spawner):
             waiting = len(queue.waiting)
             if waiting != shown:
                 shown = waiting
-                yield {"progress": 10, "message": f"Many students are starting at once: yours is in line "
-                       f"({waiting} waiting, {queue.limit} starting at a time)"}
+                yield {
+                    "progress": 10,
+                    "message": f"Many students are starting at once: yours is in line "
+                    f"({waiting} waiting, {queue.limit} starting at a time)",
+                }
             await asyncio.sleep(0.5)
         yield {"progress": 50, "message": "Starting your JupyterLab"}
 
@@ -555,8 +624,13 @@ class WorkshopSpawner(Spawner):
         """One line per start saying where its time went: what an admin needs when a class
         says "it is slow" (and what bench/rush.py's numbers are made of)."""
         marks = list(self._step_times.items())
-        steps = ", ".join(f"{name} {t - prev:.2f} s" for (_, prev), (name, t) in zip(marks, marks[1:]))
-        self.log.info("Started %s's server in %.2f s: %s", self.user.name, marks[-1][1] - marks[0][1], steps)
+        steps = ", ".join(
+            f"{name} {t - prev:.2f} s"
+            for (_, prev), (name, t) in zip(marks, marks[1:], strict=False)
+        )
+        self.log.info(
+            "Started %s's server in %.2f s: %s", self.user.name, marks[-1][1] - marks[0][1], steps
+        )
 
 
 def _checked(section: str, model, value: dict) -> dict:
@@ -565,7 +639,9 @@ def _checked(section: str, model, value: dict) -> dict:
     try:
         return json.loads(model.model_validate(value or {}).model_dump_json())
     except ValidationError as exc:
-        problems = "; ".join(f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
         raise TraitError(f"WorkshopSpawner.{section} is not valid: {problems}") from None
 
 
@@ -578,4 +654,6 @@ def check_spawner_sections(c) -> None:
             try:
                 _checked(name, model, section[name])
             except TraitError as exc:
-                raise SystemExit(f"{exc} (set in jupyterhub_config.d/ or mlworkshop.yaml)") from None
+                raise SystemExit(
+                    f"{exc} (set in jupyterhub_config.d/ or mlworkshop.yaml)"
+                ) from None

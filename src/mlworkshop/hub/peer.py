@@ -27,7 +27,7 @@ def _hex_address(ip: str, port: int, family: int) -> str:
     """An address as /proc/net/tcp* prints it: the address as 32-bit words in this machine's byte
     order, each as 8 hex digits, then ':' and the port as 4 hex digits."""
     packed = socket.inet_pton(family, ip)
-    words = (int.from_bytes(packed[i:i + 4], sys.byteorder) for i in range(0, len(packed), 4))
+    words = (int.from_bytes(packed[i : i + 4], sys.byteorder) for i in range(0, len(packed), 4))
     return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
 
 
@@ -38,8 +38,10 @@ def _spellings(ip: str, port: int) -> set[str]:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     if isinstance(address, ipaddress.IPv4Address):
-        return {_hex_address(str(address), port, socket.AF_INET),
-                _hex_address(f"::ffff:{address}", port, socket.AF_INET6)}
+        return {
+            _hex_address(str(address), port, socket.AF_INET),
+            _hex_address(f"::ffff:{address}", port, socket.AF_INET6),
+        }
     return {_hex_address(str(address), port, socket.AF_INET6)}
 
 
@@ -68,13 +70,17 @@ def _rows(tables: Iterable[Path]) -> Iterable[list[str]]:
                 yield fields
 
 
-def socket_owner(local: tuple[str, int], remote: tuple[str, int],
-                 tables: Iterable[Path] = TABLES) -> int | None:
+def socket_owner(
+    local: tuple[str, int], remote: tuple[str, int], tables: Iterable[Path] = TABLES
+) -> int | None:
     """The uid of the socket bound to `local` and connected to `remote` (both (ip, port)), or None
     when there is none, or several with different owners."""
     wanted_local, wanted_remote = _spellings(*local[:2]), _spellings(*remote[:2])
-    owners = {int(fields[7]) for fields in _rows(tables)
-              if fields[1] in wanted_local and fields[2] in wanted_remote}
+    owners = {
+        int(fields[7])
+        for fields in _rows(tables)
+        if fields[1] in wanted_local and fields[2] in wanted_remote
+    }
     return owners.pop() if len(owners) == 1 else None
 
 

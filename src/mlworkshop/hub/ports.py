@@ -37,10 +37,16 @@ def warning(cfg: MLWorkshopConfig, first_unprivileged: int) -> str | None:
     if not exposed:
         return None
     names = ", ".join(f"{key} {port}" for key, port in exposed)
-    fix = ("leave hub.internal_port and hub.proxy_api_port empty (881 and 882) or pick ports below "
-           f"{first_unprivileged}")
+    fix = (
+        "leave hub.internal_port and hub.proxy_api_port empty (881 and 882) or pick ports below "
+        f"{first_unprivileged}"
+    )
     if first_unprivileged < 1024:
-        fix += (f", and raise net.ipv4.ip_unprivileged_port_start back to 1024 (it is {first_unprivileged}: "
-                "`sysctl net.ipv4.ip_unprivileged_port_start=1024`)")
-    return (f"{names}: any local account can bind this while the hub is stopped and answer in its "
-            f"place (accept made-up tokens for students' servers). Fix: {fix}.")
+        fix += (
+            f", and raise net.ipv4.ip_unprivileged_port_start back to 1024 (it is {first_unprivileged}: "
+            "`sysctl net.ipv4.ip_unprivileged_port_start=1024`)"
+        )
+    return (
+        f"{names}: any local account can bind this while the hub is stopped and answer in its "
+        f"place (accept made-up tokens for students' servers). Fix: {fix}."
+    )

@@ -25,7 +25,11 @@ def set_hub_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
     except PermissionError:
         if nice < os.getpriority(os.PRIO_PROCESS, 0):
-            log.warning("hub.nice %s needs a root hub; keeping nice %s", nice, os.getpriority(os.PRIO_PROCESS, 0))
+            log.warning(
+                "hub.nice %s needs a root hub; keeping nice %s",
+                nice,
+                os.getpriority(os.PRIO_PROCESS, 0),
+            )
 
 
 def reset_thread_priority() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,9 @@ import psutil
 
 from .workspace import remember_ids
 
-LOWEST_USER_UID = 1000  # below: system accounts, never a student's (a mistaken prefix must not kill them)
+LOWEST_USER_UID = (
+    1000  # below: system accounts, never a student's (a mistaken prefix must not kill them)
+)
 
 
 def live_processes(uid: int) -> list[psutil.Process]:
@@ -37,7 +38,9 @@ def live_processes(uid: int) -> list[psutil.Process]:
     return found
 
 
-KILL_ALL = "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass  # all gone already"
+KILL_ALL = (
+    "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass  # all gone already"
+)
 
 
 class CannotKill(RuntimeError):
@@ -54,10 +57,21 @@ def end_processes(uid: int, gid: int, rounds: int = 50) -> list[psutil.Process]:
     for _ in range(rounds):
         if not live_processes(uid):
             return []
-        result = subprocess.run([sys.executable, "-I", "-S", "-c", KILL_ALL], user=uid, group=gid, extra_groups=[],
-                                cwd="/", env={}, capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", KILL_ALL],
+            user=uid,
+            group=gid,
+            extra_groups=[],
+            cwd="/",
+            env={},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if result.returncode != 0:
-            raise CannotKill(f"{sys.executable} as uid {uid} failed: {result.stderr.strip()[-300:] or result.returncode}")
+            raise CannotKill(
+                f"{sys.executable} as uid {uid} failed: {result.stderr.strip()[-300:] or result.returncode}"
+            )
         deadline = time.monotonic() + 1
         while live_processes(uid) and time.monotonic() < deadline:
             time.sleep(0.02)  # SIGKILL is delivered, not waited for: give the kernel a moment
@@ -74,7 +88,9 @@ def remove_system_account(account: str, state_dir: Path) -> list[str]:
     except KeyError:
         return []  # never made (docker backend), or removed already
     if entry.pw_uid < LOWEST_USER_UID:
-        return [f"{account} has uid {entry.pw_uid}, a system account's: not touched. Check spawner.local.user_prefix."]
+        return [
+            f"{account} has uid {entry.pw_uid}, a system account's: not touched. Check spawner.local.user_prefix."
+        ]
     remember_ids(state_dir, entry.pw_uid, entry.pw_gid)
     try:
         left = end_processes(entry.pw_uid, entry.pw_gid)
@@ -82,8 +98,10 @@ def remove_system_account(account: str, state_dir: Path) -> list[str]:
         return [f"the processes of {account} could not be ended ({exc}); the account is kept."]
     if left:
         listed = ", ".join(f"{p.pid} ({p.info.get('status')})" for p in left[:10])
-        return [f"processes of {account} could not be ended: {listed}; the account is kept. "
-                f"Find out why (`ps -u {entry.pw_uid}`), then run the same command again."]
+        return [
+            f"processes of {account} could not be ended: {listed}; the account is kept. "
+            f"Find out why (`ps -u {entry.pw_uid}`), then run the same command again."
+        ]
     result = subprocess.run(["userdel", account], capture_output=True, text=True)
     if result.returncode != 0:
         return [f"`userdel {account}` failed: {result.stderr.strip() or result.returncode}"]

@@ -59,8 +59,21 @@ def ensure_service_account(name: str, groups: Iterable[str] = ()) -> ServiceAcco
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        result = _run(["useradd", "--system", "--no-create-home", "--home-dir", NO_HOME, "--shell", _nologin(),
-                       "--user-group", "--comment", "mlworkshop service", name])
+        result = _run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                NO_HOME,
+                "--shell",
+                _nologin(),
+                "--user-group",
+                "--comment",
+                "mlworkshop service",
+                name,
+            ]
+        )
         try:  # another hub on this machine may have made it at the same moment: that is fine too
             entry = pwd.getpwnam(name)
         except KeyError:
@@ -81,7 +94,9 @@ def ensure_service_account(name: str, groups: Iterable[str] = ()) -> ServiceAcco
         if name not in members:
             result = _run(["usermod", "--append", "--groups", group, name])
             if result.returncode != 0:
-                raise ServiceAccountError(f"Could not add {name} to the group {group}: {result.stderr.strip()}")
+                raise ServiceAccountError(
+                    f"Could not add {name} to the group {group}: {result.stderr.strip()}"
+                )
     return ServiceAccount(name, entry.pw_uid, entry.pw_gid)
 
 
@@ -89,9 +104,17 @@ def setpriv_command(account: str, command: list[str]) -> list[str]:
     """`command` run as `account` (its own group, no other), keeping only the capability to bind
     ports below 1024 (a root hub's proxy API port is one, and the public port may be 80/443)."""
     setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-    return [setpriv, f"--reuid={account}", f"--regid={account}", "--clear-groups",
-            "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service",
-            "--bounding-set=-all,+net_bind_service", "--", *command]
+    return [
+        setpriv,
+        f"--reuid={account}",
+        f"--regid={account}",
+        "--clear-groups",
+        "--inh-caps=+net_bind_service",
+        "--ambient-caps=+net_bind_service",
+        "--bounding-set=-all,+net_bind_service",
+        "--",
+        *command,
+    ]
 
 
 def prepare_helpers(site, cfg) -> list[str]:
@@ -106,7 +129,9 @@ def prepare_helpers(site, cfg) -> list[str]:
         if cfg.culler.enabled:
             ensure_service_account(CULLER_ACCOUNT)
         if cfg.usage.enabled and runs_as_own_account(cfg):
-            device_groups = sorted({group for groups in cfg.accelerators.device_groups.values() for group in groups})
+            device_groups = sorted(
+                {group for groups in cfg.accelerators.device_groups.values() for group in groups}
+            )
             usage = ensure_service_account(USAGE_ACCOUNT, device_groups)
             owner = (usage.uid, usage.gid)
     if not cfg.usage.enabled:

@@ -44,12 +44,19 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
 
     backend_name = "local"
 
-    nice = Integer(5, help="Niceness of user servers (and so their kernels) above the hub's.").tag(config=True)
+    nice = Integer(5, help="Niceness of user servers (and so their kernels) above the hub's.").tag(
+        config=True
+    )
     max_processes = Integer(
-        2048, help="pids limit of each user's cgroup: processes and threads of their server and kernels."
+        2048,
+        help="pids limit of each user's cgroup: processes and threads of their server and kernels.",
     ).tag(config=True)
-    preload = Bool(True, help="Fork servers from the fork server (JupyterLab preloaded).").tag(config=True)
-    ready_poll_interval = Float(0.02, help="Seconds between checks that a starting server listens.").tag(config=True)
+    preload = Bool(True, help="Fork servers from the fork server (JupyterLab preloaded).").tag(
+        config=True
+    )
+    ready_poll_interval = Float(
+        0.02, help="Seconds between checks that a starting server listens."
+    ).tag(config=True)
 
     def make_preexec_fn(self, name):
         workspace = self.workspace
@@ -71,8 +78,13 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
         cgroup_dirs = list(self.cgroup_dirs)
 
         def preexec_drop_privileges():  # in the order every fast-path process drops in too
-            drop_privileges(Identity(account.uid, account.gid, groups), cgroup_dirs=cgroup_dirs, nice=nice,
-                            umask=0o002 if is_admin else 0o022, cwd=account.home)  # admins': group-editable
+            drop_privileges(
+                Identity(account.uid, account.gid, groups),
+                cgroup_dirs=cgroup_dirs,
+                nice=nice,
+                umask=0o002 if is_admin else 0o022,
+                cwd=account.home,
+            )  # admins': group-editable
 
         return preexec_drop_privileges
 
@@ -94,7 +106,9 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
 
     def cgroup_limits(self):
         """The account's cgroup: the spawn profile's CPUs and memory, and max_processes."""
-        return cgroup_limits(self.accelerator_grant, self.hub_accelerators.cfg.profiles, self.max_processes)
+        return cgroup_limits(
+            self.accelerator_grant, self.hub_accelerators.cfg.profiles, self.max_processes
+        )
 
     def read_usage(self, dead: bool = False):
         """The server's processes now (the account's cgroup counter, where the hub made it)."""
@@ -102,8 +116,14 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
 
         account = self.account_name()
         base = None if self._other_servers() else self._usage_cpu_base
-        return local_reading(self.user.spawners, self.name or "", getattr(self, "pid", 0), dead,
-                             lambda: cgroup_cpu_seconds(account), base)
+        return local_reading(
+            self.user.spawners,
+            self.name or "",
+            getattr(self, "pid", 0),
+            dead,
+            lambda: cgroup_cpu_seconds(account),
+            base,
+        )
 
     async def poll_backend(self):
         """Like LocalProcessSpawner.poll, but a server that died while another hub process was
@@ -123,8 +143,12 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
                 self.user.name,
             )
         else:
-            device_groups = {g for groups in self.hub_accelerators.cfg.device_groups.values() for g in groups}
-            await asyncio.to_thread(set_device_groups, workspace.account.name, device_groups, set(granted.groups))
+            device_groups = {
+                g for groups in self.hub_accelerators.cfg.device_groups.values() for g in groups
+            }
+            await asyncio.to_thread(
+                set_device_groups, workspace.account.name, device_groups, set(granted.groups)
+            )
         self.notebook_dir = str(workspace.home)
         if self.port == 0:
             self.port = random_port()
@@ -146,12 +170,15 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
         if self.preload:
             try:
                 self.pid = await forkserver_for(Path(self.site_root) / "state").fork(
-                    self._fork_request(cmd, env, log))
+                    self._fork_request(cmd, env, log)
+                )
                 self.proc = None
                 self.log.info("Forked a server for %s (pid %s)", self.user.name, self.pid)
                 return (self.ip or "127.0.0.1", self.port)
             except ForkServerUnavailable as exc:
-                self.log.warning("Fork server unavailable (%s): starting %s's server cold", exc, self.user.name)
+                self.log.warning(
+                    "Fork server unavailable (%s): starting %s's server cold", exc, self.user.name
+                )
         self.log.info("Spawning %s for %s", " ".join(shlex.quote(s) for s in cmd), self.user.name)
         kwargs = dict(preexec_fn=self.make_preexec_fn(self.user.name), start_new_session=True)
         kwargs.update(self.popen_kwargs)
@@ -176,22 +203,32 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
         except OSError as exc:
             raise self._log_failure(exc) from None
         try:
-            return Popen(cmd, **{**kwargs, "stdin": DEVNULL, "stdout": fd, "stderr": fd, "close_fds": True})
+            return Popen(
+                cmd, **{**kwargs, "stdin": DEVNULL, "stdout": fd, "stderr": fd, "close_fds": True}
+            )
         finally:
             os.close(fd)
 
     def _log_failure(self, exc: OSError) -> RuntimeError:
         self.log.error("The log file of %s's server cannot be used: %s", self.user.name, exc)
-        return RuntimeError("Your server's log file could not be prepared. Ask an administrator to check the hub's log.")
+        return RuntimeError(
+            "Your server's log file could not be prepared. Ask an administrator to check the hub's log."
+        )
 
-    def _fork_request(self, cmd: list[str], env: dict[str, str], log: Path | None = None) -> ForkRequest:
+    def _fork_request(
+        self, cmd: list[str], env: dict[str, str], log: Path | None = None
+    ) -> ForkRequest:
         workspace = self.workspace
         account = workspace.account if workspace else None
         return ForkRequest(
-            cwd=str(workspace.home) if workspace else os.getcwd(), env=env,
+            cwd=str(workspace.home) if workspace else os.getcwd(),
+            env=env,
             argv=cmd[2:] if cmd[1:2] == ["-m"] else cmd,
-            umask=0o002 if self.user.admin else 0o022, nice=self.nice, cgroups=list(self.cgroup_dirs),
-            uid=account.uid if account else None, gid=account.gid if account else None,
+            umask=0o002 if self.user.admin else 0o022,
+            nice=self.nice,
+            cgroups=list(self.cgroup_dirs),
+            uid=account.uid if account else None,
+            gid=account.gid if account else None,
             groups=os.getgrouplist(account.name, account.gid) if account else [],
             log=str(log) if log else None,
         )
@@ -214,5 +251,6 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
                 continue
             writer.close()
             return
-        raise TimeoutError(f"{self.user.name}'s server did not start listening within {self.start_timeout} s")
-
+        raise TimeoutError(
+            f"{self.user.name}'s server did not start listening within {self.start_timeout} s"
+        )

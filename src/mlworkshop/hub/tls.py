@@ -60,7 +60,7 @@ class CertInfo:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -72,11 +72,15 @@ def _names(cert: x509.Certificate) -> tuple[str, ...]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
-    return tuple(san.get_values_for_type(x509.DNSName)) + tuple(str(a) for a in san.get_values_for_type(x509.IPAddress))
+    return tuple(san.get_values_for_type(x509.DNSName)) + tuple(
+        str(a) for a in san.get_values_for_type(x509.IPAddress)
+    )
 
 
 def info(cert: x509.Certificate) -> CertInfo:
-    return CertInfo(cert.subject.rfc4514_string(), _names(cert), cert.not_valid_after_utc, fingerprint(cert))
+    return CertInfo(
+        cert.subject.rfc4514_string(), _names(cert), cert.not_valid_after_utc, fingerprint(cert)
+    )
 
 
 def _read(path: Path, key: str) -> bytes:
@@ -88,8 +92,10 @@ def _read(path: Path, key: str) -> bytes:
     except IsADirectoryError:
         raise TLSError(f"{key} = {str(path)!r}: is a folder, not a PEM file. {fix}") from None
     except PermissionError:
-        raise TLSError(f"{key} = {str(path)!r}: cannot be read (permission denied). Start the hub as root, "
-                       f"or let the hub's user read it.") from None
+        raise TLSError(
+            f"{key} = {str(path)!r}: cannot be read (permission denied). Start the hub as root, "
+            f"or let the hub's user read it."
+        ) from None
     except OSError as exc:
         raise TLSError(f"{key} = {str(path)!r}: cannot be read ({exc.strerror}). {fix}") from None
 
@@ -102,8 +108,10 @@ def load_certificates(path: Path, key: str = "hub.https.cert") -> list[x509.Cert
     except ValueError:
         certs = []
     if not certs:
-        raise TLSError(f"{key} = {str(path)!r}: holds no PEM certificate (a file beginning with "
-                       "-----BEGIN CERTIFICATE-----, such as certbot's fullchain.pem). Point it at the certificate.")
+        raise TLSError(
+            f"{key} = {str(path)!r}: holds no PEM certificate (a file beginning with "
+            "-----BEGIN CERTIFICATE-----, such as certbot's fullchain.pem). Point it at the certificate."
+        )
     return certs
 
 
@@ -112,20 +120,30 @@ def load_key(path: Path, key: str = "hub.https.key"):
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError:  # encrypted: the proxy starts unattended and cannot ask for a passphrase
-        raise TLSError(f"{key} = {str(path)!r}: the key is encrypted with a passphrase, which the proxy cannot "
-                       f"ask for. Write an unencrypted copy (`openssl pkey -in {path} -out KEY.pem`, kept 0600) "
-                       f"and set {key} to it.") from None
+        raise TLSError(
+            f"{key} = {str(path)!r}: the key is encrypted with a passphrase, which the proxy cannot "
+            f"ask for. Write an unencrypted copy (`openssl pkey -in {path} -out KEY.pem`, kept 0600) "
+            f"and set {key} to it."
+        ) from None
     except (ValueError, UnsupportedKey) as exc:
-        raise TLSError(f"{key} = {str(path)!r}: is not a PEM private key ({exc}). Point it at the "
-                       "certificate's private key (certbot: privkey.pem).") from None
+        raise TLSError(
+            f"{key} = {str(path)!r}: is not a PEM private key ({exc}). Point it at the "
+            "certificate's private key (certbot: privkey.pem)."
+        ) from None
 
 
 def _public(obj) -> bytes:
-    return obj.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return obj.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
-def check_pair(cert_path: Path, key_path: Path, now: dt.datetime | None = None,
-               keys: tuple[str, str] = ("hub.https.cert", "hub.https.key")) -> tuple[CertInfo, list[str]]:
+def check_pair(
+    cert_path: Path,
+    key_path: Path,
+    now: dt.datetime | None = None,
+    keys: tuple[str, str] = ("hub.https.cert", "hub.https.key"),
+) -> tuple[CertInfo, list[str]]:
     """The server certificate's details and warnings; TLSError when the proxy could not serve it:
     a file missing or unreadable, not PEM, an encrypted key, a key of another certificate, a
     certificate expired or not valid yet."""
@@ -134,18 +152,26 @@ def check_pair(cert_path: Path, key_path: Path, now: dt.datetime | None = None,
     cert = load_certificates(cert_path, cert_key)[0]
     private = load_key(key_path, key_key)
     if _public(private) != _public(cert):
-        raise TLSError(f"{key_key} = {str(key_path)!r} is not the key of the certificate {cert_key} = "
-                       f"{str(cert_path)!r} ({cert.subject.rfc4514_string()}). Set {key_key} to the key the "
-                       "certificate was made for (certbot: privkey.pem beside fullchain.pem).")
+        raise TLSError(
+            f"{key_key} = {str(key_path)!r} is not the key of the certificate {cert_key} = "
+            f"{str(cert_path)!r} ({cert.subject.rfc4514_string()}). Set {key_key} to the key the "
+            "certificate was made for (certbot: privkey.pem beside fullchain.pem)."
+        )
     if cert.not_valid_after_utc < now:
-        raise TLSError(f"{cert_key} = {str(cert_path)!r} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC. "
-                       "Renew it (certbot: `certbot renew`) or ask for a new one, then start the hub again.")
+        raise TLSError(
+            f"{cert_key} = {str(cert_path)!r} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC. "
+            "Renew it (certbot: `certbot renew`) or ask for a new one, then start the hub again."
+        )
     if cert.not_valid_before_utc > now:
-        raise TLSError(f"{cert_key} = {str(cert_path)!r} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
-                       "UTC. Check this machine's clock (`date`), or wait until then.")
+        raise TLSError(
+            f"{cert_key} = {str(cert_path)!r} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
+            "UTC. Check this machine's clock (`date`), or wait until then."
+        )
     warnings = []
     if cert.not_valid_after_utc - now < WARN_BEFORE:
-        warnings.append(f"{cert_key} = {str(cert_path)!r} expires on {cert.not_valid_after_utc:%Y-%m-%d} UTC: renew it soon.")
+        warnings.append(
+            f"{cert_key} = {str(cert_path)!r} expires on {cert.not_valid_after_utc:%Y-%m-%d} UTC: renew it soon."
+        )
     return info(cert), warnings
 
 
@@ -201,23 +227,45 @@ def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _make_ca(folder: Path, now: dt.datetime):
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mlworkshop"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, f"mlworkshop CA on {socket.gethostname()}")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=CA_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mlworkshop"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"mlworkshop CA on {socket.gethostname()}"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     _write_private(folder / "ca.key", _pem_key(key))
     _write_private(folder / "ca.pem", cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert, key
@@ -225,20 +273,45 @@ def _make_ca(folder: Path, now: dt.datetime):
 
 def _make_server(folder: Path, ca_cert, ca_key, names: list[str], now: dt.datetime) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mlworkshop"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mlworkshop"),
+            x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     _write_private(folder / "server.key", _pem_key(key))
     _write_private(folder / "server.pem", cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
@@ -246,14 +319,22 @@ def _make_server(folder: Path, ca_cert, ca_key, names: list[str], now: dt.dateti
 def _server_is_current(folder: Path, ca_cert, names: list[str], now: dt.datetime) -> bool:
     try:
         cert = x509.load_pem_x509_certificate((folder / "server.pem").read_bytes())
-        key = serialization.load_pem_private_key((folder / "server.key").read_bytes(), password=None)
+        key = serialization.load_pem_private_key(
+            (folder / "server.key").read_bytes(), password=None
+        )
     except (OSError, ValueError, TypeError):
         return False
-    return (cert.issuer == ca_cert.subject and _public(key) == _public(cert)
-            and cert.not_valid_after_utc - now > RENEW_BEFORE and set(names) <= set(_names(cert)))
+    return (
+        cert.issuer == ca_cert.subject
+        and _public(key) == _public(cert)
+        and cert.not_valid_after_utc - now > RENEW_BEFORE
+        and set(names) <= set(_names(cert))
+    )
 
 
-def ensure_self_signed(site: Site, names: list[str], now: dt.datetime | None = None) -> tuple[Path, Path, list[str]]:
+def ensure_self_signed(
+    site: Site, names: list[str], now: dt.datetime | None = None
+) -> tuple[Path, Path, list[str]]:
     """(certificate, key, what was done): the CA is made once and kept; the server certificate
     is made again when missing, near its end, or not covering `names`."""
     now = now or _now()
@@ -270,8 +351,10 @@ def ensure_self_signed(site: Site, names: list[str], now: dt.datetime | None = N
         ca_cert, ca_key = _make_ca(folder, now)
         done.append(f"made a certificate authority for this site's HTTPS: {folder / 'ca.pem'}")
     except (OSError, ValueError, TypeError) as exc:
-        raise TLSError(f"hub.https.cert = 'self-signed': the site's CA in {folder} cannot be used ({exc}). "
-                       f"Move {folder} aside to make a new one (students must then trust the new CA).") from None
+        raise TLSError(
+            f"hub.https.cert = 'self-signed': the site's CA in {folder} cannot be used ({exc}). "
+            f"Move {folder} aside to make a new one (students must then trust the new CA)."
+        ) from None
     if not _server_is_current(folder, ca_cert, names, now):
         _make_server(folder, ca_cert, ca_key, names, now)
         done.append(f"made a server certificate for {', '.join(names)} (valid {SERVER_DAYS} days)")
@@ -293,7 +376,9 @@ def _proxy_folder(site: Site, gid: int | None) -> Path:
         os.mkdir(folder, 0o700)
         st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-        raise TLSError(f"{folder} is not a folder of the hub's user: remove it and start the hub again.")
+        raise TLSError(
+            f"{folder} is not a folder of the hub's user: remove it and start the hub again."
+        )
     if gid is not None:
         os.chown(folder, 0, gid, follow_symlinks=False)
     os.chmod(folder, 0o750 if gid is not None else 0o700, follow_symlinks=False)
@@ -303,7 +388,7 @@ def _proxy_folder(site: Site, gid: int | None) -> Path:
 def copy_for_proxy(site: Site, cert: Path, key: Path, gid: int | None) -> tuple[Path, Path]:
     """The certificate chain and key, copied where the proxy's account (group `gid`; None: the
     hub's own user) reads them and no one else does."""
-    folder = _proxy_folder(site, gid)
+    _proxy_folder(site, gid)  # made (or its mode mended) before anything is written in it
     cert_copy, key_copy = proxy_tls_files(site)
     for source, target in ((cert, cert_copy), (key, key_copy)):
         _write_private(target, source.read_bytes(), 0o600)
@@ -329,33 +414,49 @@ def prepare_https(site: Site, cfg: MLWorkshopConfig, proxy_gid: int | None = Non
     https = cfg.hub.https
     if not https.enabled:
         remove_proxy_copy(site)  # no key lingers where the proxy could read it
-        return [f"warning: hub.https.key is set but hub.https.cert is empty, so HTTPS is off. Set hub.https.cert "
-                "too, or `mlworkshop config set hub.https.key null`."] if https.key else []
+        return (
+            [
+                "warning: hub.https.key is set but hub.https.cert is empty, so HTTPS is off. Set hub.https.cert "
+                "too, or `mlworkshop config set hub.https.key null`."
+            ]
+            if https.key
+            else []
+        )
     if https.self_signed and https.key:
-        raise TLSError(f"hub.https.key = {https.key!r} is set with hub.https.cert = 'self-signed', whose key is made "
-                       "and kept in <site>/secrets/tls/. Leave the key empty (`mlworkshop config set hub.https.key "
-                       "null`), or set hub.https.cert to the certificate of that key.")
+        raise TLSError(
+            f"hub.https.key = {https.key!r} is set with hub.https.cert = 'self-signed', whose key is made "
+            "and kept in <site>/secrets/tls/. Leave the key empty (`mlworkshop config set hub.https.key "
+            "null`), or set hub.https.cert to the certificate of that key."
+        )
     lines = []
     if https.self_signed:
         cert, key, done = ensure_self_signed(site, default_names(cfg))
         lines += done
     else:
         if not https.key:
-            raise TLSError(f"hub.https.cert = {https.cert!r} is set but hub.https.key is empty: set the path of its "
-                           "private key (`mlworkshop config set hub.https.key /path/privkey.pem`), or turn HTTPS off "
-                           "(`mlworkshop config set hub.https.cert null`).")
+            raise TLSError(
+                f"hub.https.cert = {https.cert!r} is set but hub.https.key is empty: set the path of its "
+                "private key (`mlworkshop config set hub.https.key /path/privkey.pem`), or turn HTTPS off "
+                "(`mlworkshop config set hub.https.cert null`)."
+            )
         cert, key = Path(https.cert), Path(https.key)
     details, warnings = check_pair(cert, key)
     copy_for_proxy(site, cert, key, proxy_gid)
-    lines.append(f"HTTPS with {cert} ({', '.join(details.names) or details.subject}; valid until "
-                 f"{details.not_after:%Y-%m-%d} UTC)")
+    lines.append(
+        f"HTTPS with {cert} ({', '.join(details.names) or details.subject}; valid until "
+        f"{details.not_after:%Y-%m-%d} UTC)"
+    )
     if https.self_signed:
         ca = x509.load_pem_x509_certificate(ca_path(site).read_bytes())
-        lines.append(f"Self-signed: students' browsers must trust the CA {ca_path(site)} "
-                     f"(SHA-256 fingerprint {fingerprint(ca)}); hand that file out and have them import it as a "
-                     "trusted authority (it is public: it holds no key).")
+        lines.append(
+            f"Self-signed: students' browsers must trust the CA {ca_path(site)} "
+            f"(SHA-256 fingerprint {fingerprint(ca)}); hand that file out and have them import it as a "
+            "trusted authority (it is public: it holds no key)."
+        )
     if https.redirect_port:
-        lines.append(f"Plain HTTP on port {https.redirect_port} (every address) redirects to HTTPS on port {cfg.hub.port}.")
+        lines.append(
+            f"Plain HTTP on port {https.redirect_port} (every address) redirects to HTTPS on port {cfg.hub.port}."
+        )
     return lines + [f"warning: {w}" for w in warnings]
 
 

@@ -84,14 +84,20 @@ class HubUsage:
         from ..usage.quotas import Used, current_use, effective_limits
 
         store = self._open_store()
-        limits = effective_limits(who.user, list(who.groups), who.admin, self.cfg.quotas, store.overrides())
+        limits = effective_limits(
+            who.user, list(who.groups), who.admin, self.cfg.quotas, store.overrides()
+        )
         if limits.unlimited:
             return limits, Used()
         used = current_use(store, who.user)
         mine = [s for s in store.open_sessions(who.user) if s.server_name == who.server]
         if mine:  # this very server (a restart): do not count it against itself
-            used = Used(used.gpu_hours, used.cpu_hours, max(0, used.servers - len(mine)),
-                        max(0, used.devices - sum(s.n_devices for s in mine)))
+            used = Used(
+                used.gpu_hours,
+                used.cpu_hours,
+                max(0, used.servers - len(mine)),
+                max(0, used.devices - sum(s.n_devices for s in mine)),
+            )
         return limits, used
 
     def spawn_refusal(self, who: Who, device_count: Callable[[], int]) -> str | None:
@@ -111,7 +117,9 @@ class HubUsage:
         limits, used = self.limits_and_use(who)
         allowed = allowed_profiles(profiles, remaining(limits, used))
         if len(allowed) < len(profiles):
-            return allowed, "GPU/NPU choices are hidden by your quota: " + describe_remaining(limits, used) + "."
+            return allowed, "GPU/NPU choices are hidden by your quota: " + describe_remaining(
+                limits, used
+            ) + "."
         return allowed, None
 
 
@@ -122,7 +130,9 @@ def hub_usage(settings: str, url: str) -> HubUsage:
 
 
 # --- what a server's processes used so far: read by the backend that knows where they are ----------
-def local_reading(spawners: dict, key: str, pid: int, dead: bool, cgroup_counter, cpu_base: float | None):
+def local_reading(
+    spawners: dict, key: str, pid: int, dead: bool, cgroup_counter, cpu_base: float | None
+):
     """A local server's CPU and memory now (blocking: /proc, cgroup files). `spawners` are the
     user's servers by name: the account's processes are adopted only when it runs one server (as
     the usage service decides). Where the hub made the account's cgroup for this server
@@ -142,7 +152,13 @@ def local_reading(spawners: dict, key: str, pid: int, dead: bool, cgroup_counter
         counter = cgroup_counter()
         if counter is not None and counter >= cpu_base:
             # since this server joined the group: cumulative, exited processes included
-            return SampleIn(0, utcnow(), counter - cpu_base, reading.mem_bytes if reading else 0, cpu_departed=0.0)
+            return SampleIn(
+                0,
+                utcnow(),
+                counter - cpu_base,
+                reading.mem_bytes if reading else 0,
+                cpu_departed=0.0,
+            )
     if reading is None:
         return None
     # a fresh sampler: processes that exited earlier are the store's to add
@@ -196,9 +212,13 @@ class UsageAnnouncement:
         link = f'<a href="{html.escape(self.base_url)}services/usage/me">your usage</a>'
         over = [s for s in sessions if s.over_limit_at is not None]
         if over:
-            stop = min(s.over_limit_at for s in over) + dt.timedelta(minutes=usage.cfg.grace_minutes)
-            return (f"Your weekly budget is used up: your running server stops at {stop:%H:%M} UTC. "
-                    f"Save your work. See {link}.")
+            stop = min(s.over_limit_at for s in over) + dt.timedelta(
+                minutes=usage.cfg.grace_minutes
+            )
+            return (
+                f"Your weekly budget is used up: your running server stops at {stop:%H:%M} UTC. "
+                f"Save your work. See {link}."
+            )
         if any(s.warned_at is not None for s in sessions):
             return f"You have used most of your weekly budget. See {link}."
         return ""

@@ -13,10 +13,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-
 from ..config import MLWorkshopConfig
 from ..site import Site
-from ..usage.settings import CONFIG_ENV  # the service reads it there (usage.settings.service_config)
+from ..usage.settings import (
+    CONFIG_ENV,  # the service reads it there (usage.settings.service_config)
+)
 from .service_accounts import USAGE_ACCOUNT, isolating
 
 USAGE_SERVICE = "usage"
@@ -48,7 +49,9 @@ def runs_as_own_account(cfg: MLWorkshopConfig) -> bool:
 def service_config_json(cfg: MLWorkshopConfig) -> str:
     """The hub's config for the service, which cannot read mlworkshop.yaml (root's, 0600); without
     the hub database's URL, which it has no use for (it may hold a password)."""
-    return cfg.model_copy(update={"hub": cfg.hub.model_copy(update={"db_url": None})}).model_dump_json()
+    return cfg.model_copy(
+        update={"hub": cfg.hub.model_copy(update={"db_url": None})}
+    ).model_dump_json()
 
 
 def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfig:
@@ -82,8 +85,12 @@ def usage_service_config(cfg: MLWorkshopConfig, site: Site) -> UsageServiceConfi
         },
     ]
     custom_scopes = {
-        SCOPE_READ: {"description": "Read every user's usage, sessions and reports in the usage service."},
-        SCOPE_ADMIN: {"description": "Change quotas, record or end sessions and stop servers through the usage service.",
-                      "subscopes": [SCOPE_READ]},
+        SCOPE_READ: {
+            "description": "Read every user's usage, sessions and reports in the usage service."
+        },
+        SCOPE_ADMIN: {
+            "description": "Change quotas, record or end sessions and stop servers through the usage service.",
+            "subscopes": [SCOPE_READ],
+        },
     }
     return UsageServiceConfig([service], roles, custom_scopes, {ACCESS})

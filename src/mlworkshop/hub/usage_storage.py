@@ -33,7 +33,9 @@ class UsageStorageError(RuntimeError):
     """str() says what is wrong and what a lab admin can do about it."""
 
 
-def prepare_usage_storage(site: Site, cfg: MLWorkshopConfig, owner: tuple[int, int] | None) -> list[str]:
+def prepare_usage_storage(
+    site: Site, cfg: MLWorkshopConfig, owner: tuple[int, int] | None
+) -> list[str]:
     """Make <site>/usage/ (owned by `owner` (uid, gid) when given: a root hub), move an old
     database into it, and give the database's files to `owner`. Returns what it did.
     Nothing to do for a PostgreSQL usage database (usage.db_url)."""
@@ -49,8 +51,10 @@ def prepare_usage_storage(site: Site, cfg: MLWorkshopConfig, owner: tuple[int, i
     try:
         dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise UsageStorageError(f"{folder} must be a folder (not a link or a file): {exc.strerror}. "
-                                "Move it away and start the hub again.") from None
+        raise UsageStorageError(
+            f"{folder} must be a folder (not a link or a file): {exc.strerror}. "
+            "Move it away and start the hub again."
+        ) from None
     try:
         done += _move_legacy(site, dir_fd)
         _create_empty(dir_fd)
@@ -80,8 +84,14 @@ def _move_legacy(site: Site, dir_fd: int) -> list[str]:
         try:
             os.rename(source, name, dst_dir_fd=dir_fd)
         except OSError as exc:
-            hint = " (another filesystem: move it by hand while the hub is stopped)" if exc.errno == errno.EXDEV else ""
-            raise UsageStorageError(f"Could not move {source} into {site.usage_dir}: {exc.strerror}{hint}.") from None
+            hint = (
+                " (another filesystem: move it by hand while the hub is stopped)"
+                if exc.errno == errno.EXDEV
+                else ""
+            )
+            raise UsageStorageError(
+                f"Could not move {source} into {site.usage_dir}: {exc.strerror}{hint}."
+            ) from None
     return [f"moved the usage database {legacy} to {site.usage_dir / DB_NAME}"]
 
 
@@ -97,8 +107,10 @@ def _checkpoint(path: Path) -> None:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        raise UsageStorageError(f"Could not open the usage database {path} to move it: {exc}. "
-                                "Is it still in use? Stop what uses it and start the hub again.") from None
+        raise UsageStorageError(
+            f"Could not open the usage database {path} to move it: {exc}. "
+            "Is it still in use? Stop what uses it and start the hub again."
+        ) from None
 
 
 def _create_empty(dir_fd: int) -> None:
@@ -106,7 +118,11 @@ def _create_empty(dir_fd: int) -> None:
     owner is the usage account however it gets opened first: were it the hub's spawner hooks or
     the CLI, as root, it would be root's and the service could not write it."""
     try:
-        os.close(os.open(DB_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd))
+        os.close(
+            os.open(
+                DB_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd
+            )
+        )
     except FileExistsError:
         pass
 
@@ -127,14 +143,17 @@ def _hand_over(folder: Path, dir_fd: int, name: str, owner: tuple[int, int]) -> 
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise UsageStorageError(f"{folder / name} is not a plain file ({exc.strerror}): move it away and "
-                                "start the hub again.") from None
+        raise UsageStorageError(
+            f"{folder / name} is not a plain file ({exc.strerror}): move it away and "
+            "start the hub again."
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid not in (0, owner[0]):
             raise UsageStorageError(
                 f"{folder / name} is not the usage database's own file (a link, another owner or not a plain "
-                "file): move it away and start the hub again.")
+                "file): move it away and start the hub again."
+            )
         if (info.st_uid, info.st_gid) != owner:
             os.fchown(fd, *owner)
     finally:

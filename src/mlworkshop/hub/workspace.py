@@ -62,7 +62,9 @@ class Workspace:
 def _run(cmd: list[str]) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise WorkspaceError(f"`{' '.join(cmd)}` failed: {result.stderr.strip() or result.returncode}")
+        raise WorkspaceError(
+            f"`{' '.join(cmd)}` failed: {result.stderr.strip() or result.returncode}"
+        )
 
 
 def ensure_group(name: str) -> int:
@@ -78,7 +80,9 @@ def _high_water(state_dir: Path) -> Iterator[list[int]]:
     """The highest uid or gid this site ever handed out, locked while the caller reads and raises
     it (servers start in threads, and `user remove` runs beside the hub). Yields [value]."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(state_dir / UID_HIGH_WATER, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = os.open(
+        state_dir / UID_HIGH_WATER, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         text = os.read(fd, 64).decode(errors="replace").strip()
@@ -110,9 +114,24 @@ def ensure_account(name: str, home: Path, state_dir: Path) -> Account:
             entry = pwd.getpwnam(name)
     except KeyError:
         with _high_water(state_dir) as mark:
-            floor = ["-K", f"UID_MIN={mark[0] + 1}", "-K", f"GID_MIN={mark[0] + 1}"] if mark[0] else []
-            _run(["useradd", *floor, "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-                  "--user-group", "--comment", "mlworkshop user", name])
+            floor = (
+                ["-K", f"UID_MIN={mark[0] + 1}", "-K", f"GID_MIN={mark[0] + 1}"] if mark[0] else []
+            )
+            _run(
+                [
+                    "useradd",
+                    *floor,
+                    "--no-create-home",
+                    "--home-dir",
+                    str(home),
+                    "--shell",
+                    "/bin/bash",
+                    "--user-group",
+                    "--comment",
+                    "mlworkshop user",
+                    name,
+                ]
+            )
             entry = pwd.getpwnam(name)
             mark[0] = max(mark[0], entry.pw_uid, entry.pw_gid)
     return Account(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
@@ -239,8 +258,10 @@ def _retire_if_foreign(path: Path, uid: int, removed: Path) -> None:
     try:
         os.rename(path, target)
     except OSError as exc:
-        raise WorkspaceError(f"{path} belongs to a removed account (uid {owner}) and could not be moved "
-                             f"to {target}: {exc.strerror}. Move it away by hand.") from None
+        raise WorkspaceError(
+            f"{path} belongs to a removed account (uid {owner}) and could not be moved "
+            f"to {target}: {exc.strerror}. Move it away by hand."
+        ) from None
 
 
 def _real_folder(path: Path) -> None:
@@ -262,8 +283,14 @@ def _real_folder(path: Path) -> None:
 
 
 def prepare_workspace(
-    users_dir: Path, submissions: Path, content: Path, username: str, is_admin: bool,
-    account_name: str | None, admin_group: str, state_dir: Path | None = None,
+    users_dir: Path,
+    submissions: Path,
+    content: Path,
+    username: str,
+    is_admin: bool,
+    account_name: str | None,
+    admin_group: str,
+    state_dir: Path | None = None,
 ) -> Workspace:
     """Everything a user's server needs on disk, made or repaired on every start. Idempotent.
     state_dir: where the uid high-water mark lives (default: <site>/state beside users_dir)."""
@@ -287,10 +314,14 @@ def prepare_workspace(
     set_group_membership(account_name, admin_group, is_admin)
     mine = (0, account.uid)  # made by root just now, or already theirs
     if not _own(home, account.uid, account.gid, 0o700, mine):
-        raise WorkspaceError(f"{home} is not a folder of {account_name} or root: move it away by hand.")
+        raise WorkspaceError(
+            f"{home} is not a folder of {account_name} or root: move it away by hand."
+        )
     _own(home / "work", account.uid, account.gid, 0o700, mine)  # not a folder: the user's own doing
     if not _own(own_submissions, account.uid, admin_gid, 0o2750, mine):
-        raise WorkspaceError(f"{own_submissions} is not a folder of {account_name} or root: move it away by hand.")
+        raise WorkspaceError(
+            f"{own_submissions} is not a folder of {account_name} or root: move it away by hand."
+        )
     # The links stay root's: nothing here is chown'd, since in a folder the user can write to,
     # what is at a link's name by now may be a hard link to any file (issue 11).
     return Workspace(home, account)

@@ -14,7 +14,11 @@ if connection is None:  # `alembic -x url=...` from a shell
 
     connection = create_engine(context.get_x_argument(as_dictionary=True)["url"]).connect()
 
-configure_context(context, connection, config.attributes.get("schema", HUB_SCHEMA),
-                  [AccountsBase.metadata, AllocatorBase.metadata])
+configure_context(
+    context,
+    connection,
+    config.attributes.get("schema", HUB_SCHEMA),
+    [AccountsBase.metadata, AllocatorBase.metadata],
+)
 with context.begin_transaction():
     context.run_migrations()

@@ -21,4 +21,6 @@ def lesson_file(name: str, lesson: str, notebook_dir: str | os.PathLike | None =
     for candidate in (here / name, bundled_lesson_dir(lesson) / name):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{name}: not next to the notebook ({here}) nor in the bundled lesson {lesson}")
+    raise FileNotFoundError(
+        f"{name}: not next to the notebook ({here}) nor in the bundled lesson {lesson}"
+    )

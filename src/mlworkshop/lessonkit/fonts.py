@@ -59,8 +59,21 @@ def find_cjk_font(extra_files: tuple[str, ...] = ()) -> tuple[str, str] | None:
             if names:
                 return names[0], candidate
     # Fall back: any font matplotlib knows of whose name hints at CJK and that covers the sample.
-    hints = ("cjk", "hei", "song", "ming", "kai", "yahei", "wenquanyi", "han sans", "fallback",
-             "pingfang", "fang", "noto sans sc", "noto sans tc")
+    hints = (
+        "cjk",
+        "hei",
+        "song",
+        "ming",
+        "kai",
+        "yahei",
+        "wenquanyi",
+        "han sans",
+        "fallback",
+        "pingfang",
+        "fang",
+        "noto sans sc",
+        "noto sans tc",
+    )
     seen: set[str] = set()
     entries = sorted(fm.fontManager.ttflist, key=lambda e: e.name)
     for entry in entries:

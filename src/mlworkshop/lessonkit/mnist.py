@@ -159,7 +159,10 @@ def load_handwritten_digits(
         digits = load_digits()
         images = (digits.images / 16.0).astype(np.float32)
         x_train, x_test, y_train, y_test = train_test_split(
-            images, digits.target.astype(np.int64), test_size=0.25, random_state=seed,
+            images,
+            digits.target.astype(np.int64),
+            test_size=0.25,
+            random_state=seed,
             stratify=digits.target,
         )
         source = "sklearn-digits"

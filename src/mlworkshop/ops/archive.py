@@ -25,7 +25,16 @@ from pathlib import PurePosixPath
 FORMAT = 1
 META = "mlworkshop-backup.json"
 MANIFEST = "MANIFEST.json"
-TOP_LEVEL = ("mlworkshop.yaml", "secrets", "state", "usage", "db", "content", "submissions", "users")
+TOP_LEVEL = (
+    "mlworkshop.yaml",
+    "secrets",
+    "state",
+    "usage",
+    "db",
+    "content",
+    "submissions",
+    "users",
+)
 HUB_SQLITE = "state/jupyterhub.sqlite"
 USAGE_SQLITE = "usage/usage.sqlite"
 HUB_PGDUMP = "db/hub.pgdump"
@@ -48,7 +57,9 @@ def check_member_name(name: str) -> str:
     if not name or "\x00" in name or name.startswith("/") or "\\" in name:
         raise ArchiveError(f"the archive holds a member with an unsafe name: {name!r}")
     parts = PurePosixPath(name).parts
-    if any(part in ("", ".", "..") for part in parts) or str(PurePosixPath(*parts)) != name.rstrip("/"):
+    if any(part in ("", ".", "..") for part in parts) or str(PurePosixPath(*parts)) != name.rstrip(
+        "/"
+    ):
         raise ArchiveError(f"the archive holds a member with an unsafe name: {name!r}")
     if name in (META, MANIFEST):
         return name
@@ -71,7 +82,9 @@ class GzipMembersWriter:
 
     @staticmethod
     def _new(level: int):
-        return zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip header and trailer
+        return zlib.compressobj(
+            level, zlib.DEFLATED, 16 + zlib.MAX_WBITS
+        )  # 16+: gzip header and trailer
 
     def set_level(self, level: int) -> None:
         if level == self._current:

@@ -123,7 +123,9 @@ class _TimedGzip(fmt.GzipMembersWriter):
         start_write = self.timings["write archive"]
         n = super().write(data)
         # compression's own time: the raw writes it triggered are counted there
-        self.timings["compress"] += time.perf_counter() - t - (self.timings["write archive"] - start_write)
+        self.timings["compress"] += (
+            time.perf_counter() - t - (self.timings["write archive"] - start_write)
+        )
         return n
 
 
@@ -165,8 +167,14 @@ class _FileReader:
 
 
 class _Writer:
-    def __init__(self, tar: tarfile.TarFile, gz: _TimedGzip, level: int, result: BackupResult,
-                 progress: Progress | None):
+    def __init__(
+        self,
+        tar: tarfile.TarFile,
+        gz: _TimedGzip,
+        level: int,
+        result: BackupResult,
+        progress: Progress | None,
+    ):
         self.tar = tar
         self.gz = gz
         self.level = level
@@ -226,7 +234,11 @@ class _Writer:
         self.tar.addfile(info, reader)
         if reader.short:
             self.result.changed.append(arcname)
-        self.manifest[arcname] = {"type": "file", "size": st.st_size, "sha256": reader.sha.hexdigest()}
+        self.manifest[arcname] = {
+            "type": "file",
+            "size": st.st_size,
+            "sha256": reader.sha.hexdigest(),
+        }
         self.result.files += 1
         self.result.bytes_in += st.st_size
 
@@ -237,8 +249,20 @@ class _Writer:
             st = os.fstat(fd)
             if owner_of is not None:
                 real = os.stat(owner_of, follow_symlinks=False)
-                st = os.stat_result((real.st_mode, st.st_ino, st.st_dev, 1, real.st_uid, real.st_gid,
-                                     st.st_size, st.st_atime, st.st_mtime, st.st_ctime))
+                st = os.stat_result(
+                    (
+                        real.st_mode,
+                        st.st_ino,
+                        st.st_dev,
+                        1,
+                        real.st_uid,
+                        real.st_gid,
+                        st.st_size,
+                        st.st_atime,
+                        st.st_mtime,
+                        st.st_ctime,
+                    )
+                )
             self.add_fd_file(arcname, fd, st)
         finally:
             os.close(fd)
@@ -321,7 +345,9 @@ class _Writer:
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # became a link since the listing
                 try:
-                    self._add_link(fd, name, arcname, os.stat(name, dir_fd=fd, follow_symlinks=False))
+                    self._add_link(
+                        fd, name, arcname, os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    )
                 except FileNotFoundError:
                     pass
                 return
@@ -341,7 +367,7 @@ class _Writer:
 def tree_size(path: Path) -> int:
     """Bytes of the regular files under a folder (links not followed): the progress bar's total."""
     total = 0
-    for root, _dirs, files, dfd in os.fwalk(path, follow_symlinks=False):
+    for _root, _dirs, files, dfd in os.fwalk(path, follow_symlinks=False):
         for name in files:
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -366,7 +392,13 @@ def site_accounts(site: Site, cfg: MLWorkshopConfig) -> list[dict]:
                 pwd.getpwnam(prefix + home.name)
             except KeyError:
                 continue  # a hub that is not root runs every server as itself
-            accounts.append({"user": home.name, "account": prefix + home.name, "admin": prefix + home.name in admins})
+            accounts.append(
+                {
+                    "user": home.name,
+                    "account": prefix + home.name,
+                    "admin": prefix + home.name in admins,
+                }
+            )
     return accounts
 
 
@@ -395,14 +427,22 @@ def default_backup_path(site: Site, cfg: MLWorkshopConfig) -> Path:
     return path
 
 
-def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool = True,
-                  level: int | None = None, progress_total: Callable[[int], None] | None = None,
-                  progress: Progress | None = None) -> BackupResult:
+def create_backup(
+    site: Site,
+    cfg: MLWorkshopConfig,
+    target: Path,
+    homes: bool = True,
+    level: int | None = None,
+    progress_total: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+) -> BackupResult:
     """Write the backup archive to `target` (which must not exist). See the module docstring."""
     level = cfg.backup.compression_level if level is None else level
     target = target.absolute()
     if target.exists() or target.is_symlink():
-        raise BackupError(f"{target} exists already: choose another file name (backups are never overwritten).")
+        raise BackupError(
+            f"{target} exists already: choose another file name (backups are never overwritten)."
+        )
     if not site.config_file.exists():
         raise BackupError(f"No site at {site.root} (no {site.config_file.name}).")
     try:
@@ -411,17 +451,24 @@ def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool =
         raise BackupError(f"Cannot make the folder {target.parent}: {exc.strerror}.") from None
     for inside in (site.users, site.submissions, site.content(cfg)):
         if target.parent == inside or inside in target.parent.parents:
-            raise BackupError(f"{target} is inside {inside}, which the backup reads: write it elsewhere.")
+            raise BackupError(
+                f"{target} is inside {inside}, which the backup reads: write it elsewhere."
+            )
 
     started = time.perf_counter()
     result = BackupResult(target)
-    result.timings.update({k: 0.0 for k in ("databases", "walk", "read files", "sha256", "compress", "write archive")})
+    result.timings.update(
+        {k: 0.0 for k in ("databases", "walk", "read files", "sha256", "compress", "write archive")}
+    )
     hub_url = site.db_url(cfg)
     usage_url = site.usage_db_url(cfg)
     content = site.content(cfg)
     if progress_total:
-        total = sum(tree_size(p) for p in ([content, site.submissions, site.secrets]
-                                           + ([site.users] if homes else [])) if p.is_dir())
+        total = sum(
+            tree_size(p)
+            for p in ([content, site.submissions, site.secrets] + ([site.users] if homes else []))
+            if p.is_dir()
+        )
         progress_total(total)
 
     tmp = Path(tempfile.mkdtemp(prefix=".mlw-backup-", dir=target.parent))
@@ -459,11 +506,24 @@ def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool =
             "admin_group": cfg.spawner.local.admin_group,
             "accounts": site_accounts(site, cfg),
             "databases": {
-                "hub": ({"kind": "sqlite" if hub_url.startswith("sqlite") else "postgresql",
-                         "member": snapshots["hub"][0]} if "hub" in snapshots else {"kind": "none"}),
-                "usage": ({"kind": "same-as-hub"} if usage_same and not usage_url.startswith("sqlite") else
-                          {"kind": "sqlite" if usage_url.startswith("sqlite") else "postgresql",
-                           "member": snapshots["usage"][0]} if "usage" in snapshots else {"kind": "none"}),
+                "hub": (
+                    {
+                        "kind": "sqlite" if hub_url.startswith("sqlite") else "postgresql",
+                        "member": snapshots["hub"][0],
+                    }
+                    if "hub" in snapshots
+                    else {"kind": "none"}
+                ),
+                "usage": (
+                    {"kind": "same-as-hub"}
+                    if usage_same and not usage_url.startswith("sqlite")
+                    else {
+                        "kind": "sqlite" if usage_url.startswith("sqlite") else "postgresql",
+                        "member": snapshots["usage"][0],
+                    }
+                    if "usage" in snapshots
+                    else {"kind": "none"}
+                ),
             },
             "content_dir": str(cfg.workspace.content_dir) if cfg.workspace.content_dir else None,
         }
@@ -477,13 +537,17 @@ def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool =
                 writer.add_bytes(fmt.META, json.dumps(meta, indent=1).encode())
                 writer.add_path_file("mlworkshop.yaml", site.config_file, owner_of=site.config_file)
                 writer.add_tree("secrets", site.secrets)
-                for key, (member, snapshot, source) in snapshots.items():
+                for member, snapshot, source in snapshots.values():
                     folder = member.split("/")[0]
                     if folder not in writer.manifest:
                         real = source.parent if source is not None else site.state
-                        writer.add_dir_entry(folder, os.stat(real) if folder != "db" else os.stat(site.state))
+                        writer.add_dir_entry(
+                            folder, os.stat(real) if folder != "db" else os.stat(site.state)
+                        )
                     writer.add_path_file(member, snapshot, owner_of=source)
-                if (site.state / UID_HIGH_WATER).is_file():  # uids this site handed out: never again
+                if (
+                    site.state / UID_HIGH_WATER
+                ).is_file():  # uids this site handed out: never again
                     if "state" not in writer.manifest:
                         writer.add_dir_entry("state", os.stat(site.state))
                     writer.add_path_file(f"state/{UID_HIGH_WATER}", site.state / UID_HIGH_WATER)
@@ -491,8 +555,12 @@ def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool =
                 writer.add_tree("submissions", site.submissions)
                 if homes:
                     writer.add_tree("users", site.users)
-                writer.add_bytes(fmt.MANIFEST, json.dumps({"format": fmt.FORMAT, "entries": writer.manifest},
-                                                          indent=0).encode())
+                writer.add_bytes(
+                    fmt.MANIFEST,
+                    json.dumps(
+                        {"format": fmt.FORMAT, "entries": writer.manifest}, indent=0
+                    ).encode(),
+                )
             gz.close()
             t = time.perf_counter()
             os.fsync(fd)
@@ -503,8 +571,10 @@ def create_backup(site: Site, cfg: MLWorkshopConfig, target: Path, homes: bool =
         os.rename(partial, target)  # complete, or not there at all
         _fsync_dir(target.parent)
     except OSError as exc:
-        raise BackupError(f"The backup failed: {exc.strerror or exc}"
-                          f"{': ' + str(exc.filename) if exc.filename else ''}. Nothing was written to {target}.") from None
+        raise BackupError(
+            f"The backup failed: {exc.strerror or exc}"
+            f"{': ' + str(exc.filename) if exc.filename else ''}. Nothing was written to {target}."
+        ) from None
     finally:
         for leftover in tmp.iterdir():
             leftover.unlink()
@@ -523,8 +593,11 @@ def _fsync_dir(path: Path) -> None:
 
 def prune(folder: Path, keep: int) -> list[Path]:
     """Scheduled backups: delete all but the newest `keep` mlworkshop-*.tar.gz in `folder`."""
-    backups = sorted((p for p in folder.glob("mlworkshop-*.tar.gz") if p.is_file() and not p.is_symlink()),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
+    backups = sorted(
+        (p for p in folder.glob("mlworkshop-*.tar.gz") if p.is_file() and not p.is_symlink()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     removed = []
     for old in backups[keep:]:
         old.unlink()

@@ -67,7 +67,9 @@ def check_sqlite(path: Path) -> None:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        raise DatabaseCopyError(f"The restored database {path.name} cannot be read: {exc}.") from None
+        raise DatabaseCopyError(
+            f"The restored database {path.name} cannot be read: {exc}."
+        ) from None
     if result != "ok":
         raise DatabaseCopyError(f"The restored database {path.name} is damaged: {result}.")
 
@@ -75,8 +77,10 @@ def check_sqlite(path: Path) -> None:
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise DatabaseCopyError(f"{name} is not installed: install Debian's postgresql-client "
-                                "(`apt-get install postgresql-client`) and run this again.")
+        raise DatabaseCopyError(
+            f"{name} is not installed: install Debian's postgresql-client "
+            "(`apt-get install postgresql-client`) and run this again."
+        )
     return path
 
 
@@ -85,19 +89,43 @@ def _run(cmd: list[str], what: str, url: str) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
-        raise DatabaseCopyError(f"{what} {redact(url)} failed: {detail.replace(libpq_url(url), redact(url))}")
+        raise DatabaseCopyError(
+            f"{what} {redact(url)} failed: {detail.replace(libpq_url(url), redact(url))}"
+        )
 
 
 def pg_dump(url: str, target: Path) -> None:
     """The whole database (schema and data, without owners or grants) into `target`."""
-    _run([_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--compress=0",
-          f"--file={target}", f"--dbname={libpq_url(url)}"], "pg_dump of", url)
+    _run(
+        [
+            _tool("pg_dump"),
+            "--format=custom",
+            "--no-owner",
+            "--no-privileges",
+            "--compress=0",
+            f"--file={target}",
+            f"--dbname={libpq_url(url)}",
+        ],
+        "pg_dump of",
+        url,
+    )
 
 
 def pg_restore(dump: Path, url: str) -> None:
     """The dump into `url`'s database, all or nothing."""
-    _run([_tool("pg_restore"), "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error",
-          f"--dbname={libpq_url(url)}", str(dump)], "pg_restore into", url)
+    _run(
+        [
+            _tool("pg_restore"),
+            "--no-owner",
+            "--no-privileges",
+            "--single-transaction",
+            "--exit-on-error",
+            f"--dbname={libpq_url(url)}",
+            str(dump),
+        ],
+        "pg_restore into",
+        url,
+    )
 
 
 def tables(url: str) -> list[str]:
@@ -107,12 +135,16 @@ def tables(url: str) -> list[str]:
     from ..db import SQLiteMode, make_engine
     from ..usage.store import normalize_url
 
-    engine = make_engine(normalize_url(url), SQLiteMode(), pool_size=1, max_overflow=0)  # FULL: a restore
+    engine = make_engine(
+        normalize_url(url), SQLiteMode(), pool_size=1, max_overflow=0
+    )  # FULL: a restore
     try:
         return inspect(engine).get_table_names()
     except Exception as exc:  # noqa: BLE001 - a message, not a traceback
-        raise DatabaseCopyError(f"Cannot reach the database {redact(url)}: {str(exc).splitlines()[0]}. "
-                                "Create it (empty) and check the URL.") from None
+        raise DatabaseCopyError(
+            f"Cannot reach the database {redact(url)}: {str(exc).splitlines()[0]}. "
+            "Create it (empty) and check the URL."
+        ) from None
     finally:
         engine.dispose()
 
@@ -126,14 +158,23 @@ def forget_servers(url: str) -> None:
     from ..db import SQLiteMode, make_engine
     from ..usage.store import normalize_url
 
-    engine = make_engine(normalize_url(url), SQLiteMode(), pool_size=1, max_overflow=0)  # FULL: a restore
+    engine = make_engine(
+        normalize_url(url), SQLiteMode(), pool_size=1, max_overflow=0
+    )  # FULL: a restore
     try:
         with engine.begin() as db:
             names = set(engine.dialect.get_table_names(db))
             if "spawners" not in names:
                 return  # the hub never ran
-            ids = [row[0] for row in db.execute(text("SELECT server_id FROM spawners WHERE server_id IS NOT NULL"))]
-            db.execute(text("UPDATE spawners SET server_id = NULL, state = :empty"), {"empty": "{}"})
+            ids = [
+                row[0]
+                for row in db.execute(
+                    text("SELECT server_id FROM spawners WHERE server_id IS NOT NULL")
+                )
+            ]
+            db.execute(
+                text("UPDATE spawners SET server_id = NULL, state = :empty"), {"empty": "{}"}
+            )
             for server_id in ids:  # users' servers only: services keep theirs (the hub renews them)
                 db.execute(text("DELETE FROM servers WHERE id = :id"), {"id": server_id})
     finally:

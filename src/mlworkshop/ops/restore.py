@@ -23,10 +23,10 @@ are created with O_EXCL|O_NOFOLLOW, and set-user/group-ID bits of files are drop
 
 from __future__ import annotations
 
-import gzip
-import json
 import grp
+import gzip
 import hashlib
+import json
 import os
 import pwd
 import secrets
@@ -118,8 +118,9 @@ def _check_parent(name: str, seen: dict[str, Entry]) -> None:
         raise ArchiveError(f"{name!r} comes without its folder {parent!r}")
 
 
-def read_archive(path: Path, staging: Path | None = None,
-                 progress: Callable[[int], None] | None = None) -> ArchiveContents:
+def read_archive(
+    path: Path, staging: Path | None = None, progress: Callable[[int], None] | None = None
+) -> ArchiveContents:
     """Read and check the whole archive; with `staging`, write its files and folders there (not
     its links: see write_links). Raises ArchiveError for anything but a complete, intact backup."""
     timings = {k: 0.0 for k in ("read archive", "decompress", "sha256", "write files")}
@@ -132,7 +133,9 @@ def read_archive(path: Path, staging: Path | None = None,
     except ArchiveError:
         raise
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ArchiveError(f"the archive is damaged or cut short ({exc or type(exc).__name__})") from None
+        raise ArchiveError(
+            f"the archive is damaged or cut short ({exc or type(exc).__name__})"
+        ) from None
     except OSError as exc:
         if staging is not None and exc.filename:
             raise
@@ -155,10 +158,14 @@ def _read(handle, staging: Path | None, progress, timings) -> ArchiveContents:
             raise ArchiveError(f"{name!r} comes after the manifest")
         if meta is None:
             if name != fmt.META:
-                raise ArchiveError(f"this is not an mlworkshop backup (it starts with {name!r}, not {fmt.META})")
+                raise ArchiveError(
+                    f"this is not an mlworkshop backup (it starts with {name!r}, not {fmt.META})"
+                )
             meta = _json(tar, member)
             if meta.get("format") != fmt.FORMAT:
-                raise ArchiveError(f"backup format {meta.get('format')!r} is not one this version reads ({fmt.FORMAT})")
+                raise ArchiveError(
+                    f"backup format {meta.get('format')!r} is not one this version reads ({fmt.FORMAT})"
+                )
             continue
         if name == fmt.MANIFEST:
             manifest = _json(tar, member)
@@ -166,14 +173,23 @@ def _read(handle, staging: Path | None, progress, timings) -> ArchiveContents:
         if name in seen or name == fmt.META:
             raise ArchiveError(f"{name!r} appears twice")
         _check_parent(name, seen)
-        entry = Entry(name, "", member.uname or "", member.gname or "", member.mode & 0o7777, int(member.mtime))
+        entry = Entry(
+            name,
+            "",
+            member.uname or "",
+            member.gname or "",
+            member.mode & 0o7777,
+            int(member.mtime),
+        )
         if member.isdir():
             entry.type = "dir"
             if staging is not None:
                 os.mkdir(staging / name, 0o700)
         elif member.isreg():
             entry.type, entry.size = "file", member.size
-            entry.sha256 = _copy(tar, member, staging / name if staging is not None else None, timings)
+            entry.sha256 = _copy(
+                tar, member, staging / name if staging is not None else None, timings
+            )
             files += 1
             total += member.size
         elif member.issym():
@@ -181,7 +197,9 @@ def _read(handle, staging: Path | None, progress, timings) -> ArchiveContents:
         elif member.islnk():
             target = fmt.check_member_name(member.linkname)
             if target not in seen or seen[target].type != "file":
-                raise ArchiveError(f"{name!r} is a hard link to {target!r}, which is not a file before it")
+                raise ArchiveError(
+                    f"{name!r} is a hard link to {target!r}, which is not a file before it"
+                )
             entry.type, entry.target = "hardlink", target
         else:
             raise ArchiveError(f"{name!r} is of a kind a backup never holds (type {member.type!r})")
@@ -206,7 +224,9 @@ def _copy(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path | None, ti
     source = tar.extractfile(member)
     fd = None
     if target is not None:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
     try:
         left = member.size
         while left:
@@ -222,7 +242,7 @@ def _copy(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path | None, ti
             if fd is not None:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 timings["write files"] += time.perf_counter() - t3
             left -= len(data)
     finally:
@@ -238,16 +258,24 @@ def _compare(seen: dict[str, Entry], manifest: dict) -> None:
     missing = sorted(set(listed) - set(seen))
     extra = sorted(set(seen) - set(listed))
     if missing or extra:
-        raise ArchiveError(f"the archive does not match its manifest: {len(missing)} entries missing "
-                           f"(e.g. {missing[:3]}), {len(extra)} not listed (e.g. {extra[:3]})")
+        raise ArchiveError(
+            f"the archive does not match its manifest: {len(missing)} entries missing "
+            f"(e.g. {missing[:3]}), {len(extra)} not listed (e.g. {extra[:3]})"
+        )
     for name, entry in seen.items():
         want = listed[name]
         if not isinstance(want, dict) or want.get("type") != entry.type:
             raise ArchiveError(f"{name!r} is not the kind of entry the manifest says")
-        if entry.type == "file" and (want.get("sha256") != entry.sha256 or want.get("size") != entry.size):
-            raise ArchiveError(f"{name!r} does not match its checksum in the manifest: the archive is damaged")
+        if entry.type == "file" and (
+            want.get("sha256") != entry.sha256 or want.get("size") != entry.size
+        ):
+            raise ArchiveError(
+                f"{name!r} does not match its checksum in the manifest: the archive is damaged"
+            )
         if entry.type in ("symlink", "hardlink") and want.get("target") != entry.target:
-            raise ArchiveError(f"{name!r} does not point where the manifest says: the archive is damaged")
+            raise ArchiveError(
+                f"{name!r} does not point where the manifest says: the archive is damaged"
+            )
 
 
 def verify_archive(path: Path, progress: Callable[[int], None] | None = None) -> ArchiveContents:
@@ -304,8 +332,10 @@ class _Owners:
             if uname.startswith("_mlw-"):
                 ensure_service_account(uname)
         if made:
-            self.notes.append(f"made {len(made)} system account(s): {', '.join(made[:10])}"
-                              + (" ..." if len(made) > 10 else ""))
+            self.notes.append(
+                f"made {len(made)} system account(s): {', '.join(made[:10])}"
+                + (" ..." if len(made) > 10 else "")
+            )
 
     def uid(self, name: str) -> int:
         try:
@@ -342,9 +372,14 @@ def apply_owners(staging: Path, entries: list[Entry], owners: _Owners | None) ->
         os.utime(path, (entry.mtime, entry.mtime), follow_symlinks=False)
 
 
-def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | None = None,
-                 usage_db_url: str | None = None,
-                 progress: Callable[[int], None] | None = None) -> RestoreResult:
+def restore_site(
+    archive: Path,
+    site: Site,
+    force: bool = False,
+    db_url: str | None = None,
+    usage_db_url: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RestoreResult:
     """Restore `archive` into `site` (see the module docstring for the order of things)."""
     from ..config import load_config, set_key, to_yaml
 
@@ -353,14 +388,18 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
     if root.is_symlink() or (root.exists() and not root.is_dir()):
         raise RestoreError(f"{root} is not a folder.")
     if not _empty(root) and not force:
-        raise RestoreError(f"{root} is not empty: restore into a new or empty folder, or add --force "
-                           "(what is there is moved into a folder .pre-restore-* inside it, never deleted).")
+        raise RestoreError(
+            f"{root} is not empty: restore into a new or empty folder, or add --force "
+            "(what is there is moved into a folder .pre-restore-* inside it, never deleted)."
+        )
     if not archive.is_file():
         raise RestoreError(f"No backup at {archive}.")
     if root.exists() and root.stat().st_uid != os.geteuid():
         # someone else could put links into it while we restore (the new site is root's alone)
-        raise RestoreError(f"{root} belongs to uid {root.stat().st_uid}, not to you: restore into a new "
-                           "folder (restore makes it) or one of your own.")
+        raise RestoreError(
+            f"{root} belongs to uid {root.stat().st_uid}, not to you: restore into a new "
+            "folder (restore makes it) or one of your own."
+        )
     created = not root.exists()
     old_mode = None if created else stat.S_IMODE(root.stat().st_mode)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -386,11 +425,17 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
         if hub_kind == "postgresql":
             target = db_url or old_cfg.hub.db_url
             if not target:
-                raise RestoreError("The backup's hub database is PostgreSQL: give an empty database with --db-url.")
+                raise RestoreError(
+                    "The backup's hub database is PostgreSQL: give an empty database with --db-url."
+                )
             pg_jobs.append((staging / fmt.HUB_PGDUMP, target))
             if target != old_cfg.hub.db_url:
                 changes["hub.db_url"] = target
-            if usage_kind == "same-as-hub" and old_cfg.usage.db_url and target != old_cfg.usage.db_url:
+            if (
+                usage_kind == "same-as-hub"
+                and old_cfg.usage.db_url
+                and target != old_cfg.usage.db_url
+            ):
                 changes["usage.db_url"] = target
         elif hub_kind == "sqlite":
             check_sqlite(staging / fmt.HUB_SQLITE)
@@ -400,7 +445,9 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
         if usage_kind == "postgresql":
             target = usage_db_url or old_cfg.usage.db_url
             if not target:
-                raise RestoreError("The backup's usage database is PostgreSQL: give an empty database with --usage-db-url.")
+                raise RestoreError(
+                    "The backup's usage database is PostgreSQL: give an empty database with --usage-db-url."
+                )
             pg_jobs.append((staging / fmt.USAGE_PGDUMP, target))
             if target != old_cfg.usage.db_url:
                 changes["usage.db_url"] = target
@@ -411,12 +458,16 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
         for _dump, target in pg_jobs:
             found = tables(target)
             if found:
-                raise RestoreError(f"The database {redact(target)} is not empty ({len(found)} tables, e.g. "
-                                   f"{', '.join(sorted(found)[:3])}): restore goes into an empty database only. "
-                                   "Create a new one and pass it with --db-url / --usage-db-url.")
+                raise RestoreError(
+                    f"The database {redact(target)} is not empty ({len(found)} tables, e.g. "
+                    f"{', '.join(sorted(found)[:3])}): restore goes into an empty database only. "
+                    "Create a new one and pass it with --db-url / --usage-db-url."
+                )
         if old_cfg.workspace.content_dir:
             changes["workspace.content_dir"] = None
-            notes.append(f"content (was {old_cfg.workspace.content_dir}) is now in {site.root / 'content'}")
+            notes.append(
+                f"content (was {old_cfg.workspace.content_dir}) is now in {site.root / 'content'}"
+            )
 
         # 3. links, accounts, owners
         write_links(staging, contents.entries)
@@ -425,13 +476,18 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
             owners = _Owners(meta, site, staging / "state", notes)
             owners.prepare(contents.entries)
         else:
-            notes.append("not root: every file now belongs to you (accounts are made only by a root restore)")
+            notes.append(
+                "not root: every file now belongs to you (accounts are made only by a root restore)"
+            )
         t2 = time.perf_counter()
         apply_owners(staging, contents.entries, owners)
         timings["ownership"] = time.perf_counter() - t2
         if owners is not None and owners.unknown:
-            notes.append("no account here for " + ", ".join(f"{n} ({c} entries)" for n, c in owners.unknown.items())
-                         + ": those entries now belong to root")
+            notes.append(
+                "no account here for "
+                + ", ".join(f"{n} ({c} entries)" for n, c in owners.unknown.items())
+                + ": those entries now belong to root"
+            )
 
         # PostgreSQL last of all fallible steps: one transaction each into an empty database
         for dump, target in pg_jobs:
@@ -460,8 +516,12 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
         for key, value in changes.items():
             set_key(root, key, to_yaml(value))
         if changes:
-            notes.append("config: " + ", ".join(f"{k} = {redact(v) if isinstance(v, str) else v}"
-                                                 for k, v in changes.items()))
+            notes.append(
+                "config: "
+                + ", ".join(
+                    f"{k} = {redact(v) if isinstance(v, str) else v}" for k, v in changes.items()
+                )
+            )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created:
@@ -473,4 +533,11 @@ def restore_site(archive: Path, site: Site, force: bool = False, db_url: str | N
     return result
 
 
-__all__ = ["ArchiveError", "DatabaseCopyError", "RestoreError", "restore_site", "verify_archive", "read_archive"]
+__all__ = [
+    "ArchiveError",
+    "DatabaseCopyError",
+    "RestoreError",
+    "restore_site",
+    "verify_archive",
+    "read_archive",
+]

@@ -57,7 +57,9 @@ def check_schedule(expression: str) -> str | None:
     if analyze is None:
         return None
     result = subprocess.run([analyze, "calendar", expression], capture_output=True, text=True)
-    return None if result.returncode == 0 else (result.stderr.strip() or "not a calendar expression")
+    return (
+        None if result.returncode == 0 else (result.stderr.strip() or "not a calendar expression")
+    )
 
 
 def install_timer(site: Site, cfg: MLWorkshopConfig, unit_dir: Path = UNIT_DIR) -> list[str]:
@@ -74,8 +76,14 @@ def install_timer(site: Site, cfg: MLWorkshopConfig, unit_dir: Path = UNIT_DIR) 
     systemctl = shutil.which("systemctl")
     if systemctl and Path("/run/systemd/system").is_dir():
         subprocess.run([systemctl, "daemon-reload"], check=True, capture_output=True)
-        subprocess.run([systemctl, "enable", "--now", f"{unit_name(site)}.timer"], check=True, capture_output=True)
+        subprocess.run(
+            [systemctl, "enable", "--now", f"{unit_name(site)}.timer"],
+            check=True,
+            capture_output=True,
+        )
         done.append(f"enabled {unit_name(site)}.timer")
     else:
-        done.append(f"systemd is not running here: enable it with `systemctl enable --now {unit_name(site)}.timer`")
+        done.append(
+            f"systemd is not running here: enable it with `systemctl enable --now {unit_name(site)}.timer`"
+        )
     return done

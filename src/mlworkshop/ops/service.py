@@ -46,7 +46,11 @@ def mlworkshop_command(python: str = sys.executable) -> list[str]:
     """This installation's `mlworkshop`: the venv's script beside its python (not resolved: the
     venv's python is a link to the system's, and only the link's folder is the venv)."""
     script = Path(python).parent / "mlworkshop"
-    return [str(script)] if script.is_file() and os.access(script, os.X_OK) else [python, "-m", "mlworkshop.cli.main"]
+    return (
+        [str(script)]
+        if script.is_file() and os.access(script, os.X_OK)
+        else [python, "-m", "mlworkshop.cli.main"]
+    )
 
 
 def _quote(arg: str) -> str:
@@ -127,23 +131,28 @@ def installed_site(unit_dir: Path = UNIT_DIR) -> Path | None:
         first = path.read_text().splitlines()[0]
     except (OSError, IndexError):
         return None
-    return Path(first[len(SITE_MARK):]) if first.startswith(SITE_MARK) else Path("?")
+    return Path(first[len(SITE_MARK) :]) if first.startswith(SITE_MARK) else Path("?")
 
 
 def _systemctl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["systemctl", *args], capture_output=True, text=True)
 
 
-def install(site: Site, unit_dir: Path = UNIT_DIR, python: str = sys.executable,
-            start: bool | None = None) -> list[str]:
+def install(
+    site: Site, unit_dir: Path = UNIT_DIR, python: str = sys.executable, start: bool | None = None
+) -> list[str]:
     """Write (or rewrite) the unit for `site`, check it, and where systemd runs enable and start
     it. Returns what was done; ServiceError with the fix."""
     if not site.config_file.exists():
-        raise ServiceError(f"No site at {site.root}. Create it with `mlworkshop init --site {site.root}` first.")
+        raise ServiceError(
+            f"No site at {site.root}. Create it with `mlworkshop init --site {site.root}` first."
+        )
     current = installed_site(unit_dir)
     if current is not None and current != site.root:
-        raise ServiceError(f"{unit_dir / UNIT_NAME} already runs the site {current}. Remove it first "
-                           "(`mlworkshop service uninstall`) to run this one instead.")
+        raise ServiceError(
+            f"{unit_dir / UNIT_NAME} already runs the site {current}. Remove it first "
+            "(`mlworkshop service uninstall`) to run this one instead."
+        )
     text = unit_text(site, python)
     with tempfile.TemporaryDirectory() as scratch:  # verify wants the unit under its own name
         (Path(scratch) / UNIT_NAME).write_text(text)
@@ -161,17 +170,23 @@ def install(site: Site, unit_dir: Path = UNIT_DIR, python: str = sys.executable,
     done = [f"wrote {path}"]
     start = systemd_running() if start is None else start
     if not start:
-        done.append(f"systemd is not running on this machine (PID 1 is {_pid1()}), so the unit is not started. "
-                    "On a machine booted with systemd: `systemctl daemon-reload && systemctl enable --now mlworkshop`. "
-                    f"Here, run the hub with `mlworkshop up --site {site.root}`.")
+        done.append(
+            f"systemd is not running on this machine (PID 1 is {_pid1()}), so the unit is not started. "
+            "On a machine booted with systemd: `systemctl daemon-reload && systemctl enable --now mlworkshop`. "
+            f"Here, run the hub with `mlworkshop up --site {site.root}`."
+        )
         return done
     for args in (("daemon-reload",), ("enable", "--now", UNIT_NAME)):
         result = _systemctl(*args)
         if result.returncode != 0:
-            raise ServiceError(f"`systemctl {' '.join(args)}` failed: {result.stderr.strip()}. "
-                               "See `journalctl -u mlworkshop`.")
-    done.append("enabled and started mlworkshop.service (at boot too); its output: `journalctl -u mlworkshop -f` "
-                "or `mlworkshop logs hub --follow`")
+            raise ServiceError(
+                f"`systemctl {' '.join(args)}` failed: {result.stderr.strip()}. "
+                "See `journalctl -u mlworkshop`."
+            )
+    done.append(
+        "enabled and started mlworkshop.service (at boot too); its output: `journalctl -u mlworkshop -f` "
+        "or `mlworkshop logs hub --follow`"
+    )
     return done
 
 
@@ -184,7 +199,9 @@ def uninstall(unit_dir: Path = UNIT_DIR, stop: bool | None = None) -> list[str]:
     if stop:
         result = _systemctl("disable", "--now", UNIT_NAME)
         if result.returncode != 0:
-            raise ServiceError(f"`systemctl disable --now {UNIT_NAME}` failed: {result.stderr.strip()}")
+            raise ServiceError(
+                f"`systemctl disable --now {UNIT_NAME}` failed: {result.stderr.strip()}"
+            )
         done.append("stopped and disabled mlworkshop.service (students' servers keep running)")
     path.unlink()
     done.append(f"removed {path}")
@@ -206,10 +223,15 @@ class ServiceStatus:
             return [f"unit:    not installed (`mlworkshop service install` writes {self.unit})"]
         lines = [f"unit:    {self.unit}", f"site:    {self.site}"]
         if not self.systemd:
-            lines.append(f"systemd: not running on this machine (PID 1 is {_pid1()}): the unit is not in use")
+            lines.append(
+                f"systemd: not running on this machine (PID 1 is {_pid1()}): the unit is not in use"
+            )
         else:
-            lines += [f"enabled: {self.enabled}", f"active:  {self.active}",
-                      "logs:    journalctl -u mlworkshop, or mlworkshop logs hub"]
+            lines += [
+                f"enabled: {self.enabled}",
+                f"active:  {self.active}",
+                "logs:    journalctl -u mlworkshop, or mlworkshop logs hub",
+            ]
         return lines
 
 

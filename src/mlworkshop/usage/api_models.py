@@ -36,7 +36,9 @@ class SessionIn(BaseModel):
     server: str = Field("", max_length=255, pattern=PRINTABLE)
     backend: str = Field("local", max_length=32, pattern=PRINTABLE)
     profile: str | None = Field(None, max_length=64, pattern=PRINTABLE)
-    devices: list[Annotated[str, Field(max_length=64, pattern=PRINTABLE)]] = Field(default_factory=list, max_length=64)
+    devices: list[Annotated[str, Field(max_length=64, pattern=PRINTABLE)]] = Field(
+        default_factory=list, max_length=64
+    )
     device_kind: Literal["nvidia", "ascend"] | None = None
     n_devices: int = Field(0, ge=0, le=64)
     start: dt.datetime | None = None
@@ -95,8 +97,10 @@ class LimitsOut(BaseModel):
     state: Literal["ok", "warn", "over"]
     message: str
     oom_kills: int | None = Field(
-        None, description="Processes of the user's running server the out-of-memory killer stopped "
-        "(local backend with cgroups; null: not known).")
+        None,
+        description="Processes of the user's running server the out-of-memory killer stopped "
+        "(local backend with cgroups; null: not known).",
+    )
 
 
 class QuotaIn(BaseModel):

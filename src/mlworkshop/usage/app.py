@@ -21,8 +21,13 @@ from .settings import ServiceSettings
 from .store import LazyStore, StoreUnavailable, UsageStore
 
 
-def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageStore | LazyStore, hub: HubClient,
-               loop: UsageLoop | None = None) -> FastAPI:
+def create_app(
+    settings: ServiceSettings,
+    cfg: MLWorkshopConfig,
+    store: UsageStore | LazyStore,
+    hub: HubClient,
+    loop: UsageLoop | None = None,
+) -> FastAPI:
     ctx = ServiceContext(settings, cfg, store, hub, loop)
     prefix = ctx.prefix
 
@@ -35,26 +40,38 @@ def create_app(settings: ServiceSettings, cfg: MLWorkshopConfig, store: UsageSto
             with contextlib.suppress(BaseException):
                 await task
 
-    app = FastAPI(title="mlworkshop usage", version="1",
-                  description="Sessions, samples, reports and quotas of an mlworkshop hub. Authenticate with a "
-                  "JupyterHub API token (`Authorization: token ...`) or by logging in through the hub.",
-                  openapi_url=prefix + "openapi.json", docs_url=prefix + "docs", redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="mlworkshop usage",
+        version="1",
+        description="Sessions, samples, reports and quotas of an mlworkshop hub. Authenticate with a "
+        "JupyterHub API token (`Authorization: token ...`) or by logging in through the hub.",
+        openapi_url=prefix + "openapi.json",
+        docs_url=prefix + "docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.state.usage = ctx
 
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable):
-        return JSONResponse({"detail": f"Usage data is unavailable right now: {exc}. Try again in a minute."},
-                            status_code=503)
+        return JSONResponse(
+            {"detail": f"Usage data is unavailable right now: {exc}. Try again in a minute."},
+            status_code=503,
+        )
 
     @app.exception_handler(security.NeedLogin)
     async def _login(request: Request, exc: security.NeedLogin):
-        return RedirectResponse(f"{prefix}oauth_login?{urlencode({'next': exc.next_url})}", status_code=302)
+        return RedirectResponse(
+            f"{prefix}oauth_login?{urlencode({'next': exc.next_url})}", status_code=302
+        )
 
     @app.middleware("http")
     async def refuse_control_characters(request: Request, call_next):
         raw = unquote(request.url.path) + unquote(request.url.query)
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
-            return PlainTextResponse("Control characters are not allowed in the URL.", status_code=400)
+            return PlainTextResponse(
+                "Control characters are not allowed in the URL.", status_code=400
+            )
         return await call_next(request)
 
     app.include_router(api.router, prefix=ctx.base + "/api")

@@ -38,7 +38,9 @@ class Reading:
 class ProcessSampler:
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
-        self._adopted: dict[int, tuple[Hashable, float]] = {}  # pid -> (server, CPU seconds last seen)
+        self._adopted: dict[
+            int, tuple[Hashable, float]
+        ] = {}  # pid -> (server, CPU seconds last seen)
         self._departed_cpu: dict[Hashable, float] = defaultdict(float)  # of adopted processes gone
 
     def _process(self, pid: int) -> psutil.Process | None:
@@ -89,7 +91,9 @@ class ProcessSampler:
                         adopted.add(pid)
         return out, adopted
 
-    def sample(self, roots: Mapping[Hashable, int], gpu: "GpuSampler | None" = None) -> dict[Hashable, Reading]:
+    def sample(
+        self, roots: Mapping[Hashable, int], gpu: GpuSampler | None = None
+    ) -> dict[Hashable, Reading]:
         """A reading per root pid that still runs (dead roots are left out)."""
         trees, adopted = self._trees(roots)
         gpu_by_pid = gpu.per_pid() if gpu is not None else {}
@@ -113,7 +117,12 @@ class ProcessSampler:
                 except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                     continue
                 alive.add(pid)
-                own = t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+                own = (
+                    t.user
+                    + t.system
+                    + getattr(t, "children_user", 0.0)
+                    + getattr(t, "children_system", 0.0)
+                )
                 cpu += own
                 if pid in adopted and _reaped_by_nobody(proc, server_pids):
                     self._adopted[pid] = (key, own)
@@ -134,8 +143,14 @@ class ProcessSampler:
                 del self._adopted[pid]
         for key in set(self._departed_cpu) - set(roots):
             del self._departed_cpu[key]
-        return {key: replace(r, cpu_total=r.cpu_total + self._departed_cpu.get(key, 0.0),
-                             cpu_departed=self._departed_cpu.get(key, 0.0)) for key, r in readings.items()}
+        return {
+            key: replace(
+                r,
+                cpu_total=r.cpu_total + self._departed_cpu.get(key, 0.0),
+                cpu_departed=self._departed_cpu.get(key, 0.0),
+            )
+            for key, r in readings.items()
+        }
 
 
 def _reaped_by_nobody(proc: psutil.Process, server_pids: set[int]) -> bool:
@@ -176,7 +191,9 @@ class GpuSampler:
 
             pynvml.nvmlInit()
             self.nvml = pynvml
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            self.handles = [
+                pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())
+            ]
         except Exception as exc:  # noqa: BLE001 - no driver, no library, no device
             log.info("NVML not available (%s): no per-process GPU samples", exc)
             self.nvml = None
@@ -200,7 +217,9 @@ class GpuSampler:
             except nvml.NVMLError:
                 pass
             try:
-                samples = nvml.nvmlDeviceGetProcessUtilization(handle, self._last_seen.get(index, 0))
+                samples = nvml.nvmlDeviceGetProcessUtilization(
+                    handle, self._last_seen.get(index, 0)
+                )
                 for s in samples:
                     entry = out.setdefault(s.pid, [None, 0])
                     entry[0] = (entry[0] or 0.0) + s.smUtil
@@ -221,8 +240,11 @@ class ContainerSampler:
         if self.client is None:
             import docker
 
-            self.client = (docker.DockerClient(base_url=self.url, version="auto", timeout=10) if self.url
-                           else docker.from_env(timeout=10))
+            self.client = (
+                docker.DockerClient(base_url=self.url, version="auto", timeout=10)
+                if self.url
+                else docker.from_env(timeout=10)
+            )
         return self.client
 
     def sample(self, containers: Mapping[Hashable, str]) -> dict[Hashable, Reading]:
@@ -240,8 +262,16 @@ class ContainerSampler:
             cpu_ns = (stats.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage") or 0
             mem = stats.get("memory_stats") or {}
             usage = mem.get("usage") or 0
-            cache = (mem.get("stats") or {}).get("inactive_file") or (mem.get("stats") or {}).get("cache") or 0
-            out[key] = Reading(cpu_ns / 1e9, max(0, usage - cache), int((stats.get("pids_stats") or {}).get("current") or 0))
+            cache = (
+                (mem.get("stats") or {}).get("inactive_file")
+                or (mem.get("stats") or {}).get("cache")
+                or 0
+            )
+            out[key] = Reading(
+                cpu_ns / 1e9,
+                max(0, usage - cache),
+                int((stats.get("pids_stats") or {}).get("current") or 0),
+            )
         return out
 
 
@@ -256,7 +286,11 @@ def cgroup_cpu_seconds(account: str) -> float | None:
         if hierarchy is None:
             return None
         if hierarchy.version == 2:
-            for line in (hierarchy.roots[""] / cgroups.PARENT / cgroups.check_account(account) / "cpu.stat").read_text().splitlines():
+            for line in (
+                (hierarchy.roots[""] / cgroups.PARENT / cgroups.check_account(account) / "cpu.stat")
+                .read_text()
+                .splitlines()
+            ):
                 name, _, value = line.partition(" ")
                 if name == "usage_usec":
                     return int(value) / 1e6

@@ -60,12 +60,22 @@ class ServiceContext:
         out = []
         for s in sessions:
             sample = latest.get(s.id)
-            out.append({"session_id": s.id, "user": s.username, "server": s.server_name, "profile": s.profile,
-                        "devices": s.devices, "start": s.started_at.isoformat(timespec="seconds") + "Z",
-                        "cpu_percent": sample["cpu_percent"] if sample else None,
-                        "mem_mib": sample["mem_bytes"] / 2**20 if sample else None,
-                        "gpu_util": sample["gpu_util"] if sample else None,
-                        "sampled_at": sample["ts"].isoformat(timespec="seconds") + "Z" if sample else None})
+            out.append(
+                {
+                    "session_id": s.id,
+                    "user": s.username,
+                    "server": s.server_name,
+                    "profile": s.profile,
+                    "devices": s.devices,
+                    "start": s.started_at.isoformat(timespec="seconds") + "Z",
+                    "cpu_percent": sample["cpu_percent"] if sample else None,
+                    "mem_mib": sample["mem_bytes"] / 2**20 if sample else None,
+                    "gpu_util": sample["gpu_util"] if sample else None,
+                    "sampled_at": sample["ts"].isoformat(timespec="seconds") + "Z"
+                    if sample
+                    else None,
+                }
+            )
         return out
 
     async def user_info(self, username: str) -> tuple[list[str], bool]:
@@ -94,7 +104,9 @@ class ServiceContext:
         cpu_none = mem_none = False
         for s in running or [None]:
             # what the cgroup enforces (shared mode: the profile's per-device limits, nothing allocated)
-            p_cpu, p_bytes = server_resources(profiles, s.n_devices if s else 0, bool(s) and s.profile == "shared")
+            p_cpu, p_bytes = server_resources(
+                profiles, s.n_devices if s else 0, bool(s) and s.profile == "shared"
+            )
             p_mem = None if p_bytes is None else p_bytes / GIB
             cpu_none |= p_cpu is None
             mem_none |= p_mem is None
@@ -105,19 +117,36 @@ class ServiceContext:
             from ..accelerators import effective_limit
 
             gpu_limit = effective_limit(username, groups, is_admin, cfg.accelerators).max_devices
-        verdict = running_verdict(limits, used, cfg.usage.warn_at, True, cfg.usage.enforce_cpu_only)  # for display
+        verdict = running_verdict(
+            limits, used, cfg.usage.warn_at, True, cfg.usage.enforce_cpu_only
+        )  # for display
         oom_kills, oom_message = self.out_of_memory(username)
         return {
             "cpu_limit_cores": None if cpu_none else round(cpu_limit, 3),
             "memory_limit_gib": None if mem_none else round(mem_limit, 3),
             "gpu_limit": gpu_limit,
-            "usage": {"cpu_cores": round(sum((latest[s.id]["cpu_percent"] / 100) for s in running if s.id in latest), 3),
-                      "memory_gib": round(sum(latest[s.id]["mem_bytes"] for s in running if s.id in latest) / GIB, 3),
-                      "gpu": sum(s.n_devices for s in running)},
-            "quota": {"gpu_hours_per_week": limits.gpu_hours_per_week, "cpu_hours_per_week": limits.cpu_hours_per_week,
-                      "max_servers": limits.max_servers, "max_devices": limits.max_devices, "source": limits.source},
-            "used_this_week": {"gpu_hours": round(used.gpu_hours, 6), "cpu_hours": round(used.cpu_hours, 6),
-                               "servers": used.servers, "devices": used.devices},
+            "usage": {
+                "cpu_cores": round(
+                    sum((latest[s.id]["cpu_percent"] / 100) for s in running if s.id in latest), 3
+                ),
+                "memory_gib": round(
+                    sum(latest[s.id]["mem_bytes"] for s in running if s.id in latest) / GIB, 3
+                ),
+                "gpu": sum(s.n_devices for s in running),
+            },
+            "quota": {
+                "gpu_hours_per_week": limits.gpu_hours_per_week,
+                "cpu_hours_per_week": limits.cpu_hours_per_week,
+                "max_servers": limits.max_servers,
+                "max_devices": limits.max_devices,
+                "source": limits.source,
+            },
+            "used_this_week": {
+                "gpu_hours": round(used.gpu_hours, 6),
+                "cpu_hours": round(used.cpu_hours, 6),
+                "servers": used.servers,
+                "devices": used.devices,
+            },
             "remaining": left.as_dict(),
             "state": verdict.state,
             "message": " ".join(m for m in (oom_message, verdict.message) if m),
@@ -134,7 +163,9 @@ class ServiceContext:
 
         hierarchy = cgroups.detect()
         try:
-            group = hierarchy and hierarchy.controller_dir("memory", cfg.spawner.local.user_prefix + username)
+            group = hierarchy and hierarchy.controller_dir(
+                "memory", cfg.spawner.local.user_prefix + username
+            )
         except cgroups.CgroupError:
             return None, ""
         kills = cgroups.oom_kills_in(hierarchy, group) if group else None
@@ -142,9 +173,11 @@ class ServiceContext:
             return kills, ""
         limit = cgroups.memory_limit_in(hierarchy, group)
         within = f" within its limit of {cgroups.describe_bytes(limit)}" if limit else ""
-        return kills, (f"Your server ran out of memory{within}: the kernel's out-of-memory killer stopped "
-                       f"{kills} of its processes (usually a notebook's kernel, which then restarts). "
-                       "Use less memory at once (smaller batches or data), or ask for a larger profile.")
+        return kills, (
+            f"Your server ran out of memory{within}: the kernel's out-of-memory killer stopped "
+            f"{kills} of its processes (usually a notebook's kernel, which then restarts). "
+            "Use less memory at once (smaller batches or data), or ask for a larger profile."
+        )
 
 
 def service_context(request: Request) -> ServiceContext:

@@ -36,13 +36,17 @@ def page(title: str, body: str, prefix: str, who: str, admin: bool, hub_url: str
     if admin:
         links += f'<a href="{esc(prefix)}admin">All usage</a>'
     links += f'<a href="{esc(prefix)}docs">API</a>'
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
-            f'<body><header><strong>mlworkshop usage</strong>{links}<span class="who" data-testid="who">{esc(who)}</span>'
-            f'</header><main>{body}</main></body></html>')
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+        f'<body><header><strong>mlworkshop usage</strong>{links}<span class="who" data-testid="who">{esc(who)}</span>'
+        f"</header><main>{body}</main></body></html>"
+    )
 
 
-def bar_chart(series: Sequence[tuple[str, float]], label: str, testid: str, color: str = "#2563eb") -> str:
+def bar_chart(
+    series: Sequence[tuple[str, float]], label: str, testid: str, color: str = "#2563eb"
+) -> str:
     """A small SVG bar chart of (day, value); each bar carries its value for tests and tooltips."""
     width, height, pad = 640, 160, 24
     top = max((v for _, v in series), default=0.0) or 1.0
@@ -53,32 +57,64 @@ def bar_chart(series: Sequence[tuple[str, float]], label: str, testid: str, colo
         h = (height - 2 * pad) * value / top
         x = pad + i * slot + slot * 0.1
         y = height - pad - h
-        bars.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" height="{h:.1f}" fill="{color}" '
-                    f'data-day="{esc(key)}" data-value="{value:.4f}"><title>{esc(key)}: {value:.2f}</title></rect>')
+        bars.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" height="{h:.1f}" fill="{color}" '
+            f'data-day="{esc(key)}" data-value="{value:.4f}"><title>{esc(key)}: {value:.2f}</title></rect>'
+        )
         if n <= 16 or i % max(1, n // 8) == 0:
             bars.append(f'<text x="{x:.1f}" y="{height - 8}">{esc(key[5:])}</text>')
-    return (f'<figure><figcaption>{esc(label)} (max {top:.2f})</figcaption>'
-            f'<svg data-testid="{esc(testid)}" width="{width}" height="{height}" role="img" aria-label="{esc(label)}">'
-            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#9ca3af"/>'
-            f'{"".join(bars)}</svg></figure>')
+    return (
+        f"<figure><figcaption>{esc(label)} (max {top:.2f})</figcaption>"
+        f'<svg data-testid="{esc(testid)}" width="{width}" height="{height}" role="img" aria-label="{esc(label)}">'
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#9ca3af"/>'
+        f"{''.join(bars)}</svg></figure>"
+    )
 
 
 def cards(items: Sequence[tuple[str, str, str]]) -> str:
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="v" data-testid="{esc(t)}">{esc(v)}</div><div class="l">{esc(l)}</div></div>'
-        for t, v, l in items) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><div class="v" data-testid="{esc(t)}">{esc(v)}</div><div class="l">{esc(label)}</div></div>'
+            for t, v, label in items
+        )
+        + "</div>"
+    )
 
 
-def admin_page(*, prefix: str, who: str, week: dict, month_days: list[tuple[str, float, float]], top: list,
-               live: list[dict], currency: str, xsrf: str, sample_every: float) -> str:
-    body = ["<h1>Usage: everyone</h1>",
-            cards([("week-cpu-hours", num(week["cpu_hours"]), "CPU-hours this week"),
-                   ("week-gpu-hours", num(week["gpu_hours"]), "GPU/NPU device-hours this week"),
-                   ("week-mem-gib-hours", num(week["mem_gib_hours"]), "memory GiB-hours this week"),
-                   ("week-cost", f'{num(week["cost"])} {currency}', "cost this week"),
-                   ("live-count", str(len(live)), "servers running")])]
+def admin_page(
+    *,
+    prefix: str,
+    who: str,
+    week: dict,
+    month_days: list[tuple[str, float, float]],
+    top: list,
+    live: list[dict],
+    currency: str,
+    xsrf: str,
+    sample_every: float,
+) -> str:
+    body = [
+        "<h1>Usage: everyone</h1>",
+        cards(
+            [
+                ("week-cpu-hours", num(week["cpu_hours"]), "CPU-hours this week"),
+                ("week-gpu-hours", num(week["gpu_hours"]), "GPU/NPU device-hours this week"),
+                ("week-mem-gib-hours", num(week["mem_gib_hours"]), "memory GiB-hours this week"),
+                ("week-cost", f"{num(week['cost'])} {currency}", "cost this week"),
+                ("live-count", str(len(live)), "servers running"),
+            ]
+        ),
+    ]
     body.append("<h2>Usage over the last 30 days</h2>")
-    body.append(bar_chart([(d, g) for d, g, _ in month_days], "GPU/NPU device-hours per day", "chart-gpu", "#7c3aed"))
+    body.append(
+        bar_chart(
+            [(d, g) for d, g, _ in month_days],
+            "GPU/NPU device-hours per day",
+            "chart-gpu",
+            "#7c3aed",
+        )
+    )
     body.append(bar_chart([(d, c) for d, _, c in month_days], "CPU-hours per day", "chart-cpu"))
     body.append("<h2>Top users this week</h2>")
     rows = "".join(
@@ -86,22 +122,29 @@ def admin_page(*, prefix: str, who: str, week: dict, month_days: list[tuple[str,
         f'<td class="n" data-testid="top-{esc(r.key)}-gpu">{num(r.gpu_hours + r.npu_hours)}</td>'
         f'<td class="n" data-testid="top-{esc(r.key)}-cpu">{num(r.cpu_hours)}</td>'
         f'<td class="n">{num(r.mem_gib_hours)}</td><td class="n" data-testid="top-{esc(r.key)}-cost">{num(r.cost)}</td></tr>'
-        for r in top)
-    body.append('<table data-testid="top-users"><tr><th>user</th><th>sessions</th><th>device-hours</th>'
-                f'<th>CPU-hours</th><th>GiB-hours</th><th>cost ({esc(currency)})</th></tr>{rows or "<tr><td colspan=6 class=muted>nobody yet</td></tr>"}</table>')
+        for r in top
+    )
+    body.append(
+        '<table data-testid="top-users"><tr><th>user</th><th>sessions</th><th>device-hours</th>'
+        f"<th>CPU-hours</th><th>GiB-hours</th><th>cost ({esc(currency)})</th></tr>{rows or '<tr><td colspan=6 class=muted>nobody yet</td></tr>'}</table>"
+    )
     body.append(f"<h2>Live servers</h2><p class='muted'>Sampled every {sample_every:g} s.</p>")
     rows = []
     for s in live:
-        key = f'{s["user"]}/{s["server"]}' if s["server"] else s["user"]
+        key = f"{s['user']}/{s['server']}" if s["server"] else s["user"]
         rows.append(
             f'<tr data-testid="live-{esc(key)}"><td>{esc(key)}</td><td>{esc(s["profile"] or "")}</td>'
-            f'<td>{esc(", ".join(s["devices"]) or "—")}</td><td>{esc(s["start"])}</td>'
+            f"<td>{esc(', '.join(s['devices']) or '—')}</td><td>{esc(s['start'])}</td>"
             f'<td class="n" data-testid="live-{esc(key)}-cpu">{num(s["cpu_percent"], 1)}</td>'
             f'<td class="n" data-testid="live-{esc(key)}-mem">{num(s["mem_mib"], 0)}</td>'
-            f'<td><button class="stop" data-user="{esc(s["user"])}" data-server="{esc(s["server"])}">Stop</button></td></tr>')
-    body.append('<table data-testid="live-servers"><tr><th>server</th><th>profile</th><th>devices</th><th>since (UTC)</th>'
-                '<th>CPU %</th><th>memory MiB</th><th></th></tr>'
-                + ("".join(rows) or "<tr><td colspan=7 class=muted>none</td></tr>") + "</table>")
+            f'<td><button class="stop" data-user="{esc(s["user"])}" data-server="{esc(s["server"])}">Stop</button></td></tr>'
+        )
+    body.append(
+        '<table data-testid="live-servers"><tr><th>server</th><th>profile</th><th>devices</th><th>since (UTC)</th>'
+        "<th>CPU %</th><th>memory MiB</th><th></th></tr>"
+        + ("".join(rows) or "<tr><td colspan=7 class=muted>none</td></tr>")
+        + "</table>"
+    )
     body.append(f"""<p id="stop-result" data-testid="stop-result"></p>
 <script>
 document.querySelectorAll("button.stop").forEach(function (b) {{
@@ -117,42 +160,93 @@ document.querySelectorAll("button.stop").forEach(function (b) {{
     return page("Usage: everyone", "".join(body), prefix, who, True)
 
 
-def user_page(*, prefix: str, who: str, admin: bool, limits: dict, used: dict, remaining: dict, week_row,
-              running: list[dict], currency: str, verdict: dict) -> str:
+def user_page(
+    *,
+    prefix: str,
+    who: str,
+    admin: bool,
+    limits: dict,
+    used: dict,
+    remaining: dict,
+    week_row,
+    running: list[dict],
+    currency: str,
+    verdict: dict,
+) -> str:
     body = [f"<h1>My usage: {esc(who)}</h1>"]
     if verdict["state"] == "over":
         body.append(f'<p class="over" data-testid="quota-state">{esc(verdict["message"])}</p>')
     elif verdict["state"] == "warn" or verdict["message"]:  # e.g. her server ran out of memory
         body.append(f'<p class="warn" data-testid="quota-state">{esc(verdict["message"])}</p>')
-    body.append(cards([
-        ("my-cpu-hours", num(week_row.cpu_hours if week_row else 0.0), "CPU-hours this week"),
-        ("my-gpu-hours", num((week_row.gpu_hours + week_row.npu_hours) if week_row else 0.0), "GPU/NPU device-hours this week"),
-        ("my-mem-gib-hours", num(week_row.mem_gib_hours if week_row else 0.0), "memory GiB-hours this week"),
-        ("my-cost", f"{num(week_row.cost if week_row else 0.0)} {currency}", "cost this week"),
-    ]))
-    body.append(f'<h2>My quota</h2><p class="muted">Limits from {esc(limits["source"])}; weeks start Monday 00:00 UTC.</p>')
+    body.append(
+        cards(
+            [
+                (
+                    "my-cpu-hours",
+                    num(week_row.cpu_hours if week_row else 0.0),
+                    "CPU-hours this week",
+                ),
+                (
+                    "my-gpu-hours",
+                    num((week_row.gpu_hours + week_row.npu_hours) if week_row else 0.0),
+                    "GPU/NPU device-hours this week",
+                ),
+                (
+                    "my-mem-gib-hours",
+                    num(week_row.mem_gib_hours if week_row else 0.0),
+                    "memory GiB-hours this week",
+                ),
+                (
+                    "my-cost",
+                    f"{num(week_row.cost if week_row else 0.0)} {currency}",
+                    "cost this week",
+                ),
+            ]
+        )
+    )
+    body.append(
+        f'<h2>My quota</h2><p class="muted">Limits from {esc(limits["source"])}; weeks start Monday 00:00 UTC.</p>'
+    )
     rows = []
-    for key, label, unit in (("gpu_hours_per_week", "GPU/NPU device-hours per week", "gpu_hours"),
-                             ("cpu_hours_per_week", "CPU-hours per week", "cpu_hours"),
-                             ("max_servers", "servers at once", "servers"),
-                             ("max_devices", "devices at once", "devices")):
+    for key, label, unit in (
+        ("gpu_hours_per_week", "GPU/NPU device-hours per week", "gpu_hours"),
+        ("cpu_hours_per_week", "CPU-hours per week", "cpu_hours"),
+        ("max_servers", "servers at once", "servers"),
+        ("max_devices", "devices at once", "devices"),
+    ):
         limit = limits[key]
-        rows.append(f'<tr><td>{esc(label)}</td><td class="n" data-testid="quota-{esc(key)}">'
-                    f'{"no limit" if limit is None else num(limit)}</td>'
-                    f'<td class="n" data-testid="used-{esc(unit)}">{num(used[unit])}</td>'
-                    f'<td class="n" data-testid="left-{esc(unit)}">{"—" if remaining[unit] is None else num(remaining[unit])}</td></tr>')
-    body.append('<table data-testid="my-quota"><tr><th>limit</th><th>allowed</th><th>used</th><th>left</th></tr>'
-                + "".join(rows) + "</table>")
+        rows.append(
+            f'<tr><td>{esc(label)}</td><td class="n" data-testid="quota-{esc(key)}">'
+            f"{'no limit' if limit is None else num(limit)}</td>"
+            f'<td class="n" data-testid="used-{esc(unit)}">{num(used[unit])}</td>'
+            f'<td class="n" data-testid="left-{esc(unit)}">{"—" if remaining[unit] is None else num(remaining[unit])}</td></tr>'
+        )
+    body.append(
+        '<table data-testid="my-quota"><tr><th>limit</th><th>allowed</th><th>used</th><th>left</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
     body.append("<h2>My running servers</h2>")
     rows = "".join(
         f'<tr data-testid="mine-{esc(s["server"] or "default")}"><td>{esc(s["server"] or "(default)")}</td>'
-        f'<td>{esc(s["profile"] or "")}</td><td>{esc(", ".join(s["devices"]) or "—")}</td><td>{esc(s["start"])}</td>'
+        f"<td>{esc(s['profile'] or '')}</td><td>{esc(', '.join(s['devices']) or '—')}</td><td>{esc(s['start'])}</td>"
         f'<td class="n">{num(s["cpu_percent"], 1)}</td><td class="n">{num(s["mem_mib"], 0)}</td></tr>'
-        for s in running)
-    body.append('<table data-testid="my-servers"><tr><th>server</th><th>profile</th><th>devices</th><th>since (UTC)</th>'
-                '<th>CPU %</th><th>memory MiB</th></tr>' + (rows or "<tr><td colspan=6 class=muted>none</td></tr>") + "</table>")
+        for s in running
+    )
+    body.append(
+        '<table data-testid="my-servers"><tr><th>server</th><th>profile</th><th>devices</th><th>since (UTC)</th>'
+        "<th>CPU %</th><th>memory MiB</th></tr>"
+        + (rows or "<tr><td colspan=6 class=muted>none</td></tr>")
+        + "</table>"
+    )
     return page("My usage", "".join(body), prefix, who, admin)
 
 
 def error_page(prefix: str, who: str, status: int, message: str) -> str:
-    return page(f"{status}", f'<h1>{status}</h1><p data-testid="error">{esc(message)}</p>', prefix, who, False)
+    return page(
+        f"{status}",
+        f'<h1>{status}</h1><p data-testid="error">{esc(message)}</p>',
+        prefix,
+        who,
+        False,
+    )

@@ -52,8 +52,10 @@ class HubClient:
         users: list[dict] = []
         offset, limit = 0, 200
         while True:
-            response = await self.client.get(f"{self.api_url}/users",
-                                             params={"state": "active", "offset": offset, "limit": limit})
+            response = await self.client.get(
+                f"{self.api_url}/users",
+                params={"state": "active", "offset": offset, "limit": limit},
+            )
             response.raise_for_status()
             page = response.json()
             items = page["items"] if isinstance(page, dict) else page
@@ -71,7 +73,11 @@ class HubClient:
 
     async def stop_server(self, username: str, server_name: str = "") -> int:
         user = quote(username, safe="")
-        path = f"/users/{user}/servers/{quote(server_name, safe='')}" if server_name else f"/users/{user}/server"
+        path = (
+            f"/users/{user}/servers/{quote(server_name, safe='')}"
+            if server_name
+            else f"/users/{user}/server"
+        )
         response = await self.client.delete(self.api_url + path)
         return response.status_code
 
@@ -91,7 +97,9 @@ class HubClient:
         return caller
 
     async def _identify(self, token: str, via: str) -> Caller | None:
-        response = await self.client.get(f"{self.api_url}/user", headers={"Authorization": f"token {token}"})
+        response = await self.client.get(
+            f"{self.api_url}/user", headers={"Authorization": f"token {token}"}
+        )
         if response.status_code in (401, 403, 404):
             return None
         response.raise_for_status()
@@ -102,21 +110,31 @@ class HubClient:
         groups: tuple[str, ...] = ()
         is_hub_admin = False
         if kind == "user":
-            full = await self.user(name)  # with the service's token: admin flag and groups, authoritative
+            full = await self.user(
+                name
+            )  # with the service's token: admin flag and groups, authoritative
             if full is None:
                 return None
             is_hub_admin = bool(full.get("admin"))
             groups = tuple(full.get("groups") or ())
-        admin = (SCOPE_ADMIN in scopes or "admin:users" in scopes
-                 or (via == "cookie" and is_hub_admin))
+        admin = (
+            SCOPE_ADMIN in scopes or "admin:users" in scopes or (via == "cookie" and is_hub_admin)
+        )
         read_all = admin or SCOPE_READ in scopes
         return Caller(name, kind, admin, read_all, groups, via, scopes)
 
     async def exchange_code(self, code: str, client_id: str, redirect_uri: str) -> str | None:
         """OAuth: the authorization code for an access token (the service's token is its secret)."""
-        response = await self.client.post(f"{self.api_url}/oauth2/token", data={
-            "client_id": client_id, "client_secret": self.token, "grant_type": "authorization_code",
-            "code": code, "redirect_uri": redirect_uri})
+        response = await self.client.post(
+            f"{self.api_url}/oauth2/token",
+            data={
+                "client_id": client_id,
+                "client_secret": self.token,
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+            },
+        )
         if response.status_code != 200:
             return None
         return response.json().get("access_token")

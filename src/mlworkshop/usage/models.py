@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 VERSION_TABLE = "mlw_usage_alembic_version"
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -63,13 +73,17 @@ class Sample(Base):
         Index("ix_mlw_usage_samples_session_ts", "session_id", "ts"),
         Index("ix_mlw_usage_samples_ts", "ts"),
     )
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     session_id: Mapped[int] = mapped_column(ForeignKey("mlw_usage_sessions.id", ondelete="CASCADE"))
     ts: Mapped[dt.datetime] = mapped_column(DateTime)
     interval_s: Mapped[float] = mapped_column(Float)
     cpu_seconds: Mapped[float] = mapped_column(Float)  # CPU time used in the interval
     mem_bytes: Mapped[int] = mapped_column(BigInteger)  # resident memory of the process tree at ts
-    gpu_util: Mapped[float | None] = mapped_column(Float, nullable=True)  # percent, where measurable
+    gpu_util: Mapped[float | None] = mapped_column(
+        Float, nullable=True
+    )  # percent, where measurable
     gpu_mem_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 

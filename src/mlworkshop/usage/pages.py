@@ -36,10 +36,18 @@ async def my_page(caller: PageCaller, ctx: Ctx):
         rows = report(ctx.store, week_start(now), now, "user", ctx.rates, [caller.name], now=now)
         running = ctx.live(ctx.store.open_sessions(caller.name))
         used = payload["used_this_week"]
-        return dashboard.user_page(prefix=ctx.prefix, who=caller.name, admin=caller.read_all, limits=payload["quota"],
-                                   used=used, remaining=payload["remaining"], week_row=rows[0] if rows else None,
-                                   running=running, currency=ctx.rates.currency,
-                                   verdict={"state": payload["state"], "message": payload["message"]})
+        return dashboard.user_page(
+            prefix=ctx.prefix,
+            who=caller.name,
+            admin=caller.read_all,
+            limits=payload["quota"],
+            used=used,
+            remaining=payload["remaining"],
+            week_row=rows[0] if rows else None,
+            running=running,
+            currency=ctx.rates.currency,
+            verdict={"state": payload["state"], "message": payload["message"]},
+        )
 
     return HTMLResponse(await asyncio.to_thread(build))
 
@@ -47,8 +55,12 @@ async def my_page(caller: PageCaller, ctx: Ctx):
 @router.get("/admin", include_in_schema=False)
 async def admin_page(request: Request, caller: PageCaller, ctx: Ctx):
     if not caller.read_all:
-        return HTMLResponse(dashboard.error_page(ctx.prefix, caller.name, 403, "Only administrators see everyone's usage."),
-                            403)
+        return HTMLResponse(
+            dashboard.error_page(
+                ctx.prefix, caller.name, 403, "Only administrators see everyone's usage."
+            ),
+            403,
+        )
 
     def build():
         now = utcnow()
@@ -61,13 +73,25 @@ async def admin_page(request: Request, caller: PageCaller, ctx: Ctx):
             key = (month_start.date() + dt.timedelta(days=i)).isoformat()
             r = by_day.get(key)
             days.append((key, (r.gpu_hours + r.npu_hours) if r else 0.0, r.cpu_hours if r else 0.0))
-        top = sorted(week, key=lambda r: (-r.cost, -(r.gpu_hours + r.npu_hours), -r.cpu_hours, r.key))[:10]
+        top = sorted(
+            week, key=lambda r: (-r.cost, -(r.gpu_hours + r.npu_hours), -r.cpu_hours, r.key)
+        )[:10]
         live = ctx.live(ctx.store.open_sessions())
         return dashboard.admin_page(
-            prefix=ctx.prefix, who=caller.name,
-            week={"cpu_hours": total.cpu_hours, "gpu_hours": total.gpu_hours + total.npu_hours,
-                  "mem_gib_hours": total.mem_gib_hours, "cost": total.cost},
-            month_days=days, top=top, live=live, currency=ctx.rates.currency,
-            xsrf=request.cookies.get(XSRF_COOKIE, ""), sample_every=ctx.cfg.usage.sample_every)
+            prefix=ctx.prefix,
+            who=caller.name,
+            week={
+                "cpu_hours": total.cpu_hours,
+                "gpu_hours": total.gpu_hours + total.npu_hours,
+                "mem_gib_hours": total.mem_gib_hours,
+                "cost": total.cost,
+            },
+            month_days=days,
+            top=top,
+            live=live,
+            currency=ctx.rates.currency,
+            xsrf=request.cookies.get(XSRF_COOKIE, ""),
+            sample_every=ctx.cfg.usage.sample_every,
+        )
 
     return HTMLResponse(await asyncio.to_thread(build))

@@ -48,8 +48,12 @@ class Remaining:
     devices: int | None
 
     def as_dict(self) -> dict:
-        return {"gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours, "servers": self.servers,
-                "devices": self.devices}
+        return {
+            "gpu_hours": self.gpu_hours,
+            "cpu_hours": self.cpu_hours,
+            "servers": self.servers,
+            "devices": self.devices,
+        }
 
 
 def week_start(now: dt.datetime) -> dt.datetime:
@@ -88,13 +92,17 @@ def effective_limits(
         row = overrides.get(("group", group))
         if budget is None and row is None:
             continue
-        given = budget.model_fields_set if budget is not None else set()  # unset: the default's value
+        given = (
+            budget.model_fields_set if budget is not None else set()
+        )  # unset: the default's value
         merged = {f: getattr(budget, f) if f in given else values[f] for f in LIMIT_FIELDS}
         if row is not None:
             if row.unlimited:
                 merged = dict.fromkeys(LIMIT_FIELDS)
             else:
-                merged.update({f: getattr(row, f) for f in LIMIT_FIELDS if getattr(row, f) is not None})
+                merged.update(
+                    {f: getattr(row, f) for f in LIMIT_FIELDS if getattr(row, f) is not None}
+                )
         group_budgets[group] = merged
     if group_budgets:
         for f in LIMIT_FIELDS:
@@ -107,7 +115,13 @@ def effective_limits(
                 values[f] = getattr(configured, f)
         source = f"usage.quotas.users.{username}"
     if user_override is not None:
-        values.update({f: getattr(user_override, f) for f in LIMIT_FIELDS if getattr(user_override, f) is not None})
+        values.update(
+            {
+                f: getattr(user_override, f)
+                for f in LIMIT_FIELDS
+                if getattr(user_override, f) is not None
+            }
+        )
         source = f"admin override for {username}"
     return Limits(**values, source=source)
 
@@ -116,8 +130,12 @@ def remaining(limits: Limits, used: Used) -> Remaining:
     def left(limit, use):
         return None if limit is None else max(0, limit - use)
 
-    return Remaining(left(limits.gpu_hours_per_week, used.gpu_hours), left(limits.cpu_hours_per_week, used.cpu_hours),
-                     left(limits.max_servers, used.servers), left(limits.max_devices, used.devices))
+    return Remaining(
+        left(limits.gpu_hours_per_week, used.gpu_hours),
+        left(limits.cpu_hours_per_week, used.cpu_hours),
+        left(limits.max_servers, used.servers),
+        left(limits.max_devices, used.devices),
+    )
 
 
 def _h(hours: float) -> str:
@@ -132,9 +150,13 @@ def describe_remaining(limits: Limits, used: Used) -> str:
     rem = remaining(limits, used)
     parts = []
     if limits.gpu_hours_per_week is not None:
-        parts.append(f"GPU/NPU: {_h(rem.gpu_hours)} of {_h(limits.gpu_hours_per_week)} device-hours left this week")
+        parts.append(
+            f"GPU/NPU: {_h(rem.gpu_hours)} of {_h(limits.gpu_hours_per_week)} device-hours left this week"
+        )
     if limits.cpu_hours_per_week is not None:
-        parts.append(f"CPU: {_h(rem.cpu_hours)} of {_h(limits.cpu_hours_per_week)} CPU-hours left this week")
+        parts.append(
+            f"CPU: {_h(rem.cpu_hours)} of {_h(limits.cpu_hours_per_week)} CPU-hours left this week"
+        )
     if limits.max_servers is not None:
         parts.append(f"servers: {rem.servers} of {limits.max_servers} more may run")
     if limits.max_devices is not None:
@@ -147,19 +169,33 @@ def spawn_refusal(limits: Limits, used: Used, device_count: int) -> str | None:
     user, which says what is left and where the limit comes from."""
     problems = []
     if limits.max_servers is not None and used.servers + 1 > limits.max_servers:
-        problems.append(f"you already run {used.servers} server(s) and may run {limits.max_servers} at once")
+        problems.append(
+            f"you already run {used.servers} server(s) and may run {limits.max_servers} at once"
+        )
     if device_count:
         if limits.max_devices is not None and used.devices + device_count > limits.max_devices:
-            problems.append(f"you hold {used.devices} device(s) and may hold {limits.max_devices} at once")
+            problems.append(
+                f"you hold {used.devices} device(s) and may hold {limits.max_devices} at once"
+            )
         if limits.gpu_hours_per_week is not None and used.gpu_hours >= limits.gpu_hours_per_week:
-            problems.append(f"your GPU/NPU budget of {_h(limits.gpu_hours_per_week)} device-hours this week is used up")
+            problems.append(
+                f"your GPU/NPU budget of {_h(limits.gpu_hours_per_week)} device-hours this week is used up"
+            )
     if limits.cpu_hours_per_week is not None and used.cpu_hours >= limits.cpu_hours_per_week:
-        problems.append(f"your CPU budget of {_h(limits.cpu_hours_per_week)} CPU-hours this week is used up")
+        problems.append(
+            f"your CPU budget of {_h(limits.cpu_hours_per_week)} CPU-hours this week is used up"
+        )
     if not problems:
         return None
-    hint = " Start a CPU-only server, or ask an administrator." if device_count else " Ask an administrator."
-    return (f"Quota: {'; '.join(problems)}. Remaining: {describe_remaining(limits, used)} "
-            f"(limits from {limits.source}; weeks start Monday 00:00 UTC).{hint}")
+    hint = (
+        " Start a CPU-only server, or ask an administrator."
+        if device_count
+        else " Ask an administrator."
+    )
+    return (
+        f"Quota: {'; '.join(problems)}. Remaining: {describe_remaining(limits, used)} "
+        f"(limits from {limits.source}; weeks start Monday 00:00 UTC).{hint}"
+    )
 
 
 def allowed_profiles(profiles: Sequence[Any], rem: Remaining) -> list[Any]:
@@ -188,27 +224,40 @@ class RunningVerdict:
     message: str
 
 
-def running_verdict(limits: Limits, used: Used, warn_at: float, has_devices: bool,
-                    enforce_cpu_only: bool) -> RunningVerdict:
+def running_verdict(
+    limits: Limits, used: Used, warn_at: float, has_devices: bool, enforce_cpu_only: bool
+) -> RunningVerdict:
     """What the sampler does with a running server: nothing, warn its user, or stop it after the
     grace period. CPU-only servers are stopped only when enforce_cpu_only is set."""
     fractions: list[tuple[float, str]] = []
     if has_devices and limits.gpu_hours_per_week is not None:
         budget = limits.gpu_hours_per_week
-        fractions.append((used.gpu_hours / budget if budget else float("inf"),
-                          f"GPU/NPU {_h(used.gpu_hours)} of {_h(budget)} device-hours"))
+        fractions.append(
+            (
+                used.gpu_hours / budget if budget else float("inf"),
+                f"GPU/NPU {_h(used.gpu_hours)} of {_h(budget)} device-hours",
+            )
+        )
     if limits.cpu_hours_per_week is not None:
         budget = limits.cpu_hours_per_week
-        fractions.append((used.cpu_hours / budget if budget else float("inf"),
-                          f"CPU {_h(used.cpu_hours)} of {_h(budget)} CPU-hours"))
+        fractions.append(
+            (
+                used.cpu_hours / budget if budget else float("inf"),
+                f"CPU {_h(used.cpu_hours)} of {_h(budget)} CPU-hours",
+            )
+        )
     if not fractions:
         return RunningVerdict("ok", False, "")
     worst, what = max(fractions, key=lambda pair: pair[0])
     if worst >= 1:
         enforce = has_devices or enforce_cpu_only
-        return RunningVerdict("over", enforce, f"Your weekly budget is used up ({what} used this week).")
+        return RunningVerdict(
+            "over", enforce, f"Your weekly budget is used up ({what} used this week)."
+        )
     if worst >= warn_at:
-        return RunningVerdict("warn", False, f"You have used {worst:.0%} of your weekly budget ({what}).")
+        return RunningVerdict(
+            "warn", False, f"You have used {worst:.0%} of your weekly budget ({what})."
+        )
     return RunningVerdict("ok", False, "")
 
 
@@ -218,11 +267,23 @@ def current_use(store, username: str, now: dt.datetime | None = None) -> Used:
     from .reports import Rates, report
 
     now = now or utcnow()
-    rows = report(store, week_start(now), now + dt.timedelta(seconds=1), "user", Rates(), usernames=[username], now=now)
+    rows = report(
+        store,
+        week_start(now),
+        now + dt.timedelta(seconds=1),
+        "user",
+        Rates(),
+        usernames=[username],
+        now=now,
+    )
     running = store.open_sessions(username)
     row = rows[0] if rows else None
-    return Used(gpu_hours=(row.gpu_hours + row.npu_hours) if row else 0.0, cpu_hours=row.cpu_hours if row else 0.0,
-                servers=len(running), devices=sum(s.n_devices for s in running))
+    return Used(
+        gpu_hours=(row.gpu_hours + row.npu_hours) if row else 0.0,
+        cpu_hours=row.cpu_hours if row else 0.0,
+        servers=len(running),
+        devices=sum(s.n_devices for s in running),
+    )
 
 
 def current_use_many(store, usernames, now: dt.datetime | None = None) -> dict[str, Used]:
@@ -234,8 +295,18 @@ def current_use_many(store, usernames, now: dt.datetime | None = None) -> dict[s
     names = sorted(set(usernames))
     if not names:
         return {}
-    rows = {r.key: r for r in report(store, week_start(now), now + dt.timedelta(seconds=1), "user", Rates(),
-                                     usernames=names, now=now)}
+    rows = {
+        r.key: r
+        for r in report(
+            store,
+            week_start(now),
+            now + dt.timedelta(seconds=1),
+            "user",
+            Rates(),
+            usernames=names,
+            now=now,
+        )
+    }
     running: dict[str, list] = {}
     for s in store.open_sessions():
         running.setdefault(s.username, []).append(s)
@@ -243,9 +314,12 @@ def current_use_many(store, usernames, now: dt.datetime | None = None) -> dict[s
     for name in names:
         row = rows.get(name)
         mine = running.get(name, [])
-        out[name] = Used(gpu_hours=(row.gpu_hours + row.npu_hours) if row else 0.0,
-                         cpu_hours=row.cpu_hours if row else 0.0, servers=len(mine),
-                         devices=sum(s.n_devices for s in mine))
+        out[name] = Used(
+            gpu_hours=(row.gpu_hours + row.npu_hours) if row else 0.0,
+            cpu_hours=row.cpu_hours if row else 0.0,
+            servers=len(mine),
+            devices=sum(s.n_devices for s in mine),
+        )
     return out
 
 

@@ -39,7 +39,7 @@ class Rates:
     currency: str = "EUR"
 
     @classmethod
-    def of(cls, cfg) -> "Rates":
+    def of(cls, cfg) -> Rates:
         return cls(cfg.cpu_hour, cfg.mem_gib_hour, cfg.gpu_hour, cfg.npu_hour, cfg.currency)
 
 
@@ -81,7 +81,9 @@ class ReportRow:
         return d
 
 
-def _day_edges(start: dt.datetime, end: dt.datetime) -> Iterable[tuple[dt.date, dt.datetime, dt.datetime]]:
+def _day_edges(
+    start: dt.datetime, end: dt.datetime
+) -> Iterable[tuple[dt.date, dt.datetime, dt.datetime]]:
     day = start.date()
     while True:
         lo = dt.datetime.combine(day, dt.time())
@@ -148,8 +150,12 @@ def aggregate(
             r.mem_gib_hours += bucket.mem_byte_seconds / GIB / 3600
     for r in rows.values():
         r.sessions = len(r._session_ids)
-        r.cost = (r.cpu_hours * rates.cpu_hour + r.mem_gib_hours * rates.mem_gib_hour
-                  + r.gpu_hours * rates.gpu_hour + r.npu_hours * rates.npu_hour)
+        r.cost = (
+            r.cpu_hours * rates.cpu_hour
+            + r.mem_gib_hours * rates.mem_gib_hour
+            + r.gpu_hours * rates.gpu_hour
+            + r.npu_hours * rates.npu_hour
+        )
     return [rows[k] for k in sorted(rows)]
 
 
@@ -167,22 +173,45 @@ def totals(rows: Sequence[ReportRow]) -> ReportRow:
 
 
 # --- from the database ------------------------------------------------------------------------
-def load_facts(db, start: dt.datetime, end: dt.datetime, usernames: Sequence[str] | None = None) -> list[SessionFacts]:
+def load_facts(
+    db, start: dt.datetime, end: dt.datetime, usernames: Sequence[str] | None = None
+) -> list[SessionFacts]:
     import json
 
-    q = select(UsageSession.id, UsageSession.username, UsageSession.groups, UsageSession.device_kind,
-               UsageSession.n_devices, UsageSession.started_at, UsageSession.ended_at).where(
-        UsageSession.started_at < end, or_(UsageSession.ended_at.is_(None), UsageSession.ended_at >= start))
+    q = select(
+        UsageSession.id,
+        UsageSession.username,
+        UsageSession.groups,
+        UsageSession.device_kind,
+        UsageSession.n_devices,
+        UsageSession.started_at,
+        UsageSession.ended_at,
+    ).where(
+        UsageSession.started_at < end,
+        or_(UsageSession.ended_at.is_(None), UsageSession.ended_at >= start),
+    )
     if usernames is not None:
         q = q.where(UsageSession.username.in_(list(usernames)))
-    return [SessionFacts(i, u, tuple(json.loads(g or "[]")), k, n, s, e) for i, u, g, k, n, s, e in db.execute(q)]
+    return [
+        SessionFacts(i, u, tuple(json.loads(g or "[]")), k, n, s, e)
+        for i, u, g, k, n, s, e in db.execute(q)
+    ]
 
 
-def load_buckets(db, start: dt.datetime, end: dt.datetime, session_ids: Sequence[int] | None = None) -> list[Bucket]:
+def load_buckets(
+    db, start: dt.datetime, end: dt.datetime, session_ids: Sequence[int] | None = None
+) -> list[Bucket]:
     day = func.date(Sample.ts)
-    q = (select(Sample.session_id, day.label("day"), func.sum(Sample.cpu_seconds),
-                func.sum(Sample.mem_bytes * Sample.interval_s))
-         .where(Sample.ts >= start, Sample.ts < end).group_by(Sample.session_id, day))
+    q = (
+        select(
+            Sample.session_id,
+            day.label("day"),
+            func.sum(Sample.cpu_seconds),
+            func.sum(Sample.mem_bytes * Sample.interval_s),
+        )
+        .where(Sample.ts >= start, Sample.ts < end)
+        .group_by(Sample.session_id, day)
+    )
     if session_ids is not None:
         q = q.where(Sample.session_id.in_(list(session_ids)))
     out = []
@@ -195,8 +224,15 @@ def load_buckets(db, start: dt.datetime, end: dt.datetime, session_ids: Sequence
     return out
 
 
-def report(store, start: dt.datetime, end: dt.datetime, by: By, rates: Rates,
-           usernames: Sequence[str] | None = None, now: dt.datetime | None = None) -> list[ReportRow]:
+def report(
+    store,
+    start: dt.datetime,
+    end: dt.datetime,
+    by: By,
+    rates: Rates,
+    usernames: Sequence[str] | None = None,
+    now: dt.datetime | None = None,
+) -> list[ReportRow]:
     with store.session() as db:
         facts = load_facts(db, start, end, usernames)
         ids = None if usernames is None else [f.id for f in facts]
@@ -210,8 +246,19 @@ COLUMNS = ("key", "sessions", "cpu_hours", "mem_gib_hours", "gpu_hours", "npu_ho
 def to_csv(rows: Sequence[ReportRow], by: str, currency: str) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([by, "sessions", "cpu_hours", "mem_gib_hours", "gpu_hours", "npu_hours", f"cost_{currency}"])
+    writer.writerow(
+        [by, "sessions", "cpu_hours", "mem_gib_hours", "gpu_hours", "npu_hours", f"cost_{currency}"]
+    )
     for r in rows:
-        writer.writerow([r.key, r.sessions, f"{r.cpu_hours:.4f}", f"{r.mem_gib_hours:.4f}", f"{r.gpu_hours:.4f}",
-                         f"{r.npu_hours:.4f}", f"{r.cost:.2f}"])
+        writer.writerow(
+            [
+                r.key,
+                r.sessions,
+                f"{r.cpu_hours:.4f}",
+                f"{r.mem_gib_hours:.4f}",
+                f"{r.gpu_hours:.4f}",
+                f"{r.npu_hours:.4f}",
+                f"{r.cost:.2f}",
+            ]
+        )
     return buffer.getvalue()

@@ -38,7 +38,9 @@ class UsageLoop:
 
     @staticmethod
     def _engine_url(cfg: MLWorkshopConfig) -> str | None:
-        docker = getattr(cfg.spawner, "docker", None)  # the docker backend's engine (podman works too)
+        docker = getattr(
+            cfg.spawner, "docker", None
+        )  # the docker backend's engine (podman works too)
         return getattr(docker, "url", None) or None
 
     async def sweep_lost(self) -> list[SessionInfo]:
@@ -48,19 +50,31 @@ class UsageLoop:
         alive = {(u["name"], name) for u in users for name in (u.get("servers") or {})}
         closed = await asyncio.to_thread(self.store.close_lost, alive)
         for s in closed:
-            log.warning("Session %s of %s/%s was open but the hub has no such server: closed as lost", s.id,
-                        s.username, s.server_name)
+            log.warning(
+                "Session %s of %s/%s was open but the hub has no such server: closed as lost",
+                s.id,
+                s.username,
+                s.server_name,
+            )
         return closed
 
     def _sample(self, sessions: list[SessionInfo]) -> list[SampleIn]:
         now = utcnow()
         local = {s.id: s.pid for s in sessions if s.pid and s.backend == "local"}
-        containers = {s.id: s.container_id for s in sessions if s.container_id and s.backend == "docker"}
-        readings = self.processes.sample(local, self.gpu if self.gpu.available else None) if local else {}
+        containers = {
+            s.id: s.container_id for s in sessions if s.container_id and s.backend == "docker"
+        }
+        readings = (
+            self.processes.sample(local, self.gpu if self.gpu.available else None) if local else {}
+        )
         if containers:
             readings.update(self.containers.sample(containers))
-        return [SampleIn(sid, now, r.cpu_total, r.mem_bytes, r.gpu_util, r.gpu_mem_bytes, r.cpu_departed)
-                for sid, r in readings.items()]
+        return [
+            SampleIn(
+                sid, now, r.cpu_total, r.mem_bytes, r.gpu_util, r.gpu_mem_bytes, r.cpu_departed
+            )
+            for sid, r in readings.items()
+        ]
 
     async def round(self) -> None:
         started = time.perf_counter()
@@ -85,37 +99,60 @@ class UsageLoop:
         for username, mine in by_user.items():
             info = users.get(username) or {}
             groups = info.get("groups") or (mine[0].groups if mine else [])
-            limits = effective_limits(username, groups, bool(info.get("admin")), cfg.quotas, overrides)
+            limits = effective_limits(
+                username, groups, bool(info.get("admin")), cfg.quotas, overrides
+            )
             if limits.gpu_hours_per_week is not None or limits.cpu_hours_per_week is not None:
                 budgets[username] = limits
         if not budgets:
             return
-        use = await asyncio.to_thread(current_use_many, self.store, list(budgets), now)  # one query for all
+        use = await asyncio.to_thread(
+            current_use_many, self.store, list(budgets), now
+        )  # one query for all
         for username, limits in budgets.items():
             mine, used = by_user[username], use[username]
             for s in mine:
-                verdict = running_verdict(limits, used, cfg.warn_at, s.n_devices > 0, cfg.enforce_cpu_only)
+                verdict = running_verdict(
+                    limits, used, cfg.warn_at, s.n_devices > 0, cfg.enforce_cpu_only
+                )
                 if verdict.state in ("warn", "over") and s.warned_at is None:
                     await asyncio.to_thread(self.store.mark, s.id, warned_at=now)
-                    log.warning("Quota warning for %s (server %r): %s", username, s.server_name, verdict.message)
+                    log.warning(
+                        "Quota warning for %s (server %r): %s",
+                        username,
+                        s.server_name,
+                        verdict.message,
+                    )
                 if verdict.state == "over" and verdict.enforce:
                     if s.over_limit_at is None:
                         await asyncio.to_thread(self.store.mark, s.id, over_limit_at=now)
-                        log.warning("%s is over quota; server %r stops in %g min unless the quota grows",
-                                    username, s.server_name, cfg.grace_minutes)
+                        log.warning(
+                            "%s is over quota; server %r stops in %g min unless the quota grows",
+                            username,
+                            s.server_name,
+                            cfg.grace_minutes,
+                        )
                         if cfg.grace_minutes > 0:
                             continue
                         over_since = now
                     else:
                         over_since = s.over_limit_at
-                    if (now - over_since).total_seconds() >= cfg.grace_minutes * 60 and s.id not in self.stopping:
+                    if (
+                        now - over_since
+                    ).total_seconds() >= cfg.grace_minutes * 60 and s.id not in self.stopping:
                         self.stopping.add(s.id)
                         await asyncio.to_thread(self.store.request_stop, s.id, "quota")
                         status = await self.hub.stop_server(username, s.server_name)
-                        log.warning("Stopped %s's server %r at the quota limit (hub answered %s)",
-                                    username, s.server_name, status)
+                        log.warning(
+                            "Stopped %s's server %r at the quota limit (hub answered %s)",
+                            username,
+                            s.server_name,
+                            status,
+                        )
                 elif s.over_limit_at is not None and verdict.state != "over":
-                    await asyncio.to_thread(self.store.mark, s.id, over_limit_at=None)  # the quota grew
+                    await asyncio.to_thread(
+                        self.store.mark, s.id, over_limit_at=None
+                    )  # the quota grew
 
     async def run(self, every: float) -> None:
         swept = False
@@ -130,5 +167,7 @@ class UsageLoop:
             try:
                 await self.round()
             except Exception as exc:  # noqa: BLE001 - a bad round must not end sampling
-                log.error("Sampling round failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                log.error(
+                    "Sampling round failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG)
+                )
             await asyncio.sleep(max(0.05, every - (time.monotonic() - started)))

@@ -56,13 +56,19 @@ async def caller_or_none(request: Request, ctx: Ctx) -> Caller | None:
 
 async def api_caller(caller: Annotated[Caller | None, Depends(caller_or_none)]) -> Caller:
     if caller is None:
-        raise HTTPException(401, "Log in through the hub, or send a hub API token (Authorization: token ...).")
+        raise HTTPException(
+            401, "Log in through the hub, or send a hub API token (Authorization: token ...)."
+        )
     return caller
 
 
-async def page_caller(request: Request, caller: Annotated[Caller | None, Depends(caller_or_none)]) -> Caller:
+async def page_caller(
+    request: Request, caller: Annotated[Caller | None, Depends(caller_or_none)]
+) -> Caller:
     if caller is None:
-        raise NeedLogin(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        raise NeedLogin(
+            str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
+        )
     return caller
 
 
@@ -94,10 +100,20 @@ async def oauth_login(ctx: Ctx, next: str = ""):
     prefix, settings = ctx.prefix, ctx.settings
     state = secrets.token_urlsafe(24)
     target = next if next.startswith(prefix) else prefix
-    query = urlencode({"client_id": settings.client_id, "redirect_uri": settings.callback_url,
-                       "response_type": "code", "state": state})
-    response = RedirectResponse(f"{settings.hub_prefix}api/oauth2/authorize?{query}", status_code=302)
-    response.set_cookie(STATE_COOKIE, f"{state}|{target}", path=prefix, httponly=True, samesite="lax", max_age=600)
+    query = urlencode(
+        {
+            "client_id": settings.client_id,
+            "redirect_uri": settings.callback_url,
+            "response_type": "code",
+            "state": state,
+        }
+    )
+    response = RedirectResponse(
+        f"{settings.hub_prefix}api/oauth2/authorize?{query}", status_code=302
+    )
+    response.set_cookie(
+        STATE_COOKIE, f"{state}|{target}", path=prefix, httponly=True, samesite="lax", max_age=600
+    )
     return response
 
 
@@ -106,13 +122,19 @@ async def oauth_callback(request: Request, ctx: Ctx, code: str = "", state: str 
     prefix, settings = ctx.prefix, ctx.settings
     saved, _, target = request.cookies.get(STATE_COOKIE, "").partition("|")
     if not code or not state or not saved or not secrets.compare_digest(saved, state):
-        return HTMLResponse(dashboard.error_page(prefix, "", 400, "OAuth state mismatch: start again."), 400)
+        return HTMLResponse(
+            dashboard.error_page(prefix, "", 400, "OAuth state mismatch: start again."), 400
+        )
     token = await ctx.hub.exchange_code(code, settings.client_id, settings.callback_url)
     if token is None:
-        return HTMLResponse(dashboard.error_page(prefix, "", 403, "The hub refused the login."), 403)
+        return HTMLResponse(
+            dashboard.error_page(prefix, "", 403, "The hub refused the login."), 403
+        )
     response = RedirectResponse(target if target.startswith(prefix) else prefix, status_code=302)
     response.set_cookie(COOKIE, token, path=prefix, httponly=True, samesite="lax", max_age=8 * 3600)
-    response.set_cookie(XSRF_COOKIE, secrets.token_urlsafe(24), path=prefix, samesite="strict", max_age=8 * 3600)
+    response.set_cookie(
+        XSRF_COOKIE, secrets.token_urlsafe(24), path=prefix, samesite="strict", max_age=8 * 3600
+    )
     response.delete_cookie(STATE_COOKIE, path=prefix)
     return response
 

@@ -29,14 +29,18 @@ __all__ = ["ServiceSettings", "UsageLoop", "create_app", "main"]
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s usage] %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="[%(levelname).1s %(asctime)s usage] %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     import uvicorn
 
     settings = ServiceSettings.from_env()
     site = Site(Path(os.environ["MLWORKSHOP_SITE"]))
-    cfg = service_config(os.environ, site)  # a root hub's service cannot read mlworkshop.yaml itself
+    cfg = service_config(
+        os.environ, site
+    )  # a root hub's service cannot read mlworkshop.yaml itself
 
     # opened lazily and retried: a usage database that is down must not stop the service (JupyterHub
     # gives up on the whole hub when a managed service exits while it starts)
@@ -44,8 +48,14 @@ def main() -> None:
     hub = HubClient(settings.api_url, settings.token)
     loop = UsageLoop(store, hub, cfg)
     app = create_app(settings, cfg, store, hub, loop)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            timeout_graceful_shutdown=1, access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+        access_log=False,
+    )
     server = uvicorn.Server(config)
     parent = os.getppid()
 

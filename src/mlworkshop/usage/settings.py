@@ -34,11 +34,16 @@ class ServiceSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServiceSettings:
         url = urlparse(environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082"))
         prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/usage/")
-        return cls(api_url=environ["JUPYTERHUB_API_URL"], token=environ["JUPYTERHUB_API_TOKEN"], prefix=prefix,
-                   client_id=environ.get("JUPYTERHUB_CLIENT_ID", "service-usage"),
-                   callback_url=environ.get("JUPYTERHUB_OAUTH_CALLBACK_URL", prefix + "oauth_callback"),
-                   hub_prefix=environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/",
-                   host=url.hostname or "127.0.0.1", port=url.port or 8082)
+        return cls(
+            api_url=environ["JUPYTERHUB_API_URL"],
+            token=environ["JUPYTERHUB_API_TOKEN"],
+            prefix=prefix,
+            client_id=environ.get("JUPYTERHUB_CLIENT_ID", "service-usage"),
+            callback_url=environ.get("JUPYTERHUB_OAUTH_CALLBACK_URL", prefix + "oauth_callback"),
+            hub_prefix=environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/",
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 8082,
+        )
 
 
 def service_config(environ: Mapping[str, str], site: Site) -> MLWorkshopConfig:

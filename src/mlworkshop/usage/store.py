@@ -26,7 +26,7 @@ from .models import QuotaOverride, Rate, Sample, UsageSession, utcnow
 def normalize_url(url: str) -> str:
     """postgresql:// means psycopg 3 here (installed everywhere; psycopg2 is optional)."""
     if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -67,18 +67,46 @@ class SessionInfo:
     over_limit_at: dt.datetime | None
 
     @classmethod
-    def of(cls, row: UsageSession) -> "SessionInfo":
-        return cls(row.id, row.username, row.server_name, row.backend, row.profile, row.device_kind,
-                   row.n_devices, json.loads(row.devices or "[]"), json.loads(row.groups or "[]"), row.pid,
-                   row.container_id, row.started_at, row.ended_at, row.end_reason, row.last_seen,
-                   row.cpu_total, row.stop_requested, row.warned_at, row.over_limit_at)
+    def of(cls, row: UsageSession) -> SessionInfo:
+        return cls(
+            row.id,
+            row.username,
+            row.server_name,
+            row.backend,
+            row.profile,
+            row.device_kind,
+            row.n_devices,
+            json.loads(row.devices or "[]"),
+            json.loads(row.groups or "[]"),
+            row.pid,
+            row.container_id,
+            row.started_at,
+            row.ended_at,
+            row.end_reason,
+            row.last_seen,
+            row.cpu_total,
+            row.stop_requested,
+            row.warned_at,
+            row.over_limit_at,
+        )
 
     def as_dict(self) -> dict:
         iso = lambda t: t.isoformat() + "Z" if t else None  # noqa: E731
-        return {"id": self.id, "user": self.username, "server": self.server_name, "backend": self.backend,
-                "profile": self.profile, "device_kind": self.device_kind, "n_devices": self.n_devices,
-                "devices": self.devices, "groups": self.groups, "start": iso(self.started_at),
-                "end": iso(self.ended_at), "end_reason": self.end_reason, "last_seen": iso(self.last_seen)}
+        return {
+            "id": self.id,
+            "user": self.username,
+            "server": self.server_name,
+            "backend": self.backend,
+            "profile": self.profile,
+            "device_kind": self.device_kind,
+            "n_devices": self.n_devices,
+            "devices": self.devices,
+            "groups": self.groups,
+            "start": iso(self.started_at),
+            "end": iso(self.ended_at),
+            "end_reason": self.end_reason,
+            "last_seen": iso(self.last_seen),
+        }
 
 
 @dataclass(frozen=True)
@@ -130,19 +158,32 @@ class UsageStore:
         with self.session() as db, db.begin():
             for old in db.scalars(self._open_q(username, server_name)):
                 self._close_row(old, "lost", self._best_end(old, now))
-            row = UsageSession(username=username, server_name=server_name, backend=backend, profile=profile,
-                               device_kind=device_kind, n_devices=n_devices, devices=json.dumps(list(devices)),
-                               groups=json.dumps(sorted(set(groups))), pid=pid, container_id=container_id,
-                               started_at=now, last_seen=now, cpu_total=0.0)
+            row = UsageSession(
+                username=username,
+                server_name=server_name,
+                backend=backend,
+                profile=profile,
+                device_kind=device_kind,
+                n_devices=n_devices,
+                devices=json.dumps(list(devices)),
+                groups=json.dumps(sorted(set(groups))),
+                pid=pid,
+                container_id=container_id,
+                started_at=now,
+                last_seen=now,
+                cpu_total=0.0,
+            )
             db.add(row)
             db.flush()
             return row.id
 
     @staticmethod
     def _open_q(username: str, server_name: str):
-        return select(UsageSession).where(UsageSession.username == username,
-                                          UsageSession.server_name == server_name,
-                                          UsageSession.ended_at.is_(None))
+        return select(UsageSession).where(
+            UsageSession.username == username,
+            UsageSession.server_name == server_name,
+            UsageSession.ended_at.is_(None),
+        )
 
     @staticmethod
     def _best_end(row: UsageSession, fallback: dt.datetime) -> dt.datetime:
@@ -155,8 +196,13 @@ class UsageStore:
         row.ended_at = max(ended_at, row.started_at)
         row.end_reason = (row.stop_requested or reason) if reason in ("stopped", "died") else reason
 
-    def close_session(self, username: str, server_name: str = "", reason: str = "stopped",
-                      ended_at: dt.datetime | None = None) -> SessionInfo | None:
+    def close_session(
+        self,
+        username: str,
+        server_name: str = "",
+        reason: str = "stopped",
+        ended_at: dt.datetime | None = None,
+    ) -> SessionInfo | None:
         """Close the open session of this server. `reason` lost: ended at the best end time known.
         A stop the usage service asked for (quota) keeps that reason."""
         now = ended_at or utcnow()
@@ -167,7 +213,9 @@ class UsageStore:
                 self._close_row(row, reason, end)
             return SessionInfo.of(rows[-1]) if rows else None
 
-    def close_lost(self, alive: Iterable[tuple[str, str]], now: dt.datetime | None = None) -> list[SessionInfo]:
+    def close_lost(
+        self, alive: Iterable[tuple[str, str]], now: dt.datetime | None = None
+    ) -> list[SessionInfo]:
         """Close every open session whose (user, server) is not in `alive` as `lost`."""
         alive = set(alive)
         now = now or utcnow()
@@ -181,7 +229,11 @@ class UsageStore:
 
     def request_stop(self, session_id: int, reason: str) -> None:
         with self.session() as db, db.begin():
-            db.execute(update(UsageSession).where(UsageSession.id == session_id).values(stop_requested=reason))
+            db.execute(
+                update(UsageSession)
+                .where(UsageSession.id == session_id)
+                .values(stop_requested=reason)
+            )
 
     def mark(self, session_id: int, **values) -> None:
         """Set warned_at / over_limit_at (or clear them with None)."""
@@ -191,7 +243,11 @@ class UsageStore:
             db.execute(update(UsageSession).where(UsageSession.id == session_id).values(**values))
 
     def open_sessions(self, username: str | None = None) -> list[SessionInfo]:
-        q = select(UsageSession).where(UsageSession.ended_at.is_(None)).order_by(UsageSession.started_at)
+        q = (
+            select(UsageSession)
+            .where(UsageSession.ended_at.is_(None))
+            .order_by(UsageSession.started_at)
+        )
         if username is not None:
             q = q.where(UsageSession.username == username)
         with self.session() as db:
@@ -202,8 +258,14 @@ class UsageStore:
             row = db.get(UsageSession, session_id)
             return SessionInfo.of(row) if row else None
 
-    def sessions(self, username: str | None = None, start: dt.datetime | None = None,
-                 end: dt.datetime | None = None, limit: int = 1000, offset: int = 0) -> list[SessionInfo]:
+    def sessions(
+        self,
+        username: str | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[SessionInfo]:
         """Sessions overlapping [start, end), newest first."""
         q = select(UsageSession).order_by(UsageSession.started_at.desc(), UsageSession.id.desc())
         if username is not None:
@@ -215,7 +277,9 @@ class UsageStore:
         with self.session() as db:
             return [SessionInfo.of(r) for r in db.scalars(q.limit(limit).offset(offset))]
 
-    def end_session(self, session_id: int, reason: str, ended_at: dt.datetime | None = None) -> SessionInfo | None:
+    def end_session(
+        self, session_id: int, reason: str, ended_at: dt.datetime | None = None
+    ) -> SessionInfo | None:
         """Close a session by id (the API's PUT /sessions/{id}/end). Already closed: unchanged."""
         with self.session() as db, db.begin():
             row = db.get(UsageSession, session_id)
@@ -234,7 +298,9 @@ class UsageStore:
         rows = []
         with self.session() as db, db.begin():
             ids = [s.session_id for s in samples]
-            sessions = {r.id: r for r in db.scalars(select(UsageSession).where(UsageSession.id.in_(ids)))}
+            sessions = {
+                r.id: r for r in db.scalars(select(UsageSession).where(UsageSession.id.in_(ids)))
+            }
             for s in samples:
                 row = sessions.get(s.session_id)
                 if row is None or row.ended_at is not None:
@@ -243,8 +309,17 @@ class UsageStore:
                 interval = max(0.0, (s.ts - since).total_seconds())
                 total = s.cpu_total + row.cpu_departed if s.cpu_departed is None else s.cpu_total
                 cpu = max(0.0, total - row.cpu_total)
-                rows.append({"session_id": row.id, "ts": s.ts, "interval_s": interval, "cpu_seconds": cpu,
-                             "mem_bytes": int(s.mem_bytes), "gpu_util": s.gpu_util, "gpu_mem_bytes": s.gpu_mem_bytes})
+                rows.append(
+                    {
+                        "session_id": row.id,
+                        "ts": s.ts,
+                        "interval_s": interval,
+                        "cpu_seconds": cpu,
+                        "mem_bytes": int(s.mem_bytes),
+                        "gpu_util": s.gpu_util,
+                        "gpu_mem_bytes": s.gpu_mem_bytes,
+                    }
+                )
                 row.cpu_total = max(row.cpu_total, total)
                 if s.cpu_departed is not None:
                     row.cpu_departed = s.cpu_departed
@@ -257,7 +332,11 @@ class UsageStore:
         """The sample the hub takes as it stops a server (session_id 0: this server's open
         session), so the CPU used since the sampler's last round is not lost."""
         with self.session() as db:
-            row = db.scalar(self._open_q(username, server_name).order_by(UsageSession.started_at.desc()).limit(1))
+            row = db.scalar(
+                self._open_q(username, server_name)
+                .order_by(UsageSession.started_at.desc())
+                .limit(1)
+            )
         if row is None:
             return 0
         return self.add_samples([replace(sample, session_id=row.id)])
@@ -265,32 +344,66 @@ class UsageStore:
     def samples(self, session_id: int, limit: int = 10000) -> list[dict]:
         q = select(Sample).where(Sample.session_id == session_id).order_by(Sample.ts).limit(limit)
         with self.session() as db:
-            return [{"ts": r.ts.isoformat() + "Z", "interval_s": r.interval_s, "cpu_seconds": r.cpu_seconds,
-                     "mem_bytes": r.mem_bytes, "gpu_util": r.gpu_util, "gpu_mem_bytes": r.gpu_mem_bytes}
-                    for r in db.scalars(q)]
+            return [
+                {
+                    "ts": r.ts.isoformat() + "Z",
+                    "interval_s": r.interval_s,
+                    "cpu_seconds": r.cpu_seconds,
+                    "mem_bytes": r.mem_bytes,
+                    "gpu_util": r.gpu_util,
+                    "gpu_mem_bytes": r.gpu_mem_bytes,
+                }
+                for r in db.scalars(q)
+            ]
 
     def latest_samples(self, session_ids: Sequence[int]) -> dict[int, dict]:
         if not session_ids:
             return {}
-        latest = (select(Sample.session_id, func.max(Sample.ts).label("ts"))
-                  .where(Sample.session_id.in_(session_ids)).group_by(Sample.session_id).subquery())
-        q = select(Sample).join(latest, (Sample.session_id == latest.c.session_id) & (Sample.ts == latest.c.ts))
+        latest = (
+            select(Sample.session_id, func.max(Sample.ts).label("ts"))
+            .where(Sample.session_id.in_(session_ids))
+            .group_by(Sample.session_id)
+            .subquery()
+        )
+        q = select(Sample).join(
+            latest, (Sample.session_id == latest.c.session_id) & (Sample.ts == latest.c.ts)
+        )
         with self.session() as db:
-            return {r.session_id: {"ts": r.ts, "cpu_percent": 100.0 * r.cpu_seconds / r.interval_s if r.interval_s else 0.0,
-                                   "mem_bytes": r.mem_bytes, "gpu_util": r.gpu_util, "gpu_mem_bytes": r.gpu_mem_bytes}
-                    for r in db.scalars(q)}
+            return {
+                r.session_id: {
+                    "ts": r.ts,
+                    "cpu_percent": 100.0 * r.cpu_seconds / r.interval_s if r.interval_s else 0.0,
+                    "mem_bytes": r.mem_bytes,
+                    "gpu_util": r.gpu_util,
+                    "gpu_mem_bytes": r.gpu_mem_bytes,
+                }
+                for r in db.scalars(q)
+            }
 
     # --- quota overrides and rates ----------------------------------------------------------
     def overrides(self) -> dict[tuple[str, str], QuotaOverride]:
         with self.session() as db:
             return {(r.scope, r.name): r for r in db.scalars(select(QuotaOverride))}
 
-    def set_override(self, scope: str, name: str, set_by: str, *, unlimited: bool = False,
-                     gpu_hours_per_week: float | None = None, cpu_hours_per_week: float | None = None,
-                     max_servers: int | None = None, max_devices: int | None = None) -> None:
+    def set_override(
+        self,
+        scope: str,
+        name: str,
+        set_by: str,
+        *,
+        unlimited: bool = False,
+        gpu_hours_per_week: float | None = None,
+        cpu_hours_per_week: float | None = None,
+        max_servers: int | None = None,
+        max_devices: int | None = None,
+    ) -> None:
         assert scope in ("user", "group"), scope
         with self.session() as db, db.begin():
-            row = db.scalar(select(QuotaOverride).where(QuotaOverride.scope == scope, QuotaOverride.name == name))
+            row = db.scalar(
+                select(QuotaOverride).where(
+                    QuotaOverride.scope == scope, QuotaOverride.name == name
+                )
+            )
             if row is None:
                 row = QuotaOverride(scope=scope, name=name)
                 db.add(row)
@@ -301,7 +414,11 @@ class UsageStore:
 
     def clear_override(self, scope: str, name: str) -> bool:
         with self.session() as db, db.begin():
-            row = db.scalar(select(QuotaOverride).where(QuotaOverride.scope == scope, QuotaOverride.name == name))
+            row = db.scalar(
+                select(QuotaOverride).where(
+                    QuotaOverride.scope == scope, QuotaOverride.name == name
+                )
+            )
             if row is None:
                 return False
             db.delete(row)
@@ -309,9 +426,14 @@ class UsageStore:
 
     def sync_rates(self, rates, now: dt.datetime | None = None) -> None:
         """Record the configured rates when they differ from the latest recorded ones."""
-        values = {k: getattr(rates, k) for k in ("cpu_hour", "mem_gib_hour", "gpu_hour", "npu_hour", "currency")}
+        values = {
+            k: getattr(rates, k)
+            for k in ("cpu_hour", "mem_gib_hour", "gpu_hour", "npu_hour", "currency")
+        }
         with self.session() as db, db.begin():
-            latest = db.scalar(select(Rate).order_by(Rate.valid_from.desc(), Rate.id.desc()).limit(1))
+            latest = db.scalar(
+                select(Rate).order_by(Rate.valid_from.desc(), Rate.id.desc()).limit(1)
+            )
             if latest is None or any(getattr(latest, k) != v for k, v in values.items()):
                 db.add(Rate(valid_from=now or utcnow(), **values))
 

@@ -59,14 +59,18 @@ def test_no_device_free_message(allocators):
     message = str(caught.value)
     assert re.fullmatch(
         r"Both GPUs are in use \(GPU 0 by alice since \d\d:\d\d UTC, GPU 1 by bob/train since \d\d:\d\d UTC\)\. "
-        r"Try again when one is free, or start a CPU-only server\.", message), message
+        r"Try again when one is free, or start a CPU-only server\.",
+        message,
+    ), message
     assert alloc.held_by("carol", "") == []
 
 
 def test_partial_request_leaves_nothing_behind(allocators):
     alloc = allocators(GPUS)
     alloc.allocate("alice", "", "nvidia", 3)
-    with pytest.raises(NoDeviceFree, match=r"You asked for 2 GPUs but only 1 of 4 is free \(GPU 0 by alice"):
+    with pytest.raises(
+        NoDeviceFree, match=r"You asked for 2 GPUs but only 1 of 4 is free \(GPU 0 by alice"
+    ):
         alloc.allocate("bob", "", "nvidia", 2)
     assert alloc.held_by("bob", "") == [] and alloc.free_count("nvidia") == 1
     alloc.allocate("carol", "", "nvidia", 1)
@@ -82,11 +86,22 @@ def test_over_limit_names_the_limit(allocators):
         alloc.allocate("alice", "two", "nvidia", 1, limit=limit)
     assert str(caught.value) == (
         "alice may hold at most 1 device at once (set by accelerators.group_limits.students (group students)); "
-        "they hold 1 and asked for 1 more. Stop a server that uses one first. Ask an admin if you need more.")
-    with pytest.raises(OverLimit, match=r"alice may not use accelerators \(limit 0, set by accelerators.max_per_user\)"):
+        "they hold 1 and asked for 1 more. Stop a server that uses one first. Ask an admin if you need more."
+    )
+    with pytest.raises(
+        OverLimit,
+        match=r"alice may not use accelerators \(limit 0, set by accelerators.max_per_user\)",
+    ):
         alloc.allocate("alice", "three", "nvidia", 1, limit=Limit(0, "accelerators.max_per_user"))
     assert alloc.held_by("alice", "two") == []
-    assert len(alloc.allocate("alice", "two", "nvidia", 3, limit=Limit(None, "accelerators.admins_exempt (admin)"))) == 3
+    assert (
+        len(
+            alloc.allocate(
+                "alice", "two", "nvidia", 3, limit=Limit(None, "accelerators.admins_exempt (admin)")
+            )
+        )
+        == 3
+    )
 
 
 def test_a_restarted_hub_keeps_the_allocations(allocators):
@@ -105,7 +120,9 @@ def test_slots_share_a_device_least_loaded_first(allocators):
     order = [alloc.allocate(f"u{i}", "", "nvidia", 1)[0].index for i in range(4)]
     assert order == [0, 1, 0, 1]  # a second server on GPU 0 only once GPU 1 has one too
     assert {u.device.index: len(u.holders) for u in alloc.usage()} == {0: 2, 1: 2}
-    with pytest.raises(NoDeviceFree, match=r"Both GPUs are in use \(GPU 0 by u0 since .* UTC and u2 since"):
+    with pytest.raises(
+        NoDeviceFree, match=r"Both GPUs are in use \(GPU 0 by u0 since .* UTC and u2 since"
+    ):
         alloc.allocate("u5", "", "nvidia", 1)
     alloc.release("u0", "")
     assert alloc.allocate("u5", "", "nvidia", 1)[0].index == 0
@@ -116,7 +133,9 @@ def test_one_device_message(allocators):
     alloc.allocate("alice", "", "ascend", 1)
     with pytest.raises(NoDeviceFree, match=r"^The NPU is in use \(NPU 0 by alice since"):
         alloc.allocate("bob", "", "ascend", 1)
-    with pytest.raises(NoDeviceFree, match=r"^This server has no GPUs\. Start a CPU-only server\.$"):
+    with pytest.raises(
+        NoDeviceFree, match=r"^This server has no GPUs\. Start a CPU-only server\.$"
+    ):
         alloc.allocate("bob", "", "nvidia", 1)
 
 
@@ -161,7 +180,7 @@ def test_50_threads_churning_never_share_a_device(allocators):
         start.wait()
         for _ in range(3):
             try:
-                (gpu,) = alloc.allocate(name, "", "nvidia", rng.choice([1, 1, 1, 2])) [:1]
+                (gpu,) = alloc.allocate(name, "", "nvidia", rng.choice([1, 1, 1, 2]))[:1]
             except NoDeviceFree:
                 with guard:
                     counts["refused"] += 1

@@ -23,8 +23,13 @@ def test_lists_devices_how_and_who(tmp_path, monkeypatch):
     (tmp_path / "mlworkshop.yaml").write_text(
         "accelerators:\n  mode: exclusive\n  inventory:\n"
         "    - {kind: nvidia, index: 0, name: Tesla T4, memory_mib: 15360}\n"
-        "    - {kind: nvidia, index: 1, name: Tesla T4, memory_mib: 15360}\n", encoding="utf-8")
-    held = Allocator(f"sqlite:///{tmp_path / 'state' / 'jupyterhub.sqlite'}", [Device("nvidia", 0), Device("nvidia", 1)])
+        "    - {kind: nvidia, index: 1, name: Tesla T4, memory_mib: 15360}\n",
+        encoding="utf-8",
+    )
+    held = Allocator(
+        f"sqlite:///{tmp_path / 'state' / 'jupyterhub.sqlite'}",
+        [Device("nvidia", 0), Device("nvidia", 1)],
+    )
     held.allocate("alice", "", "nvidia", 1)
     held.close()
     result = CliRunner().invoke(_app(), ["accelerators", "--site", str(tmp_path)])
@@ -39,4 +44,6 @@ def test_nothing_found_says_how_it_looked(tmp_path):
     (tmp_path / "mlworkshop.yaml").write_text("accelerators:\n  detect: false\n", encoding="utf-8")
     result = CliRunner().invoke(_app(), ["accelerators", "--site", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "no accelerators found" in result.output and "accelerators.detect is false" in result.output
+    assert (
+        "no accelerators found" in result.output and "accelerators.detect is false" in result.output
+    )

@@ -23,7 +23,12 @@ def test_every_field_has_a_description():
 
     from mlworkshop.config import accelerators as module
 
-    for model in (module.AcceleratorsConfig, module.DeviceSpec, module.CpuProfileLimits, module.DeviceProfileLimits):
+    for model in (
+        module.AcceleratorsConfig,
+        module.DeviceSpec,
+        module.CpuProfileLimits,
+        module.DeviceProfileLimits,
+    ):
         for name, field in model.model_fields.items():
             annotation = field.annotation
             nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
@@ -31,29 +36,69 @@ def test_every_field_has_a_description():
 
 
 def test_a_full_section_is_accepted():
-    cfg = validate({"accelerators": {
-        "mode": "exclusive", "slots_per_device": 2, "max_per_user": 1, "admins_exempt": True,
-        "group_limits": {"staff": 4, "students": 1},
-        "inventory": [{"kind": "nvidia", "index": 0, "uuid": "GPU-x", "name": "Tesla T4", "memory_mib": 15360}],
-        "profiles": {"cpu": {"cpu_limit": 1, "mem_limit": "2G"}, "per_device": {"cpu_limit": 8, "mem_limit": "64g"}},
-        "device_groups": {"nvidia": ["video"]},
-    }}, "test")
+    cfg = validate(
+        {
+            "accelerators": {
+                "mode": "exclusive",
+                "slots_per_device": 2,
+                "max_per_user": 1,
+                "admins_exempt": True,
+                "group_limits": {"staff": 4, "students": 1},
+                "inventory": [
+                    {
+                        "kind": "nvidia",
+                        "index": 0,
+                        "uuid": "GPU-x",
+                        "name": "Tesla T4",
+                        "memory_mib": 15360,
+                    }
+                ],
+                "profiles": {
+                    "cpu": {"cpu_limit": 1, "mem_limit": "2G"},
+                    "per_device": {"cpu_limit": 8, "mem_limit": "64g"},
+                },
+                "device_groups": {"nvidia": ["video"]},
+            }
+        },
+        "test",
+    )
     assert cfg.accelerators.profiles.per_device.mem_limit == "64G"
     assert cfg.accelerators.inventory[0].name == "Tesla T4"
 
 
-@pytest.mark.parametrize("section, words", [
-    ({"mode": "exclusiv"}, ["accelerators.mode", "'shared' or 'exclusive'"]),
-    ({"slots_per_device": 0}, ["accelerators.slots_per_device", "greater than or equal to 1"]),
-    ({"max_per_user": -1}, ["accelerators.max_per_user"]),
-    ({"group_limits": {"students": -2}}, ["accelerators.group_limits", "'students' has a negative limit"]),
-    ({"inventory": [{"kind": "amd", "index": 0}]}, ["accelerators.inventory.0.kind", "'nvidia' or 'ascend'"]),
-    ({"inventory": [{"kind": "nvidia", "index": 0}, {"kind": "nvidia", "index": 0}]}, ["nvidia device 0 twice"]),
-    ({"inventory": [{"kind": "nvidia", "index": 0, "vram": 3}]}, ["unknown key 'accelerators.inventory.0.vram'"]),
-    ({"profiles": {"per_device": {"mem_limit": "lots"}}}, ["accelerators.profiles.per_device.mem_limit", "4G"]),
-    ({"device_groups": {"nvidia": ["bad group"]}}, ["accelerators.device_groups", "'bad group'"]),
-    ({"slot_per_device": 2}, ["Did you mean 'accelerators.slots_per_device'"]),
-])
+@pytest.mark.parametrize(
+    "section, words",
+    [
+        ({"mode": "exclusiv"}, ["accelerators.mode", "'shared' or 'exclusive'"]),
+        ({"slots_per_device": 0}, ["accelerators.slots_per_device", "greater than or equal to 1"]),
+        ({"max_per_user": -1}, ["accelerators.max_per_user"]),
+        (
+            {"group_limits": {"students": -2}},
+            ["accelerators.group_limits", "'students' has a negative limit"],
+        ),
+        (
+            {"inventory": [{"kind": "amd", "index": 0}]},
+            ["accelerators.inventory.0.kind", "'nvidia' or 'ascend'"],
+        ),
+        (
+            {"inventory": [{"kind": "nvidia", "index": 0}, {"kind": "nvidia", "index": 0}]},
+            ["nvidia device 0 twice"],
+        ),
+        (
+            {"inventory": [{"kind": "nvidia", "index": 0, "vram": 3}]},
+            ["unknown key 'accelerators.inventory.0.vram'"],
+        ),
+        (
+            {"profiles": {"per_device": {"mem_limit": "lots"}}},
+            ["accelerators.profiles.per_device.mem_limit", "4G"],
+        ),
+        (
+            {"device_groups": {"nvidia": ["bad group"]}},
+            ["accelerators.device_groups", "'bad group'"],
+        ),
+        ({"slot_per_device": 2}, ["Did you mean 'accelerators.slots_per_device'"]),
+    ],
+)
 def test_bad_values_are_named(section, words):
     with pytest.raises(ConfigError) as caught:
         validate({"accelerators": section}, "mlworkshop.yaml")

@@ -19,7 +19,11 @@ P310 = [Device("ascend", i, None, "310P3", 21527) for i in range(2)]
 
 def test_local_env_exactly_the_allocated_gpus():
     env = local_env([GPUS[3], GPUS[1]], inventory=GPUS)
-    assert env == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1,3", "NVIDIA_VISIBLE_DEVICES": "1,3"}
+    assert env == {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": "1,3",
+        "NVIDIA_VISIBLE_DEVICES": "1,3",
+    }
 
 
 def test_local_env_cpu_only_server_on_a_gpu_host_sees_no_gpu():
@@ -47,15 +51,18 @@ def test_local_groups_from_config_defaults():
 
 def test_docker_device_requests_name_the_gpus():
     assert docker_device_requests([GPUS[2], GPUS[0]]) == [
-        {"Driver": "nvidia", "DeviceIDs": ["0", "2"], "Capabilities": [["gpu"]]}]
+        {"Driver": "nvidia", "DeviceIDs": ["0", "2"], "Capabilities": [["gpu"]]}
+    ]
     assert docker_device_requests(NPUS) == []
 
 
 def test_ascend_container_devices_and_driver_mounts():
     spec = ascend_devices_and_mounts([NPUS[1], NPUS[0]])
     assert spec["devices"] == [
-        "/dev/davinci0:/dev/davinci0:rwm", "/dev/davinci1:/dev/davinci1:rwm",
-        "/dev/davinci_manager:/dev/davinci_manager:rwm", "/dev/devmm_svm:/dev/devmm_svm:rwm",
+        "/dev/davinci0:/dev/davinci0:rwm",
+        "/dev/davinci1:/dev/davinci1:rwm",
+        "/dev/davinci_manager:/dev/davinci_manager:rwm",
+        "/dev/devmm_svm:/dev/devmm_svm:rwm",
         "/dev/hisi_hdc:/dev/hisi_hdc:rwm",
     ]
     for mount in ("/usr/local/Ascend/driver", "/usr/local/bin/npu-smi", "/usr/local/dcmi"):

@@ -28,11 +28,20 @@ def allocator(tmp_path):
 
 def _spawn(cfg, allocator, user, server, slug):
     """What the hub's pre-spawn hook does, in order."""
-    allowed = profiles_for(user, [], False, cfg, GPUS, allocator, server_name=server, only_free=False)
+    allowed = profiles_for(
+        user, [], False, cfg, GPUS, allocator, server_name=server, only_free=False
+    )
     profile = validate_choice(slug, allowed)
     limit = effective_limit(user, [], False, cfg)
-    return grant(profile, user, server, GPUS, allocator if cfg.mode == "exclusive" else None, limit,
-                 cfg.device_groups)
+    return grant(
+        profile,
+        user,
+        server,
+        GPUS,
+        allocator if cfg.mode == "exclusive" else None,
+        limit,
+        cfg.device_groups,
+    )
 
 
 def test_exclusive_gpu_grant(allocator):
@@ -46,7 +55,9 @@ def test_exclusive_gpu_grant(allocator):
     with pytest.raises(NoDeviceFree, match="Both GPUs are in use"):
         _spawn(cfg, allocator, "carol", "", "gpu-1")
     with pytest.raises(InvalidChoice):
-        _spawn(cfg, allocator, "carol", "", "gpu-2")  # over carol's limit of 1: refused before the allocator
+        _spawn(
+            cfg, allocator, "carol", "", "gpu-2"
+        )  # over carol's limit of 1: refused before the allocator
 
 
 def test_cpu_only_server_gives_back_and_hides(allocator):

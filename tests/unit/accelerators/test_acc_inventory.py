@@ -43,7 +43,9 @@ def test_nvidia_smi_eight_gpus(recorded_output):
 
 
 def test_nvidia_smi_name_with_comma_and_nounits(recorded_output):
-    first, second = parse_nvidia_smi_csv(recorded_output("nvidia-smi/name-with-comma-nounits.csv")[0])
+    first, second = parse_nvidia_smi_csv(
+        recorded_output("nvidia-smi/name-with-comma-nounits.csv")[0]
+    )
     assert first.name == "Quadro RTX 8000, Passive" and first.memory_mib == 46080
     assert second.name == "NVIDIA GeForce RTX 4090" and second.memory_mib == 24564
 
@@ -66,7 +68,10 @@ def test_npu_smi_atlas800_eight_910b(recorded_output):
 
 def test_npu_smi_two_310p_cards(recorded_output):
     npus = parse_npu_smi_info(recorded_output("npu-smi/2x310p3.txt")[0])
-    assert [(n.index, n.name, n.memory_mib) for n in npus] == [(0, "310P3", 21527), (1, "310P3", 21527)]
+    assert [(n.index, n.name, n.memory_mib) for n in npus] == [
+        (0, "310P3", 21527),
+        (1, "310P3", 21527),
+    ]
 
 
 def test_npu_smi_310p_device_column_wins_over_npu_id(recorded_output):
@@ -92,10 +97,17 @@ def test_davinci_files_skip_control_devices():
     assert [d.index for d in parse_davinci_files(names)] == [0, 3, 10]
 
 
-@pytest.mark.parametrize("name, family", [
-    ("910B3", "Ascend910"), ("910B", "Ascend910"), ("Ascend910", "Ascend910"),
-    ("310P3", "Ascend310P"), ("310", "Ascend310"), (None, "Ascend910"),
-])
+@pytest.mark.parametrize(
+    "name, family",
+    [
+        ("910B3", "Ascend910"),
+        ("910B", "Ascend910"),
+        ("Ascend910", "Ascend910"),
+        ("310P3", "Ascend310P"),
+        ("310", "Ascend310"),
+        (None, "Ascend910"),
+    ],
+)
 def test_chip_family(name, family):
     assert chip_family(Device("ascend", 0, name=name)) == family
 
@@ -109,19 +121,30 @@ def test_detect_nvidia_smi_fallback_when_nvml_is_missing(empty_dev, recorded_run
     run = recorded_run(nvidia_smi="nvidia-smi/8-gpus.csv")
     inv = detect(_cfg(), run=run, dev_dir=empty_dev, nvml=None)
     assert len(inv.devices) == 8 and inv.kinds == ["nvidia"]
-    assert run.calls[0] == ["nvidia-smi", "--query-gpu=index,uuid,name,memory.total", "--format=csv,noheader"]
+    assert run.calls[0] == [
+        "nvidia-smi",
+        "--query-gpu=index,uuid,name,memory.total",
+        "--format=csv,noheader",
+    ]
     assert any("nvidia-ml-py is not installed" in n for n in inv.notes)
     assert "nvidia-smi: 8 NVIDIA GPU(s)" in inv.notes
     assert "npu-smi: npu-smi not found" in inv.notes
 
 
 def test_detect_zero_gpus_exit_6_is_not_an_error(empty_dev, recorded_run):
-    inv = detect(_cfg(), run=recorded_run(nvidia_smi="nvidia-smi/0-gpus.txt"), dev_dir=empty_dev, nvml=None)
+    inv = detect(
+        _cfg(), run=recorded_run(nvidia_smi="nvidia-smi/0-gpus.txt"), dev_dir=empty_dev, nvml=None
+    )
     assert inv.devices == [] and "nvidia-smi: 0 NVIDIA GPU(s)" in inv.notes
 
 
 def test_detect_driver_error_is_reported_not_raised(empty_dev, recorded_run):
-    inv = detect(_cfg(), run=recorded_run(nvidia_smi="nvidia-smi/driver-error.txt"), dev_dir=empty_dev, nvml=None)
+    inv = detect(
+        _cfg(),
+        run=recorded_run(nvidia_smi="nvidia-smi/driver-error.txt"),
+        dev_dir=empty_dev,
+        nvml=None,
+    )
     assert inv.devices == []
     (note,) = [n for n in inv.notes if n.startswith("nvidia-smi:")]
     assert "exit 9" in note and "couldn't communicate with the NVIDIA driver" in note
@@ -134,7 +157,12 @@ def test_detect_timeout_is_reported(empty_dev, recorded_run):
 
 
 def test_detect_ascend_by_npu_smi(empty_dev, recorded_run):
-    inv = detect(_cfg(), run=recorded_run(npu_smi="npu-smi/atlas800-8x910b3.txt"), dev_dir=empty_dev, nvml=None)
+    inv = detect(
+        _cfg(),
+        run=recorded_run(npu_smi="npu-smi/atlas800-8x910b3.txt"),
+        dev_dir=empty_dev,
+        nvml=None,
+    )
     assert [d.key for d in inv.devices] == [("ascend", i) for i in range(8)]
     assert "npu-smi: 8 Ascend NPU(s)" in inv.notes
 
@@ -142,8 +170,13 @@ def test_detect_ascend_by_npu_smi(empty_dev, recorded_run):
 def test_detect_ascend_falls_back_to_device_files(tmp_path: Path, recorded_run):
     for name in ("davinci0", "davinci1", "davinci_manager", "devmm_svm", "hisi_hdc"):
         (tmp_path / name).touch()
-    inv = detect(_cfg(), run=recorded_run(npu_smi="npu-smi/dcmi-error.txt"), dev_dir=tmp_path, nvml=None)
-    assert [(d.kind, d.index, d.source) for d in inv.devices] == [("ascend", 0, "dev"), ("ascend", 1, "dev")]
+    inv = detect(
+        _cfg(), run=recorded_run(npu_smi="npu-smi/dcmi-error.txt"), dev_dir=tmp_path, nvml=None
+    )
+    assert [(d.kind, d.index, d.source) for d in inv.devices] == [
+        ("ascend", 0, "dev"),
+        ("ascend", 1, "dev"),
+    ]
     assert any("dcmi module initialize failed" in n and "exit 255" in n for n in inv.notes)
     assert f"{tmp_path}/davinci<N>: 2 Ascend NPU(s)" in inv.notes
 
@@ -159,10 +192,17 @@ def test_config_inventory_overrides_detection(empty_dev):
     def refuse(*_args, **_kwargs):
         raise AssertionError("no tool may run when accelerators.inventory is set")
 
-    cfg = _cfg(inventory=[{"kind": "nvidia", "index": 1, "name": "Tesla T4", "memory_mib": 15360},
-                          {"kind": "ascend", "index": 0}])
+    cfg = _cfg(
+        inventory=[
+            {"kind": "nvidia", "index": 1, "name": "Tesla T4", "memory_mib": 15360},
+            {"kind": "ascend", "index": 0},
+        ]
+    )
     inv = detect(cfg, run=refuse, dev_dir=empty_dev, nvml=None)
-    assert [(d.kind, d.index, d.source) for d in inv.devices] == [("ascend", 0, "config"), ("nvidia", 1, "config")]
+    assert [(d.kind, d.index, d.source) for d in inv.devices] == [
+        ("ascend", 0, "config"),
+        ("nvidia", 1, "config"),
+    ]
     assert inv.notes == ["config: 2 device(s) from accelerators.inventory (detection skipped)"]
 
 
@@ -212,14 +252,18 @@ def test_detect_prefers_nvml(empty_dev, recorded_run):
     run = recorded_run(nvidia_smi=AssertionError("nvidia-smi must not run when NVML works"))
     inv = detect(_cfg(), run=run, dev_dir=empty_dev, nvml=nvml)
     assert [(d.index, d.name, d.memory_mib, d.source) for d in inv.devices] == [
-        (0, "NVIDIA H100 80GB HBM3", 81920, "nvml"), (1, "NVIDIA H100 80GB HBM3", 81920, "nvml")]
+        (0, "NVIDIA H100 80GB HBM3", 81920, "nvml"),
+        (1, "NVIDIA H100 80GB HBM3", 81920, "nvml"),
+    ]
     assert inv.devices[0].uuid.startswith("GPU-00000000") and nvml.shut
     assert "NVML: 2 NVIDIA GPU(s)" in inv.notes
 
 
 def test_detect_falls_back_when_nvml_fails(empty_dev, recorded_run):
     nvml = _NVML(fail=RuntimeError("Driver Not Loaded"))
-    inv = detect(_cfg(), run=recorded_run(nvidia_smi="nvidia-smi/1-gpu.csv"), dev_dir=empty_dev, nvml=nvml)
+    inv = detect(
+        _cfg(), run=recorded_run(nvidia_smi="nvidia-smi/1-gpu.csv"), dev_dir=empty_dev, nvml=nvml
+    )
     assert [d.source for d in inv.devices] == ["nvidia-smi"]
     assert any("NVML: not usable (Driver Not Loaded)" in n for n in inv.notes)
 

@@ -24,7 +24,11 @@ def pair():
 
 MESSAGES = [
     {"pid": 4242},
-    {"argv": ["python", "-m", "x"], "env": {"A": "line one\nline two", "B": "é ✓ \u2028"}, "cwd": "/home/a b"},
+    {
+        "argv": ["python", "-m", "x"],
+        "env": {"A": "line one\nline two", "B": "é ✓ \u2028"},
+        "cwd": "/home/a b",
+    },
     {},
     {"nested": {"list": [1, 2.5, None, True]}},
 ]
@@ -45,14 +49,17 @@ def test_send_recv_round_trip_over_a_socket(pair, message):
     assert framing.recv(ours, timeout=30) == (message, [])
 
 
-@pytest.mark.parametrize("line, why", [
-    (b"not json\n", "garbled message"),
-    (b'{"pid": 1\n', "garbled message"),
-    (b"\xff\xfe{}\n", "garbled message"),  # not UTF-8
-    (b"[1, 2]\n", "JSON object, not list"),
-    (b'"pid"\n', "JSON object, not str"),
-    (b"42\n", "JSON object, not int"),
-])
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        (b"not json\n", "garbled message"),
+        (b'{"pid": 1\n', "garbled message"),
+        (b"\xff\xfe{}\n", "garbled message"),  # not UTF-8
+        (b"[1, 2]\n", "JSON object, not list"),
+        (b'"pid"\n', "JSON object, not str"),
+        (b"42\n", "JSON object, not int"),
+    ],
+)
 def test_decode_refuses_garbled_lines(line, why):
     with pytest.raises(FrameError, match=why):
         framing.decode(line)

@@ -115,7 +115,9 @@ def test_parse_proc_status_of_this_process():
 def test_identity_from_status_accepts_matching_credentials():
     ident = identity_from_status(4242, 1001, 1001, parse_proc_status(STUDENT_STATUS))
     assert ident == PeerIdentity(pid=4242, uid=1001, gid=1001, groups=[27, 1001, 2000], umask=0o027)
-    assert ident.nice == 0 and ident.rlimits == {}  # filled in later from getpriority and /proc limits
+    assert (
+        ident.nice == 0 and ident.rlimits == {}
+    )  # filled in later from getpriority and /proc limits
 
 
 def test_identity_from_status_without_groups_or_umask():
@@ -127,16 +129,25 @@ def test_identity_from_status_without_groups_or_umask():
 @pytest.mark.parametrize(
     "uid_line, gid_line",
     [
-        ("1002\t1002\t1002\t1002", "1001\t1001\t1001\t1001"),  # the pid now belongs to another account
-        ("1001\t0\t0\t0", "1001\t1001\t1001\t1001"),  # same real uid, effective root (a setuid program)
+        (
+            "1002\t1002\t1002\t1002",
+            "1001\t1001\t1001\t1001",
+        ),  # the pid now belongs to another account
+        (
+            "1001\t0\t0\t0",
+            "1001\t1001\t1001\t1001",
+        ),  # same real uid, effective root (a setuid program)
         ("0\t1001\t1001\t1001", "1001\t1001\t1001\t1001"),  # real uid differs
         ("1001\t1001\t1001\t1001", "1001\t1002\t1002\t1002"),  # effective gid differs
         ("1001\t1001\t1001\t1001", "1001\t0\t0\t0"),  # effective gid root
     ],
 )
 def test_identity_from_status_refuses_a_changed_identity(uid_line, gid_line):
-    status = parse_proc_status(STUDENT_STATUS.replace("Uid:\t1001\t1001\t1001\t1001", f"Uid:\t{uid_line}")
-                               .replace("Gid:\t1001\t1001\t1001\t1001", f"Gid:\t{gid_line}"))
+    status = parse_proc_status(
+        STUDENT_STATUS.replace("Uid:\t1001\t1001\t1001\t1001", f"Uid:\t{uid_line}").replace(
+            "Gid:\t1001\t1001\t1001\t1001", f"Gid:\t{gid_line}"
+        )
+    )
     with pytest.raises(PeerRefused, match="4242 changed identity"):
         identity_from_status(4242, 1001, 1001, status)
 
@@ -167,10 +178,13 @@ def test_parse_proc_limits_reads_soft_and_hard_with_unlimited():
 
 
 def test_parse_proc_limits_ignores_unknown_and_missing_lines():
-    header_and_other = "Limit  Soft Limit  Hard Limit  Units\nMax file locks  unlimited  unlimited  locks\n"
+    header_and_other = (
+        "Limit  Soft Limit  Hard Limit  Units\nMax file locks  unlimited  unlimited  locks\n"
+    )
     assert parse_proc_limits(header_and_other) == {}
-    assert parse_proc_limits("Max open files            512                  512                  files     \n") == {
-        resource.RLIMIT_NOFILE: (512, 512)}
+    assert parse_proc_limits(
+        "Max open files            512                  512                  files     \n"
+    ) == {resource.RLIMIT_NOFILE: (512, 512)}
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/limits"), reason="needs Linux /proc")
@@ -193,7 +207,9 @@ def accounts(monkeypatch):
     def getpwuid(uid):
         if uid not in entries:
             raise KeyError(f"getpwuid(): uid not found: {uid}")
-        return pwd.struct_passwd((entries[uid], "x", uid, uid, "", f"/home/{entries[uid]}", "/bin/sh"))
+        return pwd.struct_passwd(
+            (entries[uid], "x", uid, uid, "", f"/home/{entries[uid]}", "/bin/sh")
+        )
 
     monkeypatch.setattr(pwd, "getpwuid", getpwuid)
     return entries
@@ -204,12 +220,15 @@ def test_check_peer_root_hub_allows_prefixed_students(accounts):
     check_peer(1002, 0, "kt-")
 
 
-@pytest.mark.parametrize("uid, reason", [
-    (0, "no kernel is forked for root"),
-    (1003, "'ktalice' is not one of this hub's users"),  # the prefix without its dash
-    (1004, "'mallory' is not one of this hub's users"),
-    (5555, "uid 5555 has no account"),
-])
+@pytest.mark.parametrize(
+    "uid, reason",
+    [
+        (0, "no kernel is forked for root"),
+        (1003, "'ktalice' is not one of this hub's users"),  # the prefix without its dash
+        (1004, "'mallory' is not one of this hub's users"),
+        (5555, "uid 5555 has no account"),
+    ],
+)
 def test_check_peer_root_hub_refuses_root_and_other_accounts(accounts, uid, reason):
     with pytest.raises(PeerRefused, match=reason):
         check_peer(uid, 0, "kt-")
@@ -243,37 +262,67 @@ def test_check_peer_with_the_real_account_database():
     with pytest.raises(PeerRefused, match=f"uid {unused} has no account"):
         check_peer(unused, 0, "mlw-")
 
+
 # --- needs_fresh_process / forkable ---------------------------------------------------------
 
 
 def test_needs_fresh_process_standard_kernel_is_forkable():
     assert not needs_fresh_process(KERNEL_ARGV, {"PATH": "/usr/bin"}, {"PATH": "/bin"})
     assert not needs_fresh_process(KERNEL_ARGV[:3], {}, {})
-    assert not needs_fresh_process(KERNEL_ARGV + ["--debug"], {"MARK": "x"}, {})  # ordinary variables do not matter
+    assert not needs_fresh_process(
+        KERNEL_ARGV + ["--debug"], {"MARK": "x"}, {}
+    )  # ordinary variables do not matter
 
 
-@pytest.mark.parametrize("argv", [
-    ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "k.json"],  # another Python
-    ["python3", "-m", "ipykernel_launcher", "-f", "k.json"],
-    [sys.executable, "-m", "ipykernel", "-f", "k.json"],  # another module
-    [sys.executable, "-m", "bash_kernel", "-f", "k.json"],
-    [sys.executable, "-X", "dev", "-m", "ipykernel_launcher", "-f", "k.json"],  # interpreter options
-    [sys.executable, "-m"],
-    [sys.executable],
-    [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "k.json"],  # another Python
+        ["python3", "-m", "ipykernel_launcher", "-f", "k.json"],
+        [sys.executable, "-m", "ipykernel", "-f", "k.json"],  # another module
+        [sys.executable, "-m", "bash_kernel", "-f", "k.json"],
+        [
+            sys.executable,
+            "-X",
+            "dev",
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "k.json",
+        ],  # interpreter options
+        [sys.executable, "-m"],
+        [sys.executable],
+        [],
+    ],
+)
 def test_needs_fresh_process_for_other_commands(argv):
     assert needs_fresh_process(argv, {}, {})
 
 
-@pytest.mark.parametrize("name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHASHSEED",
-                                  "MALLOC_ARENA_MAX", "GLIBC_TUNABLES"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PYTHONPATH",
+        "PYTHONHASHSEED",
+        "MALLOC_ARENA_MAX",
+        "GLIBC_TUNABLES",
+    ],
+)
 def test_needs_fresh_process_when_start_time_settings_differ(name):
     startup = {"PATH": "/usr/bin", name: "/opt/a"}
-    assert not needs_fresh_process(KERNEL_ARGV, {"PATH": "/usr/bin", name: "/opt/a"}, startup)  # equal
-    assert needs_fresh_process(KERNEL_ARGV, {"PATH": "/usr/bin", name: "/opt/b"}, startup)  # changed
+    assert not needs_fresh_process(
+        KERNEL_ARGV, {"PATH": "/usr/bin", name: "/opt/a"}, startup
+    )  # equal
+    assert needs_fresh_process(
+        KERNEL_ARGV, {"PATH": "/usr/bin", name: "/opt/b"}, startup
+    )  # changed
     assert needs_fresh_process(KERNEL_ARGV, {"PATH": "/usr/bin"}, startup)  # removed
-    assert needs_fresh_process(KERNEL_ARGV, {"PATH": "/usr/bin", name: "/opt/a"}, {"PATH": "/usr/bin"})  # added
+    assert needs_fresh_process(
+        KERNEL_ARGV, {"PATH": "/usr/bin", name: "/opt/a"}, {"PATH": "/usr/bin"}
+    )  # added
+
 
 # --- the request on the kernel socket: whole, and in time (an idle peer holds no process) --------
 @pytest.fixture
@@ -326,13 +375,19 @@ def test_read_request_refuses_a_request_larger_than_any_real_one(pair, monkeypat
         kernels.read_request(ours, timeout=30)
 
 
-@pytest.mark.parametrize("sent, why", [
-    (b'{"argv": ["x"], "env": {}}\n', "needs cwd"),
-    (b'{"argv": ["x"], "env": {"A": 1}, "cwd": "/"}\n', "env must map strings to strings"),
-    (b'{"argv": ["x"], "env": {}, "cwd": "/", "uid": 0}\n', "unknown field"),  # identity is never asked for
-    (b'{"argv": [], "env": {}, "cwd": "/"}\n', "argv must not be empty"),
-    (b'["x"]\n', "JSON object"),
-])
+@pytest.mark.parametrize(
+    "sent, why",
+    [
+        (b'{"argv": ["x"], "env": {}}\n', "needs cwd"),
+        (b'{"argv": ["x"], "env": {"A": 1}, "cwd": "/"}\n', "env must map strings to strings"),
+        (
+            b'{"argv": ["x"], "env": {}, "cwd": "/", "uid": 0}\n',
+            "unknown field",
+        ),  # identity is never asked for
+        (b'{"argv": [], "env": {}, "cwd": "/"}\n', "argv must not be empty"),
+        (b'["x"]\n', "JSON object"),
+    ],
+)
 def test_read_request_refuses_a_request_that_is_not_a_kernel_request(pair, sent, why):
     ours, theirs = pair
     r, w = os.pipe()
@@ -350,14 +405,27 @@ def test_read_request_refuses_a_request_that_is_not_a_kernel_request(pair, sent,
 
 def test_privileges_of_copies_the_peer_never_a_higher_priority():
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    ident = PeerIdentity(pid=1, uid=1001, gid=1002, groups=[27, 1002], umask=0o027, nice=own + 5,
-                         rlimits={resource.RLIMIT_NOFILE: (1024, 4096)})
+    ident = PeerIdentity(
+        pid=1,
+        uid=1001,
+        gid=1002,
+        groups=[27, 1002],
+        umask=0o027,
+        nice=own + 5,
+        rlimits={resource.RLIMIT_NOFILE: (1024, 4096)},
+    )
     args = kernels.privileges_of(ident)
     assert args["nice"] == 5 and args["umask"] == 0o027 and args["dumpable"] is True
     assert args["rlimits"] == {resource.RLIMIT_NOFILE: (1024, 4096)}
     if os.getuid() == 0:
-        assert (args["identity"].uid, args["identity"].gid, list(args["identity"].groups)) == (1001, 1002, [27, 1002])
+        assert (args["identity"].uid, args["identity"].gid, list(args["identity"].groups)) == (
+            1001,
+            1002,
+            [27, 1002],
+        )
     else:
         assert args["identity"] is None  # a hub that is not root changes no ids
     higher = PeerIdentity(pid=1, uid=1001, gid=1002, nice=own - 5)
-    assert kernels.privileges_of(higher)["nice"] == 0  # a kernel never runs ahead of the fork server
+    assert (
+        kernels.privileges_of(higher)["nice"] == 0
+    )  # a kernel never runs ahead of the fork server

@@ -55,8 +55,13 @@ IDENT = [NOBODY.pw_uid, NOBODY.pw_gid, [NOBODY.pw_gid]]
 def run_child(**args) -> dict:
     r, w = os.pipe()
     try:
-        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args), str(w)], pass_fds=[w],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(args), str(w)],
+            pass_fds=[w],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         os.close(w)
         w = -1
         assert proc.returncode == 0, proc.stderr
@@ -82,8 +87,12 @@ def test_becomes_the_student_for_good(user_log):
     own_nice = os.getpriority(os.PRIO_PROCESS, 0)
     seen = run_child(identity=IDENT, output=str(user_log), nice=3, umask=0o027, cwd="/")
     assert "error" not in seen, seen
-    assert (seen["uid"], seen["euid"], seen["gid"], seen["groups"]) == (NOBODY.pw_uid, NOBODY.pw_uid,
-                                                                          NOBODY.pw_gid, [NOBODY.pw_gid])
+    assert (seen["uid"], seen["euid"], seen["gid"], seen["groups"]) == (
+        NOBODY.pw_uid,
+        NOBODY.pw_uid,
+        NOBODY.pw_gid,
+        [NOBODY.pw_gid],
+    )
     assert seen["regained_root"] is False  # setuid last: irreversible
     assert seen["umask"] == 0o027 and seen["cwd"] == "/" and seen["nice"] == min(own_nice + 3, 19)
     assert seen["session_leader"]  # its own session: signals to its group reach it and its children
@@ -96,7 +105,9 @@ def test_the_folder_is_entered_as_the_student(tmp_path):
     private = tmp_path / "root-only"
     private.mkdir(mode=0o700)
     seen = run_child(identity=IDENT, output=None, cwd=str(private))
-    assert seen["error"] == "PermissionError"  # root could have entered it: chdir comes after setuid
+    assert (
+        seen["error"] == "PermissionError"
+    )  # root could have entered it: chdir comes after setuid
     assert seen["uid"] == NOBODY.pw_uid and seen["stdout"] == "/dev/null"
 
 
@@ -107,7 +118,9 @@ def test_the_cgroup_is_joined_as_root_before_anything_else(user_log):
     account = "mlwtest-" + secrets.token_hex(3)
     dirs = cgroups.ensure(h, account, cgroups.Limits(pids=100))
     try:
-        seen = run_child(identity=IDENT, cgroup_dirs=[str(d) for d in dirs], output=str(user_log), cwd="/")
+        seen = run_child(
+            identity=IDENT, cgroup_dirs=[str(d) for d in dirs], output=str(user_log), cwd="/"
+        )
     finally:
         cgroups.remove(h, account)
     assert f"/{cgroups.PARENT}/{account}" in seen["cgroup"]
@@ -119,9 +132,15 @@ def test_the_cgroup_is_joined_as_root_before_anything_else(user_log):
 def test_a_cold_server_preexec_keeps_popens_session_and_output():
     """The spawner's cold path: Popen made the session (start_new_session) and set fds 1 and 2;
     drop_privileges() neither fails on the session nor touches the output."""
-    code = "import os; print(os.getuid(), os.getsid(0) == os.getpid(), oct(os.umask(0)), os.getcwd())"
+    code = (
+        "import os; print(os.getuid(), os.getsid(0) == os.getpid(), oct(os.umask(0)), os.getcwd())"
+    )
     proc = subprocess.run(
-        [sys.executable, "-c", code], start_new_session=True, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
         preexec_fn=lambda: drop_privileges(Identity(*IDENT), umask=0o022, cwd="/"),
     )
     assert proc.returncode == 0, proc.stderr
@@ -130,9 +149,11 @@ def test_a_cold_server_preexec_keeps_popens_session_and_output():
 
 def test_identity_none_keeps_the_ids(tmp_path):
     """A hub that is not root (identity None): umask and folder still set, no id changed."""
-    code = ("import os; from mlworkshop.fastpath.privileges import drop_privileges; "
-            f"drop_privileges(None, umask=0o077, cwd={str(tmp_path)!r}); "
-            "print(os.getuid(), oct(os.umask(0)), os.getcwd())")
+    code = (
+        "import os; from mlworkshop.fastpath.privileges import drop_privileges; "
+        f"drop_privileges(None, umask=0o077, cwd={str(tmp_path)!r}); "
+        "print(os.getuid(), oct(os.umask(0)), os.getcwd())"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "0o77", str(tmp_path)]

@@ -31,6 +31,7 @@ def test_forkable_is_the_standard_kernel_of_this_python():
     # forkable() is the client's early check: whatever it accepts, the fork server forks too
     assert not needs_fresh_process(KERNEL_ARGV, {}, {})
 
+
 # --- ForkedKernel: a Popen look-alike fed by the connection to the kernel -------------------
 
 

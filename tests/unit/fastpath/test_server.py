@@ -24,13 +24,27 @@ from mlworkshop.fastpath import framing
 from mlworkshop.fastpath.client import fork_server_env
 from mlworkshop.fastpath.protocol import SERVER_MODULE
 
-HUB_SIDE = ("mlworkshop.hub", "mlworkshop.cli", "mlworkshop.usage", "mlworkshop.config", "jupyterhub",
-            "mlworkshop.fastpath.client", "sqlalchemy", "traitlets", "pydantic")
+HUB_SIDE = (
+    "mlworkshop.hub",
+    "mlworkshop.cli",
+    "mlworkshop.usage",
+    "mlworkshop.config",
+    "jupyterhub",
+    "mlworkshop.fastpath.client",
+    "sqlalchemy",
+    "traitlets",
+    "pydantic",
+)
 
 
 def _modules_after(code: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", f"{code}\nimport json, sys; print(json.dumps(sorted(sys.modules)))"],
-                         capture_output=True, text=True, check=True, cwd="/").stdout
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport json, sys; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    ).stdout
     return json.loads(out.splitlines()[-1])
 
 
@@ -55,9 +69,15 @@ def fork_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("forkserver")
     sock, log_path = str(root / "forkserver.sock"), root / "forkserver.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, sock], stdin=subprocess.PIPE, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=fork_server_env(dict(os.environ)),
-                                cwd="/")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", SERVER_MODULE, sock],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=fork_server_env(dict(os.environ)),
+            cwd="/",
+        )
     deadline = time.monotonic() + 120
     while "ready on" not in log_path.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
@@ -86,26 +106,34 @@ def _wait_childless(proc: subprocess.Popen) -> list:
     return children
 
 
-@pytest.mark.parametrize("raw, logged", [
-    (b"GET / HTTP/1.1\n", "server request refused: garbled message"),
-    (b'{"argv": ["x"]', "server request refused: connection closed before a whole request"),
-    (b'{"argv": ["x"], "env": {}, "cwd": "/"}\n{"argv": ["y"]}\n', "more than one message"),
-])
+@pytest.mark.parametrize(
+    "raw, logged",
+    [
+        (b"GET / HTTP/1.1\n", "server request refused: garbled message"),
+        (b'{"argv": ["x"]', "server request refused: connection closed before a whole request"),
+        (b'{"argv": ["x"], "env": {}, "cwd": "/"}\n{"argv": ["y"]}\n', "more than one message"),
+    ],
+)
 def test_a_garbled_request_is_one_line_in_the_log(fork_server, raw, logged):
     proc, sock, log_path = fork_server
-    assert _ask(sock, raw) == b""  # nobody to answer: the hub's side says "no answer from the fork server"
+    assert (
+        _ask(sock, raw) == b""
+    )  # nobody to answer: the hub's side says "no answer from the fork server"
     assert _wait_childless(proc) == []
     log = log_path.read_text()
     assert logged in log and "Traceback" not in log, log
     assert proc.poll() is None, "the fork server itself keeps running"
 
 
-@pytest.mark.parametrize("change, why", [
-    ({"uid": 0, "gid": 0}, "uid must be a whole number from 1"),
-    ({"cwd": "home/ann"}, "cwd must be an absolute path"),
-    ({"env": {"A": 1}}, "env must map strings to strings"),
-    ({"run_as": "root"}, "unknown field(s) run_as"),
-])
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"uid": 0, "gid": 0}, "uid must be a whole number from 1"),
+        ({"cwd": "home/ann"}, "cwd must be an absolute path"),
+        ({"env": {"A": 1}}, "env must map strings to strings"),
+        ({"run_as": "root"}, "unknown field(s) run_as"),
+    ],
+)
 def test_a_request_the_hub_cannot_have_meant_is_refused_with_a_reason(fork_server, change, why):
     proc, sock, log_path = fork_server
     request = {"argv": ["mlworkshop.fastpath.singleuser"], "env": {}, "cwd": "/", **change}

@@ -7,6 +7,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-12-01
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -49,7 +50,9 @@ def upgrade() -> None:
             sa.Column("taken_at", sa.DateTime, nullable=False),
             sa.UniqueConstraint("kind", "device_index", "slot", name="uq_mlw_device_slot"),
         )
-        op.create_index("ix_mlw_device_allocations_username", "mlw_device_allocations", ["username"])
+        op.create_index(
+            "ix_mlw_device_allocations_username", "mlw_device_allocations", ["username"]
+        )
     if "mlw_device_allocation_lock" not in existing:
         op.create_table("mlw_device_allocation_lock", sa.Column("id", sa.Integer, primary_key=True))
 

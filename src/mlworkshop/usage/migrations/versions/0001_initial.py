@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-22
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -37,13 +38,24 @@ def upgrade() -> None:
         sa.Column("over_limit_at", sa.DateTime, nullable=True),
     )
     op.create_index("ix_mlw_usage_sessions_username", "mlw_usage_sessions", ["username"])
-    op.create_index("ix_mlw_usage_sessions_open", "mlw_usage_sessions", ["username", "server_name", "ended_at"])
+    op.create_index(
+        "ix_mlw_usage_sessions_open", "mlw_usage_sessions", ["username", "server_name", "ended_at"]
+    )
     op.create_index("ix_mlw_usage_sessions_span", "mlw_usage_sessions", ["started_at", "ended_at"])
     op.create_table(
         "mlw_usage_samples",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-        sa.Column("session_id", sa.Integer, sa.ForeignKey("mlw_usage_sessions.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column(
+            "session_id",
+            sa.Integer,
+            sa.ForeignKey("mlw_usage_sessions.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("ts", sa.DateTime, nullable=False),
         sa.Column("interval_s", sa.Float, nullable=False),
         sa.Column("cpu_seconds", sa.Float, nullable=False),
