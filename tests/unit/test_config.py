@@ -79,6 +79,7 @@ def test_rendered_template_is_valid_commented_and_complete(tmp_path):
         ("hub:\n  internal_port: -1\n", "hub.internal_port", "-1", "greater than or equal to 1"),
         ("auth:\n  open_signup: maybe\n", "auth.open_signup", "'maybe'", "valid boolean"),
         ("auth:\n  admin_users: ada\n", "auth.admin_users", "'ada'", "valid list"),
+        ("auth:\n  method: kerberos\n", "auth.method", "'kerberos'", "'native', 'oidc'"),
         (
             "auth:\n  min_password_length: 3\n",
             "auth.min_password_length",

@@ -163,6 +163,14 @@ class HubConfig(Section):
 
 
 class AuthConfig(Section):
+    method: Literal["native", "oidc", "github", "azuread", "ldap", "header"] = Field(
+        "native",
+        description="Who says who a user is. native: mlworkshop's own accounts (signup, "
+        "approval, passwords, lockout). oidc: any OpenID Connect provider; github: GitHub OAuth; "
+        "azuread: Azure AD / Entra ID; ldap: an LDAP directory; header: a company SSO in front "
+        "of the hub (a username header from the reverse proxy, or a who-am-I URL). Each method's "
+        "options are in the section of the same name.",
+    )
     open_signup: bool = Field(
         False, description="Let new signups log in without an admin's approval."
     )
