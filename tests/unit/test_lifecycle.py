@@ -14,12 +14,13 @@ from traitlets.config import Config
 
 from mlworkshop.accelerators.allocator import Allocator
 from mlworkshop.accelerators.inventory import Device
-from mlworkshop.accelerators.profiles import Profile, render_options_form
+from mlworkshop.accelerators.profiles import Profile
 from mlworkshop.config import MLWorkshopConfig
 from mlworkshop.hub.accelerators import StaleDevices
 from mlworkshop.hub.configure import apply_spawner
 from mlworkshop.hub.docker_backend import DockerWorkspaceSpawner
 from mlworkshop.hub.lifecycle import WorkshopSpawner, hub_server_alive
+from mlworkshop.hub.spawn_form import render_options_form
 from mlworkshop.hub.spawner import LocalSpawner
 from mlworkshop.site import Site
 

@@ -19,7 +19,6 @@ from .profiles import (
     Profile,
     options_from_form,
     profiles_for,
-    render_options_form,
     validate_choice,
     why_not_offered,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "parse_npu_smi_info",
     "parse_nvidia_smi_csv",
     "profiles_for",
-    "render_options_form",
     "validate_choice",
     "why_not_offered",
 ]

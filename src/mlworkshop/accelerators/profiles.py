@@ -8,7 +8,6 @@ allocator enforces the limit again inside its transaction.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -190,46 +189,3 @@ def options_from_form(formdata: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
     return {FORM_FIELD: str(value)} if value not in (None, "") else {}
-
-
-def render_options_form(
-    profiles: Sequence[Profile], notes: Sequence[str] = (), quota_note: str | None = None
-) -> str:
-    """Radio buttons, first one checked, below `notes` (why_not_offered). "" when there is nothing
-    to choose and nothing to say (no form at all: the server starts at once). With `quota_note`
-    (what the usage budget hid) there is always a form, even for one profile: without one
-    JupyterHub would re-use the last choice (a GPU the quota now refuses) and the student could
-    never pick the CPU-only server."""
-    if len(profiles) <= 1 and not notes and not quota_note:
-        return ""
-    quota = (
-        f'<p class="alert alert-warning mlw-quota-note">{html.escape(quota_note)}</p>'
-        if quota_note
-        else ""
-    )
-    if not profiles and not notes:
-        return quota
-    items = []
-    for number, p in enumerate(profiles):
-        detail = " · ".join(x for x in (p.description, p.resources) if x)
-        items.append(
-            '<div class="radio">'
-            f'<label for="mlw-profile-{html.escape(p.slug)}">'
-            f'<input type="radio" name="{FORM_FIELD}" id="mlw-profile-{html.escape(p.slug)}" '
-            f'value="{html.escape(p.slug)}"{" checked" if number == 0 else ""}> '
-            f"<strong>{html.escape(p.display_name)}</strong>"
-            + (f' <span class="text-muted">{html.escape(detail)}</span>' if detail else "")
-            + "</label></div>"
-        )
-    said = "".join(
-        f'<p class="mlw-not-offered alert alert-warning">{html.escape(note)}</p>\n'
-        for note in notes
-    )
-    return (
-        quota
-        + '<div class="mlw-profiles">'
-        + said
-        + "<p>Choose the resources for this server:</p>\n"
-        + "\n".join(items)
-        + "\n</div>"
-    )

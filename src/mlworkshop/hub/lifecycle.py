@@ -28,7 +28,6 @@ from ..accelerators import (
     InvalidChoice,
     NoDeviceFree,
     OverLimit,
-    render_options_form,
     validate_choice,
 )
 from ..accelerators import options_from_form as profile_from_form
@@ -36,6 +35,7 @@ from ..config.accelerators import AcceleratorsConfig
 from ..config.usage import UsageConfig
 from .accelerators import HubAccelerators, StaleDevices, Who, hub_accelerators, refuse, settings_key
 from .cgroup_hooks import UserCgroups
+from .spawn_form import render_options_form
 from .usage_hooks import HubUsage, hub_usage
 from .workspace import Workspace, WorkspaceError, prepare_workspace
 

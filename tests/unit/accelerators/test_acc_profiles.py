@@ -11,11 +11,13 @@ from mlworkshop.accelerators.profiles import (
     InvalidChoice,
     options_from_form,
     profiles_for,
-    render_options_form,
     validate_choice,
     why_not_offered,
 )
 from mlworkshop.config.accelerators import AcceleratorsConfig
+from mlworkshop.hub.spawn_form import (
+    render_options_form,  # the form shows what profiles_for decides
+)
 
 GPUS = [Device("nvidia", i, f"GPU-{i}", "NVIDIA A100-SXM4-80GB", 81920) for i in range(4)]
 NPUS = [Device("ascend", i, None, "910B3", 65536) for i in range(2)]
