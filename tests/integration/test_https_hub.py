@@ -353,9 +353,9 @@ def test_up_refuses_a_key_that_is_a_folder_or_missing(make_hub, tmp_path):
         cert, key = _pair(
             files, dt.datetime.now(dt.UTC) - dt.timedelta(days=1), 90, "hub.example.org"
         )
-        key.unlink()
         mlw(hub.site, "config", "set", "hub.https.cert", str(cert))
         mlw(hub.site, "config", "set", "hub.https.key", str(key))
+        key.unlink()  # after `config set`, which refuses a missing file (config/setchecks.py)
         result = mlw(hub.site, "up", check=False)
         assert (
             result.returncode == 2

@@ -241,6 +241,11 @@ def set_key(site: Path, key: str, raw_value: str) -> MLWorkshopConfig:
         node = node[part]
     node[parts[-1]] = parse_scalar(raw_value)
     cfg = validate(document, f"{path} after setting {key}")
+    from .setchecks import check_set
+
+    problem = check_set(key, cfg)  # a file the value names is there (a typo is caught now)
+    if problem:
+        raise ConfigError(problem)
     buffer = io.StringIO()
     _yaml().dump(document, buffer)
     tmp = path.with_suffix(".yaml.tmp")
