@@ -37,6 +37,7 @@ HUB_TABLES = {
     "mlw_login_failures",
     "mlw_device_allocations",
     "mlw_device_allocation_lock",
+    "mlw_password_links",
 }
 
 

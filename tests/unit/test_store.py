@@ -297,3 +297,58 @@ def test_unreachable_postgres_is_a_clear_error_without_the_password():
 def test_unwritable_sqlite_path_is_a_clear_error(tmp_path):
     with pytest.raises(DatabaseUnavailable, match="hub.db_url"):
         AccountStore(f"sqlite:///{tmp_path / 'missing-dir' / 'hub.sqlite'}")
+
+
+# --- accounts without a password, and one-time links (issue 16) ---------------------------
+def test_an_account_without_a_password_cannot_log_in(store):
+    store.create("bob", None, approved=True)
+    assert store.get("bob").has_password is False
+    for attempt in ("", "!", GOOD):
+        assert store.check_login("bob", attempt, HOME, POLICY).outcome is not LoginOutcome.OK
+
+
+def test_a_link_sets_the_password_once(store):
+    store.create("bob", None, approved=True)
+    token = store.make_password_link("bob", dt.timedelta(days=1))
+    assert store.link_owner(token) == "bob"
+    assert store.use_password_link(token, GOOD) == "bob"
+    assert store.get("bob").has_password is True
+    assert store.check_login("bob", GOOD, HOME, POLICY).outcome is LoginOutcome.OK
+    assert store.link_owner(token) is None
+    with pytest.raises(NoSuchAccount):
+        store.use_password_link(token, "Another-pass-9")  # used: gone
+    assert store.check_login("bob", GOOD, HOME, POLICY).outcome is LoginOutcome.OK
+
+
+def test_a_new_link_replaces_the_old_and_links_expire(store):
+    store.create("bob", None, approved=True)
+    old = store.make_password_link("bob", dt.timedelta(days=1))
+    new = store.make_password_link("bob", dt.timedelta(days=1))
+    assert store.link_owner(old) is None and store.link_owner(new) == "bob"
+    expired = store.make_password_link("bob", dt.timedelta(seconds=-1))
+    assert store.link_owner(expired) is None
+    with pytest.raises(NoSuchAccount):
+        store.use_password_link(expired, GOOD)
+    assert store.get("bob").has_password is False
+
+
+def test_deleting_an_account_deletes_its_links(store):
+    store.create("bob", None, approved=True)
+    token = store.make_password_link("bob", dt.timedelta(days=1))
+    store.delete("bob")
+    store.create("bob", GOOD, approved=True)  # a new person with the same name
+    assert store.link_owner(token) is None
+    with pytest.raises(NoSuchAccount):
+        store.make_password_link("nobody", dt.timedelta(days=1))
+
+
+def test_roster_details_are_kept(store):
+    store.create("li_wei", GOOD, approved=True, display_name="Li Wei", email="li@uni.edu")
+    store.update_details("li_wei", roster_group="ml101", groups_pending=True)
+    info = store.get("li_wei")
+    assert (info.display_name, info.email, info.roster_group, info.groups_pending) == (
+        "Li Wei",
+        "li@uni.edu",
+        "ml101",
+        True,
+    )

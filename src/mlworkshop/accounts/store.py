@@ -13,6 +13,8 @@ without being locked there too.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import secrets
 from dataclasses import dataclass
 from enum import Enum
 
@@ -42,6 +44,24 @@ class Account(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # from a class roster (accounts/roster.py); roster_group: the JupyterHub group the roster put
+    # the user in; groups_pending: that membership is still to be made by the hub (it was
+    # imported while the hub was stopped; the hub does it at its next start, hub/auth.py add_user)
+    display_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    roster_group: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    group_left: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    groups_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PasswordLink(Base):
+    """A one-time link that lets its holder set the password of an account (one made on
+    JupyterHub's admin page has none). Only a hash of the link's token is kept."""
+
+    __tablename__ = "mlw_password_links"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    expires: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class LoginFailure(Base):
@@ -53,6 +73,9 @@ class LoginFailure(Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+NO_PASSWORD = ""  # password_hash of an account whose owner has not set one yet (no login)
+
+
 @dataclass(frozen=True)
 class AccountInfo:
     username: str
@@ -60,6 +83,12 @@ class AccountInfo:
     is_admin: bool
     created: dt.datetime
     approved_at: dt.datetime | None
+    has_password: bool = True
+    display_name: str | None = None
+    email: str | None = None
+    roster_group: str | None = None
+    group_left: str | None = None
+    groups_pending: bool = False
 
 
 class LoginOutcome(Enum):
@@ -106,8 +135,22 @@ def make_engine(db_url: str) -> Engine:
 
 def _info(account: Account) -> AccountInfo:
     return AccountInfo(
-        account.username, account.approved, account.is_admin, account.created, account.approved_at
+        account.username,
+        account.approved,
+        account.is_admin,
+        account.created,
+        account.approved_at,
+        has_password=account.password_hash != NO_PASSWORD,
+        display_name=account.display_name,
+        email=account.email,
+        roster_group=account.roster_group,
+        group_left=account.group_left,
+        groups_pending=bool(account.groups_pending),
     )
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class AccountStore:
@@ -130,9 +173,16 @@ class AccountStore:
 
     # --- accounts -----------------------------------------------------------------------
     def create(
-        self, username: str, password: str, approved: bool, is_admin: bool = False
+        self,
+        username: str,
+        password: str | None,
+        approved: bool,
+        is_admin: bool = False,
+        **details,
     ) -> AccountInfo:
-        hashed = hash_password(password, self.hash_cost)
+        """password None: an account without one (its owner sets it through a one-time link).
+        details: display_name, email, roster_group, groups_pending."""
+        hashed = NO_PASSWORD if password is None else hash_password(password, self.hash_cost)
         with self._session() as db, db.begin():
             if db.get(Account, username) is not None:
                 raise AccountExists(username)
@@ -143,9 +193,15 @@ class AccountStore:
                 is_admin=is_admin,
                 created=utcnow(),
                 approved_at=utcnow() if approved else None,
+                groups_pending=False,
+                **details,
             )
             db.add(account)
         return _info(account)
+
+    def update_details(self, username: str, **values) -> AccountInfo:
+        """display_name, email, roster_group, group_left, groups_pending."""
+        return self._update(username, **values)
 
     def get(self, username: str) -> AccountInfo | None:
         with self._session() as db:
@@ -183,6 +239,46 @@ class AccountStore:
                 raise NoSuchAccount(username)
             db.delete(account)
             db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+            db.execute(delete(PasswordLink).where(PasswordLink.username == username))
+
+    # --- one-time links to set a password -----------------------------------------------
+    def make_password_link(self, username: str, valid: dt.timedelta) -> str:
+        """A new token for `username` (earlier ones stop working); only its hash is stored."""
+        token = secrets.token_urlsafe(24)
+        with self._session() as db, db.begin():
+            if db.get(Account, username) is None:
+                raise NoSuchAccount(username)
+            db.execute(delete(PasswordLink).where(PasswordLink.username == username))
+            db.add(
+                PasswordLink(
+                    token_hash=_token_hash(token), username=username, expires=utcnow() + valid
+                )
+            )
+        return token
+
+    def link_owner(self, token: str) -> str | None:
+        """Whose account a token sets the password of; None when unknown or expired."""
+        with self._session() as db:
+            link = db.get(PasswordLink, _token_hash(token))
+            if link is None or link.expires <= utcnow():
+                return None
+            return link.username
+
+    def use_password_link(self, token: str, password: str) -> str:
+        """Set the password through a link, once: the link is gone afterwards. Returns the
+        username; NoSuchAccount when the link is unknown, used or expired."""
+        hashed = hash_password(password, self.hash_cost)
+        with self._session() as db, db.begin():
+            link = db.get(PasswordLink, _token_hash(token))
+            if link is None or link.expires <= utcnow():
+                raise NoSuchAccount("link")
+            account = db.get(Account, link.username)
+            db.delete(link)
+            if account is None:
+                raise NoSuchAccount(link.username)
+            account.password_hash = hashed
+            db.execute(delete(LoginFailure).where(LoginFailure.username == account.username))
+            return account.username
 
     # --- logins -------------------------------------------------------------------------
     def clear_lockouts(self, username: str) -> None:
@@ -204,8 +300,9 @@ class AccountStore:
             if failure and failure.locked_until and failure.locked_until > now:
                 return LoginResult(LoginOutcome.LOCKED, locked_until=failure.locked_until)
             account = db.get(Account, username)
-            hashed = account.password_hash if account else dummy_hash(self.hash_cost)
-        if not verify_password(password, hashed) or account is None:
+            usable = account is not None and account.password_hash != NO_PASSWORD
+            hashed = account.password_hash if usable else dummy_hash(self.hash_cost)
+        if not verify_password(password, hashed) or not usable:  # no password yet: none matches
             locked_until = self._record_failure(username, client, policy, now)
             if locked_until:
                 return LoginResult(LoginOutcome.LOCKED, locked_until=locked_until)
