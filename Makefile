@@ -25,7 +25,14 @@ lint: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make up BUNDLE=DIR` installs from an offline bundle (`mlworkshop bundle create DIR` on a connected
+# machine): no network, no system packages (python3-venv, nodejs and npm must be here already).
+ifdef BUNDLE
+install:
+	PYTHONPATH=src $(PYTHON) -m mlworkshop.ops.bundle_install $(BUNDLE) --project . --python $(PYTHON)
+else
 install: $(STAMP) node_modules/.bin/configurable-http-proxy
+endif
 
 system-deps:
 	bash scripts/system-deps.sh

@@ -42,6 +42,7 @@ app.add_typer(user_app, name="user")
 def _register_subcommands() -> None:
     from .accelerators_cmd import accelerators
     from .backup_cmd import backup, restore
+    from .bundle_cmd import bundle_app
     from .images_cmd import images_app
     from .logs_cmd import logs
     from .service_cmd import service_app
@@ -50,6 +51,7 @@ def _register_subcommands() -> None:
     app.command("accelerators")(accelerators)
     app.command("backup")(backup)
     app.command("restore")(restore)
+    app.add_typer(bundle_app, name="bundle")
     app.add_typer(images_app, name="images")
     app.command("logs")(logs)
     app.add_typer(service_app, name="service")
