@@ -49,7 +49,14 @@ def _install_cli(bundle: Path, project: Path) -> subprocess.CompletedProcess:
     """As `make up BUNDLE=...` runs it: the module with src/ on PYTHONPATH."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(
-        [sys.executable, "-m", "mlworkshop.ops.bundle_install", str(bundle), "--project", str(project)],
+        [
+            sys.executable,
+            "-m",
+            "mlworkshop.ops.bundle_install",
+            str(bundle),
+            "--project",
+            str(project),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -126,7 +133,12 @@ def test_the_installer_imports_only_the_standard_library():
         "print(sorted(m for m in new if m not in sys.stdlib_module_names))"
     )
     out = subprocess.run(
-        ["/usr/bin/python3", "-I", "-c", f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); {code}"],
+        [
+            "/usr/bin/python3",
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); {code}",
+        ],
         capture_output=True,
         text=True,
     )

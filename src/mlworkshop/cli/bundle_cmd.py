@@ -36,7 +36,9 @@ def create(
     ] = None,
     images: Annotated[
         list[str] | None,
-        typer.Option("--images", help="Container images to save into the bundle (repeat or comma)."),
+        typer.Option(
+            "--images", help="Container images to save into the bundle (repeat or comma)."
+        ),
     ] = None,
     fresh: Annotated[
         bool,

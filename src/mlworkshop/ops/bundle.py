@@ -77,8 +77,14 @@ def _pip(
     if result.returncode != 0:
         tail = (result.stderr.strip() or result.stdout.strip())[-2500:]
         hint = ""
-        if "ConnectionError" in tail or "Failed to establish" in tail or "Temporary failure" in tail:
-            hint = " This machine cannot reach the package index: make the bundle on a connected one."
+        if (
+            "ConnectionError" in tail
+            or "Failed to establish" in tail
+            or "Temporary failure" in tail
+        ):
+            hint = (
+                " This machine cannot reach the package index: make the bundle on a connected one."
+            )
         raise BundleError(f"{what} failed (exit {result.returncode}).{hint}\n{tail}")
 
 
@@ -233,7 +239,10 @@ def create(
                 shutil.copytree(lessons, partial / LESSONS)
         if images:
             step("images", save_images, list(images), partial / IMAGES, engine)
-        step("manifest", lambda: manifest.update(write_manifest(partial, Target.here(), extras, pins)))
+        step(
+            "manifest",
+            lambda: manifest.update(write_manifest(partial, Target.here(), extras, pins)),
+        )
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -61,7 +61,9 @@ class Target:
                 raise BundleError(f"{python} does not run: {out.stderr.strip()}")
             impl, version, machine = out.stdout.split()
             return cls(impl, version, machine)
-        return cls(sys.implementation.name, "%d.%d" % sys.version_info[:2], platform.machine())
+        return cls(
+            sys.implementation.name, "{}.{}".format(*sys.version_info[:2]), platform.machine()
+        )
 
     def describe(self) -> str:
         return f"{self.implementation} {self.python} on {self.machine}"
@@ -78,7 +80,9 @@ def sha256(path: Path) -> str:
 def read_manifest(bundle: Path) -> dict:
     path = bundle / MANIFEST
     if not bundle.is_dir():
-        raise BundleError(f"{bundle} is not a folder: give the folder `mlworkshop bundle create` made.")
+        raise BundleError(
+            f"{bundle} is not a folder: give the folder `mlworkshop bundle create` made."
+        )
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
@@ -123,7 +127,9 @@ def verify(bundle: Path, manifest: dict | None = None) -> dict:
         lines = []
         for label, names in (("missing", missing), ("corrupt (checksum differs)", corrupt)):
             if names:
-                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                shown = ", ".join(names[:5]) + (
+                    f" and {len(names) - 5} more" if len(names) > 5 else ""
+                )
                 lines.append(f"{len(names)} file(s) {label}: {shown}")
         raise BundleError(
             f"The bundle {bundle} is incomplete or damaged; nothing was installed. "
@@ -269,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Install an mlworkshop bundle into a checkout, without network.",
     )
     parser.add_argument("bundle", type=Path)
-    parser.add_argument("--project", type=Path, default=Path.cwd(), help="The checkout (default: .)")
+    parser.add_argument(
+        "--project", type=Path, default=Path.cwd(), help="The checkout (default: .)"
+    )
     parser.add_argument("--python", default=None, help="Python for the venv (default: this one)")
     parser.add_argument("--no-images", action="store_true", help="Do not load container images")
     args = parser.parse_args(argv)
