@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from .accelerators import AcceleratorsConfig
 from .base import Section, check_db_url
 from .docker import DockerBackendConfig
+from .kubernetes import KubernetesBackendConfig
 from .usage import UsageConfig
 
 # A root hub's own loopback ports sit below 1024 (net.ipv4.ip_unprivileged_port_start): no student
@@ -259,10 +260,11 @@ class LocalBackendConfig(Section):
 
 
 class SpawnerConfig(Section):
-    backend: Literal["local", "docker"] = Field(
+    backend: Literal["local", "docker", "kubernetes"] = Field(
         "local",
-        description="Where user servers run: local (processes on this machine) or docker "
-        "(a container per user, Docker or podman).",
+        description="Where user servers run: local (processes on this machine), docker "
+        "(a container per user, Docker or podman) or kubernetes (a pod per user; "
+        "spawner.kubernetes).",
     )
     default_url: str = Field("/lab", description="Page a user lands on in their server.")
     start_timeout: int = Field(
@@ -283,6 +285,7 @@ class SpawnerConfig(Section):
     )
     local: LocalBackendConfig = Field(default_factory=LocalBackendConfig)
     docker: DockerBackendConfig = Field(default_factory=DockerBackendConfig)
+    kubernetes: KubernetesBackendConfig = Field(default_factory=KubernetesBackendConfig)
 
 
 class WorkspaceConfig(Section):

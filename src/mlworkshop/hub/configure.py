@@ -126,6 +126,11 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
         apply_docker_spawner(c, cfg, site)
         return
+    if cfg.spawner.backend == "kubernetes":
+        from .kube_backend import apply_kube_spawner
+
+        apply_kube_spawner(c, cfg, site)
+        return
     c.JupyterHub.spawner_class = "mlworkshop.hub.spawner.LocalSpawner"
     s = c.LocalSpawner
     s.cmd = singleuser_command()

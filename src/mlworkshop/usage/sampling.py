@@ -1,5 +1,5 @@
 """The usage service's sampling loop: every usage.sample_every seconds it samples each open
-session's processes (local backend) or container (docker), stores the samples, and warns or stops
+session's processes (local backend), container (docker) or pod (kubernetes), stores the samples, and warns or stops
 the servers of users over their weekly budget (after usage.grace_minutes).
 
 It runs as a task of the service's event loop (app.py starts it with the app); blocking work
@@ -69,6 +69,13 @@ class UsageLoop:
         )
         if containers:
             readings.update(self.containers.sample(containers))
+        pods = {
+            s.id: s.container_id for s in sessions if s.container_id and s.backend == "kubernetes"
+        }
+        if pods:  # the kubernetes backend's pods, from their nodes' kubelets
+            from .k8s_stats import pod_readings
+
+            readings.update(pod_readings(self.cfg.spawner.kubernetes.kubeconfig, pods))
         return [
             SampleIn(
                 sid, now, r.cpu_total, r.mem_bytes, r.gpu_util, r.gpu_mem_bytes, r.cpu_departed
