@@ -14,6 +14,7 @@ import gzip
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -354,6 +355,49 @@ def save(
         out.print(f"saved {image} -> {target} ({size / 1e6:.1f} MB)", highlight=False)
 
 
+def containerd_import(ctr: list[str], archive: Path, show: bool = True) -> list[str]:
+    """gunzip archive | ctr -n k8s.io images import -: an offline Kubernetes node's containerd
+    (the kubelet's images live in the k8s.io namespace); the images imported."""
+    if shutil.which(ctr[0]) is None:
+        raise ImagesError(
+            f"{ctr[0]} is not installed here. Run this on the Kubernetes node itself (containerd's "
+            "ctr; MicroK8s: --ctr 'microk8s ctr'), once on every node."
+        )
+    proc = subprocess.Popen(
+        [*ctr, "-n", "k8s.io", "images", "import", "--all-platforms", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with _progress() as bar, open(archive, "rb") as raw:
+            task = bar.add_task(
+                f"import {archive.name}", total=archive.stat().st_size, visible=show
+            )
+            with gzip.GzipFile(fileobj=raw) as source:
+                last = 0
+                while chunk := source.read(CHUNK):
+                    proc.stdin.write(chunk)
+                    bar.advance(task, raw.tell() - last)
+                    last = raw.tell()
+        proc.stdin.close()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        proc.kill()
+        proc.wait()
+        raise ImagesError(
+            f"{archive} could not be imported ({exc}): is it a complete `images save` archive, "
+            "and does containerd run (`ctr version`)?"
+        ) from None
+    stdout = proc.stdout.read().decode(errors="replace")
+    stderr = proc.stderr.read().decode(errors="replace")
+    if proc.wait() != 0:
+        raise ImagesError(
+            f"`{' '.join(ctr)} -n k8s.io images import` failed for {archive}: "
+            f"{stderr.strip()[-800:] or 'no message'}. Is containerd running, and are you root?"
+        )
+    return re.findall(r"unpacking (\S+) \(", stdout + "\n" + stderr)
+
+
 @images_app.command("load")
 def load(
     archives: Annotated[
@@ -361,9 +405,21 @@ def load(
     ] = None,
     directory: DirOpt = Path("images"),
     engine: EngineOpt = None,
+    containerd: Annotated[
+        bool,
+        typer.Option(
+            "--containerd",
+            help="Import into this Kubernetes node's containerd (ctr -n k8s.io images import) "
+            "instead of Docker/podman: offline clusters, once on every node.",
+        ),
+    ] = False,
+    ctr: Annotated[
+        str,
+        typer.Option("--ctr", help="The ctr command, e.g. 'microk8s ctr' or 'ctr -a SOCKET'."),
+    ] = "ctr",
 ) -> None:
-    """Load images saved by `images save` into this machine's engine."""
-    eng = find_engine(engine)
+    """Load images saved by `images save` into this machine's engine (or containerd)."""
+    eng = None if containerd else find_engine(engine)
     files = archives or sorted(directory.glob("*.tar.gz"))
     if not files:
         raise ImagesError(
@@ -372,7 +428,10 @@ def load(
     for archive in files:
         if not archive.exists():
             raise ImagesError(f"{archive} does not exist")
-        loaded = load_archive(eng, archive)
+        if eng is None:
+            loaded = containerd_import(shlex.split(ctr), archive)
+        else:
+            loaded = load_archive(eng, archive)
         out.print(f"loaded {archive} -> {', '.join(loaded) or 'ok'}", highlight=False)
 
 

@@ -44,6 +44,7 @@ def _register_subcommands() -> None:
     from .backup_cmd import backup, restore
     from .bundle_cmd import bundle_app
     from .images_cmd import images_app
+    from .k8s_cmd import k8s_app
     from .logs_cmd import logs
     from .service_cmd import service_app
     from .usage_cmd import usage_app
@@ -53,6 +54,7 @@ def _register_subcommands() -> None:
     app.command("restore")(restore)
     app.add_typer(bundle_app, name="bundle")
     app.add_typer(images_app, name="images")
+    app.add_typer(k8s_app, name="k8s")
     app.command("logs")(logs)
     app.add_typer(service_app, name="service")
     app.add_typer(usage_app, name="usage")

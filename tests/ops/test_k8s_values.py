@@ -1,0 +1,114 @@
+"""`mlworkshop k8s values`: the z2jh values made from mlworkshop.yaml, merged over the chart's own
+defaults, validate against the chart's values schema (../shared/z2jh/, the chart's data), and the
+in-chart configure (hub/chart_config.py) keeps the chart's own services beside ours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+from ruamel.yaml import YAML
+from traitlets.config import Config
+
+from mlworkshop.config import MLWorkshopConfig
+from mlworkshop.ops.k8s_values import ValuesError, chart_values, merged, split_image
+
+Z2JH = Path(__file__).resolve().parents[2].parent / "shared" / "z2jh"
+
+pytestmark = pytest.mark.skipif(
+    not (Z2JH / "values.schema.yaml").exists(), reason=f"the chart's data is not at {Z2JH}"
+)
+
+
+def _load(name: str):
+    return YAML(typ="safe", pure=True).load((Z2JH / name).read_text())
+
+
+def chart_cfg(**kubernetes) -> MLWorkshopConfig:
+    section = {"storage": "pvc", "shared": {"type": "pvc", "claim": "course"}, **kubernetes}
+    return MLWorkshopConfig.model_validate(
+        {
+            "spawner": {"backend": "kubernetes", "kubernetes": section},
+            "culler": {"timeout": 1800, "every": 120},
+        }
+    )
+
+
+def validate(values: dict) -> None:
+    jsonschema.Draft7Validator(_load("values.schema.yaml")).validate(
+        merged(_load("values.yaml"), values)
+    )
+
+
+def test_generated_values_validate_against_the_charts_schema():
+    cfg = chart_cfg(
+        storage_class="local-path",
+        profile_images={"gpu": "registry.lab:5000/mlw-user:cuda"},
+        node_selectors={"cpu": {"pool": "cpu"}},
+        tolerations={"cpu": [{"key": "students", "operator": "Exists", "effect": "NoSchedule"}]},
+    )
+    values = chart_values(cfg)
+    validate(values)
+    assert values["hub"]["image"] == {
+        "name": "localhost/mlworkshop-hub",
+        "tag": "latest",
+        "pullPolicy": "IfNotPresent",
+    }
+    assert "configure_in_chart(c)" in values["hub"]["extraConfig"]["mlworkshop"]
+    assert "backend: kubernetes" in values["hub"]["extraFiles"]["mlworkshop-yaml"]["stringData"]
+    assert values["cull"]["timeout"] == 1800 and values["cull"]["every"] == 120
+    assert values["singleuser"]["storage"]["dynamic"]["storageClass"] == "local-path"
+    assert values["prePuller"]["extraImages"]["mlw-gpu"] == {
+        "name": "registry.lab:5000/mlw-user",
+        "tag": "cuda",
+    }
+
+
+def test_the_schema_check_is_real():
+    """The same check refuses a value of the wrong type (so a pass above means something)."""
+    values = chart_values(chart_cfg())
+    values["singleuser"]["cpu"]["limit"] = "lots"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(values)
+
+
+def test_host_path_storage_is_refused_for_the_chart():
+    cfg = MLWorkshopConfig.model_validate({"spawner": {"backend": "kubernetes"}})
+    with pytest.raises(ValuesError, match="storage to pvc"):
+        chart_values(cfg)
+
+
+@pytest.mark.parametrize(
+    "reference, parts",
+    [
+        (
+            "localhost/mlworkshop-user:latest",
+            {"name": "localhost/mlworkshop-user", "tag": "latest"},
+        ),
+        ("registry:5000/user", {"name": "registry:5000/user", "tag": "latest"}),
+        ("quay.io/x/y@sha256:abc", {"name": "quay.io/x/y@sha256:abc"}),
+    ],
+)
+def test_split_image(reference, parts):
+    assert split_image(reference) == parts
+
+
+def test_in_chart_configure_keeps_the_charts_services(tmp_path):
+    from mlworkshop.hub.chart_config import configure_in_chart
+    from mlworkshop.ops.k8s_values import chart_values
+
+    values = chart_values(chart_cfg())
+    config_file = tmp_path / "mlworkshop.yaml"
+    config_file.write_text(values["hub"]["extraFiles"]["mlworkshop-yaml"]["stringData"])
+    c = Config()
+    c.JupyterHub.services = [{"name": "idle-culler", "command": ["cull"]}]
+    c.JupyterHub.load_roles = [{"name": "idle-culler", "scopes": ["read:servers"]}]
+    env = {"MLWORKSHOP_SITE": str(tmp_path / "site"), "MLWORKSHOP_CONFIG_FILE": str(config_file)}
+    configure_in_chart(c, env)
+    names = [s["name"] for s in c.JupyterHub.services]
+    assert names.count("idle-culler") == 1 and "mlworkshop-cli" in names
+    assert c.JupyterHub.spawner_class == "mlworkshop.hub.kube_backend.KubeWorkspaceSpawner"
+    assert c.JupyterHub.authenticator_class == "mlworkshop.hub.auth.MLWorkshopAuthenticator"
+    assert c.KubeWorkspaceSpawner.isolate_users is False
+    assert (tmp_path / "site" / "mlworkshop.yaml").read_text() == config_file.read_text()
