@@ -40,3 +40,32 @@ def normalize_username(raw: str) -> str:
 def system_account(name: str, prefix: str) -> str:
     """The Linux account a hub user's server runs as when the hub runs as root."""
     return prefix + normalize_username(name)
+
+
+def account_name_from_idp(raw: str, keep_domain: bool = False) -> str:
+    """The account name for a name an identity provider gives (OIDC, GitHub, Azure AD, LDAP),
+    under the same rule as every other name. Deterministic, so one person gets one account at
+    every login: `Jane.Doe@uni.edu` -> `jane_doe` (`jane_doe_uni_edu` with keep_domain); accents
+    are dropped (José -> jose), any other character outside the rule becomes '_', a name that
+    does not start with a letter gets `u` in front, and one longer than MAX_LENGTH is cut and
+    ends in 6 hex digits of a hash of the whole name (two long names stay apart). A name that is
+    already valid is kept as it is. Two IdP names can still give one account: the caller refuses
+    the second (hub/idp.py keeps who has which), never merges them. BadUsername: nothing usable."""
+    import hashlib
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", raw.strip())
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    if not keep_domain and "@" in text:
+        text = text.split("@", 1)[0]
+    text = re.sub(r"[^a-z0-9_-]+", "_", text.encode("ascii", "ignore").decode()).strip("_-")
+    if not text:
+        raise BadUsername(
+            f"The sign-in name {raw[:40]!r} has no letters or digits to make a username of."
+        )
+    if not text[0].isalpha():
+        text = "u" + text
+    if len(text) > MAX_LENGTH:
+        digest = hashlib.sha256(raw.strip().lower().encode()).hexdigest()[:6]
+        text = text[: MAX_LENGTH - 7].rstrip("_-") + "_" + digest
+    return normalize_username(text)

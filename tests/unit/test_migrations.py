@@ -38,6 +38,7 @@ HUB_TABLES = {
     "mlw_device_allocations",
     "mlw_device_allocation_lock",
     "mlw_password_links",
+    "mlw_idp_links",
 }
 
 

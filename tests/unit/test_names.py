@@ -97,3 +97,42 @@ def test_a_huge_non_ascii_name_is_not_echoed_whole():
     with pytest.raises(BadUsername) as info:
         normalize_username("é" * 10_000)
     assert "non-ASCII" in str(info.value) and len(str(info.value)) < 200
+
+
+# --- names from identity providers (auth.method oidc / github / azuread / ldap) ---------------
+@pytest.mark.parametrize(
+    "raw, keep_domain, expected",
+    [
+        ("Jane.Doe@uni.edu", False, "jane_doe"),
+        ("Jane.Doe@uni.edu", True, "jane_doe_uni_edu"),
+        ("José Núñez", False, "jose_nunez"),
+        ("alice", False, "alice"),  # a valid name is kept as it is
+        ("octo-cat", False, "octo-cat"),
+        ("123student", False, "u123student"),
+        ("  Bob  ", False, "bob"),
+    ],
+)
+def test_idp_names_become_valid_accounts(raw, keep_domain, expected):
+    from mlworkshop.names import account_name_from_idp
+
+    assert account_name_from_idp(raw, keep_domain) == expected
+    assert normalize_username(expected) == expected
+
+
+def test_idp_names_are_stable_and_long_ones_stay_apart():
+    from mlworkshop.names import account_name_from_idp
+
+    one = account_name_from_idp("a.very.long.given.name.family-name@uni.edu")
+    two = account_name_from_idp("a.very.long.given.name.family-other@uni.edu")
+    assert len(one) <= MAX_LENGTH and len(two) <= MAX_LENGTH
+    assert one != two
+    assert one == account_name_from_idp("a.very.long.given.name.family-name@uni.edu")
+    assert account_name_from_idp(one) == one  # applying the rule again changes nothing
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "@uni.edu", "李雷", "..."])
+def test_idp_names_with_nothing_usable_are_refused(raw):
+    from mlworkshop.names import account_name_from_idp
+
+    with pytest.raises(BadUsername):
+        account_name_from_idp(raw)

@@ -41,9 +41,9 @@ app.add_typer(user_app, name="user")
 
 def _register_subcommands() -> None:
     from .accelerators_cmd import accelerators
+    from .auth_cmd import auth_app
     from .backup_cmd import backup, restore
     from .bundle_cmd import bundle_app
-    from .doctor_cmd import doctor
     from .images_cmd import images_app
     from .k8s_cmd import k8s_app
     from .logs_cmd import logs
@@ -51,9 +51,9 @@ def _register_subcommands() -> None:
     from .usage_cmd import usage_app
 
     app.command("accelerators")(accelerators)
+    app.add_typer(auth_app, name="auth")
     app.command("backup")(backup)
     app.command("restore")(restore)
-    app.command("doctor")(doctor)
     app.add_typer(bundle_app, name="bundle")
     app.add_typer(images_app, name="images")
     app.add_typer(k8s_app, name="k8s")
@@ -132,6 +132,11 @@ def up(
         env["MLWORKSHOP_HUB__IP"] = ip
     cfg = load_config(s.root, env)
     _store(s, cfg)  # fails early, with a message, when the database is unreachable
+    from ..hub.idp_configure import check_idp_config
+
+    missing = check_idp_config(cfg, s)  # auth.method's provider: client ID, secret, issuer...
+    if missing:
+        raise Failure(f"auth.method is {cfg.auth.method}, but: " + " ".join(missing))
     redirect = cfg.hub.https.redirect_port if cfg.hub.https.enabled else None
     for what, host, number in (
         ("hub.port", cfg.hub.ip, cfg.hub.port),

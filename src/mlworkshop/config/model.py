@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .accelerators import AcceleratorsConfig
+from .auth_idp import AzureADConfig, GitHubConfig, LDAPConfig, OIDCConfig
 from .base import Section, check_db_url
 from .docker import DockerBackendConfig
 from .kubernetes import KubernetesBackendConfig
@@ -216,6 +217,10 @@ class AuthConfig(Section):
         "OWASP's minimum of 10; 12: what stock NativeAuthenticator uses, and a 60-student rush on 2 "
         "cores then spends 15 CPU-seconds on logins alone). Applies to passwords set from now on.",
     )
+    oidc: OIDCConfig = Field(default_factory=OIDCConfig)
+    github: GitHubConfig = Field(default_factory=GitHubConfig)
+    azuread: AzureADConfig = Field(default_factory=AzureADConfig)
+    ldap: LDAPConfig = Field(default_factory=LDAPConfig)
 
 
 class LocalBackendConfig(Section):
@@ -352,34 +357,6 @@ class BackupConfig(Section):
         return value
 
 
-class DoctorConfig(Section):
-    """`mlworkshop doctor` and its hub-managed watch service (ops/doctor/)."""
-
-    watch_every: int = Field(
-        300,
-        ge=0,
-        le=86400,
-        description="Seconds between two runs of the doctor's watch service, which the hub runs "
-        "and which repairs what is safe to repair (see fix) and records it in <site>/logs/doctor.log. "
-        "0: no watch service.",
-    )
-    fix: bool = Field(
-        True,
-        description="The watch service repairs what is safe (content permissions, the fork server, "
-        "the usage service, servers the hub wrongly thinks run, orphan processes of students); "
-        "false: it only records findings.",
-    )
-    cert_warn_days: int = Field(
-        21, ge=1, le=365, description="Warn this many days before the HTTPS certificate expires."
-    )
-    backup_max_age_hours: int = Field(
-        36,
-        ge=1,
-        le=8760,
-        description="With backup.schedule set: warn when the newest backup in backup.dir is older.",
-    )
-
-
 class MLWorkshopConfig(Section):
     """mlworkshop.yaml: everything an admin can set."""
 
@@ -391,4 +368,3 @@ class MLWorkshopConfig(Section):
     accelerators: AcceleratorsConfig = Field(default_factory=AcceleratorsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
-    doctor: DoctorConfig = Field(default_factory=DoctorConfig)

@@ -18,6 +18,7 @@ from ..fastpath.protocol import PROVISIONER_NAME, SINGLEUSER_MODULE, SOCKET_ENV
 from ..site import Site
 from .auth import TEMPLATES
 from .hublog import LOG_SOURCES
+from .idp_configure import IDP_METHODS, apply_idp_auth
 from .service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, isolating, setpriv_command
 from .tls import proxy_tls_files
 
@@ -89,6 +90,9 @@ def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
 
 def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    if cfg.auth.method in IDP_METHODS:  # oidc, github, azuread, ldap: hub/idp_configure.py
+        reserved = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group", *LOG_SOURCES]
+        return apply_idp_auth(c, cfg, site, reserved)
     c.JupyterHub.authenticator_class = "mlworkshop.hub.auth.MLWorkshopAuthenticator"
     a = c.MLWorkshopAuthenticator
     a.db_url = site.db_url(cfg)
@@ -157,7 +161,6 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     """Every service of the hub, its roles and scopes, built here in one place and set once:
     the CLI's, the idle culler and the usage service (hub/usage_service.py builds its values)."""
     from .accelerators import settings_key
-    from .doctor_service import doctor_service_config
     from .usage_hooks import UsageAnnouncement
     from .usage_service import usage_service_config
 
@@ -198,10 +201,8 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
             }
         )
     usage = usage_service_config(cfg, site)  # nothing when usage.enabled is false
-    doctor = doctor_service_config(cfg, site)  # no watch service when doctor.watch_every is 0
-    c.JupyterHub.services = services + usage.services + doctor.services
-    c.JupyterHub.load_roles = roles + usage.roles + doctor.roles
-    c.JupyterHub.extra_handlers = doctor.handlers  # what the doctor asks the hub (doctor_api)
+    c.JupyterHub.services = services + usage.services
+    c.JupyterHub.load_roles = roles + usage.roles
     if usage.services:
         c.JupyterHub.custom_scopes = usage.custom_scopes
         c.JupyterHub.extra_user_scopes = usage.extra_user_scopes

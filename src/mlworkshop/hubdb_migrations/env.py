@@ -4,6 +4,7 @@
 from alembic import context
 
 from mlworkshop.accelerators.allocator import Base as AllocatorBase
+from mlworkshop.accounts import idp_links  # noqa: F401 (its table is in AccountsBase)
 from mlworkshop.accounts.store import Base as AccountsBase
 from mlworkshop.db import HUB_SCHEMA, configure_context
 
