@@ -19,6 +19,7 @@ are built by the pure functions of hub/k8s_objects.py:
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import os
 import time
@@ -175,6 +176,10 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
             self.accelerator_grant = granted
         return granted
 
+    async def load_user_options(self):
+        """The profile is ours (accelerators' spawn profiles, applied in start_backend), not
+        KubeSpawner's profile_list, which would refuse a slug it does not list."""
+
     # --- the pod ---------------------------------------------------------------------------------
     @property
     def container_id(self) -> str:
@@ -245,8 +250,12 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
             uid,
             self.image,
         )
+        # KubeSpawner waits start_timeout from here, JupyterHub from the request: end first, so the
+        # student reads why (the pod's events) instead of JupyterHub's bare timeout
+        asked = (self._step_times or {}).get("asked", time.monotonic())
+        budget = max(5.0, self.start_timeout - (time.monotonic() - asked) - 3)
         try:
-            return await self.engine_start()
+            return await asyncio.wait_for(self.engine_start(), budget)
         except TimeoutError:
             raise RuntimeError(await self._why_not_started()) from None
 

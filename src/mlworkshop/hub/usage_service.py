@@ -42,8 +42,10 @@ def site_port(site: Site) -> int:
 def runs_as_own_account(cfg: MLWorkshopConfig) -> bool:
     """A root hub runs the usage service (a web app every student reaches) as its own account.
     Not with the docker backend: there it reads container stats from the engine's socket, which
-    is root's to give in any case (membership of its group is root in all but name)."""
-    return isolating() and cfg.spawner.backend != "docker"
+    is root's to give in any case (membership of its group is root in all but name); nor with the
+    kubernetes backend, whose pod stats come through the hub's kubeconfig (root's, 0600: a
+    credential that starts pods on every node is no less than root)."""
+    return isolating() and cfg.spawner.backend not in ("docker", "kubernetes")
 
 
 def service_config_json(cfg: MLWorkshopConfig) -> str:
