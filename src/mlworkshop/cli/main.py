@@ -47,6 +47,7 @@ def _register_subcommands() -> None:
     from .images_cmd import images_app
     from .k8s_cmd import k8s_app
     from .logs_cmd import logs
+    from .packages_cmd import packages_app
     from .service_cmd import service_app
     from .usage_cmd import usage_app
 
@@ -58,6 +59,7 @@ def _register_subcommands() -> None:
     app.add_typer(images_app, name="images")
     app.add_typer(k8s_app, name="k8s")
     app.command("logs")(logs)
+    app.add_typer(packages_app, name="packages")
     app.add_typer(service_app, name="service")
     app.add_typer(usage_app, name="usage")
 
@@ -177,6 +179,13 @@ def up(
     try:  # the proxy, culler and usage service run as accounts of their own under a root hub
         for line in prepare_helpers(s, cfg):
             out.print(line)
+    except ServiceAccountError as exc:
+        raise Failure(str(exc)) from None
+    from ..hub.packages import prepare_packages
+
+    try:  # the shared packages folder; the package index's account and folder (packages.index)
+        for line in prepare_packages(s, cfg):
+            out.print(line, highlight=False)
     except ServiceAccountError as exc:
         raise Failure(str(exc)) from None
     from ..hub.hublog import start_tee

@@ -18,6 +18,7 @@ from .auth_idp import AzureADConfig, GitHubConfig, LDAPConfig, OIDCConfig
 from .base import Section, check_db_url
 from .docker import DockerBackendConfig
 from .kubernetes import KubernetesBackendConfig
+from .packages import PackagesConfig
 from .usage import UsageConfig
 
 # A root hub's own loopback ports sit below 1024 (net.ipv4.ip_unprivileged_port_start): no student
@@ -368,3 +369,4 @@ class MLWorkshopConfig(Section):
     accelerators: AcceleratorsConfig = Field(default_factory=AcceleratorsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    packages: PackagesConfig = Field(default_factory=PackagesConfig)

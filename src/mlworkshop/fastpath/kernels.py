@@ -30,14 +30,13 @@ from __future__ import annotations
 import os
 import pwd
 import resource
-import site
 import socket
 import struct
 import sys
 import threading
 from dataclasses import dataclass, field
 
-from .. import cgroups
+from .. import cgroups, pysite
 from . import framing
 from .privileges import Identity, drop_privileges, fresh_signals
 from .protocol import (
@@ -325,9 +324,9 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
     )
     # parent_handle 1: "my parent is init, do not poll it" (we watch the server ourselves above)
     sys.argv = [launcher, *argv[3:], "--IPKernelApp.parent_handle=1"]
-    site.USER_BASE = site.USER_SITE = None  # per-user site-packages of this user, not root's
-    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
-        site.addsitedir(site.getusersitepackages())
+    # this user's site-packages (not root's) and the shared folder, as a fresh interpreter with
+    # this environment would have them (mlworkshop.pysite)
+    pysite.apply(env)
     from ipykernel.kernelapp import launch_new_instance
 
     try:

@@ -37,6 +37,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from .. import pysite
 from . import framing
 from .privileges import Identity, drop_privileges, fresh_signals
 from .protocol import SERVER_REQUEST_TIMEOUT, ForkRequest, RequestError, error_reply, pid_reply
@@ -116,6 +117,7 @@ def become_user_server(request: ForkRequest) -> None:
     )
     os.environ.clear()
     os.environ.update(request.env)
+    pysite.apply(request.env)  # the student's own and the shared packages, as a fresh start would
     sys.argv = list(request.argv)
     from .singleuser import main
 

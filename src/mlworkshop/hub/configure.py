@@ -19,6 +19,7 @@ from ..site import Site
 from .auth import TEMPLATES
 from .hublog import LOG_SOURCES
 from .idp_configure import IDP_METHODS, apply_idp_auth
+from .packages import index_services, server_environment
 from .service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, isolating, setpriv_command
 from .tls import proxy_tls_files
 
@@ -143,7 +144,12 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     s.http_timeout = cfg.spawner.http_timeout
     # Server config of ours (jupyter_lsp and notebook_shim off: nothing uses them by default, and
     # they cost every server start); the admin's own environment entries win.
-    s.environment = {"JUPYTER_CONFIG_PATH": SERVER_CONFIG, **cfg.spawner.environment}
+    # students' own and the admin's shared packages, the local index (hub/packages.py)
+    s.environment = {
+        "JUPYTER_CONFIG_PATH": SERVER_CONFIG,
+        **server_environment(cfg, site),
+        **cfg.spawner.environment,
+    }
     s.preload = cfg.spawner.local.preload
     s.nice = cfg.spawner.local.nice
     s.max_processes = (
@@ -200,6 +206,7 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
                 "services": [CULLER_SERVICE],
             }
         )
+    services += index_services(cfg, site)  # packages.index: local (hub/packages.py)
     usage = usage_service_config(cfg, site)  # nothing when usage.enabled is false
     c.JupyterHub.services = services + usage.services
     c.JupyterHub.load_roles = roles + usage.roles
