@@ -43,6 +43,17 @@ TARGETS: dict[str, tuple[str, str, dict[str, str]]] = {
     "user": ("Dockerfile.user", "localhost/mlworkshop-user:latest", {"VARIANT": "cpu"}),
     "user-cuda": ("Dockerfile.user", "localhost/mlworkshop-user:cuda", {"VARIANT": "cuda"}),
     "user-ascend": ("Dockerfile.user", "localhost/mlworkshop-user:ascend", {"VARIANT": "ascend"}),
+    # TensorFlow instead of PyTorch (Jupyter Docker Stacks' tensorflow-notebook), CPU and CUDA
+    "user-tensorflow": (
+        "Dockerfile.user",
+        "localhost/mlworkshop-user:tensorflow",
+        {"VARIANT": "tensorflow"},
+    ),
+    "user-tensorflow-cuda": (
+        "Dockerfile.user",
+        "localhost/mlworkshop-user:tensorflow-cuda",
+        {"VARIANT": "tensorflow-cuda"},
+    ),
     "hub": ("Dockerfile.hub", "localhost/mlworkshop-hub:latest", {}),
 }
 
