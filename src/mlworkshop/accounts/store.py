@@ -199,6 +199,37 @@ class AccountStore:
             db.add(account)
         return _info(account)
 
+    def import_roster(self, rows: list[tuple[str, str, bool, dict]]) -> list[str]:
+        """A class roster in one transaction (all or nothing). rows: (username, password hash,
+        reset, values): a new account is made approved with that hash; an existing one gets it
+        only when reset is true, and is approved if it was waiting. values: display_name, email,
+        roster_group, group_left, groups_pending. Returns the names that were new."""
+        made = []
+        now = utcnow()
+        with self._session() as db, db.begin():
+            for username, hashed, reset, values in rows:
+                account = db.get(Account, username)
+                if account is None:
+                    account = Account(
+                        username=username,
+                        password_hash=hashed,
+                        approved=True,
+                        is_admin=False,
+                        created=now,
+                        approved_at=now,
+                        groups_pending=False,
+                    )
+                    db.add(account)
+                    made.append(username)
+                elif reset:
+                    account.password_hash = hashed
+                    db.execute(delete(LoginFailure).where(LoginFailure.username == username))
+                if not account.approved:
+                    account.approved, account.approved_at = True, now
+                for key, value in values.items():
+                    setattr(account, key, value)
+        return made
+
     def update_details(self, username: str, **values) -> AccountInfo:
         """display_name, email, roster_group, group_left, groups_pending."""
         return self._update(username, **values)

@@ -68,6 +68,21 @@ class HubAPI:
         if self.user(name) is not None:
             self._check(self.client.delete(f"{self.url}/users/{name}"))
 
+    def add_to_group(self, group: str, names: list[str]) -> None:
+        """Into a group, made if there is none yet."""
+        made = self.client.post(f"{self.url}/groups/{group}")
+        if made.status_code != 409:  # 409: it exists
+            self._check(made)
+        self._check(self.client.post(f"{self.url}/groups/{group}/users", json={"users": names}))
+
+    def remove_from_group(self, group: str, names: list[str]) -> None:
+        """Out of a group (nothing to do when the group is gone)."""
+        response = self.client.request(
+            "DELETE", f"{self.url}/groups/{group}/users", json={"users": names}
+        )
+        if response.status_code != 404:
+            self._check(response)
+
 
 # The hub is stopped: an admin flag or a deleted user is on disk before the command says so.
 SQLITE = SQLiteMode(synchronous="FULL")

@@ -6,7 +6,6 @@ message and exit status 2, never a traceback.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import secrets
@@ -44,11 +43,11 @@ def _register_subcommands() -> None:
     from .auth_cmd import auth_app
     from .backup_cmd import backup, restore
     from .bundle_cmd import bundle_app
-    from .doctor_cmd import doctor
     from .images_cmd import images_app
     from .k8s_cmd import k8s_app
     from .logs_cmd import logs
     from .packages_cmd import packages_app
+    from .roster_cmd import roster_import, user_link
     from .service_cmd import service_app
     from .usage_cmd import usage_app
 
@@ -56,11 +55,12 @@ def _register_subcommands() -> None:
     app.add_typer(auth_app, name="auth")
     app.command("backup")(backup)
     app.command("restore")(restore)
-    app.command("doctor")(doctor)
     app.add_typer(bundle_app, name="bundle")
     app.add_typer(images_app, name="images")
     app.add_typer(k8s_app, name="k8s")
     app.command("logs")(logs)
+    user_app.command("import")(roster_import)
+    user_app.command("link")(user_link)
     app.add_typer(packages_app, name="packages")
     app.add_typer(service_app, name="service")
     app.add_typer(usage_app, name="usage")
@@ -464,20 +464,12 @@ def user_export(
     csv_format: Annotated[bool, typer.Option("--csv", help="CSV on standard output.")] = True,
     site: SiteOpt = None,
 ) -> None:
-    """Every account as CSV: username, approved, admin, created, approved_at."""
+    """Every account as CSV: the roster's columns (username, display_name, group, email, which
+    `user import` reads back), then approved, admin, created, approved_at."""
+    from ..accounts.roster import export_csv
+
     s, cfg = _loaded(site)
-    writer = csv.writer(sys.stdout)
-    writer.writerow(["username", "approved", "admin", "created", "approved_at"])
-    for a in _store(s, cfg).list():
-        writer.writerow(
-            [
-                a.username,
-                a.approved,
-                a.is_admin or a.username in cfg.auth.admin_users,
-                a.created.isoformat(timespec="seconds"),
-                a.approved_at.isoformat(timespec="seconds") if a.approved_at else "",
-            ]
-        )
+    sys.stdout.write(export_csv(_store(s, cfg).list(), frozenset(cfg.auth.admin_users)))
 
 
 _register_subcommands()

@@ -120,6 +120,10 @@ class MLWorkshopAuthenticator(Authenticator):
         help="The hub's address for people, named when a password form is reached past the proxy.",
     ).tag(config=True)
 
+    password_link_days = Integer(
+        7, help="How long a one-time link to set a password stays valid (hub/account_sync.py)."
+    ).tag(config=True)
+
     _store: AccountStore | None = None
     _proxy_uid: int | None = None
 
@@ -234,6 +238,36 @@ class MLWorkshopAuthenticator(Authenticator):
                 403, f"Sign in through the hub's address, {where}, not its internal port."
             )
 
+    async def add_user(self, user):
+        """Every hub user has an account (hub/account_sync.py): one added on the Admin page or by
+        the API gets an approved one without a password, for which an admin makes a one-time
+        link on the Accounts page. A roster's group membership left for the hub (imported while
+        it was stopped) is made here: JupyterHub calls this for every user when it starts."""
+        from .account_sync import apply_roster_group, ensure_account
+
+        if self.validate_username(user.name):  # others: super() refuses them with its message
+            try:
+                made = await asyncio.to_thread(
+                    ensure_account, self.store, user.name, bool(user.admin)
+                )
+                account = made or await asyncio.to_thread(self.store.get, user.name)
+            except DatabaseUnavailable as exc:
+                self.log.error("No account could be made for hub user %s: %s", user.name, exc)
+                account = made = None
+            if made:
+                self.log.info(
+                    "Made an approved account without a password for %s (added on the Admin "
+                    "page or by the API): make their one-time link on the Accounts page",
+                    user.name,
+                )
+            if account is not None and account.groups_pending:
+                done = apply_roster_group(user, account)
+                await asyncio.to_thread(
+                    self.store.update_details, user.name, groups_pending=False, group_left=None
+                )
+                self.log.info("Roster groups of %s: %s", user.name, done)
+        return super().add_user(user)
+
     def delete_user(self, user) -> None:
         """Deleting a hub user (admin page, API) deletes the account; files stay on disk."""
         try:
@@ -243,7 +277,10 @@ class MLWorkshopAuthenticator(Authenticator):
         super().delete_user(user)
 
     def get_handlers(self, app):
+        from .account_sync import handlers
+
         return [
+            *handlers(),  # /authorize, one-time password links
             (r"/login", ProxiedLoginHandler),
             (r"/signup", SignUpHandler),
             (r"/accounts", AccountsHandler),
@@ -318,9 +355,15 @@ class AccountsHandler(_Page):
     @web.authenticated
     @needs_scope("admin:users")  # admins have it by their role; a role can give it to an assistant
     async def get(self):
+        from .account_sync import hub_users_without_account
+
         accounts = await asyncio.to_thread(self.mlw_auth.store.list)
         await self.page(
-            "accounts.html", accounts=accounts, message=self.get_argument("message", None)
+            "accounts.html",
+            accounts=accounts,
+            message=self.get_argument("message", None),
+            no_account=hub_users_without_account(self.db, accounts),
+            no_password=[a.username for a in accounts if not a.has_password],
         )
 
 

@@ -110,6 +110,7 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     a.any_allow_config = True  # approved accounts are allowed by check_allowed
     a.proxy_account = PROXY_ACCOUNT if isolating() else ""
     a.public_url = public_url(cfg)
+    a.password_link_days = cfg.auth.password_link_days
 
 
 def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
@@ -167,7 +168,6 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     """Every service of the hub, its roles and scopes, built here in one place and set once:
     the CLI's, the idle culler and the usage service (hub/usage_service.py builds its values)."""
     from .accelerators import settings_key
-    from .doctor_service import doctor_service_config
     from .usage_hooks import UsageAnnouncement
     from .usage_service import usage_service_config
 
@@ -181,7 +181,15 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     roles = [
         {
             "name": "mlworkshop-cli",
-            "scopes": ["admin:users", "admin:servers", "list:users", "read:users"],
+            "scopes": [
+                "admin:users",
+                "admin:servers",
+                "list:users",
+                "read:users",
+                "admin:groups",  # `user import` puts a roster's users into their groups
+                "list:groups",
+                "read:groups",
+            ],
             "services": [CLI_SERVICE],
         }
     ]
@@ -209,10 +217,8 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
         )
     services += index_services(cfg, site)  # packages.index: local (hub/packages.py)
     usage = usage_service_config(cfg, site)  # nothing when usage.enabled is false
-    doctor = doctor_service_config(cfg, site)  # no watch service when doctor.watch_every is 0
-    c.JupyterHub.services = services + usage.services + doctor.services
-    c.JupyterHub.load_roles = roles + usage.roles + doctor.roles
-    c.JupyterHub.extra_handlers = doctor.handlers  # what the doctor asks the hub (doctor_api)
+    c.JupyterHub.services = services + usage.services
+    c.JupyterHub.load_roles = roles + usage.roles
     if usage.services:
         c.JupyterHub.custom_scopes = usage.custom_scopes
         c.JupyterHub.extra_user_scopes = usage.extra_user_scopes

@@ -25,7 +25,6 @@ import os
 import time
 from pathlib import Path
 
-from kubernetes_asyncio.client.exceptions import ApiException
 from kubespawner import KubeSpawner
 from traitlets import Dict, observe, validate
 from traitlets.config import Config
@@ -34,7 +33,6 @@ from ..accelerators import Device, Grant, profiles_for
 from ..accelerators.inventory import Inventory
 from ..config import MLWorkshopConfig
 from ..config.kubernetes import KubernetesBackendConfig
-from ..kubeapi import api_message
 from ..site import Site
 from ..sizes import parse_bytes
 from . import k8s_objects
@@ -260,14 +258,6 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
             return await asyncio.wait_for(self.engine_start(), budget)
         except TimeoutError:
             raise RuntimeError(await self._why_not_started()) from None
-        except ApiException as exc:
-            message = (
-                f"The cluster refused {self.user.name}'s pod {self.namespace}/{self.pod_name}: "
-                f"{api_message(exc)}. Run `mlworkshop k8s doctor` (namespace, permissions, "
-                "storage class)."
-            )
-            self.log.error("%s", message)
-            raise RuntimeError(message) from None
 
     async def _why_not_started(self) -> str:
         """The pod's last events, when it did not come up in time (unschedulable: no node has the
