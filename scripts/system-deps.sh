@@ -6,6 +6,8 @@ set -euo pipefail
 # (systemd-analyze, from the package systemd, checks `mlworkshop service` units where present; not
 # installed here: it is no small package, and tests/ops/test_service.py skips those checks without it)
 need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium postgresql libnss3-tools)
+# iproute2 (ip netns) and git: the offline-room test clones the checkout and cuts the network
+need+=(iproute2 git)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
