@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from .config import CONFIG_FILE, MLWorkshopConfig
 
 ROOT_SITE = Path("/srv/mlworkshop")
-SECRETS = ("cookie_secret", "proxy_auth_token", "cli_api_token")  # made once by init_site
+# made once by init_site (package_index_password: the local package index's root, packages.index)
+SECRETS = ("cookie_secret", "proxy_auth_token", "cli_api_token", "package_index_password")
 CONTENT_KINDS = ("lessons", "datasets", "models")
 USAGE_DB_NAME = "usage.sqlite"
 

@@ -39,8 +39,6 @@ def test_default_students_get_their_own_installs_and_the_shared_folder(tmp_path)
 
 def test_local_index_is_a_service_and_students_pip_points_at_it(tmp_path):
     site_dir = tmp_path / "site"
-    _, site = build(tmp_path)  # init first; the secret is made by `up` (prepare_packages)
-    site.secret(SECRET)
     c, site = build(
         tmp_path, packages={"index": "local", "seed": ["/srv/b/wheels"], "offline": True}
     )
