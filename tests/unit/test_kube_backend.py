@@ -229,3 +229,63 @@ def test_pod_reading_from_stats_summary():
     }
     assert pod_reading(summary, "ns", "mlw-alice") == (2.5, 1234)
     assert pod_reading(summary, "other", "mlw-alice") is None
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: lab, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: hub, user: {token: not-used}}]
+contexts: [{name: lab, context: {cluster: lab, user: hub}}]
+current-context: lab
+"""
+
+
+async def test_kubespawner_writes_our_pieces_into_the_pod(tmp_path, monkeypatch):
+    """The pod manifest KubeSpawner itself builds from what start_backend sets (no API call: the
+    kubeconfig names a closed port). Also: spawner.kubernetes.kubeconfig is the one KubeSpawner
+    loads, though kubernetes_asyncio read $KUBECONFIG when it was imported (before the fix the
+    spawner could not even be made: "Config not found: /root/.kube/config")."""
+    from kubernetes_asyncio.client import ApiClient
+    from kubernetes_asyncio.config import kube_config
+
+    from mlworkshop.hub.kube_backend import KubeWorkspaceSpawner
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)  # restored afterwards, as is the constant
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", "/nonexistent/kubeconfig")
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    c = Config()
+    c.KubeWorkspaceSpawner.kubernetes = {"kubeconfig": str(path), "shared": {"type": "pvc"}}
+    spawner = KubeWorkspaceSpawner(_mock=True, config=c)  # KubeSpawner's own test stand-ins
+    k = spawner.kube
+    for key, value in k8s_objects.security(70001, 70001, [990]).items():
+        setattr(spawner, key, value)
+    spawner.volumes, spawner.volume_mounts = k8s_objects.workspace_volumes(
+        k,
+        username="alice",
+        is_admin=False,
+        site_root=Path("/srv/s"),
+        content_dir=Path("/srv/s/content"),
+        work_dir=Path("/unused"),
+        pvc_name="mlw-work-alice",
+    )
+    spawner.init_containers = k8s_objects.submissions_init_container(k, "alice", 70001, 990, "i")
+    for key, value in k8s_objects.resources(k, 2.0, 4 * 2**30, "nvidia", 1).items():
+        setattr(spawner, key, value)
+    api = ApiClient()
+    try:
+        pod = api.sanitize_for_serialization(await spawner.get_pod_manifest())
+    finally:
+        await api.close()
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert container["securityContext"]["runAsUser"] == 70001
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert spec["securityContext"] == {"fsGroup": 70001, "supplementalGroups": [100, 990]}
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["requests"]["cpu"] == 1.0
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/home/jovyan/lessons"]["readOnly"] is True
+    assert mounts["/home/jovyan/submissions"]["subPath"] == "submissions/alice"
+    assert spec["initContainers"][0]["name"] == "submissions-folder"
+    assert {v["name"] for v in spec["volumes"]} == {"work", "shared"}

@@ -25,6 +25,7 @@ import os
 import time
 from pathlib import Path
 
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubespawner import KubeSpawner
 from traitlets import Dict, observe, validate
 from traitlets.config import Config
@@ -33,6 +34,7 @@ from ..accelerators import Device, Grant, profiles_for
 from ..accelerators.inventory import Inventory
 from ..config import MLWorkshopConfig
 from ..config.kubernetes import KubernetesBackendConfig
+from ..kubeapi import api_message
 from ..site import Site
 from ..sizes import parse_bytes
 from . import k8s_objects
@@ -103,11 +105,15 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
 
     @observe("kubernetes")
     def _kubeconfig(self, change):
-        # KubeSpawner loads its client's configuration once per process from $KUBECONFIG, right
-        # after the traits are set: a named kubeconfig has to be there by then
+        # KubeSpawner loads its client's configuration once per process, right after the traits
+        # are set, from kubernetes_asyncio's default kubeconfig: $KUBECONFIG as it was when that
+        # module was imported (a module constant), so the constant is what has to name ours
         path = (change["new"] or {}).get("kubeconfig")
         if path:
+            from kubernetes_asyncio.config import kube_config
+
             os.environ["KUBECONFIG"] = path
+            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = path
 
     @property
     def kube(self) -> KubernetesBackendConfig:
@@ -258,6 +264,14 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
             return await asyncio.wait_for(self.engine_start(), budget)
         except TimeoutError:
             raise RuntimeError(await self._why_not_started()) from None
+        except ApiException as exc:
+            message = (
+                f"The cluster refused {self.user.name}'s pod {self.namespace}/{self.pod_name}: "
+                f"{api_message(exc)}. Run `mlworkshop k8s doctor` (namespace, permissions, "
+                "storage class)."
+            )
+            self.log.error("%s", message)
+            raise RuntimeError(message) from None
 
     async def _why_not_started(self) -> str:
         """The pod's last events, when it did not come up in time (unschedulable: no node has the
