@@ -171,6 +171,7 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
     async def grant_devices(self) -> Grant:
         """The profile validated against the user's limit; its devices are requested from the
         cluster (the extended resource), and counted for usage as held by this server."""
+        self._start_future = None  # progress() follows this start's pod, not the last one's
         await self.refresh_node_devices()
         granted = await super().grant_devices()
         profile = granted.profile
@@ -181,6 +182,14 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
             )
             self.accelerator_grant = granted
         return granted
+
+    async def progress(self):
+        """The place in line (the shared lifecycle's), then the pod's own events (scheduled,
+        pulling the image, no node with a free GPU ...), as KubeSpawner reports them."""
+        async for event in WorkshopSpawner.progress(self):
+            yield event
+        async for event in KubeSpawner.progress(self):
+            yield event
 
     async def load_user_options(self):
         """The profile is ours (accelerators' spawn profiles, applied in start_backend), not
