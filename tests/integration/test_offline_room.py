@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from .hubctl import REPO, Server, mlw, wait_healthy
+from .hubctl import REPO, Server, wait_healthy
 from .netns import NetNS
 from .wheels import make_wheel
 
@@ -39,7 +39,6 @@ pytestmark = [
     pytest.mark.timeout(2400),
 ]
 
-ADMIN_PW = "Teacher-offline-77"
 ALICE_PW = "Alice-offline-77"
 BOB_PW = "Bob-offline-77"
 
@@ -104,6 +103,19 @@ def _stop_group(hub, timeout: float = 60) -> float:
     return time.monotonic() - started
 
 
+def _end_index(site: Path) -> None:
+    """The package index of this site, if the hub left it running (it is ours: its server folder
+    is in the test's site)."""
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if str(site / "packages" / "index") in " ".join(proc.info["cmdline"] or []):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
 def _lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
@@ -118,9 +130,6 @@ async def test_offline_room(bundle, clone, make_hub):
             "packages.seed": json.dumps([str(bundle / "wheels")]),
         }
     )
-    mlw(hub.site, "user", "add", "teacher", "--admin", "--password-stdin", input=ADMIN_PW + "\n")
-    mlw(hub.site, "user", "add", "alice", "--password-stdin", input=ALICE_PW + "\n")
-    mlw(hub.site, "user", "add", "bob", "--password-stdin", input=BOB_PW + "\n")
     clone_mlw = [str(clone / ".venv" / "bin" / "mlworkshop")]
     try:
         with NetNS() as ns:
@@ -156,6 +165,7 @@ async def test_offline_room(bundle, clone, make_hub):
                 await _in_the_room(hub, ns, clone_mlw, wheels)
             finally:  # while the namespace is still there
                 hub.stop()
+                _end_index(hub.site)
     finally:
         shutil.rmtree(wheels, ignore_errors=True)
 
@@ -166,6 +176,13 @@ async def _in_the_room(hub, ns: NetNS, clone_mlw: list[str], wheels: Path) -> No
     problem = wait_healthy(hub.url, hub.proc, 1200)
     assert problem is None, f"{problem}:\n{hub.log()[-6000:]}"
     assert "installed from" in hub.log() and (clone / "node_modules").is_dir()
+    # accounts made with the clone's own CLI (its code made the hub's database)
+    for name, password in (("alice", ALICE_PW), ("bob", BOB_PW)):
+        added = ns.run(
+            [*clone_mlw, "user", "add", name, "--password-stdin", "--site", str(hub.site)],
+            input=password + "\n",
+        )
+        assert added.returncode == 0, added.stdout + added.stderr
 
     # a student's lab opens
     alice = hub.browser()

@@ -7,6 +7,7 @@ Wire it with `app.add_typer(packages_app, name="packages")` in cli/main.py.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -40,11 +41,18 @@ def _loaded(site: Path | None):
     return s, load_config(s.root)
 
 
-def _index_answers(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/+api", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
+def _index_answers(base: str, wait: float = 0) -> bool:
+    """Whether the index answers, waiting up to `wait` s (it takes ~10 s to start with the hub)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if httpx.get(f"{base}/+api", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
 @packages_app.command("add")
@@ -63,7 +71,7 @@ def add(
     if not files:
         raise PackageIndexError(f"No wheel or sdist in {', '.join(map(str, paths))}.")
     base = pk.index_base(cfg)
-    if not _index_answers(base):
+    if not _index_answers(base, wait=90):
         raise PackageIndexError(
             f"The package index does not answer at {base}: start the hub (`mlworkshop up`), "
             "which runs it, then add the packages again."

@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 
@@ -75,12 +76,35 @@ def package_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+def _local_files(client: httpx.Client, project: str) -> set[str]:
+    """Names of the files root/local itself holds for `project` (its simple page also lists the
+    mirror's, which are only links until someone downloads them)."""
+    page_url = f"/{INDEX}/+simple/{project}/"
+    page = client.get(page_url)
+    if page.status_code != 200:
+        return set()
+    own = f"/{INDEX}/+f/"
+    found = set()
+    for href in re.findall(r'href="([^"#]+)', page.text):
+        path = urljoin(page_url, href)
+        if path.startswith(own):
+            found.add(path.rsplit("/", 1)[-1])
+    return found
+
+
 def upload(base: str, password: str, files: list[Path], say=print) -> tuple[int, int]:
     """Upload to root/local what it does not have yet: (uploaded, already there)."""
     uploaded = present = 0
+    listed: dict[str, set[str]] = {}  # project -> files root/local holds: those are not sent
     with httpx.Client(base_url=base, auth=("root", password), timeout=600) as client:
         for path in files:
             name, version = name_version(path.name)
+            project = re.sub(r"[-_.]+", "-", name).lower()
+            if project not in listed:
+                listed[project] = _local_files(client, project)
+            if path.name in listed[project]:
+                present += 1
+                continue
             with open(path, "rb") as fh:
                 response = client.post(
                     f"/{INDEX}/",
