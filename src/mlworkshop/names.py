@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from .i18n import _
+
 MAX_LENGTH = 24
 _VALID = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -22,18 +24,28 @@ def normalize_username(raw: str) -> str:
     """Return the canonical name, or raise BadUsername saying what is wrong and what is allowed."""
     name = raw.strip()
     if not name:
-        raise BadUsername("A username is required.")
-    allowed = "Use lowercase letters a-z, digits, '-' or '_', starting with a letter"
+        raise BadUsername(_("A username is required."))
+    allowed = _("Use lowercase letters a-z, digits, '-' or '_', starting with a letter")
     if not name.isascii():  # before folding: the Kelvin sign K would fold to an ASCII k
         shown = raw if len(raw) <= 40 else raw[:40] + "..."
-        raise BadUsername(f"Username {shown!r} has non-ASCII characters. {allowed}.")
+        raise BadUsername(
+            _("Username {name} has non-ASCII characters. {allowed}.").format(
+                name=repr(shown), allowed=allowed
+            )
+        )
     name = name.lower()
     if len(name) > MAX_LENGTH:
         raise BadUsername(
-            f"Username is {len(name)} characters long; the most is {MAX_LENGTH}. {allowed}."
+            _("Username is {length} characters long; the most is {most}. {allowed}.").format(
+                length=len(name), most=MAX_LENGTH, allowed=allowed
+            )
         )
     if not _VALID.match(name):
-        raise BadUsername(f"Username {raw!r} is not allowed. {allowed} (e.g. alice or li_wei2).")
+        raise BadUsername(
+            _("Username {name} is not allowed. {allowed} (e.g. alice or li_wei2).").format(
+                name=repr(raw), allowed=allowed
+            )
+        )
     return name
 
 

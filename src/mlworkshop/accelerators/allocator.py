@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ..db import HUB_SCHEMA, SQLiteMode, migrate
 from ..db import make_engine as _make_engine
+from ..i18n import _, format_month_day, ngettext
 from .inventory import KIND_LABEL, Device
 
 
@@ -55,15 +56,11 @@ class AllocationLock(Base):
 
 
 # --- errors -----------------------------------------------------------------------------
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def since_text(when: dt.datetime, now: dt.datetime | None = None) -> str:
     now = now or utcnow()
     if when.date() == now.date():
         return when.strftime("%H:%M UTC")
-    return f"{when:%b} {when.day} {when:%H:%M} UTC"
+    return f"{format_month_day(when)} {when:%H:%M} UTC"
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,8 @@ class DeviceUsage:
 
 
 class NoDeviceFree(Exception):
-    """Not enough free devices; str() says how many exist, which are busy, by whom, since when."""
+    """Not enough free devices; str() says how many exist, which are busy, by whom, since when
+    (in the language of the request that asked, mlworkshop/i18n.py)."""
 
     def __init__(self, kind: str, wanted: int, usage: Sequence[DeviceUsage]):
         self.kind, self.wanted, self.usage = kind, wanted, list(usage)
@@ -99,32 +97,38 @@ class NoDeviceFree(Exception):
         busy = [u for u in self.usage if u.free_slots == 0]
         free = total - len(busy)
         details = ", ".join(
-            f"{u.device.label} by "
-            + " and ".join(
-                f"{h.who} since {since_text(h.taken_at)}"
-                for h in sorted(u.holders, key=lambda h: h.taken_at)
+            _("{device} by {holders}").format(
+                device=u.device.label,
+                holders=_(" and ").join(
+                    _("{who} since {since}").format(who=h.who, since=since_text(h.taken_at))
+                    for h in sorted(u.holders, key=lambda h: h.taken_at)
+                ),
             )
             for u in self.usage
             if u.holders
         )
         if total == 0:
-            text = f"This server has no {label}s."
+            text = _("This server has no {label}s.").format(label=label)
         elif free == 0:
-            every = {1: f"The {label} is", 2: f"Both {label}s are"}.get(
-                total, f"All {total} {label}s are"
-            )
-            text = f"{every} in use ({details})."
+            every = {
+                1: _("The {label} is in use ({details})."),
+                2: _("Both {label}s are in use ({details})."),
+            }.get(total, _("All {total} {label}s are in use ({details})."))
+            text = every.format(label=label, total=total, details=details)
         else:
-            text = (
-                f"You asked for {_plural(wanted, label)} but only {free} of {total} "
-                f"{'is' if free == 1 else 'are'} free ({details})."
-            )
+            asked = ngettext(
+                "You asked for {n} {label}", "You asked for {n} {label}s", wanted
+            ).format(n=wanted, label=label)
+            only = ngettext(
+                "but only {free} of {total} is free", "but only {free} of {total} are free", free
+            ).format(free=free, total=total)
+            text = f"{asked} {only} ({details})."
         hint = (
-            " Try again when one is free, or start a CPU-only server."
+            _("Try again when one is free, or start a CPU-only server.")
             if total
-            else " Start a CPU-only server."
+            else _("Start a CPU-only server.")
         )
-        super().__init__(text + hint)
+        super().__init__(f"{text} {hint}")
 
 
 class OverLimit(Exception):
@@ -133,15 +137,26 @@ class OverLimit(Exception):
     def __init__(self, username: str, limit: Limit, holding: int, wanted: int):
         self.username, self.limit, self.holding, self.wanted = username, limit, holding, wanted
         if limit.max_devices == 0:
-            text = f"{username} may not use accelerators (limit 0, set by {limit.source})."
+            text = _("{user} may not use accelerators (limit 0, set by {source}).").format(
+                user=username, source=limit.source
+            )
         else:
-            text = (
-                f"{username} may hold at most {_plural(limit.max_devices, 'device')} at once "
-                f"(set by {limit.source}); they hold {holding} and asked for {wanted} more."
+            text = ngettext(
+                "{user} may hold at most {n} device at once (set by {source}); they hold "
+                "{holding} and asked for {wanted} more.",
+                "{user} may hold at most {n} devices at once (set by {source}); they hold "
+                "{holding} and asked for {wanted} more.",
+                limit.max_devices,
+            ).format(
+                user=username,
+                n=limit.max_devices,
+                source=limit.source,
+                holding=holding,
+                wanted=wanted,
             )
             if holding:
-                text += " Stop a server that uses one first."
-        super().__init__(text + " Ask an admin if you need more.")
+                text += " " + _("Stop a server that uses one first.")
+        super().__init__(text + " " + _("Ask an admin if you need more."))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..i18n import _, ngettext
 from ..sizes import parse_bytes, scale_size
 from .allocator import Allocator, Limit, NoDeviceFree
 from .inventory import KIND_LABEL, Device
@@ -37,9 +38,9 @@ class Profile:
         parts = []
         if self.cpu_limit is not None:
             cpus = f"{self.cpu_limit:g}"
-            parts.append(f"{cpus} CPU{'' if cpus == '1' else 's'}")
+            parts.append(ngettext("{n} CPU", "{n} CPUs", 1 if cpus == "1" else 2).format(n=cpus))
         if self.mem_limit is not None:
-            parts.append(f"{self.mem_limit} memory")
+            parts.append(_("{size} memory").format(size=self.mem_limit))
         return " · ".join(parts)
 
 
@@ -70,7 +71,8 @@ def _describe_devices(devices: Sequence[Device]) -> str:
     mem = sorted({d.memory_mib for d in devices if d.memory_mib})
     text = " / ".join(names)
     if len(mem) == 1:
-        text += f"{', ' if text else ''}{mem[0] / 1024:.0f} GiB each"
+        each = _("{size} GiB each").format(size=f"{mem[0] / 1024:.0f}")
+        text += f"{', ' if text else ''}{each}"
     return text
 
 
@@ -93,7 +95,9 @@ def profiles_for(
     acc = getattr(cfg, "accelerators", cfg)
     cpu = acc.profiles.cpu
     per = acc.profiles.per_device
-    cpu_only = Profile("cpu", "CPU only", None, 0, cpu.cpu_limit, cpu.mem_limit, "No accelerator")
+    cpu_only = Profile(
+        "cpu", _("CPU only"), None, 0, cpu.cpu_limit, cpu.mem_limit, _("No accelerator")
+    )
     if not devices:
         return [cpu_only]
     if acc.mode == "shared":
@@ -104,12 +108,14 @@ def profiles_for(
         return [
             Profile(
                 "shared",
-                f"Shared: {labels}",
+                _("Shared: {devices}").format(devices=labels),
                 None,
                 0,
                 per.cpu_limit,
                 per.mem_limit,
-                f"Every device, shared with other users ({_describe_devices(devices)})",
+                _("Every device, shared with other users ({devices})").format(
+                    devices=_describe_devices(devices)
+                ),
                 shared=True,
             )
         ]
@@ -150,7 +156,7 @@ def profiles_for(
 def validate_choice(slug: str | None, allowed: Sequence[Profile]) -> Profile:
     """The Profile for a submitted slug, or InvalidChoice. No slug: the first (default) one."""
     if not allowed:
-        raise InvalidChoice("No server profile is available to you.")
+        raise InvalidChoice(_("No server profile is available to you."))
     if slug in (None, ""):
         return allowed[0]
     for profile in allowed:
@@ -159,7 +165,9 @@ def validate_choice(slug: str | None, allowed: Sequence[Profile]) -> Profile:
     choices = ", ".join(f"{p.slug} ({p.display_name})" for p in allowed)
     shown = str(slug)[:40]
     raise InvalidChoice(
-        f"The server option {shown!r} is not available to you. You may choose: {choices}."
+        _("The server option {option} is not available to you. You may choose: {choices}.").format(
+            option=repr(shown), choices=choices
+        )
     )
 
 

@@ -7,6 +7,8 @@ from importlib import resources
 
 import bcrypt
 
+from ..i18n import _
+
 # bcrypt cost (auth.password_hash_cost): 11 is ~0.12 CPU-s a login on this project's 2-core test
 # machine, twice OWASP's minimum (10). 12 (NativeAuthenticator's) made logins alone take 15 of the
 # 40 CPU-seconds two cores have in the 20 s a class of 60 may wait (bench/rush.py).
@@ -29,13 +31,15 @@ def check_password_rules(
     password: str, min_length: int, check_common: bool, username: str = ""
 ) -> None:
     if len(password) < min_length:
-        raise WeakPassword(f"The password must be at least {min_length} characters long.")
+        raise WeakPassword(
+            _("The password must be at least {n} characters long.").format(n=min_length)
+        )
     if len(password.encode()) > 72:
-        raise WeakPassword("The password must be at most 72 bytes long.")
+        raise WeakPassword(_("The password must be at most 72 bytes long."))
     if username and password.lower() == username.lower():
-        raise WeakPassword("The password must not be the username.")
+        raise WeakPassword(_("The password must not be the username."))
     if check_common and password.lower() in _common_passwords():
-        raise WeakPassword("That password is on a list of common passwords; choose another.")
+        raise WeakPassword(_("That password is on a list of common passwords; choose another."))
 
 
 def hash_password(password: str, rounds: int = BCRYPT_ROUNDS) -> str:

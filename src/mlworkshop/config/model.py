@@ -126,6 +126,13 @@ class HubConfig(Section):
         "INFO", description="Log level of the hub."
     )
     https: HttpsConfig = Field(default_factory=HttpsConfig)
+    language: Literal["auto", "zh-CN", "zh-TW", "en"] = Field(
+        "auto",
+        description="Language of the hub's pages, the usage dashboards and the default of "
+        "JupyterLab's menus: zh-CN (simplified Chinese), zh-TW (traditional Chinese), en, or auto "
+        "(each browser's own language, English for one that names none of these). Students can "
+        "still switch JupyterLab's language in its Settings menu.",
+    )
 
     @property
     def api_port(self) -> int:

@@ -35,7 +35,9 @@ from ..accounts.store import (
     NoSuchAccount,
     utcnow,
 )
+from ..i18n import _, set_language
 from ..names import BadUsername, normalize_username
+from .i18n import request_language
 from .peer import peer_uid
 from .priority import reset_thread_priority
 
@@ -185,11 +187,13 @@ class MLWorkshopAuthenticator(Authenticator):
         if result.outcome is LoginOutcome.LOCKED:
             raise web.HTTPError(
                 403,
-                f"Too many failed logins. Try again in {_minutes_left(result.locked_until)} minutes, "
-                "or ask an administrator to reset your password.",
+                _(
+                    "Too many failed logins. Try again in {minutes} minutes, "
+                    "or ask an administrator to reset your password."
+                ).format(minutes=_minutes_left(result.locked_until)),
             )
         if result.outcome is LoginOutcome.NOT_APPROVED:
-            raise web.HTTPError(403, "Your account is waiting for an administrator's approval.")
+            raise web.HTTPError(403, _("Your account is waiting for an administrator's approval."))
         if result.outcome is not LoginOutcome.OK:
             return None
         account = result.account
@@ -233,9 +237,12 @@ class MLWorkshopAuthenticator(Authenticator):
                 handler.request.path,
                 _peer_ip(handler.request),
             )
-            where = self.public_url or "the hub's address"
+            where = self.public_url or _("the hub's address")
             raise web.HTTPError(
-                403, f"Sign in through the hub's address, {where}, not its internal port."
+                403,
+                _("Sign in through the hub's address, {where}, not its internal port.").format(
+                    where=where
+                ),
             )
 
     async def add_user(self, user):
@@ -286,6 +293,7 @@ class MLWorkshopAuthenticator(Authenticator):
             (r"/accounts", AccountsHandler),
             (r"/accounts/([^/]+)/(approve|reset-password)", AccountActionHandler),
             (r"/change-password", ChangePasswordHandler),
+            (r"/guide", GuideHandler),
         ]
 
     # --- used by the handlers -----------------------------------------------------------
@@ -293,14 +301,18 @@ class MLWorkshopAuthenticator(Authenticator):
         """Create an account; returns (name, approved). Raises ValueError with a message."""
         name = normalize_username(raw_name)
         if name in self.admin_users or name in self.reserved_names:
-            raise ValueError(f"The name {name!r} is reserved. Choose another username.")
+            raise ValueError(
+                _("The name {name} is reserved. Choose another username.").format(name=repr(name))
+            )
         if password != confirm:
-            raise ValueError("The two passwords do not match.")
+            raise ValueError(_("The two passwords do not match."))
         check_password_rules(password, self.min_password_length, self.check_common_passwords, name)
         try:
             await password_work(self.store.create, name, password, self.open_signup)
         except AccountExists:
-            raise ValueError(f"The username {name!r} is taken. Choose another.") from None
+            raise ValueError(
+                _("The username {name} is taken. Choose another.").format(name=repr(name))
+            ) from None
         return name, self.open_signup
 
 
@@ -308,6 +320,7 @@ class _ThroughProxyOnly:
     """Handlers of forms that take a password: nothing is answered past the proxy."""
 
     async def prepare(self):
+        set_language(request_language(self))  # a refusal here is said in the reader's language
         await self.authenticator.require_proxy(self)
         return await super().prepare()
 
@@ -342,9 +355,11 @@ class SignUpHandler(_ThroughProxyOnly, _Page):
             return await self.page("signup.html", message=None, error=str(exc), username=username)
         self.log.info("New account %s (approved=%s)", name, approved)
         message = (
-            "Your account is ready: you can log in now."
+            _("Your account is ready: you can log in now.")
             if approved
-            else "Your account was created. An administrator must approve it before you can log in."
+            else _(
+                "Your account was created. An administrator must approve it before you can log in."
+            )
         )
         await self.page("signup.html", message=message, error=None, username=name)
 
@@ -378,7 +393,7 @@ class AccountActionHandler(_ThroughProxyOnly, _Page):
                 self.user_from_username(
                     name
                 )  # a hub user now (groups can be set before first login)
-                message = f"Approved {name}."
+                message = _("Approved {name}.").format(name=name)
             else:
                 password = self.get_body_argument("password", "", strip=False)
                 check_password_rules(
@@ -388,11 +403,13 @@ class AccountActionHandler(_ThroughProxyOnly, _Page):
                     name,
                 )
                 await password_work(store.set_password, name, password)
-                message = f"New password set for {name}."
+                message = _("New password set for {name}.").format(name=name)
         except NoSuchAccount:
-            raise web.HTTPError(404, f"No account named {name!r}.") from None
+            raise web.HTTPError(
+                404, _("No account named {name}.").format(name=repr(name))
+            ) from None
         except WeakPassword as exc:
-            message = f"Password for {name} not changed: {exc}"
+            message = _("Password for {name} not changed: {reason}").format(name=name, reason=exc)
         self.log.info("Admin %s: %s %s", self.current_user.name, action, name)
         self.redirect(self.hub.base_url + "accounts?" + urlencode({"message": message}))
 
@@ -418,9 +435,9 @@ class ChangePasswordHandler(_ThroughProxyOnly, _Page):
         )
         error = None
         if result.outcome not in (LoginOutcome.OK, LoginOutcome.NOT_APPROVED):
-            error = "The current password is wrong."
+            error = _("The current password is wrong.")
         elif new != confirm:
-            error = "The two new passwords do not match."
+            error = _("The two new passwords do not match.")
         else:
             try:
                 check_password_rules(
@@ -432,5 +449,12 @@ class ChangePasswordHandler(_ThroughProxyOnly, _Page):
         if error:
             self.set_status(400)
         await self.page(
-            "change-password.html", message=None if error else "Password changed.", error=error
+            "change-password.html", message=None if error else _("Password changed."), error=error
         )
+
+
+class GuideHandler(_Page):
+    """The student guide (templates/guide.html), linked from the sign-in page: no login needed."""
+
+    async def get(self):
+        await self.page("guide.html")

@@ -164,6 +164,20 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
         }
 
 
+def apply_language(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    """hub.language: the hub's Jinja environments get mlworkshop's catalogs (hub/i18n.py), each
+    request's language follows the setting (or the browser's, with auto), and so does the default
+    of every new server's JupyterLab."""
+    from .i18n import SETTING
+
+    hub = c.JupyterHub
+    options = dict(hub.get("jinja_environment_options") or {})
+    options["extensions"] = [*options.get("extensions", []), "mlworkshop.hub.i18n.HubI18n"]
+    hub.jinja_environment_options = options
+    hub.tornado_settings = {**(hub.get("tornado_settings") or {}), SETTING: cfg.hub.language}
+    c.WorkshopSpawner.language = cfg.hub.language
+
+
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     """Every service of the hub, its roles and scopes, built here in one place and set once:
     the CLI's, the idle culler and the usage service (hub/usage_service.py builds its values)."""
@@ -233,6 +247,6 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
 
 def configure(c: Config, cfg: MLWorkshopConfig, site: Site) -> Config:
-    for apply in (apply_hub, apply_auth, apply_spawner, apply_services):
+    for apply in (apply_hub, apply_auth, apply_spawner, apply_services, apply_language):
         apply(c, cfg, site)
     return c

@@ -33,6 +33,7 @@ from ..accelerators import (
 from ..accelerators import options_from_form as profile_from_form
 from ..config.accelerators import AcceleratorsConfig
 from ..config.usage import UsageConfig
+from ..i18n import gettext
 from .accelerators import HubAccelerators, StaleDevices, Who, hub_accelerators, refuse, settings_key
 from .cgroup_hooks import UserCgroups
 from .spawn_form import render_options_form
@@ -171,6 +172,11 @@ class WorkshopSpawner(Spawner):
     usage_db_url = Unicode("", help="The usage database's URL (sessions, samples, quotas).").tag(
         config=True
     )
+    language = Unicode(
+        "auto",
+        help="hub.language: the default language of a new server's JupyterLab (auto: the language "
+        "of the browser that starts it). Students can switch it in JupyterLab.",
+    ).tag(config=True)
     stale_devices_every = Float(
         60,
         help="Seconds between two rounds of the hub-level task that frees devices held by servers "
@@ -402,8 +408,10 @@ class WorkshopSpawner(Spawner):
         except (OSError, WorkspaceError) as exc:
             self.log.error("Workspace for %s could not be prepared: %s", self.user.name, exc)
             raise RuntimeError(
-                f"Your workspace could not be prepared ({exc}). Ask an administrator to check "
-                "the hub's log and free disk space."
+                gettext(
+                    "Your workspace could not be prepared ({error}). Ask an administrator to "
+                    "check the hub's log and free disk space."
+                ).format(error=exc)
             ) from None
         return self.workspace
 
@@ -610,11 +618,14 @@ class WorkshopSpawner(Spawner):
                 shown = waiting
                 yield {
                     "progress": 10,
-                    "message": f"Many students are starting at once: yours is in line "
-                    f"({waiting} waiting, {queue.limit} starting at a time)",
+                    # in the language of the spawn page that asks (hub/i18n.py)
+                    "message": gettext(
+                        "Many students are starting at once: yours is in line "
+                        "({waiting} waiting, {limit} starting at a time)"
+                    ).format(waiting=waiting, limit=queue.limit),
                 }
             await asyncio.sleep(0.5)
-        yield {"progress": 50, "message": "Starting your JupyterLab"}
+        yield {"progress": 50, "message": gettext("Starting your JupyterLab")}
 
     def _mark(self, step: str) -> None:
         if self._step_times is not None:

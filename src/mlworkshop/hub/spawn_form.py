@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from ..accelerators.profiles import FORM_FIELD, Profile
+from ..i18n import install_jinja
 
 TEMPLATES = Path(__file__).parent / "templates"
 _ENV = jinja2.Environment(
@@ -21,7 +22,9 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     undefined=jinja2.StrictUndefined,
+    extensions=["jinja2.ext.i18n"],
 )
+install_jinja(_ENV)  # the form in the language of the request that asks for it (i18n.py)
 
 
 def render_options_form(

@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..config.usage import UsageConfig
+from ..i18n import _, current_language
 from .accelerators import Who
 
 
@@ -191,7 +192,8 @@ class UsageAnnouncement:
         if user is None:
             return ""
         now = time.monotonic()
-        cached = _announcements.get((self.db_url, user.name))
+        key = (self.db_url, user.name, current_language())  # said in the page's language
+        cached = _announcements.get(key)
         if cached and now - cached[0] < 5:
             return cached[1]
         text = ""
@@ -202,26 +204,27 @@ class UsageAnnouncement:
                 text = self._text(usage, store.open_sessions(user.name))
         except Exception:  # noqa: BLE001 - a page must render without it
             text = ""
-        _announcements[(self.db_url, user.name)] = (now, text)
+        _announcements[key] = (now, text)
         return text
 
     def _text(self, usage: HubUsage, sessions) -> str:
         import datetime as dt
         import html
 
-        link = f'<a href="{html.escape(self.base_url)}services/usage/me">your usage</a>'
+        mine = _("your usage")
+        link = f'<a href="{html.escape(self.base_url)}services/usage/me">{html.escape(mine)}</a>'
         over = [s for s in sessions if s.over_limit_at is not None]
         if over:
             stop = min(s.over_limit_at for s in over) + dt.timedelta(
                 minutes=usage.cfg.grace_minutes
             )
-            return (
-                f"Your weekly budget is used up: your running server stops at {stop:%H:%M} UTC. "
-                f"Save your work. See {link}."
-            )
+            return _(
+                "Your weekly budget is used up: your running server stops at {time} UTC. "
+                "Save your work. See {link}."
+            ).format(time=f"{stop:%H:%M}", link=link)
         if any(s.warned_at is not None for s in sessions):
-            return f"You have used most of your weekly budget. See {link}."
+            return _("You have used most of your weekly budget. See {link}.").format(link=link)
         return ""
 
 
-_announcements: dict[tuple[str, str], tuple[float, str]] = {}
+_announcements: dict[tuple[str, str, str], tuple[float, str]] = {}

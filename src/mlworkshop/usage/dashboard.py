@@ -3,8 +3,12 @@ charts as inline SVG. Every number a test reads carries a data-testid."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
+import json
 from collections.abc import Sequence
+
+from ..i18n import _, current_language, format_datetime, format_month_day, format_number
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK SC",sans-serif;margin:0;color:#222;background:#f7f7f8}
@@ -28,18 +32,35 @@ def esc(value: object) -> str:
 
 
 def num(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    """A number the reader's way (mlworkshop/i18n.py), in the request's language."""
+    return format_number(value, digits)
+
+
+def when(iso: str) -> str:
+    """A stored UTC time (ISO 8601, 'Z') as the reader writes dates; as it is if unreadable."""
+    try:
+        return format_datetime(dt.datetime.fromisoformat(iso.removesuffix("Z")))
+    except (ValueError, AttributeError):
+        return str(iso)
+
+
+def day(iso_date: str) -> str:
+    try:
+        return format_month_day(dt.date.fromisoformat(iso_date))
+    except ValueError:
+        return iso_date
 
 
 def page(title: str, body: str, prefix: str, who: str, admin: bool, hub_url: str = "/hub/") -> str:
-    links = f'<a href="{esc(hub_url)}home">Hub</a><a href="{esc(prefix)}me">My usage</a>'
+    hub, mine, everyone, brand = _("Hub"), _("My usage"), _("All usage"), _("mlworkshop usage")
+    links = f'<a href="{esc(hub_url)}home">{esc(hub)}</a><a href="{esc(prefix)}me">{esc(mine)}</a>'
     if admin:
-        links += f'<a href="{esc(prefix)}admin">All usage</a>'
+        links += f'<a href="{esc(prefix)}admin">{esc(everyone)}</a>'
     links += f'<a href="{esc(prefix)}docs">API</a>'
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f'<!doctype html><html lang="{esc(current_language())}"><head><meta charset="utf-8"><title>{esc(title)}</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
-        f'<body><header><strong>mlworkshop usage</strong>{links}<span class="who" data-testid="who">{esc(who)}</span>'
+        f'<body><header><strong>{esc(brand)}</strong>{links}<span class="who" data-testid="who">{esc(who)}</span>'
         f"</header><main>{body}</main></body></html>"
     )
 
@@ -62,9 +83,10 @@ def bar_chart(
             f'data-day="{esc(key)}" data-value="{value:.4f}"><title>{esc(key)}: {value:.2f}</title></rect>'
         )
         if n <= 16 or i % max(1, n // 8) == 0:
-            bars.append(f'<text x="{x:.1f}" y="{height - 8}">{esc(key[5:])}</text>')
+            bars.append(f'<text x="{x:.1f}" y="{height - 8}">{esc(day(key))}</text>')
+    caption = _("{label} (max {top})").format(label=label, top=num(top))
     return (
-        f"<figure><figcaption>{esc(label)} (max {top:.2f})</figcaption>"
+        f"<figure><figcaption>{esc(caption)}</figcaption>"
         f'<svg data-testid="{esc(testid)}" width="{width}" height="{height}" role="img" aria-label="{esc(label)}">'
         f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#9ca3af"/>'
         f"{''.join(bars)}</svg></figure>"
@@ -95,28 +117,28 @@ def admin_page(
     sample_every: float,
 ) -> str:
     body = [
-        "<h1>Usage: everyone</h1>",
+        "<h1>" + esc(_("Usage: everyone")) + "</h1>",
         cards(
             [
-                ("week-cpu-hours", num(week["cpu_hours"]), "CPU-hours this week"),
-                ("week-gpu-hours", num(week["gpu_hours"]), "GPU/NPU device-hours this week"),
-                ("week-mem-gib-hours", num(week["mem_gib_hours"]), "memory GiB-hours this week"),
-                ("week-cost", f"{num(week['cost'])} {currency}", "cost this week"),
-                ("live-count", str(len(live)), "servers running"),
+                ("week-cpu-hours", num(week["cpu_hours"]), _("CPU-hours this week")),
+                ("week-gpu-hours", num(week["gpu_hours"]), _("GPU/NPU device-hours this week")),
+                ("week-mem-gib-hours", num(week["mem_gib_hours"]), _("memory GiB-hours this week")),
+                ("week-cost", f"{num(week['cost'])} {currency}", _("cost this week")),
+                ("live-count", str(len(live)), _("servers running")),
             ]
         ),
     ]
-    body.append("<h2>Usage over the last 30 days</h2>")
+    body.append("<h2>" + esc(_("Usage over the last 30 days")) + "</h2>")
     body.append(
         bar_chart(
-            [(d, g) for d, g, _ in month_days],
-            "GPU/NPU device-hours per day",
+            [(d, g) for d, g, _c in month_days],
+            _("GPU/NPU device-hours per day"),
             "chart-gpu",
             "#7c3aed",
         )
     )
-    body.append(bar_chart([(d, c) for d, _, c in month_days], "CPU-hours per day", "chart-cpu"))
-    body.append("<h2>Top users this week</h2>")
+    body.append(bar_chart([(d, c) for d, _g, c in month_days], _("CPU-hours per day"), "chart-cpu"))
+    body.append("<h2>" + esc(_("Top users this week")) + "</h2>")
     rows = "".join(
         f'<tr data-testid="top-{esc(r.key)}"><td>{esc(r.key)}</td><td class="n">{r.sessions}</td>'
         f'<td class="n" data-testid="top-{esc(r.key)}-gpu">{num(r.gpu_hours + r.npu_hours)}</td>'
@@ -124,40 +146,55 @@ def admin_page(
         f'<td class="n">{num(r.mem_gib_hours)}</td><td class="n" data-testid="top-{esc(r.key)}-cost">{num(r.cost)}</td></tr>'
         for r in top
     )
+    heads = [_("user"), _("sessions"), _("device-hours"), _("CPU-hours"), _("GiB-hours")]
+    heads.append(_("cost ({currency})").format(currency=currency))
+    nobody = "<tr><td colspan=6 class=muted>" + esc(_("nobody yet")) + "</td></tr>"
     body.append(
-        '<table data-testid="top-users"><tr><th>user</th><th>sessions</th><th>device-hours</th>'
-        f"<th>CPU-hours</th><th>GiB-hours</th><th>cost ({esc(currency)})</th></tr>{rows or '<tr><td colspan=6 class=muted>nobody yet</td></tr>'}</table>"
+        '<table data-testid="top-users"><tr>'
+        + "".join(f"<th>{esc(h)}</th>" for h in heads)
+        + f"</tr>{rows or nobody}</table>"
     )
-    body.append(f"<h2>Live servers</h2><p class='muted'>Sampled every {sample_every:g} s.</p>")
-    rows = []
+    sampled = _("Sampled every {seconds} s.").format(seconds=f"{sample_every:g}")
+    body.append("<h2>" + esc(_("Live servers")) + f"</h2><p class='muted'>{esc(sampled)}</p>")
+    rows, stop = [], _("Stop")
     for s in live:
         key = f"{s['user']}/{s['server']}" if s["server"] else s["user"]
         rows.append(
             f'<tr data-testid="live-{esc(key)}"><td>{esc(key)}</td><td>{esc(s["profile"] or "")}</td>'
-            f"<td>{esc(', '.join(s['devices']) or '—')}</td><td>{esc(s['start'])}</td>"
+            f"<td>{esc(', '.join(s['devices']) or '—')}</td><td>{esc(when(s['start']))}</td>"
             f'<td class="n" data-testid="live-{esc(key)}-cpu">{num(s["cpu_percent"], 1)}</td>'
             f'<td class="n" data-testid="live-{esc(key)}-mem">{num(s["mem_mib"], 0)}</td>'
-            f'<td><button class="stop" data-user="{esc(s["user"])}" data-server="{esc(s["server"])}">Stop</button></td></tr>'
+            f'<td><button class="stop" data-user="{esc(s["user"])}" data-server="{esc(s["server"])}">{esc(stop)}</button></td></tr>'
         )
     body.append(
-        '<table data-testid="live-servers"><tr><th>server</th><th>profile</th><th>devices</th><th>since (UTC)</th>'
-        "<th>CPU %</th><th>memory MiB</th><th></th></tr>"
-        + ("".join(rows) or "<tr><td colspan=7 class=muted>none</td></tr>")
+        '<table data-testid="live-servers"><tr>'
+        + _server_heads()
+        + "<th></th></tr>"
+        + ("".join(rows) or "<tr><td colspan=7 class=muted>" + esc(_("none")) + "</td></tr>")
         + "</table>"
     )
+    # the button's messages, in the page's language, for the script below (names go in at {user})
+    said = json.dumps(
+        {
+            "ask": _("Stop {user}'s server?"),
+            "stopping": _("Stopping {user}'s server."),
+            "refused": _("Refused: {status}"),
+        }
+    ).replace("<", "\\u003c")
     body.append(f"""<p id="stop-result" data-testid="stop-result"></p>
 <script>
+const SAID = {said};
 document.querySelectorAll("button.stop").forEach(function (b) {{
   b.addEventListener("click", async function () {{
-    if (!confirm("Stop " + b.dataset.user + "'s server?")) return;
+    if (!confirm(SAID.ask.replace("{{user}}", b.dataset.user))) return;
     const url = "{esc(prefix)}api/servers/" + encodeURIComponent(b.dataset.user) + "/stop?server=" + encodeURIComponent(b.dataset.server);
     const r = await fetch(url, {{method: "POST", headers: {{"X-XSRF-Token": "{esc(xsrf)}"}}, credentials: "same-origin"}});
-    document.getElementById("stop-result").textContent = r.ok ? "Stopping " + b.dataset.user + "'s server." : "Refused: " + r.status;
+    document.getElementById("stop-result").textContent = r.ok ? SAID.stopping.replace("{{user}}", b.dataset.user) : SAID.refused.replace("{{status}}", r.status);
     if (r.ok) b.disabled = true;
   }});
 }});
 </script>""")
-    return page("Usage: everyone", "".join(body), prefix, who, True)
+    return page(_("Usage: everyone"), "".join(body), prefix, who, True)
 
 
 def user_page(
@@ -173,7 +210,7 @@ def user_page(
     currency: str,
     verdict: dict,
 ) -> str:
-    body = [f"<h1>My usage: {esc(who)}</h1>"]
+    body = ["<h1>" + esc(_("My usage: {user}").format(user=who)) + "</h1>"]
     if verdict["state"] == "over":
         body.append(f'<p class="over" data-testid="quota-state">{esc(verdict["message"])}</p>')
     elif verdict["state"] == "warn" or verdict["message"]:  # e.g. her server ran out of memory
@@ -184,62 +221,70 @@ def user_page(
                 (
                     "my-cpu-hours",
                     num(week_row.cpu_hours if week_row else 0.0),
-                    "CPU-hours this week",
+                    _("CPU-hours this week"),
                 ),
                 (
                     "my-gpu-hours",
                     num((week_row.gpu_hours + week_row.npu_hours) if week_row else 0.0),
-                    "GPU/NPU device-hours this week",
+                    _("GPU/NPU device-hours this week"),
                 ),
                 (
                     "my-mem-gib-hours",
                     num(week_row.mem_gib_hours if week_row else 0.0),
-                    "memory GiB-hours this week",
+                    _("memory GiB-hours this week"),
                 ),
                 (
                     "my-cost",
                     f"{num(week_row.cost if week_row else 0.0)} {currency}",
-                    "cost this week",
+                    _("cost this week"),
                 ),
             ]
         )
     )
-    body.append(
-        f'<h2>My quota</h2><p class="muted">Limits from {esc(limits["source"])}; weeks start Monday 00:00 UTC.</p>'
-    )
-    rows = []
+    note = _("Limits from {source}; weeks start Monday 00:00 UTC.").format(source=limits["source"])
+    body.append("<h2>" + esc(_("My quota")) + f'</h2><p class="muted">{esc(note)}</p>')
+    rows, no_limit = [], _("no limit")
     for key, label, unit in (
-        ("gpu_hours_per_week", "GPU/NPU device-hours per week", "gpu_hours"),
-        ("cpu_hours_per_week", "CPU-hours per week", "cpu_hours"),
-        ("max_servers", "servers at once", "servers"),
-        ("max_devices", "devices at once", "devices"),
+        ("gpu_hours_per_week", _("GPU/NPU device-hours per week"), "gpu_hours"),
+        ("cpu_hours_per_week", _("CPU-hours per week"), "cpu_hours"),
+        ("max_servers", _("servers at once"), "servers"),
+        ("max_devices", _("devices at once"), "devices"),
     ):
         limit = limits[key]
         rows.append(
             f'<tr><td>{esc(label)}</td><td class="n" data-testid="quota-{esc(key)}">'
-            f"{'no limit' if limit is None else num(limit)}</td>"
+            f"{esc(no_limit) if limit is None else num(limit)}</td>"
             f'<td class="n" data-testid="used-{esc(unit)}">{num(used[unit])}</td>'
             f'<td class="n" data-testid="left-{esc(unit)}">{"—" if remaining[unit] is None else num(remaining[unit])}</td></tr>'
         )
     body.append(
-        '<table data-testid="my-quota"><tr><th>limit</th><th>allowed</th><th>used</th><th>left</th></tr>'
+        '<table data-testid="my-quota"><tr>'
+        + "".join(f"<th>{esc(h)}</th>" for h in (_("limit"), _("allowed"), _("used"), _("left")))
+        + "</tr>"
         + "".join(rows)
         + "</table>"
     )
-    body.append("<h2>My running servers</h2>")
+    body.append("<h2>" + esc(_("My running servers")) + "</h2>")
+    default = _("(default)")
     rows = "".join(
-        f'<tr data-testid="mine-{esc(s["server"] or "default")}"><td>{esc(s["server"] or "(default)")}</td>'
-        f"<td>{esc(s['profile'] or '')}</td><td>{esc(', '.join(s['devices']) or '—')}</td><td>{esc(s['start'])}</td>"
+        f'<tr data-testid="mine-{esc(s["server"] or "default")}"><td>{esc(s["server"] or default)}</td>'
+        f"<td>{esc(s['profile'] or '')}</td><td>{esc(', '.join(s['devices']) or '—')}</td><td>{esc(when(s['start']))}</td>"
         f'<td class="n">{num(s["cpu_percent"], 1)}</td><td class="n">{num(s["mem_mib"], 0)}</td></tr>'
         for s in running
     )
     body.append(
-        '<table data-testid="my-servers"><tr><th>server</th><th>profile</th><th>devices</th><th>since (UTC)</th>'
-        "<th>CPU %</th><th>memory MiB</th></tr>"
-        + (rows or "<tr><td colspan=6 class=muted>none</td></tr>")
+        '<table data-testid="my-servers"><tr>'
+        + _server_heads()
+        + "</tr>"
+        + (rows or "<tr><td colspan=6 class=muted>" + esc(_("none")) + "</td></tr>")
         + "</table>"
     )
-    return page("My usage", "".join(body), prefix, who, admin)
+    return page(_("My usage"), "".join(body), prefix, who, admin)
+
+
+def _server_heads() -> str:
+    heads = (_("server"), _("profile"), _("devices"), _("since (UTC)"), _("CPU %"), _("memory MiB"))
+    return "".join(f"<th>{esc(h)}</th>" for h in heads)
 
 
 def error_page(prefix: str, who: str, status: int, message: str) -> str:

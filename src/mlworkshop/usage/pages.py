@@ -11,6 +11,7 @@ import datetime as dt
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from ..i18n import _, negotiate, set_language
 from . import dashboard
 from .context import Ctx
 from .models import utcnow
@@ -21,13 +22,19 @@ from .security import XSRF_COOKIE, PageCaller
 router = APIRouter()
 
 
+def in_reader_language(request: Request, ctx) -> None:
+    """The page's language: hub.language, or the browser's with auto (as the hub's pages)."""
+    set_language(negotiate(request.headers.get("Accept-Language"), ctx.cfg.hub.language))
+
+
 @router.get("/", include_in_schema=False)
 async def home(caller: PageCaller, ctx: Ctx):
     return RedirectResponse(ctx.prefix + ("admin" if caller.read_all else "me"), status_code=302)
 
 
 @router.get("/me", include_in_schema=False)
-async def my_page(caller: PageCaller, ctx: Ctx):
+async def my_page(request: Request, caller: PageCaller, ctx: Ctx):
+    in_reader_language(request, ctx)
     groups, is_admin = await ctx.user_info(caller.name)
 
     def build():
@@ -54,10 +61,11 @@ async def my_page(caller: PageCaller, ctx: Ctx):
 
 @router.get("/admin", include_in_schema=False)
 async def admin_page(request: Request, caller: PageCaller, ctx: Ctx):
+    in_reader_language(request, ctx)
     if not caller.read_all:
         return HTMLResponse(
             dashboard.error_page(
-                ctx.prefix, caller.name, 403, "Only administrators see everyone's usage."
+                ctx.prefix, caller.name, 403, _("Only administrators see everyone's usage.")
             ),
             403,
         )

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from ..i18n import _
+
 LIMIT_FIELDS = ("gpu_hours_per_week", "cpu_hours_per_week", "max_servers", "max_devices")
 
 
@@ -151,17 +153,29 @@ def describe_remaining(limits: Limits, used: Used) -> str:
     parts = []
     if limits.gpu_hours_per_week is not None:
         parts.append(
-            f"GPU/NPU: {_h(rem.gpu_hours)} of {_h(limits.gpu_hours_per_week)} device-hours left this week"
+            _("GPU/NPU: {left} of {limit} device-hours left this week").format(
+                left=_h(rem.gpu_hours), limit=_h(limits.gpu_hours_per_week)
+            )
         )
     if limits.cpu_hours_per_week is not None:
         parts.append(
-            f"CPU: {_h(rem.cpu_hours)} of {_h(limits.cpu_hours_per_week)} CPU-hours left this week"
+            _("CPU: {left} of {limit} CPU-hours left this week").format(
+                left=_h(rem.cpu_hours), limit=_h(limits.cpu_hours_per_week)
+            )
         )
     if limits.max_servers is not None:
-        parts.append(f"servers: {rem.servers} of {limits.max_servers} more may run")
+        parts.append(
+            _("servers: {left} of {limit} more may run").format(
+                left=rem.servers, limit=limits.max_servers
+            )
+        )
     if limits.max_devices is not None:
-        parts.append(f"devices: {rem.devices} of {limits.max_devices} more may be held")
-    return "; ".join(parts) if parts else "no limits"
+        parts.append(
+            _("devices: {left} of {limit} more may be held").format(
+                left=rem.devices, limit=limits.max_devices
+            )
+        )
+    return _("; ").join(parts) if parts else _("no limits")
 
 
 def spawn_refusal(limits: Limits, used: Used, device_count: int) -> str | None:
@@ -170,31 +184,44 @@ def spawn_refusal(limits: Limits, used: Used, device_count: int) -> str | None:
     problems = []
     if limits.max_servers is not None and used.servers + 1 > limits.max_servers:
         problems.append(
-            f"you already run {used.servers} server(s) and may run {limits.max_servers} at once"
+            _("you already run {used} server(s) and may run {limit} at once").format(
+                used=used.servers, limit=limits.max_servers
+            )
         )
     if device_count:
         if limits.max_devices is not None and used.devices + device_count > limits.max_devices:
             problems.append(
-                f"you hold {used.devices} device(s) and may hold {limits.max_devices} at once"
+                _("you hold {used} device(s) and may hold {limit} at once").format(
+                    used=used.devices, limit=limits.max_devices
+                )
             )
         if limits.gpu_hours_per_week is not None and used.gpu_hours >= limits.gpu_hours_per_week:
             problems.append(
-                f"your GPU/NPU budget of {_h(limits.gpu_hours_per_week)} device-hours this week is used up"
+                _("your GPU/NPU budget of {limit} device-hours this week is used up").format(
+                    limit=_h(limits.gpu_hours_per_week)
+                )
             )
     if limits.cpu_hours_per_week is not None and used.cpu_hours >= limits.cpu_hours_per_week:
         problems.append(
-            f"your CPU budget of {_h(limits.cpu_hours_per_week)} CPU-hours this week is used up"
+            _("your CPU budget of {limit} CPU-hours this week is used up").format(
+                limit=_h(limits.cpu_hours_per_week)
+            )
         )
     if not problems:
         return None
     hint = (
-        " Start a CPU-only server, or ask an administrator."
+        _("Start a CPU-only server, or ask an administrator.")
         if device_count
-        else " Ask an administrator."
+        else _("Ask an administrator.")
     )
-    return (
-        f"Quota: {'; '.join(problems)}. Remaining: {describe_remaining(limits, used)} "
-        f"(limits from {limits.source}; weeks start Monday 00:00 UTC).{hint}"
+    return _(
+        "Quota: {problems}. Remaining: {remaining} (limits from {source}; weeks start Monday "
+        "00:00 UTC). {hint}"
+    ).format(
+        problems=_("; ").join(problems),
+        remaining=describe_remaining(limits, used),
+        source=limits.source,
+        hint=hint,
     )
 
 
@@ -235,7 +262,9 @@ def running_verdict(
         fractions.append(
             (
                 used.gpu_hours / budget if budget else float("inf"),
-                f"GPU/NPU {_h(used.gpu_hours)} of {_h(budget)} device-hours",
+                _("GPU/NPU {used} of {budget} device-hours").format(
+                    used=_h(used.gpu_hours), budget=_h(budget)
+                ),
             )
         )
     if limits.cpu_hours_per_week is not None:
@@ -243,7 +272,9 @@ def running_verdict(
         fractions.append(
             (
                 used.cpu_hours / budget if budget else float("inf"),
-                f"CPU {_h(used.cpu_hours)} of {_h(budget)} CPU-hours",
+                _("CPU {used} of {budget} CPU-hours").format(
+                    used=_h(used.cpu_hours), budget=_h(budget)
+                ),
             )
         )
     if not fractions:
@@ -252,11 +283,17 @@ def running_verdict(
     if worst >= 1:
         enforce = has_devices or enforce_cpu_only
         return RunningVerdict(
-            "over", enforce, f"Your weekly budget is used up ({what} used this week)."
+            "over",
+            enforce,
+            _("Your weekly budget is used up ({what} used this week).").format(what=what),
         )
     if worst >= warn_at:
         return RunningVerdict(
-            "warn", False, f"You have used {worst:.0%} of your weekly budget ({what})."
+            "warn",
+            False,
+            _("You have used {percent} of your weekly budget ({what}).").format(
+                percent=f"{worst:.0%}", what=what
+            ),
         )
     return RunningVerdict("ok", False, "")
 
