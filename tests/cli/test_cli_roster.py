@@ -133,3 +133,15 @@ def test_a_link_sets_the_password_of_an_account(site):
     assert store.link_owner(token) == "bob"
     refused = mlw_here(site, "user", "link", "nobody")
     assert refused.returncode == 2 and "No account named 'nobody'" in refused.stderr, refused
+
+
+def test_an_account_without_a_password_gets_one_from_the_roster(site, tmp_path):
+    accounts(site).create("maria", None, approved=True)  # added on the Admin page
+    roster = tmp_path / "ml101.csv"
+    roster.write_text(ROSTER)
+    run = mlw(site, "user", "import", str(roster))
+    assert "2 new, 1 already there (1 with a new password)" in run.stdout, run
+    password = {r["username"]: r["password"] for r in sheet(run)}["maria"]
+    assert accounts(site).check_login("maria", password, "1.2.3.4", POLICY).outcome is (
+        LoginOutcome.OK
+    )

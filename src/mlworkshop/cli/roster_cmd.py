@@ -72,10 +72,10 @@ def _login_url(cfg) -> str:
     return public_url(cfg).rstrip("/") + "/hub/login"
 
 
-def new_password() -> str:
-    """Easy to type from paper: 12 characters from an alphabet without look-alikes (~70 bits)."""
+def new_password(length: int = 12) -> str:
+    """Easy to type from paper: characters from an alphabet without look-alikes (12: ~70 bits)."""
     alphabet = "abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRSTUVWXYZ23456789"
-    return "".join(secrets.choice(alphabet) for _ in range(12))
+    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def roster_import(
@@ -110,9 +110,12 @@ def roster_import(
     api = HubAPI(s, cfg)
     running = api.running()
 
-    # passwords: new accounts, and existing ones only when asked
+    # passwords: new accounts, accounts without one yet (added on the Admin page), and the
+    # others only when asked
     passwords = {
-        e.username: new_password() for e in entries if e.username not in existing or reset_passwords
+        e.username: new_password(max(12, cfg.auth.min_password_length))
+        for e in entries
+        if e.username not in existing or reset_passwords or not existing[e.username].has_password
     }
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # bcrypt frees the GIL
         hashes = dict(

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .accelerators import AcceleratorsConfig
+from .auth_header import HeaderAuthConfig
 from .auth_idp import AzureADConfig, GitHubConfig, LDAPConfig, OIDCConfig
 from .base import Section, check_db_url
 from .docker import DockerBackendConfig
@@ -181,9 +182,23 @@ class AuthConfig(Section):
         "of the hub (a username header from the reverse proxy, or a who-am-I URL). Each method's "
         "options are in the section of the same name.",
     )
+    header: HeaderAuthConfig = Field(
+        default_factory=HeaderAuthConfig,
+        validate_default=True,
+        description="auth.method header: a reverse proxy's username header, or a who-am-I URL.",
+    )
     open_signup: bool = Field(
         False, description="Let new signups log in without an admin's approval."
     )
+
+    @field_validator("header")
+    @classmethod
+    def _header_complete(cls, value: HeaderAuthConfig, info) -> HeaderAuthConfig:
+        """auth.method header needs a trusted proxy or a who-am-I URL (method is checked first)."""
+        if info.data.get("method") == "header" and (problem := value.problem()):
+            raise ValueError(problem)
+        return value
+
     admin_users: list[str] = Field(
         default_factory=list,
         description="Names that are admins. Their passwords are set with "

@@ -91,6 +91,8 @@ def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 
 
 def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    if cfg.auth.method == "header":  # a company SSO in front of the hub
+        return apply_header_auth(c, cfg, site)
     if cfg.auth.method in IDP_METHODS:  # oidc, github, azuread, ldap: hub/idp_configure.py
         reserved = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group", *LOG_SOURCES]
         return apply_idp_auth(c, cfg, site, reserved)
@@ -111,6 +113,29 @@ def apply_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     a.proxy_account = PROXY_ACCOUNT if isolating() else ""
     a.public_url = public_url(cfg)
     a.password_link_days = cfg.auth.password_link_days
+
+
+def apply_header_auth(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    """auth.method header (hub/auth_header.py): the reverse proxy's username header, believed
+    only from auth.header.trusted_proxies, or the who-am-I URL. Whoever the SSO names may sign
+    in; admins are auth.admin_users and those the CLI promotes."""
+    h = cfg.auth.header
+    c.JupyterHub.authenticator_class = "mlworkshop.hub.auth_header.HeaderAuthenticator"
+    a = c.HeaderAuthenticator
+    a.db_url = site.db_url(cfg)
+    a.admin_users = set(cfg.auth.admin_users)
+    a.reserved_names = [CLI_SERVICE, CULLER_SERVICE, "root", "admin-group", *LOG_SOURCES]
+    a.allow_all = True
+    a.auto_login = True
+    a.proxy_account = PROXY_ACCOUNT if isolating() else ""
+    a.public_url = public_url(cfg)
+    a.username_header = h.username_header
+    a.trusted_proxies = list(h.trusted_proxies)
+    a.whoami_url = h.whoami_url or ""
+    a.username_field = h.username_field
+    a.forward_cookies = list(h.cookies)
+    a.sso_login_url = h.login_url or ""
+    a.whoami_timeout = h.timeout
 
 
 def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
