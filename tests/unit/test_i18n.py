@@ -143,6 +143,32 @@ def test_quota_refusal_and_queue_message():
     assert spawn_refusal(limits, used, 1).startswith("Quota: ")
 
 
+async def test_place_in_line_in_the_spawn_pages_language():
+    """The progress events of a waiting start (hub/lifecycle.py), as the spawn page's event
+    stream asks for them: in that request's language."""
+    from types import SimpleNamespace
+
+    from mlworkshop.hub.lifecycle import WorkshopSpawner, start_queue
+
+    queue = start_queue(9173)  # a limit of its own: no other test's queue
+    waiting = asyncio.get_running_loop().create_future()
+    queue.waiting.append(waiting)
+    spawner = SimpleNamespace(max_concurrent_starts=9173, _queue_ticket_state="waiting")
+    try:
+        with use_language("zh-CN"):
+            events = WorkshopSpawner.progress(spawner)
+            first = await events.__anext__()
+            spawner._queue_ticket_state = "starting"
+            second = await events.__anext__()
+    finally:
+        queue.waiting.remove(waiting)
+    assert (
+        first["message"]
+        == "很多同学正在同时启动：你的服务器正在排队（1 人等待，每次同时启动 9173 台）"
+    )
+    assert second["message"] == "正在启动你的 JupyterLab"
+
+
 # --- the hub's pages, rendered as JupyterHub renders them -------------------------------------
 @pytest.fixture
 def hub_env():
@@ -219,6 +245,16 @@ PAGES = {
         ["服务器选项", "启动"],
         ["伺服器選項", "啟動"],
         ["Server Options", "Start"],
+    ),
+    "home.html": (
+        {
+            "default_server": type("S", (), {"active": True})(),
+            "url": "/user/a/",
+            "allow_named_servers": False,
+        },
+        ["停止我的服务器", "我的服务器"],
+        ["停止我的伺服器"],
+        ["Stop My Server"],
     ),
     "spawn_pending.html": (
         {"progress_url": "/p"},
