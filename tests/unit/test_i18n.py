@@ -395,12 +395,14 @@ def test_jupyterlab_default_language(site, request_language, lab):
     from jupyter_server.config_manager import BaseJSONConfigManager
 
     from mlworkshop.hub.configure import SERVER_CONFIG
-    from mlworkshop.hub.i18n import lab_language_dir
+    from mlworkshop.hub.i18n import LAB_LOCALE_ENV, lab_language_env
 
     with use_language(request_language):
-        folder = lab_language_dir(site)
+        env = lab_language_env(site, SERVER_CONFIG)
+    assert env[LAB_LOCALE_ENV] == lab
     overrides = {}
-    for path in (folder, SERVER_CONFIG):  # what jupyterlab_server reads from JUPYTER_CONFIG_PATH
+    # what jupyterlab_server reads from JUPYTER_CONFIG_PATH (earlier entries win)
+    for path in reversed(env["JUPYTER_CONFIG_PATH"].split(os.pathsep)):
         found = BaseJSONConfigManager(config_dir=os.path.join(path, "labconfig")).get(
             "default_setting_overrides"
         )
@@ -412,6 +414,31 @@ def test_jupyterlab_default_language(site, request_language, lab):
         "fetchNews": "false",
         "checkForUpdates": False,
     }
+
+
+def test_server_side_of_jupyterlab_follows_the_locale(tmp_path):
+    """The server config file sets the locale jupyterlab_server translates menus into while a
+    student has chosen none (it read the process's locale once, in the fork server)."""
+    import subprocess
+    import sys
+
+    from mlworkshop.hub.configure import SERVER_CONFIG
+
+    script = (
+        "import os, runpy\n"
+        "runpy.run_path(os.path.join(os.environ['CFG'], 'jupyter_server_config.py'),"
+        " init_globals={'get_config': lambda: __import__('traitlets.config').config.Config()})\n"
+        "from jupyterlab_server import settings_utils, translations_handler\n"
+        "print(settings_utils.SYS_LOCALE, translations_handler.SYS_LOCALE)\n"
+    )
+    env = {
+        **os.environ,
+        "CFG": SERVER_CONFIG,
+        "MLWORKSHOP_LAB_LOCALE": "zh_TW",
+        "HOME": str(tmp_path),
+    }
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["zh_TW", "zh_TW"], out.stderr
 
 
 def test_language_packs_are_installed_with_the_server():

@@ -35,7 +35,7 @@ from ..accounts.store import (
     NoSuchAccount,
     utcnow,
 )
-from ..i18n import _, set_language
+from ..i18n import N_, _, set_language
 from ..names import BadUsername, normalize_username
 from .i18n import request_language
 from .peer import peer_uid
@@ -326,7 +326,10 @@ class _ThroughProxyOnly:
 
 
 class ProxiedLoginHandler(_ThroughProxyOnly, LoginHandler):
-    pass
+    def _render(self, login_error=None, username=None, **kwargs):
+        if login_error in JUPYTERHUB_LOGIN_ERRORS:
+            login_error = _(login_error)
+        return super()._render(login_error=login_error, username=username, **kwargs)
 
 
 class _Page(BaseHandler):

@@ -15,6 +15,7 @@ and nothing leaks between requests: tornado runs each request in a task of its o
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from jinja2.ext import InternationalizationExtension
@@ -34,11 +35,25 @@ def request_language(handler) -> str:
     )
 
 
-def lab_language_dir(site_language: str) -> str:
-    """The config folder that makes a new server's JupyterLab speak hub.language, or with auto
-    the language of the request that starts it (the student's browser)."""
-    language = site_language if site_language != "auto" else current_language()
-    return str(LAB_LANGUAGES / catalog_dir(language))
+LAB_LOCALE_ENV = "MLWORKSHOP_LAB_LOCALE"  # read by server_config/jupyter_server_config.py
+
+
+def lab_locale(site_language: str) -> str:
+    """JupyterLab's locale for a new server: hub.language, or with auto the language of the
+    request that starts it (the student's browser): zh_CN, zh_TW or en."""
+    return catalog_dir(site_language if site_language != "auto" else current_language())
+
+
+def lab_language_env(site_language: str, config_path: str) -> dict[str, str]:
+    """What a new server's environment needs for its JupyterLab to speak that language by
+    default: the locale for the server side (menus, settings) and, first on JUPYTER_CONFIG_PATH,
+    the folder whose default_setting_overrides.json names it for the browser side."""
+    locale = lab_locale(site_language)
+    folder = str(LAB_LANGUAGES / locale)
+    return {
+        LAB_LOCALE_ENV: locale,
+        "JUPYTER_CONFIG_PATH": os.pathsep.join([folder, config_path]) if config_path else folder,
+    }
 
 
 def install_request_language() -> None:

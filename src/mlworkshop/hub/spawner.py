@@ -24,7 +24,7 @@ from ..fastpath.privileges import Identity, drop_privileges
 from ..fastpath.protocol import ForkRequest
 from ..userlogs import open_user_log, prepare_user_log
 from .cgroup_hooks import cgroup_limits
-from .i18n import lab_language_dir
+from .i18n import lab_language_env
 from .lifecycle import StartQueue, WorkshopSpawner, start_queue
 from .usage_hooks import local_reading
 from .workspace import set_device_groups
@@ -105,9 +105,7 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
         env.update(self.accelerator_env())
         if env.get("JUPYTER_CONFIG_PATH"):  # beside our server config (hub/configure.py):
             # the default language of this server's JupyterLab (a student's own choice wins)
-            env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
-                [lab_language_dir(self.language), env["JUPYTER_CONFIG_PATH"]]
-            )
+            env.update(lab_language_env(self.language, env["JUPYTER_CONFIG_PATH"]))
         return env
 
     def cgroup_limits(self):

@@ -8,8 +8,21 @@ server after it has become its student, so the folders are theirs (JUPYTERLAB_SE
 JUPYTERLAB_WORKSPACES_DIR still win, as upstream).
 """
 
+import os
+
 from jupyterlab.commands import get_user_settings_dir, get_workspaces_dir
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 c.LabApp.user_settings_dir = get_user_settings_dir()
 c.LabApp.workspaces_dir = get_workspaces_dir()
+
+# hub.language (the hub's hub/i18n.py sets it per server): the language JupyterLab's server side
+# translates menus and settings into while the student has chosen none (a choice in Settings >
+# Language wins). jupyterlab_server takes it from the process's locale once, when imported: in
+# the fork server, as root, for every server, so it is set here, in each server.
+_lab_locale = os.environ.get("MLWORKSHOP_LAB_LOCALE")
+if _lab_locale:
+    from jupyterlab_server import settings_utils, translation_utils, translations_handler
+
+    for _module in (translation_utils, settings_utils, translations_handler):
+        _module.SYS_LOCALE = _lab_locale
