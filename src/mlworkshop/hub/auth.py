@@ -325,6 +325,11 @@ class _ThroughProxyOnly:
         return await super().prepare()
 
 
+# JupyterHub's own words on the sign-in page (its handlers have no translations): marked here so
+# they reach the catalogs, translated when shown.
+JUPYTERHUB_LOGIN_ERRORS = (N_("Invalid username or password"),)
+
+
 class ProxiedLoginHandler(_ThroughProxyOnly, LoginHandler):
     def _render(self, login_error=None, username=None, **kwargs):
         if login_error in JUPYTERHUB_LOGIN_ERRORS:
