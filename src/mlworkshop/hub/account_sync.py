@@ -26,6 +26,7 @@ from tornado import web
 
 from ..accounts.passwords import WeakPassword, check_password_rules
 from ..accounts.store import AccountExists, AccountInfo, AccountStore, NoSuchAccount
+from ..i18n import N_, _
 from .auth import _Page, _ThroughProxyOnly, password_work  # auth.py imports this module lazily
 
 LINK_PATH = "set-password"
@@ -111,7 +112,9 @@ class AccountLinkHandler(_ThroughProxyOnly, _Page):
                 auth.store.make_password_link, name, dt.timedelta(days=days)
             )
         except NoSuchAccount:
-            raise web.HTTPError(404, f"No account or hub user named {name!r}.") from None
+            raise web.HTTPError(
+                404, _("No account or hub user named {name}.").format(name=repr(name))
+            ) from None
         self.log.info(
             "Admin %s made a one-time password link for %s%s",
             self.current_user.name,
@@ -138,7 +141,7 @@ class SetPasswordHandler(_ThroughProxyOnly, _Page):
         token = self.get_argument("token", "")
         owner = await self._owner(token)
         if owner is None:
-            return await self._form(token, None, _GONE, 404)
+            return await self._form(token, None, _(GONE), 404)
         await self._form(token, owner)
 
     async def post(self):
@@ -146,10 +149,10 @@ class SetPasswordHandler(_ThroughProxyOnly, _Page):
         token = self.get_body_argument("token", "")
         owner = await self._owner(token)
         if owner is None:
-            return await self._form(token, None, _GONE, 404)
+            return await self._form(token, None, _(GONE), 404)
         password = self.get_body_argument("password", "", strip=False)
         if password != self.get_body_argument("password_confirm", "", strip=False):
-            return await self._form(token, owner, "The two passwords do not match.", 400)
+            return await self._form(token, owner, _("The two passwords do not match."), 400)
         try:
             check_password_rules(
                 password, auth.min_password_length, auth.check_common_passwords, owner
@@ -158,7 +161,7 @@ class SetPasswordHandler(_ThroughProxyOnly, _Page):
         except WeakPassword as exc:
             return await self._form(token, owner, str(exc), 400)
         except NoSuchAccount:  # used in another tab meanwhile
-            return await self._form(token, None, _GONE, 404)
+            return await self._form(token, None, _(GONE), 404)
         self.log.info("%s set their password through a one-time link", owner)
         self.set_header("Cache-Control", "no-store")
         await self.page(
@@ -166,11 +169,11 @@ class SetPasswordHandler(_ThroughProxyOnly, _Page):
             token="",
             owner=owner,
             error=None,
-            message="Your password is set. Sign in with it now.",
+            message=_("Your password is set. Sign in with it now."),
         )
 
 
-_GONE = (
+GONE = N_(  # shown in the reader's language (mlworkshop/i18n.py)
     "This link has been used, has expired or is wrong. Ask your instructor or lab admin for a "
     "new one."
 )
