@@ -104,7 +104,12 @@ def test_in_chart_configure_keeps_the_charts_services(tmp_path):
     c = Config()
     c.JupyterHub.services = [{"name": "idle-culler", "command": ["cull"]}]
     c.JupyterHub.load_roles = [{"name": "idle-culler", "scopes": ["read:servers"]}]
-    env = {"MLWORKSHOP_SITE": str(tmp_path / "site"), "MLWORKSHOP_CONFIG_FILE": str(config_file)}
+    env = {
+        "MLWORKSHOP_SPAWNER__BACKEND": "docker",  # the hub image's own (Dockerfile.hub) ...
+        **values["hub"]["extraEnv"],  # ... which the chart's values replace
+        "MLWORKSHOP_SITE": str(tmp_path / "site"),
+        "MLWORKSHOP_CONFIG_FILE": str(config_file),
+    }
     configure_in_chart(c, env)
     names = [s["name"] for s in c.JupyterHub.services]
     assert names.count("idle-culler") == 1 and "mlworkshop-cli" in names

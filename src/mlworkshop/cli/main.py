@@ -43,6 +43,7 @@ def _register_subcommands() -> None:
     from .auth_cmd import auth_app
     from .backup_cmd import backup, restore
     from .bundle_cmd import bundle_app
+    from .doctor_cmd import doctor
     from .images_cmd import images_app
     from .k8s_cmd import k8s_app
     from .logs_cmd import logs
@@ -55,6 +56,7 @@ def _register_subcommands() -> None:
     app.add_typer(auth_app, name="auth")
     app.command("backup")(backup)
     app.command("restore")(restore)
+    app.command("doctor")(doctor)
     app.add_typer(bundle_app, name="bundle")
     app.add_typer(images_app, name="images")
     app.add_typer(k8s_app, name="k8s")

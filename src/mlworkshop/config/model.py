@@ -388,6 +388,34 @@ class BackupConfig(Section):
         return value
 
 
+class DoctorConfig(Section):
+    """`mlworkshop doctor` and its hub-managed watch service (ops/doctor/)."""
+
+    watch_every: int = Field(
+        300,
+        ge=0,
+        le=86400,
+        description="Seconds between two runs of the doctor's watch service, which the hub runs "
+        "and which repairs what is safe to repair (see fix) and records it in <site>/logs/doctor.log. "
+        "0: no watch service.",
+    )
+    fix: bool = Field(
+        True,
+        description="The watch service repairs what is safe (content permissions, the fork server, "
+        "the usage service, servers the hub wrongly thinks run, orphan processes of students); "
+        "false: it only records findings.",
+    )
+    cert_warn_days: int = Field(
+        21, ge=1, le=365, description="Warn this many days before the HTTPS certificate expires."
+    )
+    backup_max_age_hours: int = Field(
+        36,
+        ge=1,
+        le=8760,
+        description="With backup.schedule set: warn when the newest backup in backup.dir is older.",
+    )
+
+
 class MLWorkshopConfig(Section):
     """mlworkshop.yaml: everything an admin can set."""
 
@@ -399,4 +427,5 @@ class MLWorkshopConfig(Section):
     accelerators: AcceleratorsConfig = Field(default_factory=AcceleratorsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
     packages: PackagesConfig = Field(default_factory=PackagesConfig)

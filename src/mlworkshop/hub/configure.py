@@ -207,6 +207,7 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     """Every service of the hub, its roles and scopes, built here in one place and set once:
     the CLI's, the idle culler and the usage service (hub/usage_service.py builds its values)."""
     from .accelerators import settings_key
+    from .doctor_service import doctor_service_config
     from .usage_hooks import UsageAnnouncement
     from .usage_service import usage_service_config
 
@@ -256,8 +257,10 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
         )
     services += index_services(cfg, site)  # packages.index: local (hub/packages.py)
     usage = usage_service_config(cfg, site)  # nothing when usage.enabled is false
-    c.JupyterHub.services = services + usage.services
-    c.JupyterHub.load_roles = roles + usage.roles
+    doctor = doctor_service_config(cfg, site)  # no watch service when doctor.watch_every is 0
+    c.JupyterHub.services = services + usage.services + doctor.services
+    c.JupyterHub.load_roles = roles + usage.roles + doctor.roles
+    c.JupyterHub.extra_handlers = doctor.handlers  # what the doctor asks the hub (doctor_api)
     if usage.services:
         c.JupyterHub.custom_scopes = usage.custom_scopes
         c.JupyterHub.extra_user_scopes = usage.extra_user_scopes

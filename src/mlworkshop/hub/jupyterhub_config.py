@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mlworkshop.config import load_config
 from mlworkshop.hub.configure import configure
+from mlworkshop.hub.metrics import register_metrics
 from mlworkshop.hub.priority import set_hub_priority
 from mlworkshop.hub.sqlite_tuning import use_wal_for_sqlite
 from mlworkshop.site import Site
@@ -16,6 +17,7 @@ c = get_config()  # noqa: F821 (provided by JupyterHub)
 _site = Site(Path(os.environ["MLWORKSHOP_SITE"]))
 _cfg = load_config(_site.root)
 configure(c, _cfg, _site)
+register_metrics(_site, _cfg)  # ours beside JupyterHub's at /hub/metrics (hub/metrics.py)
 use_wal_for_sqlite()  # before JupyterHub opens its database
 set_hub_priority(_cfg.hub.nice)  # before the proxy, services and fork server start: they inherit it
 

@@ -115,6 +115,9 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
             "extraEnv": {
                 "MLWORKSHOP_SITE": CHART_SITE,
                 "MLWORKSHOP_CONFIG_FILE": CHART_CONFIG_FILE,
+                # the hub image's own default (Dockerfile.hub: the docker backend) would win over
+                # the file, as every MLWORKSHOP_ variable does
+                "MLWORKSHOP_SPAWNER__BACKEND": "kubernetes",
             },
             "extraFiles": {
                 "mlworkshop-yaml": {

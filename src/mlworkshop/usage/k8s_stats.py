@@ -49,8 +49,11 @@ async def _readings(api, pods: Mapping[Hashable, tuple[str, str]]) -> dict[Hasha
     out: dict[Hashable, Reading] = {}
     for node, wanted in nodes.items():
         try:
-            raw = await core.connect_get_node_proxy_with_path(node, "stats/summary")
-            summary = json.loads(raw) if isinstance(raw, str) else raw
+            # the raw body: the client would turn the JSON into a Python repr of it
+            response = await core.connect_get_node_proxy_with_path(
+                node, "stats/summary", _preload_content=False
+            )
+            summary = json.loads(await response.read())
         except (ApiException, ValueError) as exc:
             log.warning("No stats from node %s's kubelet: %s", node, exc)
             continue
