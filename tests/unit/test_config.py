@@ -240,7 +240,13 @@ def test_env_overrides_and_scalars():
 def test_get_key_values_and_sections():
     cfg = MLWorkshopConfig()
     assert get_key(cfg, "hub.port") == 8000
-    assert get_key(cfg, "culler") == {"enabled": True, "timeout": 7200, "every": 300}
+    assert get_key(cfg, "culler") == {
+        "enabled": True,
+        "timeout": 7200,
+        "every": 300,
+        "class_prewarm": 600,
+        "class_grace": 900,
+    }
     with pytest.raises(ConfigError, match="unknown key 'hub.nope'.*Known keys here: ip, port"):
         get_key(cfg, "hub.nope")
     with pytest.raises(ConfigError, match="unknown key 'hub.port.x'"):

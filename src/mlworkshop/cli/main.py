@@ -43,6 +43,7 @@ def _register_subcommands() -> None:
     from .auth_cmd import auth_app
     from .backup_cmd import backup, restore
     from .bundle_cmd import bundle_app
+    from .class_cmd import class_app
     from .doctor_cmd import doctor
     from .images_cmd import images_app
     from .k8s_cmd import k8s_app
@@ -58,6 +59,7 @@ def _register_subcommands() -> None:
     app.command("restore")(restore)
     app.command("doctor")(doctor)
     app.add_typer(bundle_app, name="bundle")
+    app.add_typer(class_app, name="class")
     app.add_typer(images_app, name="images")
     app.add_typer(k8s_app, name="k8s")
     app.command("logs")(logs)

@@ -344,6 +344,18 @@ class CullerConfig(Section):
         7200, ge=60, description="Seconds of inactivity before a server is stopped."
     )
     every: int = Field(300, ge=10, description="Seconds between two checks for idle servers.")
+    class_prewarm: int = Field(
+        600,
+        ge=0,
+        description="`mlworkshop class start GROUP --at HH:MM` starts the group's servers this many "
+        "seconds before the bell.",
+    )
+    class_grace: int = Field(
+        900,
+        ge=0,
+        description="Seconds after a class's bell that its pre-warmed servers are kept even if "
+        "nobody has used them; after that an unused one is stopped (a used one follows `timeout`).",
+    )
 
 
 class BackupConfig(Section):

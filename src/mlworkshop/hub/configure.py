@@ -251,7 +251,16 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
         roles.append(
             {
                 "name": "idle-culler",
-                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "scopes": [
+                    "list:users",
+                    "read:users:activity",
+                    "read:servers",
+                    "delete:servers",
+                    # class pre-warm (hub/classes.py): read the groups' schedules, start servers
+                    "list:groups",
+                    "read:groups",
+                    "servers",
+                ],
                 "services": [CULLER_SERVICE],
             }
         )
