@@ -69,6 +69,7 @@ print(json.dumps(info))
         and forkserver.uids().real == 0
     )
     vic_server = _server_process(forkserver, info["vic"]["uid"], info["vic"]["pid"])
+    assert vic_server.name() == "mlw-server", "ps and top tell a forked server from its kernels"
     # ... and una cannot read vic's server environment (his token) or his files
     leak = await servers["una"].run_code(f"""
 for path in ['/proc/{vic_server.pid}/environ', '{hub.site}/users/vic/work']:

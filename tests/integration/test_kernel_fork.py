@@ -437,6 +437,7 @@ def test_student_kernel_is_forked_with_the_clients_identity(lab, forkserver):
     assert started["kind"] == "ForkedKernel", client.output()
     kernel = psutil.Process(started["kernel_pid"])
     assert kernel.ppid() == forkserver.pid, "the kernel is the fork server's child"
+    assert kernel.name() == "mlw-kernel", "ps and top tell a forked kernel from its server"
     assert started["kernel_pid"] not in {
         p.pid for p in psutil.Process(started["client_pid"]).children(recursive=True)
     }

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from .. import cgroups, pysite
 from . import framing
-from .privileges import Identity, drop_privileges, fresh_signals
+from .privileges import Identity, drop_privileges, fresh_signals, name_process
 from .protocol import (
     KERNEL_REQUEST_TIMEOUT,
     KernelRequest,
@@ -292,6 +292,7 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
         print(f"[forkserver] kernel refused: {why}", file=sys.stderr, flush=True)
         return 1
     # From here on, everything runs with the server's rights only.
+    name_process("mlw-kernel")
     try:
         request, fds = read_request(conn)
     except (TimeoutError, ValueError) as exc:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 from .. import pysite
 from . import framing
-from .privileges import Identity, drop_privileges, fresh_signals
+from .privileges import Identity, drop_privileges, fresh_signals, name_process
 from .protocol import SERVER_REQUEST_TIMEOUT, ForkRequest, RequestError, error_reply, pid_reply
 
 PRELOAD = (
@@ -115,6 +115,7 @@ def become_user_server(request: ForkRequest) -> None:
         umask=request.umask,
         cwd=request.cwd,
     )
+    name_process("mlw-server")
     os.environ.clear()
     os.environ.update(request.env)
     pysite.apply(request.env)  # the student's own and the shared packages, as a fresh start would
