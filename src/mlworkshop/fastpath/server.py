@@ -78,6 +78,7 @@ PRELOAD = (
     "nbformat",
     "tornado.platform.asyncio",
     "psutil",  # jupyter_client.localinterfaces, at each server's start
+    "anyio._backends._asyncio",  # at a server's first run_sync (JupyterLab's first requests)
 )
 # Read at import time by jupyterhub.singleuser: the same for every user, so never preloaded with a value.
 _IMPORT_TIME_ENV = ("JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXTENSION")
@@ -95,6 +96,12 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
             importlib.import_module(module)
         except ImportError as exc:  # an optional extension missing is not fatal
             print(f"[forkserver] could not preload {module}: {exc}", file=sys.stderr)
+    try:  # what every server would work out for itself on JupyterLab's first load
+        from .singleuser import share_installed_lookups
+
+        share_installed_lookups()
+    except Exception as exc:  # noqa: BLE001 - each server then works it out itself
+        print(f"[forkserver] exporters or schema checks not shared: {exc}", file=sys.stderr)
     if threading.active_count() != 1:  # fork() copies only the calling thread: refuse to go on
         raise SystemExit(
             f"[forkserver] preloading started threads {threading.enumerate()}; cannot fork safely"

@@ -1,10 +1,29 @@
-"""The single-user server mlworkshop starts: jupyterhub-singleuser with TCP_NODELAY on websockets.
+"""The single-user server mlworkshop starts: jupyterhub-singleuser with TCP_NODELAY on websockets,
+and the list of nbconvert exporters worked out once for everyone.
 
 jupyter-server never sets TCP_NODELAY, so Nagle's algorithm holds each small kernel message back
 for the peer's delayed ACK: a `1+1` round trip through the proxy takes ~48 ms instead of ~7 ms.
+
+JupyterLab asks every new server for /api/nbconvert as it loads (the "Save and Export Notebook
+As" menu). jupyter-server answers by scanning every installed distribution's entry points and
+constructing every exporter (templates read from disk), in each server: measured with py-spy
+during a browser's first load, 30 % of a forked server's CPU. The answer depends only on what is
+installed, so the fork server works it out once before forking and every server answers from it.
+(A student's own ~/.jupyter nbconvert config no longer hides exporters from that menu; converting
+still reads it.)
+
+The next largest share was /lab/api/settings checking every plugin's schema against JSON
+Schema's metaschema (jsonschema's check_schema), again in each server for the same installed
+files: the fork server checks them once and servers skip a schema it has seen, byte for byte.
+The installed language packs (entry points, scanned for each /lab/api/translations request) are
+looked up once the same way.
 """
 
 from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
 
 
 def enable_websocket_nodelay() -> None:
@@ -22,8 +41,111 @@ def enable_websocket_nodelay() -> None:
     WebSocketMixin.open = open_with_nodelay
 
 
+def share_export_list() -> None:
+    """nbconvert's get_export_names() and get_exporter(name), when asked without a config (as
+    jupyter-server's /api/nbconvert does), answered from a cache made here; call it before
+    forking so the work is done once. Idempotent."""
+    from nbconvert.exporters import base
+
+    if getattr(base.get_export_names, "_mlw_shared", False):
+        return
+    names_of, exporter_of = base.get_export_names, base.get_exporter
+
+    @functools.cache
+    def cached_names() -> tuple[str, ...]:
+        return tuple(names_of())
+
+    @functools.cache
+    def cached_exporter(name):
+        return exporter_of(name)
+
+    def get_export_names(config=None):
+        return list(cached_names()) if config is None else names_of(config)
+
+    def get_exporter(name, config=None):
+        return cached_exporter(name) if config is None else exporter_of(name, config)
+
+    for exporter in cached_names():  # warm: every exporter class the menu will ask for
+        try:
+            cached_exporter(exporter)
+        except Exception:  # noqa: BLE001,S112 - a broken or disabled exporter is asked again later
+            continue
+    get_export_names._mlw_shared = True
+    base.get_export_names, base.get_exporter = get_export_names, get_exporter
+
+
+class _SchemaChecksOnce:
+    """Stands in for jupyterlab_server.settings_utils.Validator (Draft7Validator): instances are
+    real Draft7Validators; check_schema() skips a schema already found valid in this process (or
+    in the fork server before it forked)."""
+
+    checked: set[str] = set()
+
+    def __new__(cls, *args, **kwargs):
+        from jsonschema import Draft7Validator
+
+        return Draft7Validator(*args, **kwargs)
+
+    @classmethod
+    def check_schema(cls, schema) -> None:
+        from jsonschema import Draft7Validator
+
+        key = json.dumps(schema, sort_keys=True)
+        if key in cls.checked:
+            return
+        Draft7Validator.check_schema(schema)
+        cls.checked.add(key)
+
+
+def _installed_schemas() -> list[Path]:
+    """JupyterLab's own plugin schemas and those of every installed extension."""
+    from jupyter_core.paths import jupyter_path
+    from jupyterlab.commands import get_app_dir
+
+    roots = [Path(get_app_dir()) / "schemas"]
+    for folder in jupyter_path("labextensions"):
+        roots += Path(folder).glob("*/schemas")
+        roots += Path(folder).glob("@*/*/schemas")
+    return [path for root in roots if root.is_dir() for path in root.rglob("*.json")]
+
+
+def share_schema_checks() -> None:
+    """Check the installed schemas now (before forking) and let servers skip them. Idempotent."""
+    from jupyterlab_server import settings_utils
+
+    if settings_utils.Validator is _SchemaChecksOnce:
+        return
+    for path in _installed_schemas():
+        try:
+            _SchemaChecksOnce.check_schema(json.loads(path.read_text(encoding="utf-8")))
+        except Exception:  # noqa: BLE001,S112 - an invalid one is checked (and refused) per request
+            continue
+    settings_utils.Validator = _SchemaChecksOnce
+
+
+def share_language_pack_lookup() -> None:
+    """jupyterlab_server's scans of installed language packs (entry points), made once. Idempotent."""
+    from jupyterlab_server import translation_utils as tu
+
+    for name in ("_get_installed_language_pack_locales", "_get_installed_package_locales"):
+        scan = getattr(tu, name)
+        if not hasattr(scan, "cache_info"):
+            cached = functools.cache(scan)
+            cached()  # warm
+            setattr(tu, name, cached)
+
+
+def share_installed_lookups() -> None:
+    """Everything above, done once: in the fork server before it forks (every server inherits it)
+    and, for a server started cold, at its start."""
+    share_export_list()
+    share_schema_checks()
+    share_language_pack_lookup()
+
+
 def main() -> None:
     enable_websocket_nodelay()
+    share_installed_lookups()
     from jupyterhub.singleuser import main as singleuser_main
 
     singleuser_main()

@@ -1,0 +1,57 @@
+"""fastpath.singleuser: what every server would look up for itself on JupyterLab's first load
+(nbconvert's exporters, the plugin schemas' metaschema checks, the installed language packs) is
+looked up once and answered the same. Each check runs in a fresh interpreter: the patches are
+process-wide."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PROBE = r"""
+import json
+from nbconvert.exporters import base
+from jupyterlab_server import settings_utils, translation_utils as tu
+before = {
+    "names": base.get_export_names(),
+    "classes": {n: base.get_exporter(n).__name__ for n in base.get_export_names()},
+    "packs": tu._get_installed_language_pack_locales()[0],
+    "package_locales": tu._get_installed_package_locales()[0],
+}
+from mlworkshop.fastpath.singleuser import share_installed_lookups, _SchemaChecksOnce
+share_installed_lookups()
+share_installed_lookups()  # idempotent
+after = {
+    "names": base.get_export_names(),
+    "classes": {n: base.get_exporter(n).__name__ for n in base.get_export_names()},
+    "packs": tu._get_installed_language_pack_locales()[0],
+    "package_locales": tu._get_installed_package_locales()[0],
+}
+# an invalid schema is still refused, a valid one is a real validator
+try:
+    settings_utils.Validator.check_schema({"type": 12})
+    refused = False
+except Exception:
+    refused = True
+validator = settings_utils.Validator({"type": "object", "properties": {"a": {"type": "integer"}}})
+print(json.dumps({
+    "same": before == after,
+    "exporters": len(after["names"]),
+    "schemas_checked": len(_SchemaChecksOnce.checked),
+    "invalid_refused": refused,
+    "validates": not validator.is_valid({"a": "x"}) and validator.is_valid({"a": 1}),
+    "cached_names": base.get_export_names() is not base.get_export_names(),
+}))
+"""
+
+
+def test_shared_lookups_answer_as_the_originals_and_still_refuse_bad_schemas():
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["same"], "the shared answers differ from what jupyter-server would compute"
+    assert seen["exporters"] > 5 and seen["schemas_checked"] > 20
+    assert seen["invalid_refused"] and seen["validates"]
+    assert seen["cached_names"], "callers get their own list (they may change it)"
