@@ -25,6 +25,7 @@ import os
 import time
 from pathlib import Path
 
+import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubespawner import KubeSpawner
 from traitlets import Dict, observe, validate
@@ -273,6 +274,8 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
             return await asyncio.wait_for(self.engine_start(), budget)
         except TimeoutError:
             raise RuntimeError(await self._why_not_started()) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RuntimeError(self._unreachable(exc)) from None
         except ApiException as exc:
             message = (
                 f"The cluster refused {self.user.name}'s pod {self.namespace}/{self.pod_name}: "
@@ -281,6 +284,22 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
             )
             self.log.error("%s", message)
             raise RuntimeError(message) from None
+
+    def _unreachable(self, exc: BaseException) -> str:
+        message = (
+            f"The Kubernetes API is not reachable ({exc}), so {self.user.name}'s pod could not be "
+            "managed. Check that the cluster runs and spawner.kubernetes.kubeconfig "
+            f"({self.kube.kubeconfig or 'in-cluster / $KUBECONFIG'}); `mlworkshop k8s doctor` says "
+            "more."
+        )
+        self.log.error("%s", message)
+        return message
+
+    async def stop_backend(self, now: bool = False) -> None:
+        try:
+            await self.engine_stop(now)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RuntimeError(self._unreachable(exc)) from None
 
     async def _why_not_started(self) -> str:
         """The pod's last events, when it did not come up in time (unschedulable: no node has the
