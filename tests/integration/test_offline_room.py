@@ -51,7 +51,11 @@ def _open_tmp(prefix: str) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle():
-    """A real bundle of this checkout, without the lessons extra."""
+    """A real bundle of this checkout, without the lessons extra ($MLW_OFFLINE_BUNDLE: one made
+    before, kept; to run this test again quickly while working on it)."""
+    if os.environ.get("MLW_OFFLINE_BUNDLE"):
+        yield Path(os.environ["MLW_OFFLINE_BUNDLE"])
+        return
     folder = _open_tmp("mlw-bundle-")
     out = folder / "bundle"
     started = time.monotonic()

@@ -16,7 +16,7 @@ import typer
 
 from ..config import load_config
 from ..hub import packages as pk
-from ..hub.package_index import PackageIndexError, package_files, upload
+from ..hub.package_index import INDEX, PackageIndexError, package_files, upload
 from ..site import resolve_site
 
 packages_app = typer.Typer(
@@ -42,11 +42,13 @@ def _loaded(site: Path | None):
 
 
 def _index_answers(base: str, wait: float = 0) -> bool:
-    """Whether the index answers, waiting up to `wait` s (it takes ~10 s to start with the hub)."""
+    """Whether the index answers with its root/local index made, waiting up to `wait` s (with the
+    hub it takes a few seconds to start, and then to make root/local)."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            if httpx.get(f"{base}/+api", timeout=5).status_code == 200:
+            ready = httpx.get(f"{base}/{INDEX}", headers={"Accept": "application/json"}, timeout=5)
+            if ready.status_code == 200:
                 return True
         except httpx.HTTPError:
             pass

@@ -196,7 +196,14 @@ def serve(serverdir: Path, port: int, seeds: list[Path], offline: bool, password
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, proc)
-        ensure_index(base, password)
+        for attempt in range(20):  # a devpi that just started may drop the first connections
+            try:
+                ensure_index(base, password)
+                break
+            except httpx.TransportError:
+                if attempt == 19:
+                    raise
+                time.sleep(1)
         for seed in seeds:
             try:
                 files = package_files([seed])
