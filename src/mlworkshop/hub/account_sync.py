@@ -122,7 +122,8 @@ class AccountLinkHandler(_ThroughProxyOnly, _Page):
             " (and their account)" if made else "",
         )
         self.set_header("Cache-Control", "no-store")
-        await self.page("account-link.html", name=name, link=link_url(self, token), days=days)
+        link = link_url(self, token)  # `username`: render_template's own first argument is name
+        await self.page("account-link.html", username=name, link=link, days=days)
 
 
 class SetPasswordHandler(_ThroughProxyOnly, _Page):
