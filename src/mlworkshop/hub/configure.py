@@ -7,7 +7,6 @@ read here (a site without them: SiteNotReady, saying to run init).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,22 +19,13 @@ from .auth import TEMPLATES
 from .hublog import LOG_SOURCES
 from .idp_configure import IDP_METHODS, apply_idp_auth
 from .packages import index_services, server_environment
+from .proxy_binary import proxy_command
 from .service_accounts import CULLER_ACCOUNT, PROXY_ACCOUNT, isolating, setpriv_command
 from .tls import proxy_tls_files
 
 CLI_SERVICE = "mlworkshop-cli"
 CULLER_SERVICE = "idle-culler"
-REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVER_CONFIG = str(Path(__file__).resolve().parent / "server_config")
-
-
-def proxy_command() -> list[str]:
-    """configurable-http-proxy from the repo's node_modules (make install), else from PATH."""
-    local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
-    if local.exists():
-        return [str(local)]
-    found = shutil.which("configurable-http-proxy")
-    return [found] if found else [str(local)]
 
 
 def public_url(cfg: MLWorkshopConfig) -> str:

@@ -15,7 +15,7 @@ DISK_WARN, DISK_ERROR = 0.10, 0.02
 
 
 def check_proxy_binary(ctx: Context) -> list[Finding]:
-    from ...hub.configure import proxy_command
+    from ...hub.proxy_binary import proxy_command
 
     binary = Path(proxy_command()[0])
     if binary.exists():
