@@ -50,6 +50,9 @@ def k8s_hub(make_hub, cluster, namespace, image, users=("alice", "bob"), **setti
             "spawner.kubernetes.image_pull_policy": "Never",
             "spawner.kubernetes.start_timeout": 120,
             "culler.enabled": "false",
+            # small enough for a 2-CPU node to hold two students (and a GPU one) at once
+            "accelerators.profiles": "{cpu: {cpu_limit: 1, mem_limit: 1G}, "
+            "per_device: {cpu_limit: 0.5, mem_limit: 768M}}",
             **settings,
         }
     )
@@ -109,7 +112,7 @@ async def test_students_on_pods(make_hub, k8s_cluster, k8s_namespace, k8s_test_i
     assert {"work", "lessons", "datasets", "models", "submissions"} <= listing
 
     # the pod runs as alice's own account (the local backend's uid), never root, with the CPU-only
-    # profile's limits (2 CPUs, 4G) and half of them requested
+    # profile's limits (1 CPU, 1G here) and half of them requested
     spec = pod(k8s_cluster, ns, "alice")["spec"]
     account = pwd.getpwnam(hub.prefix + "alice")
     assert spec["securityContext"]["runAsUser"] == account.pw_uid
@@ -117,8 +120,8 @@ async def test_students_on_pods(make_hub, k8s_cluster, k8s_namespace, k8s_test_i
     container = spec["containers"][0]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
-    assert quantity(limits["cpu"]) == 2 and quantity(requests["cpu"]) == 1
-    assert quantity(limits["memory"]) == 4 * 2**30 and quantity(requests["memory"]) == 2 * 2**30
+    assert quantity(limits["cpu"]) == 1 and quantity(requests["cpu"]) == 0.5
+    assert quantity(limits["memory"]) == 2**30 and quantity(requests["memory"]) == 2**29
     assert in_pod(k8s_cluster, ns, "alice", "id -u").strip() == str(account.pw_uid)
     # ... and the kernel enforces them: the container's cgroup (v2 or v1)
     cgroup = in_pod(
@@ -129,8 +132,8 @@ async def test_students_on_pods(make_hub, k8s_cluster, k8s_namespace, k8s_test_i
         "cat /sys/fs/cgroup/cpu.max 2>/dev/null || "
         "echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)",
     ).split()
-    assert int(cgroup[0]) == 4 * 2**30
-    assert int(cgroup[1]) / int(cgroup[2]) == pytest.approx(2.0)
+    assert int(cgroup[0]) == 2**30
+    assert int(cgroup[1]) / int(cgroup[2]) == pytest.approx(1.0)
 
     # work/ is hers and on the site; lessons/ is read-only for real; submissions/ her own
     assert a.write_text("work/notes.py", "print('mine')").status_code == 201
@@ -256,7 +259,7 @@ def test_gpu_profile_needs_a_node_that_advertises_it(
         assert resources["limits"]["nvidia.com/gpu"] == "1"
         assert resources["requests"]["nvidia.com/gpu"] == "1"
         assert spec["nodeName"] == node
-        assert quantity(resources["limits"]["cpu"]) == 4  # the per-device profile's limits
+        assert quantity(resources["limits"]["cpu"]) == 0.5  # the per-device profile's limits
         # device-hours: the session holds the pod's one GPU (not booked in our allocator)
         rows = usage_rows(
             hub,

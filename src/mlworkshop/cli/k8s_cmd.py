@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import load_config
-from ..config.loader import to_yaml
 from ..kubeapi import KubeError, run
 from ..site import resolve_site
 
@@ -68,9 +67,28 @@ def values_cmd(
     sys.stdout.write(
         "# Zero to JupyterHub values made by `mlworkshop k8s values` from mlworkshop.yaml.\n"
         "# It holds the whole config (secrets too): keep it as private as mlworkshop.yaml.\n"
-        + to_yaml(values)
-        + "\n"
     )
+    _dump_readable(values)
+
+
+def _dump_readable(values) -> None:
+    """YAML with the embedded files (mlworkshop.yaml, the extraConfig code) as literal blocks,
+    so the values file reads like the files it carries."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    def blocks(node):
+        if isinstance(node, dict):
+            return {k: blocks(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [blocks(v) for v in node]
+        if isinstance(node, str) and "\n" in node:
+            return LiteralScalarString(node)
+        return node
+
+    yaml = YAML()
+    yaml.width = 4096
+    yaml.dump(blocks(values), sys.stdout)
 
 
 @k8s_app.command("nodes")
