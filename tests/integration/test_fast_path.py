@@ -189,3 +189,37 @@ def test_jupyterlab_saves_settings_and_workspaces_in_the_students_home(make_hub,
         lab_dir, "user-settings", "@jupyterlab", "apputils-extension", "themes.jupyterlab-settings"
     )
     assert os.stat(settings).st_uid == pwd.getpwnam(hub.prefix + "una").pw_uid
+
+
+def test_jupyterlab_bundles_are_sent_compressed_once_and_whole(make_hub):
+    """The fork server compressed JupyterLab's bundles once (fastpath/static.py); a server sends
+    the .gz to a browser that accepts gzip, and the file itself to one that does not."""
+    import gzip
+    import re
+
+    from mlworkshop.fastpath.static import static_roots
+
+    hub = make_hub()
+    mlw(hub.site, "user", "add", "gia", "--password-stdin", input=PASSWORD + "\n")
+    hub.start()
+    browser = hub.browser()
+    assert browser.login("gia", PASSWORD).status_code == 302
+    browser.start_server("gia")
+    server = Server(hub.url, "gia", browser.new_token("gia"))
+    lab = server.client.get("/user/gia/lab")
+    assert lab.status_code == 200, lab.text[:300]
+    bundle = re.search(r'src="([^"]*/static/lab/[^"]+\.js)[^"]*"', lab.text).group(1)
+    name = bundle.rsplit("/", 1)[1]
+    original = (static_roots()[0] / name).read_bytes()
+
+    packed = server.client.get(bundle, headers={"Accept-Encoding": "gzip"})
+    assert packed.status_code == 200
+    assert packed.headers.get("content-encoding") == "gzip"
+    assert packed.headers["content-type"].startswith(("application/javascript", "text/javascript"))
+    assert int(packed.headers["content-length"]) < len(original) / 2
+    assert packed.content == original  # httpx unpacks it: the same bytes arrive
+
+    plain = server.client.get(bundle, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    assert plain.content == original and int(plain.headers["content-length"]) == len(original)
+    assert gzip.decompress((static_roots()[0] / (name + ".gz")).read_bytes()) == original

@@ -98,8 +98,13 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
             print(f"[forkserver] could not preload {module}: {exc}", file=sys.stderr)
     try:  # what every server would work out for itself on JupyterLab's first load
         from .singleuser import share_installed_lookups
+        from .static import precompress, serve_precompressed
 
         share_installed_lookups()
+        written, fresh = precompress()
+        if written:
+            print(f"[forkserver] compressed {written} static files ({fresh} were)", file=sys.stderr)
+        serve_precompressed()
     except Exception as exc:  # noqa: BLE001 - each server then works it out itself
         print(f"[forkserver] exporters or schema checks not shared: {exc}", file=sys.stderr)
     if threading.active_count() != 1:  # fork() copies only the calling thread: refuse to go on

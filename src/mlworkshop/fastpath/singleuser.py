@@ -144,8 +144,11 @@ def share_installed_lookups() -> None:
 
 
 def main() -> None:
+    from .static import serve_precompressed
+
     enable_websocket_nodelay()
     share_installed_lookups()
+    serve_precompressed()  # the .gz files the fork server wrote (fastpath/static.py)
     from jupyterhub.singleuser import main as singleuser_main
 
     singleuser_main()
