@@ -24,7 +24,7 @@ def test_init_creates_the_site_and_a_second_run_changes_nothing(tmp_path):
     assert config.exists() and "# Port the hub's public proxy listens on." in config.read_text()
     assert mode(config) == 0o600  # may hold a database password; students can reach the site root
     assert mode(root / "secrets") == 0o700 and mode(root / "state") == 0o700
-    names = {"cookie_secret", "proxy_auth_token", "cli_api_token"}
+    names = {"cookie_secret", "proxy_auth_token", "cli_api_token", "package_index_password"}
     assert {p.name for p in (root / "secrets").iterdir()} == names
     secrets_before = {name: (root / "secrets" / name).read_text() for name in names}
     for name, value in secrets_before.items():
@@ -68,7 +68,8 @@ def test_config_show_get_schema_and_validate(site):
         "port: 8000" in show.stdout and "culler:" in show.stdout and "timeout: 7200" in show.stdout
     )
     assert (
-        get_section.stdout == "enabled: true\ntimeout: 7200\nevery: 300\n"
+        get_section.stdout
+        == "enabled: true\ntimeout: 7200\nevery: 300\nclass_prewarm: 600\nclass_grace: 900\n"
     )  # YAML, as in the file
     document = json.loads(schema.stdout)
     assert (
