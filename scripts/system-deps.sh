@@ -5,7 +5,8 @@ set -euo pipefail
 # chromium and libnss3-tools (certutil: the HTTPS test gives Chromium the site CA) are for the tests;
 # (systemd-analyze, from the package systemd, checks `mlworkshop service` units where present; not
 # installed here: it is no small package, and tests/ops/test_service.py skips those checks without it)
-need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium postgresql libnss3-tools)
+# slapd and ldap-utils: the sign-in tests start a private OpenLDAP of their own (tests/auth/conftest.py)
+need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium postgresql libnss3-tools slapd ldap-utils)
 # iproute2 (ip netns) and git: the offline-room test clones the checkout and cuts the network
 need+=(iproute2 git)
 missing=()
@@ -33,3 +34,7 @@ echo "Installing Debian packages: ${pkgs[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+# Debian starts a system-wide slapd on install; nothing of mlworkshop uses it (tests run their own)
+if [[ " ${pkgs[*]} " == *" slapd "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now slapd >/dev/null 2>&1 || true
+fi

@@ -54,3 +54,14 @@ def test_unlink_frees_the_account_for_its_next_owner(links):
     assert links.unlink("jane_doe") is True
     assert links.unlink("jane_doe") is False
     assert links.claim("oidc", "sub-9", "jane_doe", "jane.doe@uni.edu") == "jane_doe"
+
+
+def test_looking_reserves_nothing(links):
+    """A person not admitted (outside the allowed groups) is only looked up: their name's account
+    stays free for whoever is admitted first."""
+    assert (
+        links.claim("oidc", "outsider", "jane_doe", "jane.doe@evil.test", record=False)
+        == "jane_doe"
+    )
+    assert links.list() == []
+    assert links.claim("oidc", "sub-1", "jane_doe", "Jane.Doe@uni.edu") == "jane_doe"

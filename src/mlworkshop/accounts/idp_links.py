@@ -61,9 +61,12 @@ class IdPLinks:
         except SchemaError as exc:
             raise DatabaseUnavailable(str(exc)) from None
 
-    def claim(self, provider: str, subject: str, wanted: str, idp_name: str) -> str:
+    def claim(
+        self, provider: str, subject: str, wanted: str, idp_name: str, record: bool = True
+    ) -> str:
         """The account of (provider, subject): the one it has, or `wanted` made theirs now.
-        Raises AccountTaken when `wanted` belongs to someone else."""
+        Raises AccountTaken when `wanted` belongs to someone else. record=False only looks (a
+        person not yet admitted must not reserve a name someone else may need)."""
         for _ in range(2):  # a second try only after losing a race for the same row
             try:
                 with Session(self.engine) as db, db.begin():
@@ -91,6 +94,8 @@ class IdPLinks:
                             "already exists on this hub. An administrator has to sort this out (the "
                             "hub's log says how); please tell them.",
                         )
+                    if not record:
+                        return wanted
                     db.add(
                         IdPLink(
                             provider=provider,

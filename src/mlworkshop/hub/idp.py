@@ -89,8 +89,12 @@ class IdPMixin(HasTraits):
         except BadUsername:
             return False
 
-    async def link_account(self, auth_model: dict, subject: str, idp_name: str) -> dict:
-        """Put the person's own account in auth_model['name'] (made at their first sign-in)."""
+    async def link_account(
+        self, auth_model: dict, subject: str, idp_name: str, record: bool = False
+    ) -> dict:
+        """Put the person's own account in auth_model['name']: the one tied to them, or the one
+        their name gives if nobody else has it. Tied to them (record) only once they are admitted
+        (record_account, from check_allowed)."""
         try:
             wanted = account_name_from_idp(idp_name, self.mlw_keep_email_domain)
         except BadUsername as exc:
@@ -102,7 +106,7 @@ class IdPMixin(HasTraits):
             ) from None
         try:
             name = await asyncio.to_thread(
-                self.links.claim, self.mlw_provider, str(subject), wanted, idp_name
+                self.links.claim, self.mlw_provider, str(subject), wanted, idp_name, record
             )
         except AccountTaken as exc:
             self.log.error("Sign-in refused: %s", exc)
@@ -111,9 +115,16 @@ class IdPMixin(HasTraits):
             self.log.error("Sign-in failed: %s", exc)
             raise web.HTTPError(503, "The hub cannot reach its database; try again soon.") from None
         auth_model["name"] = name
+        state = auth_model.setdefault("auth_state", {})
+        state["mlw_subject"], state["mlw_idp_name"] = str(subject), idp_name
         if name in self.admin_users:
             auth_model["admin"] = True
         return auth_model
+
+    async def record_account(self, auth_model: dict) -> None:
+        """The person is admitted: tie the account to them now (refused if someone was quicker)."""
+        state = auth_model.get("auth_state") or {}
+        await self.link_account(auth_model, state["mlw_subject"], state["mlw_idp_name"], True)
 
     def refusal(self, idp_name: str) -> web.HTTPError:
         admitted = ", ".join(self.mlw_allowed_names) or "a list the administrator keeps"
@@ -297,13 +308,15 @@ class OAuthIdPMixin(IdPMixin):
     async def update_auth_model(self, auth_model):
         auth_model = await super().update_auth_model(auth_model)
         subject, idp_name = self.idp_identity(auth_model)
-        auth_model["auth_state"]["mlw_idp_name"] = idp_name
         return await self.link_account(auth_model, subject, idp_name)
 
     async def check_allowed(self, username, auth_model):
         allowed = await super().check_allowed(username, auth_model)
-        if allowed or auth_model is None:
+        if auth_model is None:
             return allowed
+        if allowed:
+            await self.record_account(auth_model)
+            return True
         idp_name = (auth_model.get("auth_state") or {}).get("mlw_idp_name", username)
         self.log.info("Sign-in refused: %s (%s) is in no allowed group", username, idp_name)
         raise self.refusal(idp_name)
@@ -395,7 +408,6 @@ class LDAPIdPAuthenticator(IdPMixin, LDAPAuthenticator):
         if model is None:
             return None
         idp_name = model["name"]
-        model["auth_state"]["mlw_idp_name"] = idp_name
         model = await self.link_account(model, idp_name.strip().lower(), idp_name)
         dns = set(model["auth_state"].get("ldap_groups") or [])
         model["groups"] = sorted({group_name_from_dn(dn) for dn in dns})
@@ -404,12 +416,16 @@ class LDAPIdPAuthenticator(IdPMixin, LDAPAuthenticator):
         return model
 
     async def check_allowed(self, username, auth_model):
-        if auth_model is None or not self.mlw_allowed_dns:
-            return True
-        if auth_model.get("admin") or username in self.allowed_users:
+        if auth_model is None:
             return True
         dns = set((auth_model.get("auth_state") or {}).get("ldap_groups") or [])
-        if dns & set(self.mlw_allowed_dns):
+        if (
+            not self.mlw_allowed_dns
+            or auth_model.get("admin")
+            or username in self.allowed_users
+            or dns & set(self.mlw_allowed_dns)
+        ):
+            await self.record_account(auth_model)
             return True
         idp_name = auth_model["auth_state"].get("mlw_idp_name", username)
         self.log.info("Sign-in refused: %s (%s) is in no allowed group", username, idp_name)
