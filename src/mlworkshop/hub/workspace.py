@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import safewalk
 from ..site import CONTENT_KINDS
 
 UID_HIGH_WATER = "uid-high-water"
@@ -205,38 +206,25 @@ def prepare_shared_content(content: Path, submissions: Path, admin_group: str | 
         folder.mkdir(exist_ok=True)
         _own(folder, 0, gid, 0o2775)
     for kind in CONTENT_KINDS:
-        for root, dirs, files in os.walk(content / kind):
-            for name in dirs:
-                _share_with_admins(Path(root) / name, gid, 0o2775)
-            for name in files:
-                _share_with_admins(Path(root) / name, gid, None)
+        for _path, fd in safewalk.entries(content / kind):
+            _share_with_admins(fd, gid)
     _own(submissions, 0, gid, 0o2755)
 
 
-def _share_with_admins(path: Path, gid: int, dir_mode: int | None) -> None:
+def _share_with_admins(fd: int, gid: int) -> None:
     """Group = admins, group-writable, not writable by others; owner and read bits kept. Admins
-    can plant entries here, so only a real folder or a file with no other name is changed, through
-    an fd opened without following links (a symbolic link, a hard link to a file elsewhere, a
-    device or a pipe is left alone)."""
-    try:
-        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
+    (and a student, where an admin slipped) can plant entries here, so this gets an O_PATH fd the
+    walk opened relative to its folder without following a link (safewalk.entries), and changes
+    only a real folder or a file with no other name, through that fd (a symbolic link, a hard
+    link to a file elsewhere, a device or a pipe is left alone)."""
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        mode = 0o2775
+    elif stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        mode = ((st.st_mode & 0o7777) | 0o060) & ~0o002
+    else:
         return
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode) and dir_mode is not None:
-            mode = dir_mode
-        elif stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and dir_mode is None:
-            mode = ((st.st_mode & 0o7777) | 0o060) & ~0o002
-        else:
-            return
-        here = f"/proc/self/fd/{fd}"  # this very inode (an O_PATH fd has no fchown/fchmod)
-        if st.st_gid != gid:
-            os.chown(here, -1, gid)
-        if stat.S_IMODE(st.st_mode) != mode:
-            os.chmod(here, mode)
-    finally:
-        os.close(fd)
+    safewalk.change(fd, st, gid, mode)
 
 
 def _retire_if_foreign(path: Path, uid: int, removed: Path) -> None:

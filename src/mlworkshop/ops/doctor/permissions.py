@@ -7,11 +7,11 @@ class runs. Submissions must not be readable by other students. The fix puts bac
 submissions folder 2750.
 
 The fix runs as root (`doctor --fix`, the watch service) in folders a student may have been able
-to write, so it never follows a path a student can replace: the walk holds each folder open
-(os.fwalk, no symbolic links followed), each entry is opened relative to that folder without
-following a link (O_PATH | O_NOFOLLOW), checked through the open descriptor, and changed through
-that very descriptor (/proc/self/fd/N). Links are left alone; so is a file with more than one
-name (a hard link a student planted to a file elsewhere).
+to write, so it never follows a path a student can replace: the walk (safewalk.py, the one `up`
+uses) holds each folder open, each entry is opened relative to that folder without following a
+link (O_PATH | O_NOFOLLOW), checked through the open descriptor, and changed through that very
+descriptor (/proc/self/fd/N). Links are left alone; so is a file with more than one name (a
+hard link a student planted to a file elsewhere).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from ... import safewalk
 from ...site import CONTENT_KINDS
 from .findings import Context, Finding, ok
 
@@ -37,42 +38,12 @@ def _admin_gid(ctx: Context) -> int | None:
         return None
 
 
-def _open_nofollow(name: str, dir_fd: int | None = None) -> int | None:
-    try:
-        return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _entries(top: Path, recursive: bool = True) -> Iterator[tuple[str, int]]:
-    """(path, O_PATH fd) of `top` and (recursive) everything below it, links included (the
-    caller skips them). Each fd is closed once the caller moves on."""
-    fd = _open_nofollow(str(top))
-    if fd is None:
-        return
-    try:
-        yield str(top), fd
-    finally:
-        os.close(fd)
-    if not recursive:
-        return
-    for root, dirs, files, root_fd in os.fwalk(top, follow_symlinks=False):
-        for name in dirs + files:
-            fd = _open_nofollow(name, root_fd)
-            if fd is None:
-                continue
-            try:
-                yield os.path.join(root, name), fd
-            finally:
-                os.close(fd)
-
-
 def _content_entries(ctx: Context) -> Iterator[tuple[str, int]]:
     """The content folder itself, and everything in lessons/, datasets/ and models/."""
     content = ctx.site.content(ctx.cfg)
-    yield from _entries(content, recursive=False)
+    yield from safewalk.entries(content, recursive=False)
     for kind in CONTENT_KINDS:
-        yield from _entries(content / kind)
+        yield from safewalk.entries(content / kind)
 
 
 def _content_mode(st: os.stat_result, admin_gid: int | None) -> int | None:
@@ -105,10 +76,7 @@ def _repair_content(ctx: Context) -> str:
         if mode is None:
             left.append(path)
             continue
-        here = f"/proc/self/fd/{fd}"  # this very inode (an O_PATH fd has no fchmod)
-        if gid is not None and st.st_gid != gid:
-            os.chown(here, -1, gid)
-        os.chmod(here, mode)
+        safewalk.change(fd, st, gid, mode)
         changed.append(f"{path} {stat.S_IMODE(st.st_mode):o} -> {mode:o}")
     n = len(changed)
     done = f"chmod back {n} content entr{'y' if n == 1 else 'ies'}: " + "; ".join(changed[:SHOWN])
@@ -140,7 +108,7 @@ def check_content(ctx: Context) -> list[Finding]:
 def _submission_problems(ctx: Context) -> list[tuple[str, int, int]]:
     """(path, mode now, mode it should have) of submissions folders that are wrong."""
     root = ctx.site.submissions
-    fd = _open_nofollow(str(root))
+    fd = safewalk.open_nofollow(str(root))
     if fd is None:
         return []
     found = []
@@ -155,7 +123,7 @@ def _submission_problems(ctx: Context) -> list[tuple[str, int, int]]:
                 found  # a hub not run as root runs every server as itself: no per-student folders
             )
         for name in os.listdir(f"/proc/self/fd/{fd}"):
-            child = _open_nofollow(name, fd)
+            child = safewalk.open_nofollow(name, fd)
             if child is None:
                 continue
             try:
@@ -171,14 +139,14 @@ def _submission_problems(ctx: Context) -> list[tuple[str, int, int]]:
 
 def _repair_submissions(ctx: Context) -> str:
     root = ctx.site.submissions
-    fd = _open_nofollow(str(root))
+    fd = safewalk.open_nofollow(str(root))
     if fd is None:
         return "nothing to do"
     changed = []
     try:
         wanted = {path: mode for path, _now, mode in _submission_problems(ctx)}
         for path, mode in wanted.items():
-            target = fd if path == str(root) else _open_nofollow(Path(path).name, fd)
+            target = fd if path == str(root) else safewalk.open_nofollow(Path(path).name, fd)
             if target is None:
                 continue
             try:
