@@ -30,7 +30,7 @@ from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLoginHandler
 from tornado import web
 from tornado.escape import xhtml_escape
 from tornado.httpclient import HTTPClientError
-from traitlets import Bool, HasTraits, List, Unicode
+from traitlets import Bool, HasTraits, List, Unicode, default
 
 from ..accounts.idp_links import AccountTaken, IdPLinks
 from ..accounts.store import DatabaseUnavailable
@@ -383,6 +383,13 @@ class LDAPIdPAuthenticator(IdPMixin, LDAPAuthenticator):
 
     mlw_allowed_dns = List(Unicode(), help="Group DNs whose members may log in.").tag(config=True)
     mlw_admin_dns = List(Unicode(), help="Group DNs whose members are admins.").tag(config=True)
+
+    @default("valid_username_regex")
+    def _sign_in_names(self):
+        """What people type, as their directory knows them (Jane.Doe, jdoe@uni.edu): the library
+        escapes it (RFC 4514/4515) before it reaches a DN or a filter, and the account name is
+        made from it by the project's rule."""
+        return r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
 
     async def authenticate(self, handler, data):
         # ldap3 blocks: the library's coroutine runs to its end on a worker thread's own loop

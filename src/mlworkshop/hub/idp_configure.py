@@ -181,9 +181,6 @@ def _apply_ldap(a, section, site: Site) -> None:
         if section.search_bind_dn:
             a.lookup_dn_search_user = section.search_bind_dn
             a.lookup_dn_search_password = read_idp_secret(site, "ldap") or ""
-    # What people type is escaped by the library (RFC 4514/4515) before it reaches a DN or filter;
-    # the account name is made from it by the project's rule.
-    a.valid_username_regex = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
     every = [*section.allowed_groups, *section.admin_groups, *section.groups]
     a.allowed_groups = list(dict.fromkeys(every))  # the library tests membership of each
     a.mlw_allowed_dns = list(section.allowed_groups)
