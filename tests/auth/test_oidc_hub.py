@@ -192,5 +192,21 @@ def test_wrong_client_secret_and_provider_down_give_pages_not_tracebacks(make_hu
     provider.start(client_secret="not-the-right-secret")
     client, final = http_sign_in(hub, "Jane.Doe@uni.test", PW)
     assert final.status_code == 200 and str(final.url).endswith("/hub/home"), final.text[:2000]
+
+    # Jane is taken out of every allowed group at the provider: before her next server start the
+    # hub asks the provider again (refresh_pre_spawn), her sign-in no longer holds, and signing
+    # in again is refused
+    provider.users["u-jane"]["Groups"] = ["visitors"]
+    provider.stop()
+    provider.start()
+    spawn = client.post(
+        f"{hub.url}/hub/api/users/jane_doe/server",
+        headers={"X-XSRFToken": client.cookies.get("_xsrf", path="/hub/") or ""},
+    )
+    assert spawn.status_code == 403, spawn.text
+    assert not hub_user(hub, "jane_doe").json()["servers"]
+    client.close()
+    client, final = http_sign_in(hub, "Jane.Doe@uni.test", PW)
+    assert final.status_code == 403 and "admits only members of" in final.text, final.text[:2000]
     client.close()
     assert not sign_in_tracebacks(hub.log())

@@ -34,16 +34,17 @@ from traitlets import Bool, HasTraits, List, Unicode, default
 
 from ..accounts.idp_links import AccountTaken, IdPLinks
 from ..accounts.store import DatabaseUnavailable
+from ..i18n import _
 from ..names import BadUsername, account_name_from_idp, normalize_username
 
 PROBE_TIMEOUT = 5  # seconds: a provider that does not answer a discovery GET in 5 s is "down"
 
 
 def provider_down_message(service: str) -> str:
-    return (
-        f"Signing in is not possible right now: {service} (the sign-in service) is not answering. "
+    return _(
+        "Signing in is not possible right now: {service} (the sign-in service) is not answering. "
         "Try again in a few minutes; if it goes on, tell your administrator."
-    )
+    ).format(service=service)
 
 
 class IdPMixin(HasTraits):
@@ -101,8 +102,10 @@ class IdPMixin(HasTraits):
             self.log.error("Sign-in refused: %s user %r: %s", self.mlw_provider, idp_name, exc)
             raise web.HTTPError(
                 403,
-                f"{exc} Ask your administrator: this hub cannot make a username from your "
-                "sign-in name.",
+                _(
+                    "{reason} Ask your administrator: this hub cannot make a username from your "
+                    "sign-in name."
+                ).format(reason=exc),
             ) from None
         try:
             name = await asyncio.to_thread(
@@ -113,7 +116,9 @@ class IdPMixin(HasTraits):
             raise web.HTTPError(403, exc.user_message) from None
         except DatabaseUnavailable as exc:
             self.log.error("Sign-in failed: %s", exc)
-            raise web.HTTPError(503, "The hub cannot reach its database; try again soon.") from None
+            raise web.HTTPError(
+                503, _("The hub cannot reach its database; try again soon.")
+            ) from None
         auth_model["name"] = name
         state = auth_model.setdefault("auth_state", {})
         state["mlw_subject"], state["mlw_idp_name"] = str(subject), idp_name
@@ -127,11 +132,13 @@ class IdPMixin(HasTraits):
         await self.link_account(auth_model, state["mlw_subject"], state["mlw_idp_name"], True)
 
     def refusal(self, idp_name: str) -> web.HTTPError:
-        admitted = ", ".join(self.mlw_allowed_names) or "a list the administrator keeps"
+        admitted = ", ".join(self.mlw_allowed_names) or _("a list the administrator keeps")
         return web.HTTPError(
             403,
-            f"You signed in as {idp_name}, but this hub admits only members of: {admitted}. "
-            "If you should have access, ask your instructor to add you.",
+            _(
+                "You signed in as {name}, but this hub admits only members of: {admitted}. "
+                "If you should have access, ask your instructor to add you."
+            ).format(name=idp_name, admitted=admitted),
         )
 
 
@@ -144,13 +151,13 @@ class IdPLoginHandler(OAuthLoginHandler):
         if problem is None:
             return super().get()
         self.set_status(503)
-        service = xhtml_escape(self.authenticator.login_service)
+        sign_in = _("Sign in with {service}").format(service=self.authenticator.login_service)
         retry = self.request.uri  # a link the person clicks, never a redirect: no loop
         html = (
             '<div class="service-login">'
             f'<p class="login_error alert alert-danger" id="idp-error">{xhtml_escape(problem)}</p>'
             f'<a role="button" class="btn btn-jupyter btn-lg" href="{xhtml_escape(retry)}">'
-            f"Sign in with {service}</a></div>"
+            f"{xhtml_escape(sign_in)}</a></div>"
         )
         page = self.render_template(
             "login.html",
@@ -176,8 +183,10 @@ class IdPCallbackHandler(OAuthCallbackHandler):
             self.log.warning("The sign-in service answered the callback with: %s", detail)
             raise web.HTTPError(
                 403,
-                f"The sign-in service did not sign you in ({detail[:200]}). Go back to the hub's "
-                "login page to try again.",
+                _(
+                    "The sign-in service did not sign you in ({detail}). Go back to the hub's "
+                    "login page to try again."
+                ).format(detail=detail[:200]),
             )
 
 
@@ -267,13 +276,15 @@ class OAuthIdPMixin(IdPMixin):
                 )
                 raise web.HTTPError(
                     503,
-                    f"Signing in with {self.login_service} is not working: it did not accept this "
-                    "hub's credentials. Your administrator has to fix the hub's settings (the "
-                    "hub's log says what); please tell them.",
+                    _(
+                        "Signing in with {service} is not working: it did not accept this hub's "
+                        "credentials. Your administrator has to fix the hub's settings (the hub's "
+                        "log says what); please tell them."
+                    ).format(service=self.login_service),
                 ) from None
             self.log.warning("Token request refused: HTTP %s %s", exc.code, error)
             raise web.HTTPError(
-                400, "Signing in took too long or was interrupted. Please sign in again."
+                400, _("Signing in took too long or was interrupted. Please sign in again.")
             ) from None
         except OSError as exc:
             self.log.warning("The token endpoint %s does not answer: %s", self.token_url, exc)
@@ -300,8 +311,10 @@ class OAuthIdPMixin(IdPMixin):
         if subject in (None, ""):
             raise web.HTTPError(
                 403,
-                f"The sign-in service sent no {self.mlw_subject_key!r} for you; the hub cannot "
-                "tell who you are. Please tell your administrator.",
+                _(
+                    "The sign-in service sent no {key} for you; the hub cannot tell who you are. "
+                    "Please tell your administrator."
+                ).format(key=repr(self.mlw_subject_key)),
             )
         return str(subject), idp_name
 
@@ -325,6 +338,10 @@ class OAuthIdPMixin(IdPMixin):
         """The library's refresh (new tokens, fresh user info and groups), then the allow check
         again: someone taken out of every allowed group must sign in again, and is refused then.
         While the provider is down, people who are signed in stay signed in."""
+        if handler is not None and not hasattr(handler, "_token_authenticated"):
+            # JupyterHub 6.1.1 sets this only for token requests, and reads it when a refresh
+            # fails: a browser (cookie) request then ended in a 500 instead of a new sign-in
+            handler._token_authenticated = False
         try:
             refreshed = await super().refresh_user(user, handler, **kwargs)
         except web.HTTPError as exc:
@@ -408,9 +425,11 @@ class LDAPIdPAuthenticator(IdPMixin, LDAPAuthenticator):
             )
             raise web.HTTPError(
                 503,
-                "Signing in is not possible right now: the directory server that checks "
-                "passwords is not answering. Try again in a few minutes; if it goes on, tell "
-                "your administrator.",
+                _(
+                    "Signing in is not possible right now: the directory server that checks "
+                    "passwords is not answering. Try again in a few minutes; if it goes on, tell "
+                    "your administrator."
+                ),
             ) from None
         if model is None:
             return None
