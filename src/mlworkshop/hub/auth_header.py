@@ -33,6 +33,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, List, Unicode
 
+from ..i18n import N_, _
 from ..names import BadUsername, normalize_username
 from .auth import MLWorkshopAuthenticator, _peer_ip, client_address
 
@@ -72,6 +73,9 @@ def _address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return address.ipv4_mapped
     return address
+
+
+NOT_ANSWERING = N_("The sign-in service is not answering. Try again in a minute.")
 
 
 class NotSignedIn(Exception):
@@ -129,7 +133,8 @@ class HeaderAuthenticator(MLWorkshopAuthenticator):
         claimed = request.headers.get(self.username_header, "")
         if self.unsafe_proxies():
             raise web.HTTPError(
-                503, "Sign-in is switched off: the hub's SSO setting is unsafe (see the hub log)."
+                503,
+                _("Sign-in is switched off: the hub's SSO setting is unsafe (see the hub log)."),
             )
         through = await self.through_proxy(handler)
         peer = _address(client_address(handler, through))
@@ -149,8 +154,10 @@ class HeaderAuthenticator(MLWorkshopAuthenticator):
                 )
             raise web.HTTPError(
                 403,
-                "Sign in through your organisation's sign-in page: this address does not take "
-                "sign-ins directly.",
+                _(
+                    "Sign in through your organisation's sign-in page: this address does not take "
+                    "sign-ins directly."
+                ),
             )
         if not claimed:
             raise NotSignedIn()
@@ -181,9 +188,7 @@ class HeaderAuthenticator(MLWorkshopAuthenticator):
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
         except (TimeoutError, OSError, HTTPClientError) as exc:
             self.log.error("The who-am-I service %s did not answer: %s", self.whoami_url, exc)
-            raise web.HTTPError(
-                503, "The sign-in service is not answering. Try again in a minute."
-            ) from None
+            raise web.HTTPError(503, _(NOT_ANSWERING)) from None
         if response.code in (401, 403) or 300 <= response.code < 400:
             raise NotSignedIn()
         if response.code != 200:
@@ -193,7 +198,7 @@ class HeaderAuthenticator(MLWorkshopAuthenticator):
                 response.code,
                 (response.body or b"")[:200],
             )
-            raise web.HTTPError(503, "The sign-in service is not answering. Try again in a minute.")
+            raise web.HTTPError(503, _(NOT_ANSWERING))
         try:
             name = json.loads(response.body)[self.username_field]
             if not isinstance(name, str):
@@ -206,7 +211,7 @@ class HeaderAuthenticator(MLWorkshopAuthenticator):
                 exc,
             )
             raise web.HTTPError(
-                503, "The sign-in service gave an answer the hub cannot read."
+                503, _("The sign-in service gave an answer the hub cannot read.")
             ) from None
         if not name:
             raise NotSignedIn()
@@ -222,11 +227,15 @@ class HeaderAuthenticator(MLWorkshopAuthenticator):
             self.log.warning("Refused SSO user %r: %s", claimed[:64], exc)
             raise web.HTTPError(
                 403,
-                f"Your sign-in name {claimed[:64]!r} cannot be used here: {exc} Ask the lab "
-                "admin for an account name that fits.",
+                _(
+                    "Your sign-in name {name} cannot be used here: {reason} Ask the lab admin "
+                    "for an account name that fits."
+                ).format(name=repr(claimed[:64]), reason=exc),
             ) from None
         if name in self.reserved_names:
-            raise web.HTTPError(403, f"The name {name!r} is reserved on this hub.")
+            raise web.HTTPError(
+                403, _("The name {name} is reserved on this hub.").format(name=repr(name))
+            )
         # admins: auth.admin_users, or whoever the CLI promoted (the hub's own flag stays)
         return {"name": name, "admin": True if name in self.admin_users else None}
 
@@ -251,8 +260,8 @@ class HeaderLoginHandler(BaseHandler):
                 )
                 return self.redirect(target, permanent=False)
             raise web.HTTPError(
-                401, "You are not signed in. Sign in through your organisation's sign-in page."
+                401, _("You are not signed in. Sign in through your organisation's sign-in page.")
             ) from None
         if user is None:
-            raise web.HTTPError(403, "Sign-in refused.")
+            raise web.HTTPError(403, _("Sign-in refused."))
         self.redirect(self.get_next_url(user), permanent=False)
