@@ -35,8 +35,11 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 MODULES="$HERE/k8s"
-K8S_VERSION=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' "$MODULES/kubernetes/go.mod")
-ETCD_VERSION=$(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\).*/\1/p' "$MODULES/etcd/go.mod")
+# the version a go.mod requires of a module (a `require` line or a line of a require block)
+required() { awk -v m="$2" '$1 == "require" && $2 == m {print $3} $1 == m && $2 ~ /^v/ {print $2}' "$1" | head -1; }
+K8S_VERSION=$(required "$MODULES/kubernetes/go.mod" k8s.io/kubernetes)
+ETCD_VERSION=$(required "$MODULES/etcd/go.mod" go.etcd.io/etcd/server/v3)
+[ -n "$K8S_VERSION" ] && [ -n "$ETCD_VERSION" ] || { echo "k8s-cluster: no versions in $MODULES/*/go.mod" >&2; exit 1; }
 CACHE=${MLW_K8S_CACHE:-/var/cache/mlworkshop-k8s}
 STATE=${MLW_K8S_STATE:-/var/lib/mlworkshop-k8s}
 RUN=${MLW_K8S_RUN:-/run/mlworkshop-k8s}
@@ -377,10 +380,11 @@ preflight() {
       die "missing: ${missing[*]}; install: apt-get install -y containerd runc containernetworking-plugins"
     fi
     say "installing containerd runc containernetworking-plugins (missing: ${missing[*]})"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      containerd runc containernetworking-plugins >&2 \
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      containerd runc containernetworking-plugins; } >&2 \
       || die "apt-get could not install containerd runc containernetworking-plugins"
-    preflight
+    MLW_K8S_NO_INSTALL=1 preflight
   fi
 }
 
