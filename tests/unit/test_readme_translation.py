@@ -1,6 +1,7 @@
 """README.zh-CN.md is README.md's lab admin guide in simplified Chinese, kept in step: the same
-sections in the same order, and in each section the same commands (in code blocks and in
-`inline code`), so a lab admin reading either one types the same things.
+sections at the same levels (each Chinese heading names its English one in a comment below it),
+and in each section the same commands (in code blocks and in `inline code`), so a lab admin
+reading either one types the same things.
 
 The developer's guide stays English (README.zh-CN.md links to it): only the part before
 README.md's second level-2 heading is compared.
@@ -56,26 +57,50 @@ def commands(body: str) -> set[str]:
     return found
 
 
-def test_same_sections_in_the_same_order():
+EN_TAG = re.compile(r"^<!-- en: (.+?) -->$", re.M)
+
+
+def _key(level: int, title: str) -> str:
+    """What pairs a section: its English heading; the text above the guide and the title by place."""
+    return title if level >= 2 else f"(level {level})"
+
+
+def paired() -> tuple[list, dict]:
+    """README.md's admin-guide sections, and README.zh-CN.md's by the English heading each one
+    names in the comment under its heading (`<!-- en: Users -->`): sections are paired by name,
+    so two engineers moving a section in README.md does not make the check guess."""
     english = admin_guide(ROOT / "README.md")
-    chinese = admin_guide(ROOT / "README.zh-CN.md")
-    assert [level for level, _t, _b in english] == [level for level, _t, _b in chinese], (
-        "README.zh-CN.md's sections differ from README.md's admin guide:\n"
-        + "\n".join(
-            f"{'#' * a[0]} {a[1]}  |  {'#' * b[0]} {b[1]}"
-            for a, b in zip(english, chinese + [(0, "(missing)", "")] * len(english), strict=False)
-        )
+    chinese = {}
+    for level, title, body in admin_guide(ROOT / "README.zh-CN.md"):
+        tag = EN_TAG.search(body)
+        key = tag.group(1) if tag else (_key(level, title) if level < 2 else f"(untagged: {title})")
+        assert key not in chinese, f"README.zh-CN.md: two sections say they translate {key!r}"
+        chinese[key] = (level, title, body)
+    return english, chinese
+
+
+def test_same_sections():
+    english, chinese = paired()
+    wanted = {_key(level, title) for level, title, _b in english}
+    missing = sorted(t for t in wanted if t not in chinese)
+    extra = sorted(t for t in chinese if t not in wanted)
+    assert not missing and not extra, (
+        f"README.zh-CN.md is not in step with README.md's admin guide: untranslated sections "
+        f"{missing}; sections README.md no longer has (or untagged) {extra}"
     )
+    for level, title, _b in english:
+        if level > 1:
+            assert chinese[title][0] == level, f"{title!r}: heading level differs"
 
 
 def test_same_commands_in_each_section():
-    english = admin_guide(ROOT / "README.md")
-    chinese = admin_guide(ROOT / "README.zh-CN.md")
-    assert len(english) == len(chinese), (
-        "the sections differ (test_same_sections_in_the_same_order)"
-    )
+    english, chinese = paired()
     problems = []
-    for (_level, title, body), (_l, titled, translated) in zip(english, chinese, strict=True):
+    for level, title, body in english:
+        key = _key(level, title)
+        if key not in chinese:
+            continue  # test_same_sections says so
+        _l, titled, translated = chinese[key]
         ours, theirs = commands(body), commands(translated)
         if ours != theirs:
             problems.append(
