@@ -309,6 +309,9 @@ state = "$RUN/containerd/state"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   stream_server_address = "127.0.0.1"
+  # these machines withhold CAP_SYS_RESOURCE even from root: a pod's oom_score_adj (-998 for the
+  # sandbox) below containerd's own made runc fail ("can't get final child's PID from pipe: EOF")
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -450,6 +453,7 @@ cmd_start() {
     --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=true \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --kubelet-preferred-address-types InternalIP,Hostname \
     --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
@@ -497,9 +501,9 @@ fail_start() {
 kubectl_() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
 node_ready() {
+  # Ready, and the controller-manager has lifted the not-ready taint (pods can be scheduled)
   [ -x "$BIN/kubectl" ] && [ -f "$KUBECONFIG_ADMIN" ] || return 1
-  [ "$(kubectl_ get node "$NODE" --request-timeout 5s \
-    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  [ "$(kubectl_ get node "$NODE" --request-timeout 5s -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.spec.taints[*].key}' 2>/dev/null)" = True/ ]
 }
 
 running_all() {
