@@ -105,7 +105,7 @@ async def test_students_on_pods(make_hub, k8s_cluster, k8s_namespace, k8s_test_i
     alice.start_server("alice", timeout=180)
     bob.start_server("bob", timeout=180)
     assert alice.client.get("/user/alice/lab").status_code == 200
-    assert bob.client.get("/user/bob/api/status").status_code == 200
+    assert bob.client.get("/user/bob/lab").status_code == 200  # the OAuth dance, as a browser
     a = Server(hub.url, "alice", alice.new_token("alice"))
     b = Server(hub.url, "bob", bob.new_token("bob"))
     listing = {item["name"] for item in a.contents("GET", "").json()["content"]}
@@ -115,9 +115,9 @@ async def test_students_on_pods(make_hub, k8s_cluster, k8s_namespace, k8s_test_i
     # profile's limits (1 CPU, 1G here) and half of them requested
     spec = pod(k8s_cluster, ns, "alice")["spec"]
     account = pwd.getpwnam(hub.prefix + "alice")
-    assert spec["securityContext"]["runAsUser"] == account.pw_uid
-    assert spec["securityContext"]["runAsGroup"] == account.pw_gid
     container = spec["containers"][0]
+    assert container["securityContext"]["runAsUser"] == account.pw_uid
+    assert container["securityContext"]["runAsGroup"] == account.pw_gid
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
     assert quantity(limits["cpu"]) == 1 and quantity(requests["cpu"]) == 0.5
@@ -187,7 +187,7 @@ async def test_students_on_pods(make_hub, k8s_cluster, k8s_namespace, k8s_test_i
     hub.start()
     bob = login(hub, "bob")
     assert bob.api("GET", "/users/bob").json()["servers"][""]["ready"] is True
-    assert bob.client.get("/user/bob/api/status").status_code == 200
+    assert bob.client.get("/user/bob/lab").status_code == 200
     assert pod(k8s_cluster, ns, "bob")["metadata"]["uid"] == uid_before
 
     # stop: the pod goes, the session closes as stopped
