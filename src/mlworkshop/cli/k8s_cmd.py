@@ -22,7 +22,8 @@ k8s_app = typer.Typer(
     help="Kubernetes: chart values, the cluster's nodes (cordon, drain) and a health check.",
     no_args_is_help=True,
 )
-out = Console(soft_wrap=True)
+# piped or logged (no terminal): wide enough that a node's row is one line to read and grep
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 SiteOpt = Annotated[
     Path | None,
