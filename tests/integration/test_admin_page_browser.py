@@ -51,7 +51,11 @@ def test_add_users_on_the_admin_page_then_a_one_time_link(make_hub):
             person = browser.new_context().new_page()  # the new user's own browser
             try:
                 sign_in(admin, base, "teacher", TEACHER_PW)
-                admin.wait_for_url("**/hub/**", timeout=60_000)
+                # signed in: the hub's pages, or already the teacher's own lab (a forked server
+                # starts in under a second, before the spawn page's own load completes)
+                admin.wait_for_url(
+                    lambda url: "/hub/" in url or "/user/teacher/" in url, timeout=60_000
+                )
                 admin.goto(base + "/hub/admin")
                 admin.click(".add-users-button", timeout=60_000)
                 admin.fill("#add-user-textarea", "bob")
