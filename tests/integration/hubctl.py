@@ -86,6 +86,9 @@ class Hub:
             "hub.port": self.port,
             "hub.internal_port": self.internal_port,
             "hub.proxy_api_port": self.proxy_api_port,
+            # no doctor watch service unless a test asks (tests/ops/test_doctor_hub.py does):
+            # it costs every hub start CPU, and hundreds of hubs start in a run
+            "doctor.watch_every": 0,
             **settings,
         }
         for key, value in values.items():

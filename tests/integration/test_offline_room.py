@@ -32,6 +32,12 @@ from .wheels import make_wheel
 
 pytestmark = [
     pytest.mark.integration,
+    # ~10 minutes (a real bundle, a fresh clone installed from it): with it the suite runs past
+    # CI's 90 minutes on 2 cores, so it is opt-in (README, developer's guide)
+    pytest.mark.skipif(
+        os.environ.get("MLW_TEST_OFFLINE") != "1",
+        reason="opt-in: MLW_TEST_OFFLINE=1 make test runs the offline-room test",
+    ),
     pytest.mark.skipif(
         os.geteuid() != 0 or shutil.which("ip") is None,
         reason="needs root and iproute2 (network namespaces) to cut the network",

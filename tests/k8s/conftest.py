@@ -36,8 +36,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def k8s_cluster() -> Cluster:
     mode = _mode()
-    if mode == "0":
-        pytest.skip("MLW_TEST_K8S=0: the Kubernetes tests are switched off")
+    if mode != "1":  # the suite with them runs past CI's 90 minutes on 2 cores (README)
+        pytest.skip("opt-in: MLW_TEST_K8S=1 make test runs the Kubernetes cluster tests")
     try:
         cluster = start(build=mode == "1")
     except ClusterUnavailable as exc:
