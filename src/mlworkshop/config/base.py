@@ -5,6 +5,8 @@ URLs), so a key means the same wherever it stands.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict
 
 from ..sizes import SIZE_HINT, normalize_size
@@ -38,4 +40,15 @@ def check_db_url(value: str | None) -> str | None:
         raise ValueError(
             "must be a sqlite:// or postgresql:// URL (e.g. postgresql://user:password@host/db)"
         )
+    return value
+
+
+def check_non_root_user(value: str) -> str:
+    """`auto`, or a numeric uid[:gid] that is not root: the container and pod backends' user."""
+    if value == "auto":
+        return value
+    if not re.match(r"^\d+(:\d+)?$", value):
+        raise ValueError("must be auto or a numeric uid[:gid] such as 1000:100")
+    if value.split(":")[0] == "0":
+        raise ValueError("user servers must not run as root (uid 0)")
     return value

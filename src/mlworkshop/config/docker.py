@@ -7,13 +7,12 @@ socket is at the usual place and which has built or loaded the default image
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section, check_size
+from .base import Section, check_non_root_user, check_size
 
 T = TypeVar("T")
 
@@ -151,13 +150,7 @@ class DockerBackendConfig(Section):
     @field_validator("user")
     @classmethod
     def _user(cls, value: str) -> str:
-        if value == "auto":
-            return value
-        if not re.match(r"^\d+(:\d+)?$", value):
-            raise ValueError("must be auto or a numeric uid[:gid] such as 1000:100")
-        if value.split(":")[0] == "0":
-            raise ValueError("user servers must not run as root (uid 0)")
-        return value
+        return check_non_root_user(value)
 
     @field_validator("group_add")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section
+from .base import Section, check_non_root_user
 
 # The extended resource each kind of device is requested as (the device plugins' names).
 DEFAULT_RESOURCES = {"nvidia": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910"}
@@ -158,13 +158,7 @@ class KubernetesBackendConfig(Section):
     @field_validator("uid")
     @classmethod
     def _uid(cls, value: str) -> str:
-        if value == "auto":
-            return value
-        if not re.match(r"^\d+(:\d+)?$", value):
-            raise ValueError("must be auto or a numeric uid[:gid] such as 1000:100")
-        if value.split(":")[0] == "0":
-            raise ValueError("user servers must not run as root (uid 0)")
-        return value
+        return check_non_root_user(value)
 
     @field_validator("storage_capacity")
     @classmethod
