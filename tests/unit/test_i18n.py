@@ -217,7 +217,7 @@ def _ns(**extra):
 PAGES = {
     # page: (namespace, what zh-CN shows, what zh-TW shows, what en shows)
     "login.html": (
-        {},
+        {"mlw_signup": True},
         ["登录", "用户名：", "还没有账户？", "学生指南"],
         ["登入", "使用者名稱："],
         ["Sign in", "No account yet?"],
@@ -274,6 +274,23 @@ def test_hub_pages_in_three_languages(hub_env, page):
             html = template.render(**_ns(**ns))
         for text in expected:
             assert text in html, (page, language, text)
+
+
+def test_login_page_offers_signup_only_where_there_is_one(hub_env):
+    """Only native accounts have /hub/signup: under oidc, github, azuread, ldap or header the
+    link led to a 404 (hub/configure.py apply_templates sets mlw_signup)."""
+    from mlworkshop.config import MLWorkshopConfig
+    from mlworkshop.hub.configure import apply_templates
+
+    for method, offered in (("native", True), ("ldap", False), ("oidc", False)):
+        cfg = MLWorkshopConfig.model_validate(
+            {"auth": {"method": method}, "usage": {"enabled": False}}
+        )
+        c = Config()
+        apply_templates(c, cfg, None)
+        html = hub_env.get_template("login.html").render(**_ns(**c.JupyterHub.template_vars))
+        assert ('href="/hub/signup"' in html) is offered, method
+        assert 'href="/hub/guide"' in html  # the student guide stays
 
 
 def test_accounts_page_and_navigation(hub_env):

@@ -196,9 +196,7 @@ def apply_language(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
 def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     """Every service of the hub, its roles and scopes, built here in one place and set once:
     the CLI's, the idle culler and the usage service (hub/usage_service.py builds its values)."""
-    from .accelerators import settings_key
     from .doctor_service import doctor_service_config
-    from .usage_hooks import UsageAnnouncement
     from .usage_service import usage_service_config
 
     # admin: JupyterHub lets only an admin grant admin (`user add --admin`, `user promote`); no
@@ -263,17 +261,34 @@ def apply_services(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     if usage.services:
         c.JupyterHub.custom_scopes = usage.custom_scopes
         c.JupyterHub.extra_user_scopes = usage.extra_user_scopes
-        # the hub pages' budget note (an admin's own announcement, in jupyterhub_config.d/, wins)
-        c.JupyterHub.template_vars = {
-            "announcement": UsageAnnouncement(
-                settings_key(cfg.usage.model_dump(mode="json")),
-                site.usage_db_url(cfg),
-                cfg.hub.base_url,
-            )
-        }
+
+
+def apply_templates(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
+    """What the hub's pages are given besides JupyterHub's own values, set once: whether the
+    login page offers "Sign up" (only native accounts have a signup page: under oidc, github,
+    azuread, ldap or header sign-in the link led to a 404) and the usage budget note (an admin's
+    own announcement, in jupyterhub_config.d/, wins)."""
+    template_vars: dict = {"mlw_signup": cfg.auth.method == "native"}
+    if cfg.usage.enabled:
+        from .accelerators import settings_key
+        from .usage_hooks import UsageAnnouncement
+
+        template_vars["announcement"] = UsageAnnouncement(
+            settings_key(cfg.usage.model_dump(mode="json")),
+            site.usage_db_url(cfg),
+            cfg.hub.base_url,
+        )
+    c.JupyterHub.template_vars = template_vars
 
 
 def configure(c: Config, cfg: MLWorkshopConfig, site: Site) -> Config:
-    for apply in (apply_hub, apply_auth, apply_spawner, apply_services, apply_language):
+    for apply in (
+        apply_hub,
+        apply_auth,
+        apply_spawner,
+        apply_services,
+        apply_templates,
+        apply_language,
+    ):
         apply(c, cfg, site)
     return c
