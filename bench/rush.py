@@ -72,6 +72,18 @@ class HubUnderTest:
     server_users: list[str] = field(
         default_factory=list
     )  # system accounts whose processes are servers
+    command: list[str] = field(default_factory=list)  # what starts the hub (launch, relaunch)
+
+    def launch(self) -> None:
+        """Start the hub (again: a restart keeps the workdir and appends to its log)."""
+        log = open(self.workdir / "hub.log", "a")
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def hub_pid(self) -> int:
         return self.proc.pid
@@ -168,14 +180,8 @@ def start_stock(n: int) -> HubUnderTest:
             singleuser=STOCK_VENV / "bin" / "jupyterhub-singleuser",
         )
     )
-    log = open(hub.workdir / "hub.log", "w")
-    hub.proc = subprocess.Popen(
-        [str(python), "-m", "jupyterhub", "-f", str(config)],
-        cwd=hub.workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    hub.command = [str(python), "-m", "jupyterhub", "-f", str(config)]
+    hub.launch()
     hub.url = f"http://127.0.0.1:{port}"
     hub.wait_up()
     asyncio.run(_stock_signups(hub.url, n))  # before the rush: students signed up earlier
@@ -227,13 +233,8 @@ def start_mlworkshop(n: int) -> HubUnderTest:
     )
     for i in range(n):
         store.create(f"student{i}", PASSWORD, approved=True)
-    log = open(hub.workdir / "hub.log", "w")
-    hub.proc = subprocess.Popen(
-        [*mlw, "up", "--site", str(site)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    hub.command = [*mlw, "up", "--site", str(site)]
+    hub.launch()
     hub.url = f"http://127.0.0.1:{port}"
     hub.wait_up()
     hub.server_users = [f"rb-student{i}" for i in range(n)]
@@ -357,6 +358,31 @@ async def run_kernel(client: httpx.AsyncClient, base: str, name: str, rounds: in
     return rtts
 
 
+async def open_lab(
+    client: httpx.AsyncClient, name: str, deadline: float, phases: dict, t0: float
+) -> None:
+    """Log in, start the server as the browser's redirect to /hub/spawn does, wait for it, and
+    open JupyterLab's page (through the OAuth redirects): `client` then holds the student's
+    cookies for the hub and for their server. Raises on the first step that fails."""
+    page = await client.get("/hub/login")
+    token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    login = await client.post(
+        "/hub/login", data={"_xsrf": token, "username": name, "password": PASSWORD}
+    )
+    if login.status_code != 302:
+        raise RuntimeError(f"login answered {login.status_code}")
+    phases["logged in"] = time.monotonic() - t0
+    spawn = await client.get("/hub/spawn")
+    if spawn.status_code >= 400:
+        raise RuntimeError(f"/hub/spawn answered {spawn.status_code}")
+    phases["spawn page"] = time.monotonic() - t0
+    await wait_progress(client, name, deadline)
+    phases["server ready"] = time.monotonic() - t0
+    lab = await client.get(f"/user/{name}/lab", follow_redirects=True)
+    if lab.status_code != 200:
+        raise RuntimeError(f"/user/{name}/lab answered {lab.status_code}")
+
+
 async def student(base: str, name: str, t0: float, rounds: int) -> StudentResult:
     result = StudentResult(name)
     deadline = time.monotonic() + READY_DEADLINE
@@ -365,25 +391,7 @@ async def student(base: str, name: str, t0: float, rounds: int) -> StudentResult
     ) as client:
         try:
             started = time.monotonic()
-            page = await client.get("/hub/login")
-            token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-            login = await client.post(
-                "/hub/login", data={"_xsrf": token, "username": name, "password": PASSWORD}
-            )
-            if login.status_code != 302:
-                raise RuntimeError(f"login answered {login.status_code}")
-            result.phases["logged in"] = time.monotonic() - t0
-            spawn = await client.get(
-                "/hub/spawn"
-            )  # starts the server, as the browser's redirect does
-            if spawn.status_code >= 400:
-                raise RuntimeError(f"/hub/spawn answered {spawn.status_code}")
-            result.phases["spawn page"] = time.monotonic() - t0
-            await wait_progress(client, name, deadline)
-            result.phases["server ready"] = time.monotonic() - t0
-            lab = await client.get(f"/user/{name}/lab", follow_redirects=True)
-            if lab.status_code != 200:
-                raise RuntimeError(f"/user/{name}/lab answered {lab.status_code}")
+            await open_lab(client, name, deadline, result.phases, t0)
             now = time.monotonic()
             result.login_to_ready, result.ready_at = now - started, now - t0
             result.phases["JupyterLab page"] = now - t0
