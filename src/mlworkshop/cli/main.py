@@ -158,7 +158,7 @@ def up(
                 f"`mlworkshop config set {what} PORT`"
                 + (" or `--port PORT`." if what == "hub.port" else ".")
             )
-    from ..hub.configure import proxy_command
+    from ..hub.proxy_binary import proxy_command
 
     if not Path(proxy_command()[0]).exists():
         raise Failure(
