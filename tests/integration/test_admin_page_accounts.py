@@ -141,3 +141,22 @@ def test_deleting_on_the_admin_page_removes_the_account_and_keeps_the_files(make
     with pytest.raises(KeyError):
         pwd.getpwnam(hub.prefix + "frank")
     assert (work / "notes.txt").read_text() == "keep me"
+
+
+def test_admin_set_on_the_admin_page_survives_the_next_login(make_hub):
+    """The Admin page's "admin" checkbox is JupyterHub's PATCH /hub/api/users/NAME. Before the
+    fix the authenticator answered each login with the account's own (older) flag, and JupyterHub
+    applied it: bob, made admin on the page, was a student again after logging in once more."""
+    hub = make_hub()
+    mlw(hub.site, "user", "add", "bob", "--password-stdin", input=BOB_PW + "\n")
+    admin = teacher(hub)
+    bob = hub.browser()
+    assert bob.login("bob", BOB_PW).status_code == 302  # a hub user now
+    assert bob.client.get("/hub/home").status_code == 200  # and one the hub has seen
+
+    for made_admin in (True, False):
+        changed = admin.api("PATCH", "/users/bob", json={"admin": made_admin})
+        assert changed.status_code == 200, changed.text
+        assert hub.browser().login("bob", BOB_PW).status_code == 302  # bob logs in again
+        assert admin.api("GET", "/users/bob").json()["admin"] is made_admin
+        assert store(hub).get("bob").is_admin is made_admin  # the Accounts page and CLI agree

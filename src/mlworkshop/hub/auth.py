@@ -197,7 +197,26 @@ class MLWorkshopAuthenticator(Authenticator):
         if result.outcome is not LoginOutcome.OK:
             return None
         account = result.account
-        return {"name": username, "admin": account.is_admin or username in self.admin_users}
+        admin = await self._admin_now(handler, username, account.is_admin)
+        return {"name": username, "admin": admin}
+
+    async def _admin_now(self, handler, username: str, account_admin: bool) -> bool:
+        """Whether `username` is an admin as of this login. auth.admin_users always are. For a
+        user the hub has seen before, the hub's own flag: JupyterHub's Admin page and REST API
+        change only that one, and answering with the account's older flag reverted the change at
+        the next login (the CLI's `user admin`/`unadmin` change both). The account then follows
+        it, so the Accounts page and the CLI agree. A user the hub made from the approved accounts
+        when it started and who never came (no activity yet) is not an admin there yet: for them,
+        and for users the hub does not have, the account's flag."""
+        if username in self.admin_users:
+            return True
+        hub_user = handler.find_user(username) if handler is not None else None
+        if hub_user is None or not (hub_user.admin or hub_user.orm_user.last_activity):
+            return account_admin
+        admin = bool(hub_user.admin)
+        if admin != account_admin:
+            await asyncio.to_thread(self.store.set_admin, username, admin)
+        return admin
 
     # --- who is at the other end --------------------------------------------------------
     def proxy_uid(self) -> int:
