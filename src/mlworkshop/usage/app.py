@@ -27,13 +27,22 @@ def create_app(
     store: UsageStore | LazyStore,
     hub: HubClient,
     loop: UsageLoop | None = None,
+    sampling_begins: asyncio.Event | None = None,
 ) -> FastAPI:
+    """`sampling_begins`, when given, holds the first sampling round back until it is set: the
+    service sets it once it answers HTTP (service.py), since JupyterHub adds the proxy's routes,
+    /hub/ too, only after every managed service answers, and a first round over every running
+    server (a hub restart in class) would otherwise hold this event loop while it waits."""
     ctx = ServiceContext(settings, cfg, store, hub, loop)
     prefix = ctx.prefix
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        task = asyncio.create_task(loop.run(cfg.usage.sample_every)) if loop is not None else None
+        task = (
+            asyncio.create_task(loop.run(cfg.usage.sample_every, sampling_begins))
+            if loop is not None
+            else None
+        )
         yield
         if task is not None:
             task.cancel()

@@ -161,7 +161,9 @@ class UsageLoop:
                         self.store.mark, s.id, over_limit_at=None
                     )  # the quota grew
 
-    async def run(self, every: float) -> None:
+    async def run(self, every: float, begins: asyncio.Event | None = None) -> None:
+        if begins is not None:
+            await begins.wait()
         swept = False
         while True:
             started = time.monotonic()

@@ -47,7 +47,8 @@ def main() -> None:
     store = LazyStore(site.usage_db_url(cfg), on_open=lambda s: s.sync_rates(cfg.usage.rates))
     hub = HubClient(settings.api_url, settings.token)
     loop = UsageLoop(store, hub, cfg)
-    app = create_app(settings, cfg, store, hub, loop)
+    sampling_begins = asyncio.Event()  # once this service answers: see create_app
+    app = create_app(settings, cfg, store, hub, loop, sampling_begins)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -67,11 +68,18 @@ def main() -> None:
                     server.should_exit = True
                 await asyncio.sleep(1)
 
+        async def begin_sampling_once_serving():
+            while not server.started and not server.should_exit:
+                await asyncio.sleep(0.05)
+            sampling_begins.set()
+
         watch = asyncio.create_task(orphan_watch())
+        begin = asyncio.create_task(begin_sampling_once_serving())
         try:
             await server.serve()
         finally:
             watch.cancel()
+            begin.cancel()
 
     try:
         asyncio.run(serve())
