@@ -8,7 +8,8 @@ answers /user/<name>/api/status through the proxy, with the image already on the
   one at a time: `--runs` starts of one student, each server stopped before the next (p50, p90)
   at once:       `--rush` students POST together (p50 and the last one)
 The kubernetes backend uses the test cluster (scripts/k8s-cluster.sh start; tests/k8s/cluster.py)
-and the singleuser test image; docker uses podman's socket and the same image (tests/containers).
+and the singleuser test image, with pods requesting 5 % of their limits (the test node has 2 CPUs;
+at the default half, two pods fit and the rest stay Pending: "Insufficient cpu"); docker uses podman's socket and the same image (tests/containers).
 A backend whose engine is not here is reported as skipped, with the reason. Root only.
 """
 
@@ -32,6 +33,7 @@ from tests.integration.conftest import _remove_accounts  # noqa: E402
 from tests.integration.hubctl import Hub, make_site_dir, mlw, remove_site  # noqa: E402
 
 PASSWORD = "Bench-k8s-spawn-1"
+REQUEST_FRACTION = 0.05
 
 
 def settings_for(backend: str, hub: Hub) -> dict[str, object]:
@@ -60,9 +62,9 @@ def settings_for(backend: str, hub: Hub) -> dict[str, object]:
     except ClusterUnavailable as exc:
         raise RuntimeError(f"the test cluster cannot run here: {exc}") from None
     cluster.load_image(image)
+    hub.cleanups.append(cluster.release)  # cleanups run last first: the namespace goes before
     namespace = cluster.create_namespace("mlw-bench")
     hub.cleanups.append(lambda: cluster.delete_namespace(namespace))
-    hub.cleanups.append(cluster.release)
     host = ipaddress.ip_network(cluster.pod_subnet, strict=False)[1]
     return {
         "spawner.backend": "kubernetes",
@@ -71,6 +73,9 @@ def settings_for(backend: str, hub: Hub) -> dict[str, object]:
         "spawner.kubernetes.hub_connect_url": f"http://{host}:{hub.internal_port}",
         "spawner.kubernetes.image": image,
         "spawner.kubernetes.image_pull_policy": "Never",
+        # the test node has 2 CPUs: at the default (half of the profile's 2-CPU limit requested)
+        # the scheduler fits two students' pods and the rest wait for room (Insufficient cpu)
+        "spawner.kubernetes.request_fraction": REQUEST_FRACTION,
     }
 
 
