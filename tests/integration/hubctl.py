@@ -132,6 +132,21 @@ class Hub:
             else ""
         )
 
+    def wait_log(self, text: str, timeout: float = 30) -> str:
+        """The log once it holds `text`. The hub's output reaches its file through the tee
+        process (hub/hublog.py): a line the hub wrote just before it answered may land a moment
+        after the answer, so a test that reads the log at once can miss it (seen under load)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if text in log:
+                return log
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"not in the hub's log within {timeout}s: {text!r}\n{log[-3000:]}"
+                )
+            time.sleep(0.1)
+
     def browser(self) -> Browser:
         return Browser(self.url)
 

@@ -64,7 +64,7 @@ def test_import_with_the_hub_stopped_is_applied_when_it_starts(make_hub, tmp_pat
     hub.start()
     groups = hub_groups(hub)
     assert groups["ml101"] == {"li_wei"} and groups["ml102"] == {"maria"}
-    assert "Roster groups of li_wei: joined ml101" in hub.log()
+    hub.wait_log("Roster groups of li_wei: joined ml101")
 
     # moved while stopped again: out of the old group, into the new, at the next start
     hub.stop()

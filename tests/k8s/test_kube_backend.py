@@ -246,7 +246,7 @@ def test_gpu_profile_needs_a_node_that_advertises_it(
         while time.monotonic() < deadline and alice.api("GET", "/users/alice").json()["pending"]:
             time.sleep(0.5)
         assert not alice.api("GET", "/users/alice").json()["servers"]
-        assert "Insufficient nvidia.com/gpu" in hub.log()
+        hub.wait_log("Insufficient nvidia.com/gpu")
         assert pod(k8s_cluster, ns, "alice") is None
 
         # the node advertises one: the same profile schedules there, requesting nvidia.com/gpu: 1
