@@ -210,16 +210,7 @@ def run_one(kind: str, n: int) -> dict:
         settle(hub)
         return asyncio.run(browser_rush(hub, n))
     finally:
-        hub.stop()
-        if kind == "stock":
-            import subprocess
-
-            subprocess.run(
-                ["pkill", "-KILL", "-f", str(rush.STOCK_VENV / "bin" / "jupyterhub-singleuser")],
-                capture_output=True,
-            )
-        else:
-            rush.cleanup_mlworkshop_accounts(n)
+        rush.stop_and_clean(hub, n)
 
 
 def print_table(rows: list[dict]) -> None:

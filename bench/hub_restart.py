@@ -128,16 +128,7 @@ def run_one(kind: str, n: int) -> dict:
     try:
         return asyncio.run(restart_once(hub, n))
     finally:
-        hub.stop()
-        if kind == "stock":
-            import subprocess
-
-            subprocess.run(
-                ["pkill", "-KILL", "-f", str(rush.STOCK_VENV / "bin" / "jupyterhub-singleuser")],
-                capture_output=True,
-            )
-        else:
-            rush.cleanup_mlworkshop_accounts(n)
+        rush.stop_and_clean(hub, n)
 
 
 def print_table(rows: list[dict]) -> None:

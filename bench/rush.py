@@ -241,6 +241,19 @@ def start_mlworkshop(n: int) -> HubUnderTest:
     return hub
 
 
+def stop_and_clean(hub: HubUnderTest, n: int) -> None:
+    """Stop a hub under test and what it leaves: stock's servers (it runs them as root), or
+    mlworkshop's student accounts and their processes."""
+    hub.stop()
+    if hub.name == "stock":
+        subprocess.run(
+            ["pkill", "-KILL", "-f", str(STOCK_VENV / "bin" / "jupyterhub-singleuser")],
+            capture_output=True,
+        )
+    else:
+        cleanup_mlworkshop_accounts(n)
+
+
 def cleanup_mlworkshop_accounts(n: int) -> None:
     for i in range(n):
         subprocess.run(["pkill", "-KILL", "-u", f"rb-student{i}"], capture_output=True)
@@ -610,14 +623,7 @@ def run_one(kind: str, n: int) -> dict:
         time.sleep(2)  # let start-up work (fork server preload, culler) finish before the rush
         return asyncio.run(rush(hub, n, rounds=20 if n == 1 else 1))
     finally:
-        hub.stop()
-        if kind == "stock":
-            subprocess.run(
-                ["pkill", "-KILL", "-f", str(STOCK_VENV / "bin" / "jupyterhub-singleuser")],
-                capture_output=True,
-            )
-        else:
-            cleanup_mlworkshop_accounts(n)
+        stop_and_clean(hub, n)
         shutil.copy(hub.workdir / "hub.log", Path(tempfile.gettempdir()) / f"rush-{kind}-{n}.log")
         shutil.rmtree(hub.workdir, ignore_errors=True)
 
