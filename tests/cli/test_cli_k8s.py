@@ -50,3 +50,20 @@ def test_values_refuse_host_path_storage(tmp_path):
     run = mlw(site, "k8s", "values")
     assert run.returncode == 2, run
     assert "spawner.kubernetes.storage to pvc" in run.stderr and "Traceback" not in run.output
+
+
+# `k8s rbac`: the chart's hub gets only reads beyond its Role (applied to the real cluster, with
+# the doctor as that hub, in tests/k8s/test_hub_role.py)
+@pytest.mark.parametrize("stats", [False, True])
+def test_rbac_without_kubelet_stats_leaves_nodes_proxy_out(tmp_path, stats):
+    site = tmp_path / "site"
+    assert mlw(site, "init").returncode == 0
+    assert mlw(site, "config", "set", "spawner.kubernetes.namespace", "lab").returncode == 0
+    printed = mlw(site, "k8s", "rbac", *(["--kubelet-stats"] if stats else []))
+    assert printed.returncode == 0, printed
+    role, binding = YAML(typ="safe", pure=True).load(printed.stdout)["items"]
+    resources = [r for rule in role["rules"] for r in rule["resources"]]
+    assert ("nodes/proxy" in resources) is stats
+    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in role["rules"])
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hub", "namespace": "lab"}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == "mlworkshop-hub-lab"

@@ -1,5 +1,5 @@
-"""`mlworkshop k8s values | nodes | cordon | uncordon | drain | doctor`: the kubernetes backend for
-the lab admin (ops/k8s.py, ops/k8s_values.py do the work).
+"""`mlworkshop k8s values | rbac | nodes | cordon | uncordon | drain | doctor`: the kubernetes
+backend for the lab admin (ops/k8s.py, ops/k8s_values.py, ops/k8s_rbac.py do the work).
 
 Wire it with `app.add_typer(k8s_app, name="k8s")` in cli/main.py.
 """
@@ -70,6 +70,38 @@ def values_cmd(
         "# It holds the whole config (secrets too): keep it as private as mlworkshop.yaml.\n"
     )
     _dump_readable(values)
+
+
+@k8s_app.command("rbac")
+def rbac_cmd(
+    site: SiteOpt = None,
+    service_account: Annotated[
+        str,
+        typer.Option(
+            "--service-account",
+            help="The hub's ServiceAccount in spawner.kubernetes.namespace (the chart's: hub).",
+        ),
+    ] = "hub",
+    kubelet_stats: Annotated[
+        bool,
+        typer.Option(
+            "--kubelet-stats",
+            help="Also let the hub read each node's kubelet stats (usage CPU/memory samples). "
+            "This grants `get nodes/proxy`, which reaches the whole kubelet API of every node.",
+        ),
+    ] = False,
+) -> None:
+    """Print the ClusterRole the hub needs beside the chart's namespaced Role: read nodes (GPU/NPU
+    profiles) and storage classes (`| kubectl apply -f -`)."""
+    from ..ops.k8s_rbac import hub_cluster_rbac
+
+    _, k, _ = _settings(site, None)
+    manifests = hub_cluster_rbac(k.namespace, service_account, kubelet_stats)
+    sys.stdout.write(
+        f"# The hub's cluster-wide reads, for ServiceAccount {service_account} in {k.namespace}"
+        " (`mlworkshop k8s rbac`).\n"
+    )
+    _dump_readable({"apiVersion": "v1", "kind": "List", "items": manifests})
 
 
 def _dump_readable(values) -> None:

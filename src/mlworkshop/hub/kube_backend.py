@@ -145,7 +145,13 @@ class KubeWorkspaceSpawner(WorkshopSpawner, KubeSpawner):
         try:
             nodes = await self.api.list_node(_request_timeout=10)
         except Exception as exc:  # noqa: BLE001 - the form still offers CPU-only servers
-            self.log.warning("Could not list the cluster's nodes for device profiles: %s", exc)
+            self.log.warning(
+                "Could not list the cluster's nodes for device profiles (`mlworkshop k8s "
+                "doctor` says why; a hub with only the chart's Role needs `mlworkshop k8s "
+                "rbac`): %s",
+                api_message(exc),
+            )
+            cls._node_devices_at = time.monotonic()  # asked again in a minute, not every form
             return
         most: dict[str, int] = {}
         for node in nodes.items:

@@ -211,15 +211,19 @@ class Check:
     detail: str
 
 
-async def _can(api, namespace: str, verb: str, resource: str) -> bool:
+async def _can(api, namespace: str, verb: str, resource: str, group: str = "") -> bool:
+    """What the API server's authorizer says these credentials may do (a sub-resource as
+    `nodes/proxy`)."""
     from kubernetes_asyncio import client
 
+    resource, _, subresource = resource.partition("/")
+    attributes = {"namespace": namespace, "verb": verb, "resource": resource, "group": group}
+    if subresource:
+        attributes["subresource"] = subresource
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
-        "spec": {
-            "resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource}
-        },
+        "spec": {"resourceAttributes": attributes},
     }
     result = await client.AuthorizationV1Api(api).create_self_subject_access_review(review)
     return bool(result.status.allowed)
@@ -244,12 +248,22 @@ async def doctor(
         await core.read_namespace(cfg.namespace)
         checks.append(Check("namespace", True, cfg.namespace))
     except ApiException as exc:
-        detail = (
-            f"{cfg.namespace} does not exist: `kubectl create namespace {cfg.namespace}`"
-            if exc.status == 404
-            else f"{cfg.namespace}: {api_message(exc)}"
-        )
-        checks.append(Check("namespace", False, detail))
+        if exc.status == 403:  # a namespaced Role (the chart's hub) cannot read Namespaces
+            checks.append(
+                Check(
+                    "namespace",
+                    None,
+                    f"{cfg.namespace}: these credentials may not read namespaces (a Role in it, "
+                    "like the chart's hub); RBAC below says what they may do there",
+                )
+            )
+        else:
+            detail = (
+                f"{cfg.namespace} does not exist: `kubectl create namespace {cfg.namespace}`"
+                if exc.status == 404
+                else f"{cfg.namespace}: {api_message(exc)}"
+            )
+            checks.append(Check("namespace", False, detail))
 
     needed = [(v, "pods") for v in ("create", "get", "list", "watch", "delete")]
     needed += [("list", "events")]
@@ -270,21 +284,41 @@ async def doctor(
         )
     )
 
-    cluster_wide = [("list", "nodes"), ("get", "nodes/proxy")]
-    lacking = [f"{verb} {res}" for verb, res in cluster_wide if not await _can(api, "", verb, res)]
+    rbac_hint = "`mlworkshop k8s rbac | kubectl apply -f -` (as a cluster admin)"
+    may_list_nodes = await _can(api, "", "list", "nodes")
     checks.append(
         Check(
             "RBAC (nodes)",
-            True if not lacking else None,
-            "the hub may list nodes (device profiles) and read their kubelet stats (usage)"
-            if not lacking
-            else f"the hub's credentials may not: {', '.join(lacking)} (cluster-wide). Without "
-            "them spawn profiles offer no GPUs/NPUs and usage has no pod samples: bind a "
-            "ClusterRole with those verbs.",
+            True if may_list_nodes else None,
+            "the hub may list nodes (GPU/NPU profiles follow what they advertise)"
+            if may_list_nodes
+            else "the hub's credentials may not list nodes (cluster-wide): spawn profiles offer "
+            f"no GPUs/NPUs unless accelerators.inventory names them. Grant it: {rbac_hint}.",
+        )
+    )
+    may_read_stats = await _can(api, "", "get", "nodes/proxy")
+    checks.append(
+        Check(
+            "RBAC (kubelet stats)",
+            True if may_read_stats else None,
+            "the hub may read the kubelets' stats (usage CPU/memory samples)"
+            if may_read_stats
+            else "the hub's credentials may not get nodes/proxy: usage records sessions and "
+            "device-hours, but no CPU/memory samples. Grant it with `mlworkshop k8s rbac "
+            "--kubelet-stats` (this reaches each node's whole kubelet API).",
         )
     )
 
-    if cfg.storage == "pvc":
+    if cfg.storage == "pvc" and not await _can(api, "", "list", "storageclasses", "storage.k8s.io"):
+        checks.append(
+            Check(
+                "storage class",
+                None,
+                f"not checked: these credentials may not list storage classes. {rbac_hint} "
+                "lets the doctor see them.",
+            )
+        )
+    elif cfg.storage == "pvc":
         classes = (await client.StorageV1Api(api).list_storage_class()).items
         names = [s.metadata.name for s in classes]
         default = [
@@ -333,6 +367,8 @@ async def doctor(
                 )
             )
 
+    if not may_list_nodes:  # nodes, devices and images are seen on the nodes
+        return checks
     node_list = (await core.list_node()).items
     ready = [
         n.metadata.name

@@ -13,10 +13,11 @@ import logging
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from ..kubeapi import KubeError, run
+from ..kubeapi import KubeError, api_message, run
 from .collector import Reading
 
 log = logging.getLogger("mlworkshop.usage")
+_refused: set[str] = set()  # nodes whose stats the API server refused (told once)
 
 
 def pod_reading(summary: Mapping[str, Any], namespace: str, pod: str):
@@ -49,14 +50,32 @@ async def _readings(api, pods: Mapping[Hashable, tuple[str, str]]) -> dict[Hasha
     out: dict[Hashable, Reading] = {}
     for node, wanted in nodes.items():
         try:
-            # the raw body: the client would turn the JSON into a Python repr of it
+            # the raw body: the client would turn the JSON into a Python repr of it. Unread,
+            # an error status does not raise: the body is then the API server's Status
             response = await core.connect_get_node_proxy_with_path(
                 node, "stats/summary", _preload_content=False
             )
-            summary = json.loads(await response.read())
-        except (ApiException, ValueError) as exc:
+            body = await response.read()
+            if response.status >= 400:
+                raise ApiException(status=response.status, reason=response.reason) from None
+            summary = json.loads(body)
+        except ApiException as exc:
+            if exc.status == 403:  # no `get nodes/proxy`: said once, not every round
+                if node not in _refused:
+                    _refused.add(node)
+                    log.warning(
+                        "No CPU/memory samples from node %s: the hub may not get nodes/proxy "
+                        "(`mlworkshop k8s rbac --kubelet-stats` grants it); sessions and "
+                        "device-hours are still recorded",
+                        node,
+                    )
+            else:
+                log.warning("No stats from node %s's kubelet: %s", node, api_message(exc))
+            continue
+        except ValueError as exc:
             log.warning("No stats from node %s's kubelet: %s", node, exc)
             continue
+        _refused.discard(node)
         for key, namespace, name in wanted:
             reading = pod_reading(summary, namespace, name)
             if reading is not None:
