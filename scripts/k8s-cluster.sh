@@ -9,11 +9,14 @@
 #   scripts/k8s-cluster.sh env      `export KUBECONFIG=...` lines for a running cluster (eval them)
 #   scripts/k8s-cluster.sh load-image TAG   copy a podman image into the node's containerd
 #
-# What runs: etcd 3.6 and kube-apiserver, kube-controller-manager, kube-scheduler, kubelet 1.34
+# What runs: etcd 3.6 and kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy 1.34
 # built from the published Go modules (scripts/k8s/*/go.mod: k8s.io/kubernetes with each staging
 # module replaced by its published v0.34.x; go.etcd.io/etcd/server/v3 through a wrapper main),
 # containerd + runc + the CNI plugins from Debian, a bridge network with host-local addresses so
-# pods get IPs the host reaches directly (no kube-proxy, no cluster DNS: Services get no traffic).
+# pods get IPs the host reaches directly; kube-proxy (iptables, masquerading all Service traffic)
+# and CoreDNS (on the host's address, built from the published github.com/coredns/coredns with
+# only the plugins it needs) give pods Services and cluster DNS, as the Zero to JupyterHub chart's
+# pods expect (hub, proxy-api by name; the API server as the `kubernetes` Service).
 # Kubernetes 1.34 because newer kubelets refuse cgroup v1, and these machines are v1/v2 hybrid
 # with no systemd as PID 1 (failCgroupV1: false, cgroupDriver: cgroupfs).
 #
@@ -53,7 +56,7 @@ PKI="$STATE/pki"
 LOGS="$STATE/logs"
 SOCK="$RUN/containerd/containerd.sock"
 KUBECONFIG_ADMIN="$STATE/admin.kubeconfig"
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns)
 # what the kubelet sets at start (vm.overcommit_memory=1, kernel.panic=10 ...); put back at stop
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
@@ -83,7 +86,7 @@ build_binaries() {
   command -v go >/dev/null || cannot "Go is missing: install Go >= 1.24 (https://go.dev/dl) to build the cluster"
   go_env
   local mod
-  for mod in kubernetes etcd; do
+  for mod in kubernetes etcd coredns; do
     (cd "$MODULES/$mod" && nice -n 19 go mod download) \
       || cannot "could not download the Go modules of scripts/k8s/$mod (GOPROXY=$(go env GOPROXY))"
   done
@@ -97,14 +100,17 @@ build_binaries() {
   tmp="$CACHE/$K8S_VERSION/bin.tmp"
   rm -rf "$tmp"; mkdir -p "$tmp"
   start=$(date +%s)
-  say "building Kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubelet, kubectl)"
-  say "  and etcd $ETCD_VERSION from the Go module proxy; the first time takes a while (nice 19)"
+  say "building Kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubelet, kube-proxy,"
+  say "  kubectl), etcd $ETCD_VERSION and CoreDNS from the Go module proxy; the first time takes a while (nice 19)"
   (cd "$MODULES/kubernetes" && nice -n 19 go build -tags providerless -ldflags "$ld" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl) \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kube-proxy) \
     || die "building Kubernetes failed (see above)"
   (cd "$MODULES/etcd" && nice -n 19 go build -ldflags "-s -w" -o "$tmp/etcd" .) \
     || die "building etcd failed (see above)"
+  (cd "$MODULES/coredns" && nice -n 19 go build -ldflags "-s -w" -o "$tmp/coredns" .) \
+    || die "building CoreDNS failed (see above)"
   (cd "$MODULES/pause" && nice -n 19 go build -ldflags "-s -w" -o "$tmp/pause" .) \
     || die "building pause failed (see above)"
   oci_archive "$tmp/pause" "$tmp/pause-image.tar"
@@ -112,7 +118,7 @@ build_binaries() {
   build_stamp > "$tmp/stamp"
   rm -rf "$BIN"; mv "$tmp" "$BIN"
   say "built in $(cat "$BIN/build-seconds") s into $BIN:"
-  (cd "$BIN" && du -h kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd pause >&2)
+  (cd "$BIN" && du -h kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd coredns pause >&2)
 }
 
 oci_archive() {
@@ -252,7 +258,9 @@ pki_cert() {
 make_pki() {
   local ip=$1 client="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth"
   # regenerated when the node's name or address changed (both are in the certificates)
-  if [ -f "$PKI/for" ] && [ "$(cat "$PKI/for")" = "$NODE $ip" ]; then return 0; fi
+  if [ -f "$PKI/for" ] && [ "$(cat "$PKI/for")" = "$NODE $ip" ] && [ -f "$PKI/kube-proxy.crt" ]; then
+    return 0
+  fi
   rm -rf "$PKI"; mkdir -p "$PKI"; chmod 700 "$PKI"
   openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/ca.key" 2>/dev/null
   printf '[req]\ndistinguished_name=dn\nx509_extensions=ca\n[dn]\n[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier=hash\n' > "$PKI/ca.cnf"
@@ -264,6 +272,7 @@ make_pki() {
   pki_cert controller-manager "/CN=system:kube-controller-manager" "$client"
   pki_cert scheduler "/CN=system:kube-scheduler" "$client"
   pki_cert kubelet "/O=system:nodes/CN=system:node:$NODE" "$client"
+  pki_cert kube-proxy "/CN=system:kube-proxy" "$client"  # the system:node-proxier binding's user
   openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/sa.key" 2>/dev/null
   openssl ec -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   chmod 600 "$PKI"/*.key
@@ -297,8 +306,8 @@ EOF
 
 # -------------------------------------------------------------------------------------- configs
 write_configs() {
-  local kubelet_port=$1 healthz_port=$2
-  mkdir -p "$RUN/containerd" "$RUN/cni/net.d" "$RUN/cni/ipam" "$STATE/containerd" "$STATE/kubelet"
+  local kubelet_port=$1 healthz_port=$2 ip=$3 dns_health=$4
+  mkdir -p "$RUN/containerd" "$RUN/cni/net.d" "$RUN/cni/ipam" "$RUN/coredns" "$STATE/containerd" "$STATE/kubelet"
   cat > "$RUN/containerd/config.toml" <<EOF
 # Written by scripts/k8s-cluster.sh: a containerd of its own for the test cluster's kubelet.
 version = 2
@@ -360,11 +369,30 @@ authentication:
 authorization: {mode: Webhook}
 failSwapOn: false
 resolvConf: /etc/resolv.conf
+# CoreDNS on the host's address (pods reach it through their gateway)
+clusterDNS: [$ip]
+clusterDomain: cluster.local
 # a shared test machine: never evict for disk, never delete the images imported by hand
 evictionHard: {memory.available: 50Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1%}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
+EOF
+  cat > "$RUN/coredns/Corefile" <<EOF
+# Written by scripts/k8s-cluster.sh: the cluster's DNS (Services and pods under cluster.local);
+# other names go to this machine's own resolvers.
+.:53 {
+    bind $ip
+    errors
+    health 127.0.0.1:$dns_health
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $KUBECONFIG_ADMIN mlworkshop-k8s
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 30
+    forward . /etc/resolv.conf
+}
 EOF
 }
 
@@ -427,18 +455,20 @@ cmd_start() {
   cmd_build
   local ip; ip=$(host_ip)
   [ -n "$ip" ] || die "this machine has no IPv4 address with a route (the node needs one)"
-  local etcd_port etcd_peer api_port kubelet_port healthz_port
-  read -r etcd_port etcd_peer api_port kubelet_port healthz_port <<<"$(free_ports 5)"
+  local etcd_port etcd_peer api_port kubelet_port healthz_port proxy_health proxy_metrics dns_health
+  read -r etcd_port etcd_peer api_port kubelet_port healthz_port proxy_health proxy_metrics dns_health \
+    <<<"$(free_ports 8)"
   make_pki "$ip"
   local api="https://127.0.0.1:$api_port"
   kubeconfig "$KUBECONFIG_ADMIN" admin "$api"
   kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager "$api"
   kubeconfig "$STATE/scheduler.kubeconfig" scheduler "$api"
   kubeconfig "$STATE/kubelet.kubeconfig" kubelet "$api"
+  kubeconfig "$STATE/kube-proxy.kubeconfig" kube-proxy "$api"
   # a fresh cluster each start: no pods, namespaces or nodes left from the last one
   rm -rf "$STATE/etcd"
   safe_wipe "$STATE/kubelet"
-  write_configs "$kubelet_port" "$healthz_port"
+  write_configs "$kubelet_port" "$healthz_port" "$ip" "$dns_health"
   : > "$RUN/sysctl.saved"
   for s in "${SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")" >> "$RUN/sysctl.saved"; done
 
@@ -449,7 +479,7 @@ cmd_start() {
   wait_for "etcd to answer" 60 etcd curl -sf "http://127.0.0.1:$etcd_port/health" || fail_start
 
   launch kube-apiserver "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --secure-port "$api_port" --advertise-address "$ip" \
+    --bind-address 0.0.0.0 --secure-port "$api_port" --advertise-address "$ip" \
     --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=true \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
@@ -467,6 +497,15 @@ cmd_start() {
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" --v=1
   launch kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$STATE/scheduler.kubeconfig" \
     --secure-port 0 --leader-elect=false --v=1
+
+  # Services: the `kubernetes` one (pods' in-cluster API, at $ip:$api_port) and the chart's;
+  # masquerade-all so replies between pods on the bridge come back through the host's NAT
+  launch kube-proxy "$BIN/kube-proxy" --kubeconfig "$STATE/kube-proxy.kubeconfig" \
+    --hostname-override "$NODE" --proxy-mode iptables --masquerade-all --cluster-cidr "$POD_SUBNET" \
+    --healthz-bind-address "127.0.0.1:$proxy_health" --metrics-bind-address "127.0.0.1:$proxy_metrics" \
+    --conntrack-max-per-core 0 --v=1
+  launch coredns "$BIN/coredns" -conf "$RUN/coredns/Corefile"
+  wait_for "CoreDNS to answer" 60 coredns curl -sf "http://127.0.0.1:$dns_health/health" || fail_start
 
   launch containerd containerd --config "$RUN/containerd/config.toml"
   wait_for "containerd to answer" 60 containerd ctr --address "$SOCK" version || fail_start 3
@@ -535,6 +574,11 @@ stop_all() {
   fi
   kill_cgroup_leftovers
   halt containerd
+  halt coredns
+  if alive kube-proxy; then
+    halt kube-proxy
+    "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true  # its KUBE-* iptables chains
+  fi
   for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do halt "$c"; done
   for id in $netns; do
     umount "$id" 2>/dev/null || umount -l "$id" 2>/dev/null || true

@@ -5,6 +5,7 @@ pod of the singleuser test image that kubectl execs into, that the host reaches 
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 import subprocess
 import urllib.request
@@ -80,3 +81,71 @@ def test_pod_exec_reach_by_ip_and_delete(k8s_cluster, k8s_namespace, k8s_test_im
     k8s_cluster.kubectl("delete", "pod", "web", "-n", ns, "--wait=true", timeout=120)
     gone = k8s_cluster.kubectl("get", "pod", "web", "-n", ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def _web_pod(name: str, image: str, labels: dict | None = None) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "web",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-m", "http.server", "8888"],
+                    "readinessProbe": {"tcpSocket": {"port": 8888}, "periodSeconds": 1},
+                    "securityContext": {"runAsUser": 1000, "allowPrivilegeEscalation": False},
+                }
+            ],
+        },
+    }
+
+
+def test_services_and_cluster_dns(k8s_cluster, k8s_namespace, k8s_test_image):
+    """What the Zero to JupyterHub chart's pods rely on: a Service reached by its name through
+    cluster DNS (CoreDNS) and its ClusterIP (kube-proxy), pod to pod on the one bridge, and the
+    API server as the `kubernetes` Service (what an in-cluster hub's KubeSpawner calls)."""
+    ns = k8s_namespace
+    k8s_cluster.apply(
+        [
+            _web_pod("web", k8s_test_image, {"app": "web"}),
+            _web_pod("client", k8s_test_image),
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8888}]},
+            },
+        ],
+        namespace=ns,
+    )
+    for pod in ("web", "client"):
+        k8s_cluster.kubectl(
+            "wait", "--for=condition=Ready", f"pod/{pod}", "-n", ns, "--timeout=180s", timeout=200
+        )
+    token = secrets.token_hex(8)
+    k8s_cluster.kubectl("exec", "web", "-n", ns, "--", "sh", "-c", f"echo {token} > marker.txt")
+    script = (
+        "import json, socket, ssl, urllib.request\n"
+        "ip = socket.gethostbyname('web')\n"  # the search path: web.<ns>.svc.cluster.local
+        "body = urllib.request.urlopen('http://web/marker.txt', timeout=20).read().decode()\n"
+        "api = socket.gethostbyname('kubernetes.default.svc.cluster.local')\n"
+        "ctx = ssl.create_default_context(cafile="
+        "'/var/run/secrets/kubernetes.io/serviceaccount/ca.crt')\n"
+        "code = urllib.request.urlopen('https://kubernetes.default.svc/livez', context=ctx,"
+        " timeout=20).status\n"
+        "print(json.dumps({'ip': ip, 'body': body.strip(), 'api': api, 'code': code}))\n"
+    )
+    out = k8s_cluster.kubectl(
+        "exec", "client", "-n", ns, "--", "python3", "-c", script, timeout=120
+    ).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    service = k8s_cluster.get("service", "web", namespace=ns)
+    assert seen["ip"] == service["spec"]["clusterIP"], seen
+    assert seen["body"] == token, seen
+    kubernetes = k8s_cluster.get("service", "kubernetes", namespace="default")
+    assert seen["api"] == kubernetes["spec"]["clusterIP"] and seen["code"] == 200, seen
