@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -61,7 +62,9 @@ images_app = typer.Typer(
     help="Build, save, load and list the container images (offline sites too).",
     no_args_is_help=True,
 )
-out = Console()
+# piped or logged (no terminal): wide enough that an image's row stays one line to read and grep
+# (at 80 columns a long name wrapped as soon as a second long one was listed)
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 EngineOpt = Annotated[
