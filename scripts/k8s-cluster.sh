@@ -8,6 +8,7 @@
 #   scripts/k8s-cluster.sh status   each part running or not, the node's Ready condition (rc 0: up)
 #   scripts/k8s-cluster.sh env      `export KUBECONFIG=...` lines for a running cluster (eval them)
 #   scripts/k8s-cluster.sh load-image TAG   copy a podman image into the node's containerd
+#   scripts/k8s-cluster.sh helm     build helm once (cached), print its path (tests/k8s/test_chart.py)
 #
 # What runs: etcd 3.6 and kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy 1.34
 # built from the published Go modules (scripts/k8s/*/go.mod: k8s.io/kubernetes with each staging
@@ -77,7 +78,11 @@ go_env() {
 # ---------------------------------------------------------------------------------------- build
 build_stamp() {
   # what the binaries depend on: the module files, this script's build recipe and Go's version
-  { cat "$MODULES"/*/go.mod "$MODULES"/*/go.sum "$MODULES"/*/*.go 2>/dev/null
+  # (not helm's module: `helm` builds it apart, and it is not the cluster's)
+  local m
+  { for m in kubernetes etcd coredns pause; do
+      cat "$MODULES/$m"/go.mod "$MODULES/$m"/go.sum "$MODULES/$m"/*.go 2>/dev/null || true
+    done
     go version; sed -n '/^build_binaries()/,/^}/p' "$HERE/k8s-cluster.sh"; } | sha256sum | cut -c1-16
 }
 
@@ -682,6 +687,22 @@ cmd_load_image() {
   say "loaded $tag into the node's containerd"
 }
 
+cmd_helm() {
+  # helm from the published helm.sh/helm/v3 (scripts/k8s/helm/go.mod), built once; prints its path
+  command -v go >/dev/null || cannot "Go is missing: install Go to build helm"
+  local version; version=$(required "$MODULES/helm/go.mod" helm.sh/helm/v3)
+  local out="$CACHE/helm-$version/helm"
+  if [ ! -x "$out" ]; then
+    mkdir -p "$CACHE"
+    go_env
+    say "building helm $version from the Go module proxy (once, ~3 minutes)"
+    (cd "$MODULES/helm" && nice -n 19 go build -ldflags "-s -w" -o "$out.tmp" helm.sh/helm/v3/cmd/helm) \
+      || die "building helm failed (see above)"
+    mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
+
 case "${1:-}" in
   build) shift; cmd_build "$@" ;;
   start) cmd_start ;;
@@ -689,5 +710,6 @@ case "${1:-}" in
   status) cmd_status ;;
   env) cmd_env ;;
   load-image) shift; cmd_load_image "$@" ;;
-  *) echo "usage: $0 build|start|stop|status|env|load-image TAG" >&2; exit 2 ;;
+  helm) cmd_helm ;;
+  *) echo "usage: $0 build|start|stop|status|env|load-image TAG|helm" >&2; exit 2 ;;
 esac

@@ -51,6 +51,12 @@ def hub_image_tag() -> str:
 
 @pytest.fixture(scope="session")
 def hub_image(engine):
+    return build_hub_image()
+
+
+def build_hub_image() -> str:
+    """The hub image of this tree, built once per content (tests/k8s/test_chart.py runs it in the
+    cluster too)."""
     tag = hub_image_tag()
     if podman("image", "exists", tag, check=False).returncode == 0:
         return tag

@@ -129,10 +129,19 @@ def test_services_and_cluster_dns(k8s_cluster, k8s_namespace, k8s_test_image):
         )
     token = secrets.token_hex(8)
     k8s_cluster.kubectl("exec", "web", "-n", ns, "--", "sh", "-c", f"echo {token} > marker.txt")
+    # the Service's endpoints reach kube-proxy's rules a moment after the pod is ready (until then
+    # its ClusterIP refuses): the client tries for a minute, as a chart's pods would
     script = (
-        "import json, socket, ssl, urllib.request\n"
+        "import json, socket, ssl, time, urllib.request\n"
         "ip = socket.gethostbyname('web')\n"  # the search path: web.<ns>.svc.cluster.local
-        "body = urllib.request.urlopen('http://web/marker.txt', timeout=20).read().decode()\n"
+        "for _ in range(60):\n"
+        "    try:\n"
+        "        body = urllib.request.urlopen('http://web/marker.txt', timeout=20).read().decode()\n"
+        "        break\n"
+        "    except OSError as exc:\n"  # urllib's URLError holds the refusal as its reason
+        "        if not isinstance(getattr(exc, 'reason', exc), ConnectionRefusedError):\n"
+        "            raise\n"
+        "        time.sleep(1)\n"
         "api = socket.gethostbyname('kubernetes.default.svc.cluster.local')\n"
         "ctx = ssl.create_default_context(cafile="
         "'/var/run/secrets/kubernetes.io/serviceaccount/ca.crt')\n"

@@ -102,6 +102,7 @@ def test_in_chart_configure_keeps_the_charts_services(tmp_path):
     config_file = tmp_path / "mlworkshop.yaml"
     config_file.write_text(values["hub"]["extraFiles"]["mlworkshop-yaml"]["stringData"])
     c = Config()
+    c.JupyterHub.db_url = "sqlite:///jupyterhub.sqlite"  # the chart's (hub.db.type sqlite-pvc)
     c.JupyterHub.services = [{"name": "idle-culler", "command": ["cull"]}]
     c.JupyterHub.load_roles = [{"name": "idle-culler", "scopes": ["read:servers"]}]
     env = {
@@ -116,4 +117,13 @@ def test_in_chart_configure_keeps_the_charts_services(tmp_path):
     assert c.JupyterHub.spawner_class == "mlworkshop.hub.kube_backend.KubeWorkspaceSpawner"
     assert c.JupyterHub.authenticator_class == "mlworkshop.hub.auth.MLWorkshopAuthenticator"
     assert c.KubeWorkspaceSpawner.isolate_users is False
+    # one database for the hub, the accounts and the device table, on the hub's claim: the chart's
+    # relative sqlite URL named a file in the hub's working folder (/ in our image: not writable)
+    site_db = f"sqlite:///{tmp_path / 'site' / 'state' / 'jupyterhub.sqlite'}"
+    assert c.JupyterHub.db_url == c.MLWorkshopAuthenticator.db_url == site_db
+    # the pages as outside the cluster: our templates use the i18n tags ({% trans %}: without the
+    # extension the login page was a 500) and are given their values (the Sign up link)
+    extensions = c.JupyterHub.jinja_environment_options["extensions"]
+    assert "mlworkshop.hub.i18n.HubI18n" in extensions
+    assert c.JupyterHub.template_vars["mlw_signup"] is True
     assert (tmp_path / "site" / "mlworkshop.yaml").read_text() == config_file.read_text()

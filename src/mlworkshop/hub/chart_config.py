@@ -31,7 +31,13 @@ def _merge_lists(c: Config, key: str, before: list) -> None:
 
 
 def configure_in_chart(c: Config, environ: os._Environ | dict | None = None) -> Config:
-    from .configure import apply_auth, apply_services, apply_spawner
+    from .configure import (
+        apply_auth,
+        apply_language,
+        apply_services,
+        apply_spawner,
+        apply_templates,
+    )
 
     environ = os.environ if environ is None else environ
     site = Site(Path(environ.get("MLWORKSHOP_SITE", DEFAULT_SITE)))
@@ -53,12 +59,16 @@ def configure_in_chart(c: Config, environ: os._Environ | dict | None = None) -> 
         key: list(c.JupyterHub[key]) if key in c.JupyterHub else []
         for key in ("services", "load_roles")
     }
-    apply_auth(c, chart, site)
-    apply_spawner(c, chart, site)
-    apply_services(c, chart, site)
+    # configure()'s steps but apply_hub: ports, proxy, cookie secret and TLS are the chart's
+    for apply in (apply_auth, apply_spawner, apply_services, apply_templates, apply_language):
+        apply(c, chart, site)
     for key, items in before.items():
         _merge_lists(c, key, items)
     c.JupyterHub.template_paths = [TEMPLATES]
+    # one database for the hub, the accounts and the device table, as outside the cluster: the
+    # site's (on the hub's claim with hub.db.type sqlite-pvc), or hub.db_url's. The chart's own
+    # `sqlite:///jupyterhub.sqlite` is relative to the working folder, / in our image.
+    c.JupyterHub.db_url = site.db_url(cfg)
     c.JupyterHub.cleanup_servers = False  # a hub restart leaves students' pods running
     c.KubeWorkspaceSpawner.isolate_users = False  # no system accounts in the hub's pod
     return c
