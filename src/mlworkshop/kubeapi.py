@@ -53,7 +53,8 @@ async def api_client(kubeconfig: str = ""):
                 await config.load_kube_config(client_configuration=conf)
     except KubeError:
         raise
-    except (ConfigException, OSError, ValueError, TypeError) as exc:
+    # RuntimeError: no kubeconfig named and no home folder to look in (an account without one)
+    except (ConfigException, OSError, ValueError, TypeError, RuntimeError) as exc:
         raise KubeError(
             f"No usable kubeconfig ({exc}). Set spawner.kubernetes.kubeconfig to the cluster's "
             "kubeconfig file (MicroK8s: `microk8s config > /etc/mlworkshop/kubeconfig`)."

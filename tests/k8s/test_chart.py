@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from mlworkshop.ops.k8s_values import split_image
-from tests.integration.hubctl import MLW, Browser, mlw
+from tests.integration.hubctl import MLW, Browser, Server, mlw
 
 from .cluster import SCRIPT
 
@@ -221,34 +220,33 @@ def test_the_chart_runs_the_hub_and_a_students_pod(
         proxy = _wait(
             "the proxy pod ready", 120, lambda: _pod_ip(k8s_cluster, ns, "component=proxy")
         )
-        alice = Browser(f"http://{proxy}:8000")
+        base = f"http://{proxy}:8000"
+        alice = Browser(base)
         assert alice.login("alice", PASSWORD).status_code == 302
-        started = alice.client.post(
-            "/hub/api/users/alice/server",
-            headers={
-                "Referer": alice.base + "/hub/",
-                "X-XSRFToken": alice.client.cookies.get("_xsrf", ""),
-            },
-        )
-        assert started.status_code in (201, 202), started.text
-        _wait(
-            "alice's JupyterLab through the chart's proxy",
-            240,
-            lambda: alice.client.get("/user/alice/api/status").status_code == 200,
-        )
-        pod = k8s_cluster.get("pod", "jupyter-alice", namespace=ns)
+        alice.start_server("alice", timeout=240)
+        # JupyterLab through the chart's proxy (the OAuth dance, as a browser)
+        assert alice.client.get("/user/alice/lab").status_code == 200
+        lab = Server(base, "alice", alice.new_token("alice"))
+        listing = {item["name"] for item in lab.contents("GET", "").json()["content"]}
+        assert {"work", "lessons", "submissions"} <= listing, listing
+
+        # her pod: never root; work/ on her own claim; lessons/ from the course's, read-only
+        pod = k8s_cluster.get("pod", "mlw-alice", namespace=ns)
         assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] != 0
-        token = secrets.token_hex(6)
-        probe = (
-            f"cd ~ && echo {token} > work/mine.txt && cat lessons/welcome.md && "
-            "(touch lessons/x 2>/dev/null && echo WRITABLE || echo read-only)"
-        )
-        seen = k8s_cluster.kubectl(
-            "exec", "jupyter-alice", "-n", ns, "--", "sh", "-c", probe, timeout=60
-        ).stdout
-        assert "欢迎" in seen and "read-only" in seen and "WRITABLE" not in seen, seen
-        claims = {c["metadata"]["name"] for c in k8s_cluster.get("pvc", namespace=ns)["items"]}
-        assert "mlw-work-alice" in claims, claims
+        claims = {
+            v["persistentVolumeClaim"]["claimName"]
+            for v in pod["spec"]["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        assert {"mlw-work-alice", "course"} <= claims, claims
+        assert lab.write_text("work/mine.txt", "hers").status_code == 201
+        assert lab.read_text("lessons/welcome.md").json()["content"] == "# 欢迎\n"
+        assert lab.write_text("lessons/graffiti.txt", "x").status_code in (403, 500)
+        assert not (volumes / "course" / "content" / "lessons" / "graffiti.txt").exists()
+
+        # the usage service beside the hub answers through the chart's proxy (its own pod)
+        usage = alice.client.get("/services/usage/")
+        assert usage.status_code == 200 and "/services/usage/" in str(usage.url), usage.url
     finally:
         subprocess.run(
             [helm, "uninstall", release, "-n", ns, "--kubeconfig", str(k8s_cluster.kubeconfig)],

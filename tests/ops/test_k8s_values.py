@@ -110,6 +110,8 @@ def test_in_chart_configure_keeps_the_charts_services(tmp_path):
         **values["hub"]["extraEnv"],  # ... which the chart's values replace
         "MLWORKSHOP_SITE": str(tmp_path / "site"),
         "MLWORKSHOP_CONFIG_FILE": str(config_file),
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",  # the pod's in-cluster API
+        "KUBERNETES_SERVICE_PORT": "443",
     }
     configure_in_chart(c, env)
     names = [s["name"] for s in c.JupyterHub.services]
@@ -126,4 +128,35 @@ def test_in_chart_configure_keeps_the_charts_services(tmp_path):
     extensions = c.JupyterHub.jinja_environment_options["extensions"]
     assert "mlworkshop.hub.i18n.HubI18n" in extensions
     assert c.JupyterHub.template_vars["mlw_signup"] is True
+    # the usage service: routed by the hub Service's name on the port the values open, listening
+    # on the pod's address, with the in-cluster API a service's environment would not have
+    [usage] = [s for s in c.JupyterHub.services if s["name"] == "usage"]
+    assert usage["url"] == "http://hub:8082"
+    assert usage["environment"]["MLWORKSHOP_USAGE_BIND"] == "0.0.0.0"
+    assert usage["environment"]["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    assert values["hub"]["service"]["extraPorts"] == [
+        {"name": "usage", "port": 8082, "targetPort": 8082}
+    ]
     assert (tmp_path / "site" / "mlworkshop.yaml").read_text() == config_file.read_text()
+
+
+@pytest.mark.parametrize("mem_limit", ["1G", "768M", "1000000000", "1.5G"])
+def test_memory_reaches_kubespawner_as_a_valid_specification(mem_limit):
+    """The chart's config sets KubeSpawner.mem_limit/mem_guarantee from singleuser.memory: a bare
+    number string ("1073741824") made every spawn in the chart a 500."""
+    from jupyterhub.traitlets import ByteSpecification
+    from traitlets import HasTraits
+
+    from mlworkshop.sizes import parse_bytes
+
+    class Spawner(HasTraits):
+        mem = ByteSpecification(None, allow_none=True)
+
+    cfg = chart_cfg()
+    cfg.accelerators.profiles.cpu.mem_limit = mem_limit
+    memory = chart_values(cfg)["singleuser"]["memory"]
+    spawner = Spawner()
+    spawner.mem = memory["limit"]  # refused with a TraitError before
+    assert 0 <= spawner.mem - parse_bytes(mem_limit) < 1024
+    spawner.mem = memory["guarantee"]
+    assert spawner.mem <= parse_bytes(mem_limit)

@@ -21,6 +21,40 @@ from .auth import TEMPLATES
 
 DEFAULT_SITE = "/srv/jupyterhub/mlworkshop"
 DEFAULT_CONFIG_FILE = "/usr/local/etc/mlworkshop/mlworkshop.yaml"
+# the usage service's port in the hub's pod (usage.service_port 0): fixed, because the values name
+# it on the hub's Service and in its NetworkPolicy before the site exists
+CHART_USAGE_PORT = 8082
+# what the hub's environment has and its services need: the in-cluster API (the usage service's
+# pod samples); JupyterHub gives a service only the environment it is configured with
+CLUSTER_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+
+
+def _hub_service_name() -> str:
+    """The chart's hub Service (`hub`, or its fullname with a release name prefix)."""
+    try:
+        from z2jh import get_name  # the chart's helper, beside its jupyterhub_config.py
+
+        return get_name("hub")
+    except Exception:  # noqa: BLE001 - outside the chart's pod (tests): the chart's default
+        return "hub"
+
+
+def _reach_usage_from_the_proxy(c: Config, environ) -> None:
+    """The chart's proxy runs in a pod of its own: the usage service listens on the hub pod's
+    address and is routed by the hub Service's name (the values add the port to that Service and
+    to the hub's NetworkPolicy), not on loopback as beside a local proxy."""
+    services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
+    for service in services:
+        if service.get("name") != "usage" or "url" not in service:
+            continue
+        port = service["url"].rsplit(":", 1)[1]
+        service["url"] = f"http://{_hub_service_name()}:{port}"
+        service["environment"] = {
+            **service.get("environment", {}),
+            "MLWORKSHOP_USAGE_BIND": "0.0.0.0",
+            **{key: environ[key] for key in CLUSTER_ENV if key in environ},
+        }
+    c.JupyterHub.services = services
 
 
 def _merge_lists(c: Config, key: str, before: list) -> None:
@@ -55,6 +89,7 @@ def configure_in_chart(c: Config, environ: os._Environ | dict | None = None) -> 
         )
     chart = cfg.model_copy(deep=True)
     chart.culler.enabled = False  # the chart's culler (cull.* in the values) does the job
+    chart.usage.service_port = chart.usage.service_port or CHART_USAGE_PORT
     before = {
         key: list(c.JupyterHub[key]) if key in c.JupyterHub else []
         for key in ("services", "load_roles")
@@ -62,6 +97,7 @@ def configure_in_chart(c: Config, environ: os._Environ | dict | None = None) -> 
     # configure()'s steps but apply_hub: ports, proxy, cookie secret and TLS are the chart's
     for apply in (apply_auth, apply_spawner, apply_services, apply_templates, apply_language):
         apply(c, chart, site)
+    _reach_usage_from_the_proxy(c, environ)
     for key, items in before.items():
         _merge_lists(c, key, items)
     c.JupyterHub.template_paths = [TEMPLATES]

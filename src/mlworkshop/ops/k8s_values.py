@@ -49,6 +49,17 @@ def split_image(reference: str) -> dict[str, str]:
     return {"name": name, "tag": tag} if tag else {"name": name}
 
 
+def byte_spec(n: int) -> str:
+    """Bytes as the chart's config hands them to KubeSpawner's mem_limit/mem_guarantee: a string
+    with a K/M/G suffix (powers of 1024). A bare number string is refused there ("not a valid
+    memory specification", every spawn a 500), and a plain number may reach it as a float after
+    helm's YAML round trip. Rounded up to whole KiB."""
+    for suffix, size in (("G", 2**30), ("M", 2**20)):
+        if n and n % size == 0:
+            return f"{n // size}{suffix}"
+    return f"{-(-n // 2**10)}K"
+
+
 def _image(reference: str, policy: str) -> dict[str, Any]:
     return {**split_image(reference), "pullPolicy": policy}
 
@@ -88,8 +99,8 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
             "guarantee": None if cpu.cpu_limit is None else cpu.cpu_limit * k.request_fraction,
         },
         "memory": {
-            "limit": None if mem is None else str(mem),
-            "guarantee": None if mem is None else str(int(mem * k.request_fraction)),
+            "limit": None if mem is None else byte_spec(mem),
+            "guarantee": None if mem is None else byte_spec(int(mem * k.request_fraction)),
         },
         "nodeSelector": dict(k.node_selectors.get("cpu", {})),
         "extraTolerations": list(k.tolerations.get("cpu", [])),
@@ -128,6 +139,8 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
             },
             "extraConfig": {"mlworkshop": EXTRA_CONFIG},
             "db": {"type": "sqlite-pvc"},
+            # the usage service (dashboards, quotas) beside the hub, reached by the chart's proxy
+            **_usage_port(cfg),
         },
         "singleuser": singleuser,
         "prePuller": {
@@ -142,6 +155,33 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
             "every": cfg.culler.every,
             "users": False,
             "adminUsers": True,
+        },
+    }
+
+
+def _usage_port(cfg: MLWorkshopConfig) -> dict[str, Any]:
+    """The usage service's port on the hub's Service and open to the chart's proxy in the hub's
+    NetworkPolicy (only the hub's own port is, by default)."""
+    if not cfg.usage.enabled:
+        return {}
+    from ..hub.chart_config import CHART_USAGE_PORT
+
+    port = cfg.usage.service_port or CHART_USAGE_PORT
+    return {
+        "service": {"extraPorts": [{"name": "usage", "port": port, "targetPort": port}]},
+        "networkPolicy": {
+            "ingress": [
+                {
+                    "ports": [{"port": port}],
+                    "from": [
+                        {
+                            "podSelector": {
+                                "matchLabels": {"hub.jupyter.org/network-access-hub": "true"}
+                            }
+                        }
+                    ],
+                }
+            ]
         },
     }
 

@@ -41,7 +41,8 @@ class ServiceSettings:
             client_id=environ.get("JUPYTERHUB_CLIENT_ID", "service-usage"),
             callback_url=environ.get("JUPYTERHUB_OAUTH_CALLBACK_URL", prefix + "oauth_callback"),
             hub_prefix=environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/",
-            host=url.hostname or "127.0.0.1",
+            # the hub inside the cluster routes to its pod's address (hub/chart_config.py)
+            host=environ.get("MLWORKSHOP_USAGE_BIND") or url.hostname or "127.0.0.1",
             port=url.port or 8082,
         )
 
