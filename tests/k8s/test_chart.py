@@ -244,6 +244,16 @@ def test_the_chart_runs_the_hub_and_a_students_pod(
         assert lab.write_text("lessons/graffiti.txt", "x").status_code in (403, 500)
         assert not (volumes / "course" / "content" / "lessons" / "graffiti.txt").exists()
 
+        # `mlworkshop doctor` in the hub's pod checks the hub where students reach it: the
+        # chart's proxy-public Service
+        doctor = k8s_cluster.kubectl(
+            "exec", "deploy/hub", "-n", ns, "--", "mlworkshop", "doctor", "--json",
+            check=False, timeout=120,
+        )  # fmt: skip
+        findings = {f["id"]: f for f in json.loads(doctor.stdout)["findings"]}
+        assert findings["hub"]["severity"] == "ok", findings["hub"]
+        assert "proxy-public" in findings["hub"]["message"], findings["hub"]
+
         # the usage service beside the hub answers through the chart's proxy (its own pod)
         usage = alice.client.get("/services/usage/")
         assert usage.status_code == 200 and "/services/usage/" in str(usage.url), usage.url

@@ -160,3 +160,16 @@ def test_memory_reaches_kubespawner_as_a_valid_specification(mem_limit):
     assert 0 <= spawner.mem - parse_bytes(mem_limit) < 1024
     spawner.mem = memory["guarantee"]
     assert spawner.mem <= parse_bytes(mem_limit)
+
+
+def test_the_doctor_in_the_hubs_pod_checks_the_charts_proxy(monkeypatch):
+    """In the chart the proxy is another pod: the doctor's hub check (run by its watch service in
+    the hub's pod) went to 127.0.0.1:8000, nobody's, and reported the hub down."""
+    from mlworkshop.ops.doctor.hub_checks import _hub_url
+
+    cfg = chart_cfg()
+    env = chart_values(cfg)["hub"]["extraEnv"]
+    monkeypatch.setenv("MLWORKSHOP_HUB_URL", env["MLWORKSHOP_HUB_URL"])
+    assert _hub_url(cfg) == "http://proxy-public/"
+    monkeypatch.delenv("MLWORKSHOP_HUB_URL")
+    assert _hub_url(cfg) == f"http://127.0.0.1:{cfg.hub.port}/"

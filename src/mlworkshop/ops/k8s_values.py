@@ -129,6 +129,9 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
                 # the hub image's own default (Dockerfile.hub: the docker backend) would win over
                 # the file, as every MLWORKSHOP_ variable does
                 "MLWORKSHOP_SPAWNER__BACKEND": "kubernetes",
+                # where students reach the hub, for `mlworkshop doctor` in the hub's pod: the
+                # chart's proxy (its proxy-public Service), not a proxy of the hub's own
+                "MLWORKSHOP_HUB_URL": f"http://proxy-public{cfg.hub.base_url}",
             },
             "extraFiles": {
                 "mlworkshop-yaml": {

@@ -9,6 +9,7 @@ account starts with spawner.local.user_prefix) and were running before the hub w
 
 from __future__ import annotations
 
+import os
 import pwd
 import socket
 import time
@@ -22,6 +23,10 @@ CLOCK_SLACK = 0.5  # seconds: a process's start time is counted in clock ticks
 
 
 def _hub_url(cfg) -> str:
+    """Where students reach the hub: this machine's proxy, or MLWORKSHOP_HUB_URL where the proxy is
+    somewhere else (the Zero to JupyterHub chart's proxy-public Service: `mlworkshop k8s values`)."""
+    if os.environ.get("MLWORKSHOP_HUB_URL"):
+        return os.environ["MLWORKSHOP_HUB_URL"].rstrip("/") + "/"
     host = cfg.hub.ip if cfg.hub.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
     host = f"[{host}]" if ":" in host else host
     scheme = "https" if cfg.hub.https.enabled else "http"
