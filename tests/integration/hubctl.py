@@ -26,6 +26,19 @@ REPO = Path(__file__).resolve().parents[2]
 MLW = [sys.executable, "-m", "mlworkshop.cli.main"]
 
 
+def wait_until(check, timeout: float = 60, what: str = "condition", every: float = 0.25):
+    """check()'s first true value, asked every `every` s; AssertionError naming `what` (and the
+    last value seen) after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout:.0f} s: {what} (last: {last!r})")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

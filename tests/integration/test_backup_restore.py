@@ -22,7 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from .hubctl import Hub, Server, free_port, make_site_dir, mlw, remove_accounts, remove_site
+from .hubctl import (
+    Hub,
+    Server,
+    free_port,
+    make_site_dir,
+    mlw,
+    remove_accounts,
+    remove_site,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -151,16 +160,6 @@ async def append_forever(server: Server, path: str) -> str:
     return kernel_id
 
 
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def usage_csv(site: Path, start: str, end: str) -> str:
     return mlw(site, "usage", "report", "--from", start, "--to", end, "--csv").stdout
 
@@ -203,7 +202,7 @@ async def test_backup_while_running_then_restore_elsewhere(engine, databases, ma
         servers[name] = server
     kernel = await append_forever(servers["alice"], "work/append.log")
     log = hub.site / "users" / "alice" / "work" / "append.log"
-    wait_for(lambda: log.exists() and log.stat().st_size > 1000, 60, "the kernel to append")
+    wait_until(lambda: log.exists() and log.stat().st_size > 1000, 60, "the kernel to append")
     # a student planted links to things she may not read: they must stay links
     assert "ok" in await servers["bob"].run_code(
         "import os\nos.symlink('/etc/shadow', 'work/shadow')\nos.symlink('../../alice/work', 'work/alices')\nprint('ok')"
@@ -220,7 +219,7 @@ async def test_backup_while_running_then_restore_elsewhere(engine, databases, ma
         report = usage_csv(hub.site, "2000-01-01", text)
         return text if all(f"\n{name}," in report for name in STUDENTS) else None
 
-    until_text = wait_for(report_until_now, 60, "usage sessions of all three students")
+    until_text = wait_until(report_until_now, 60, "usage sessions of all three students")
 
     # the backup, while all of it runs
     started = time.time()

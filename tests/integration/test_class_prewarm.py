@@ -24,7 +24,7 @@ from mlworkshop.config import load_config
 from mlworkshop.hub.classes import Schedule
 from mlworkshop.site import Site
 
-from .hubctl import mlw
+from .hubctl import mlw, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -57,16 +57,6 @@ def _schedule(api: HubAPI, group: str) -> Schedule:
     return schedule
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
-
-
 def _server_processes(account: str) -> list[psutil.Process]:
     uid = pwd.getpwnam(account).pw_uid
     found = []
@@ -92,7 +82,9 @@ def test_prewarmed_servers_belong_to_their_students_and_unused_ones_go_after_the
     # two servers since; reading the clock here made the grace look up to a second short in CI)
     bell = _schedule(api, "cls").bell
     for name in ("alice", "bob"):
-        _wait(lambda n=name: (_server(api, n) or {}).get("ready"), 90, f"{name}'s server ready")
+        wait_until(
+            lambda n=name: (_server(api, n) or {}).get("ready"), 90, f"{name}'s server ready"
+        )
 
     # each server runs as its own student's account (forked servers keep the fork server's
     # /proc/PID/environ, so the account is what tells them apart)
@@ -124,7 +116,7 @@ def test_prewarmed_servers_belong_to_their_students_and_unused_ones_go_after_the
     assert pids <= {p.pid for p in _server_processes(hub.prefix + "alice")}
 
     # bob never came: his server goes once the grace (75 s after the bell) is over; alice's stays
-    _wait(lambda: _server(api, "bob") is None, 90, "bob's unused server culled")
+    wait_until(lambda: _server(api, "bob") is None, 90, "bob's unused server culled")
     culled_at = dt.datetime.now(dt.UTC)
     assert culled_at >= bell + dt.timedelta(seconds=75), "culled before the grace was over"
     assert _server(api, "alice") is not None, "a used pre-warmed server was culled with the unused"
@@ -144,7 +136,9 @@ def test_a_scheduled_class_starts_itself_and_is_kept_past_the_idle_timeout_until
     assert "servers start at" in run.stdout, run.stdout
     # no server was started by the command: the culler service starts them (pre-warm is due)
     for name in ("alice", "bob"):
-        _wait(lambda n=name: (_server(api, n) or {}).get("ready"), 90, f"{name}'s server started")
+        wait_until(
+            lambda n=name: (_server(api, n) or {}).get("ready"), 90, f"{name}'s server started"
+        )
     started = max(
         dt.datetime.fromisoformat(_server(api, n)["started"].replace("Z", "+00:00"))
         for n in ("alice", "bob")
@@ -162,7 +156,7 @@ def test_a_scheduled_class_starts_itself_and_is_kept_past_the_idle_timeout_until
     # class stop: servers stopped, schedule gone (the culler does not start them again)
     stop = mlw(hub.site, "class", "stop", "cls")
     assert stop.returncode == 0, stop
-    _wait(lambda: _server(api, "alice") is None and _server(api, "bob") is None, 60, "stopped")
+    wait_until(lambda: _server(api, "alice") is None and _server(api, "bob") is None, 60, "stopped")
     time.sleep(20)  # two culler ticks
     assert _server(api, "alice") is None and _server(api, "bob") is None
     assert "no schedule" in mlw(hub.site, "class", "status", "cls").stdout

@@ -22,13 +22,12 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from mlworkshop.ops.k8s_values import split_image
-from tests.integration.hubctl import MLW, Browser, Server, mlw
+from tests.integration.hubctl import MLW, Browser, Server, mlw, wait_until
 
 from .cluster import SCRIPT
 
@@ -110,16 +109,6 @@ def _volumes(cluster, namespace: str, root: Path) -> None:
         },
         namespace=namespace,
     )
-
-
-def _wait(what: str, timeout: float, check):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
 
 
 def _pod_ip(cluster, namespace: str, selector: str) -> str | None:
@@ -206,7 +195,7 @@ def test_the_chart_runs_the_hub_and_a_students_pod(
     rbac = mlw(site, "k8s", "rbac")
     try:
         assert installed.returncode == 0, installed.stdout + installed.stderr
-        _wait("the hub pod ready", 300, lambda: _hub_ready(k8s_cluster, ns))
+        wait_until(lambda: _hub_ready(k8s_cluster, ns), 300, "the hub pod ready", every=2)
         k8s_cluster.kubectl("apply", "-f", "-", input=rbac.stdout)
 
         # the admin's first step, inside the hub's pod (its site is on the hub's claim)
@@ -217,8 +206,8 @@ def test_the_chart_runs_the_hub_and_a_students_pod(
         )  # fmt: skip
         assert add.returncode == 0, add.stdout + add.stderr
 
-        proxy = _wait(
-            "the proxy pod ready", 120, lambda: _pod_ip(k8s_cluster, ns, "component=proxy")
+        proxy = wait_until(
+            lambda: _pod_ip(k8s_cluster, ns, "component=proxy"), 120, "the proxy pod ready", every=2
         )
         base = f"http://{proxy}:8000"
         alice = Browser(base)
