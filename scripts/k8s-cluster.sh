@@ -598,6 +598,24 @@ stop_all() {
   fi
   rm -f "$RUN/cluster.env" "$RUN/start-seconds"
   rm -rf "$RUN/holders" "$RUN/cni"
+  drop_kubelet_chains
+}
+
+drop_kubelet_chains() {
+  # the kubelet's own iptables chains outlive it (KUBE-FIREWALL drops traffic to 127.0.0.0/8 that
+  # does not come from it; the KUBE-KUBELET-CANARY chains): the host is left as it was found
+  local cmd table rule chain chains
+  for cmd in iptables ip6tables; do
+    command -v "$cmd" >/dev/null || continue
+    for table in filter nat mangle; do
+      "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | sed 's/^-A /-D /' \
+        | while read -r rule; do eval "\"\$cmd\" -t \"\$table\" $rule" 2>/dev/null || true; done \
+        || true  # none: grep finds nothing
+      chains=$("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}')
+      for chain in $chains; do "$cmd" -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in $chains; do "$cmd" -t "$table" -X "$chain" 2>/dev/null || true; done
+    done
+  done
 }
 
 mounts_under() {
