@@ -137,6 +137,11 @@ def test_in_chart_configure_keeps_the_charts_services(tmp_path):
     assert values["hub"]["service"]["extraPorts"] == [
         {"name": "usage", "port": 8082, "targetPort": 8082}
     ]
+    # both NetworkPolicies let the proxy through to it: the hub's ingress, the proxy's egress
+    [ingress] = values["hub"]["networkPolicy"]["ingress"]
+    [egress] = values["proxy"]["chp"]["networkPolicy"]["egress"]
+    assert ingress["ports"] == egress["ports"] == [{"port": 8082}]
+    assert egress["to"] == [{"podSelector": {"matchLabels": {"component": "hub"}}}]
     assert (tmp_path / "site" / "mlworkshop.yaml").read_text() == config_file.read_text()
 
 

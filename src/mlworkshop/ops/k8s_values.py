@@ -145,6 +145,7 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
             # the usage service (dashboards, quotas) beside the hub, reached by the chart's proxy
             **_usage_port(cfg),
         },
+        **_proxy_to_usage(cfg),
         "singleuser": singleuser,
         "prePuller": {
             "hook": {"enabled": True},
@@ -187,6 +188,19 @@ def _usage_port(cfg: MLWorkshopConfig) -> dict[str, Any]:
             ]
         },
     }
+
+
+def _proxy_to_usage(cfg: MLWorkshopConfig) -> dict[str, Any]:
+    """The proxy's NetworkPolicy lets it reach the hub on the hub's own port only: the usage port
+    too (a cluster that enforces NetworkPolicies would drop the usage pages otherwise)."""
+    if not cfg.usage.enabled:
+        return {}
+    from ..hub.chart_config import CHART_USAGE_PORT
+
+    port = cfg.usage.service_port or CHART_USAGE_PORT
+    hub_pods = {"podSelector": {"matchLabels": {"component": "hub"}}}
+    rule = {"to": [hub_pods], "ports": [{"port": port}]}
+    return {"proxy": {"chp": {"networkPolicy": {"egress": [rule]}}}}
 
 
 def merged(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
