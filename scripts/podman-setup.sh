@@ -58,9 +58,22 @@ s.sendall(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
 sys.exit(0 if b"OK" in s.recv(4096) else 1)
 PY
 }
+# a service left by an earlier run from a folder since removed answers but cannot start any
+# container (conmon: "Failed to get working directory"): stop it, a fresh one starts below
+for pid in $(pgrep -f "podman system service --time=0 unix://$sock" || true); do
+  if readlink "/proc/$pid/cwd" 2>/dev/null | grep -q ' (deleted)$'; then
+    echo "podman-setup: the podman service (pid $pid) runs in a removed folder: restarting it" >&2
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$sock"
+  fi
+done
 if ! answers; then
   rm -f "$sock"
-  setsid nohup podman system service --time=0 "unix://$sock" >>"$dir/service.log" 2>&1 < /dev/null &
+  # from / : the service outlives this run, and conmon cannot start a container once the folder
+  # it was started in is gone (a removed clone broke every later run: "Failed to get working
+  # directory")
+  (cd / && exec setsid nohup podman system service --time=0 "unix://$sock" >>"$dir/service.log" 2>&1 < /dev/null) &
   echo $! > "$dir/service.pid"
   for _ in $(seq 1 100); do answers && break; sleep 0.1; done
   if ! answers; then
