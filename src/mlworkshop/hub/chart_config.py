@@ -24,6 +24,14 @@ DEFAULT_CONFIG_FILE = "/usr/local/etc/mlworkshop/mlworkshop.yaml"
 # the usage service's port in the hub's pod (usage.service_port 0): fixed, because the values name
 # it on the hub's Service and in its NetworkPolicy before the site exists
 CHART_USAGE_PORT = 8082
+
+
+def chart_usage_port(cfg) -> int:
+    """The usage service's port in the chart: usage.service_port, else CHART_USAGE_PORT (the hub's
+    configure and `k8s values` both ask here)."""
+    return cfg.usage.service_port or CHART_USAGE_PORT
+
+
 # what the hub's environment has and its services need: the in-cluster API (the usage service's
 # pod samples); JupyterHub gives a service only the environment it is configured with
 CLUSTER_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
@@ -39,7 +47,7 @@ def _hub_service_name() -> str:
         return "hub"
 
 
-def _reach_usage_from_the_proxy(c: Config, environ) -> None:
+def _reach_usage_from_the_proxy(c: Config, environ, port: int) -> None:
     """The chart's proxy runs in a pod of its own: the usage service listens on the hub pod's
     address and is routed by the hub Service's name (the values add the port to that Service and
     to the hub's NetworkPolicy), not on loopback as beside a local proxy."""
@@ -47,7 +55,6 @@ def _reach_usage_from_the_proxy(c: Config, environ) -> None:
     for service in services:
         if service.get("name") != "usage" or "url" not in service:
             continue
-        port = service["url"].rsplit(":", 1)[1]
         service["url"] = f"http://{_hub_service_name()}:{port}"
         service["environment"] = {
             **service.get("environment", {}),
@@ -89,7 +96,7 @@ def configure_in_chart(c: Config, environ: os._Environ | dict | None = None) -> 
         )
     chart = cfg.model_copy(deep=True)
     chart.culler.enabled = False  # the chart's culler (cull.* in the values) does the job
-    chart.usage.service_port = chart.usage.service_port or CHART_USAGE_PORT
+    chart.usage.service_port = chart_usage_port(chart)
     before = {
         key: list(c.JupyterHub[key]) if key in c.JupyterHub else []
         for key in ("services", "load_roles")
@@ -97,7 +104,7 @@ def configure_in_chart(c: Config, environ: os._Environ | dict | None = None) -> 
     # configure()'s steps but apply_hub: ports, proxy, cookie secret and TLS are the chart's
     for apply in (apply_auth, apply_spawner, apply_services, apply_templates, apply_language):
         apply(c, chart, site)
-    _reach_usage_from_the_proxy(c, environ)
+    _reach_usage_from_the_proxy(c, environ, chart.usage.service_port)
     for key, items in before.items():
         _merge_lists(c, key, items)
     c.JupyterHub.template_paths = [TEMPLATES]

@@ -112,6 +112,7 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
         for key, ref in sorted(k.profile_images.items())
         if ref != k.image
     }
+    usage_hub, usage_top = _usage_network(cfg)
     return {
         "hub": {
             "image": _image(hub_image, "IfNotPresent"),
@@ -143,9 +144,9 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
             "extraConfig": {"mlworkshop": EXTRA_CONFIG},
             "db": {"type": "sqlite-pvc"},
             # the usage service (dashboards, quotas) beside the hub, reached by the chart's proxy
-            **_usage_port(cfg),
+            **usage_hub,
         },
-        **_proxy_to_usage(cfg),
+        **usage_top,
         "singleuser": singleuser,
         "prePuller": {
             "hook": {"enabled": True},
@@ -163,44 +164,24 @@ def chart_values(cfg: MLWorkshopConfig, hub_image: str = HUB_IMAGE) -> dict[str,
     }
 
 
-def _usage_port(cfg: MLWorkshopConfig) -> dict[str, Any]:
-    """The usage service's port on the hub's Service and open to the chart's proxy in the hub's
-    NetworkPolicy (only the hub's own port is, by default)."""
+def _usage_network(cfg: MLWorkshopConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(hub values, top-level values) that let the chart's proxy reach the usage service beside
+    the hub: its port on the hub's Service, open in the hub's NetworkPolicy ingress (only the
+    hub's own port is, by default) and in the proxy's egress (which reaches the hub on 8081 only;
+    a cluster that enforces NetworkPolicies would drop the usage pages otherwise)."""
     if not cfg.usage.enabled:
-        return {}
-    from ..hub.chart_config import CHART_USAGE_PORT
+        return {}, {}
+    from ..hub.chart_config import chart_usage_port
 
-    port = cfg.usage.service_port or CHART_USAGE_PORT
-    return {
-        "service": {"extraPorts": [{"name": "usage", "port": port, "targetPort": port}]},
-        "networkPolicy": {
-            "ingress": [
-                {
-                    "ports": [{"port": port}],
-                    "from": [
-                        {
-                            "podSelector": {
-                                "matchLabels": {"hub.jupyter.org/network-access-hub": "true"}
-                            }
-                        }
-                    ],
-                }
-            ]
-        },
-    }
-
-
-def _proxy_to_usage(cfg: MLWorkshopConfig) -> dict[str, Any]:
-    """The proxy's NetworkPolicy lets it reach the hub on the hub's own port only: the usage port
-    too (a cluster that enforces NetworkPolicies would drop the usage pages otherwise)."""
-    if not cfg.usage.enabled:
-        return {}
-    from ..hub.chart_config import CHART_USAGE_PORT
-
-    port = cfg.usage.service_port or CHART_USAGE_PORT
+    port = chart_usage_port(cfg)
+    proxy_pods = {"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}}
     hub_pods = {"podSelector": {"matchLabels": {"component": "hub"}}}
-    rule = {"to": [hub_pods], "ports": [{"port": port}]}
-    return {"proxy": {"chp": {"networkPolicy": {"egress": [rule]}}}}
+    hub = {
+        "service": {"extraPorts": [{"name": "usage", "port": port, "targetPort": port}]},
+        "networkPolicy": {"ingress": [{"ports": [{"port": port}], "from": [proxy_pods]}]},
+    }
+    proxy = {"chp": {"networkPolicy": {"egress": [{"to": [hub_pods], "ports": [{"port": port}]}]}}}
+    return hub, {"proxy": proxy}
 
 
 def merged(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
