@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from .hubctl import free_port, mlw
+from .hubctl import free_port, mlw, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +28,8 @@ USAGE = "/services/usage"
 
 
 def wait_for(check, timeout: float = 60, every: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+    """hubctl.wait_until with this module's argument order (five test files import it)."""
+    return wait_until(check, timeout, what, every)
 
 
 class UsageAPI:
