@@ -67,3 +67,12 @@ def test_rbac_without_kubelet_stats_leaves_nodes_proxy_out(tmp_path, stats):
     assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in role["rules"])
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hub", "namespace": "lab"}]
     assert binding["roleRef"]["name"] == role["metadata"]["name"] == "mlworkshop-hub-lab"
+
+
+def test_rbac_refuses_a_service_account_name_kubernetes_would(tmp_path):
+    site = tmp_path / "site"
+    assert mlw(site, "init").returncode == 0
+    run = mlw(site, "k8s", "rbac", "--service-account", "Bad Name")
+    assert run.returncode == 2, run
+    assert "--service-account" in run.stderr and "Bad Name" in run.stderr, run
+    assert "Traceback" not in run.output and "kind: ClusterRole" not in run.stdout

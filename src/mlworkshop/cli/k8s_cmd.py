@@ -93,8 +93,16 @@ def rbac_cmd(
 ) -> None:
     """Print the ClusterRole the hub needs beside the chart's namespaced Role: read nodes (GPU/NPU
     profiles) and storage classes (`| kubectl apply -f -`)."""
+    import re
+
     from ..ops.k8s_rbac import hub_cluster_rbac
 
+    # a ServiceAccount's name is a DNS subdomain (RFC 1123): lowercase letters, digits, - and .
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", service_account):
+        raise KubeError(
+            f"--service-account {service_account!r} is not a Kubernetes ServiceAccount name "
+            "(lowercase letters, digits, '-' and '.'). The chart's hub uses `hub`."
+        )
     _, k, _ = _settings(site, None)
     manifests = hub_cluster_rbac(k.namespace, service_account, kubelet_stats)
     sys.stdout.write(
