@@ -243,8 +243,12 @@ def start_mlworkshop(n: int) -> HubUnderTest:
 
 def stop_and_clean(hub: HubUnderTest, n: int) -> None:
     """Stop a hub under test and what it leaves: stock's servers (it runs them as root), or
-    mlworkshop's student accounts and their processes."""
+    mlworkshop's student accounts and their processes, and the proxy it keeps between restarts."""
     hub.stop()
+    if hub.name == "mlworkshop":
+        from mlworkshop.hub.proxy_process import stop_kept_proxy
+
+        stop_kept_proxy(Path(hub.workdir) / "state")
     if hub.name == "stock":
         subprocess.run(
             ["pkill", "-KILL", "-f", str(STOCK_VENV / "bin" / "jupyterhub-singleuser")],

@@ -54,3 +54,27 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_kept_proxy_left():
+    """A hub's proxy outlives the hub (hub/kept_proxy.py); tests stop it with their site
+    (hubctl.remove_site). Any a test left anyway is stopped when the run ends, so that no
+    configurable-http-proxy outlives `make test`."""
+    import psutil
+
+    def proxies() -> dict[int, psutil.Process]:
+        found = {}
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if any("configurable-http-proxy" in part for part in process.info["cmdline"] or ()):
+                found[process.pid] = process
+        return found
+
+    before = set(proxies())
+    yield
+    for pid, process in proxies().items():
+        if pid not in before:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from mlworkshop.hub.proxy_process import stop_kept_proxy
+
 REPO = Path(__file__).resolve().parents[2]
 MLW = [sys.executable, "-m", "mlworkshop.cli.main"]
 
@@ -121,6 +123,9 @@ class Hub:
         problem = wait_healthy(self.url, self.proc, timeout)
         if problem:
             raise AssertionError(f"{problem}:\n{self.log()}")
+        # a restarted hub answers through the proxy it kept (hub/kept_proxy.py) as soon as it
+        # listens, before its services have started: a test goes on once they have
+        self.wait_log("JupyterHub is now running", timeout)
 
     def stop(self, timeout: float = 30) -> float:
         """SIGINT (Ctrl-C) and wait; returns how long the hub took to exit."""
@@ -325,6 +330,9 @@ class Server:
 
 
 def remove_site(site: Path) -> None:
+    """The site's folder, and the proxy its hub keeps running between restarts
+    (hub/kept_proxy.py), which `mlworkshop down` would stop."""
+    stop_kept_proxy(site / "state")
     shutil.rmtree(site, ignore_errors=True)
 
 

@@ -42,7 +42,7 @@ def test_https_reaches_the_proxy_through_its_copy(tmp_path):
     command = c.ConfigurableHTTPProxy.command
     assert command[-4:] == ["--redirect-port", "80", "--redirect-to", "8443"]
     if isolating():  # the proxy's own account runs it, options and all
-        assert command[0].endswith("setpriv") and "--reuid=_mlw-proxy" in command
+        assert command[4].endswith("setpriv") and "--reuid=_mlw-proxy" in command
     auth = Config()
     apply_auth(auth, _cfg(cert="self-signed"), site)
     assert auth.MLWorkshopAuthenticator.public_url == "https://10.0.0.5:8443/"

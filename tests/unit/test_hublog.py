@@ -113,6 +113,18 @@ def test_appends_and_rotates(tmp_path):
     assert (logs / "proxy.log").read_bytes() == b"kept\n" + PROXY_LINE
 
 
+def test_a_log_a_kept_process_still_writes_is_not_rotated(tmp_path):
+    """The kept proxy appends to proxy.log across hub restarts (hub/kept_proxy.py): moved aside,
+    its lines would go to proxy.log.1 and, at the next move, into a deleted file."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in ("hub.log", "proxy.log"):
+        (logs / name).write_bytes(b"x" * 2000)
+    hublog.rotate(logs, max_bytes=1000, busy=("proxy.log",))
+    assert (logs / "hub.log.1").exists() and not (logs / "hub.log").exists()
+    assert (logs / "proxy.log").read_bytes() == b"x" * 2000 and not (logs / "proxy.log.1").exists()
+
+
 def test_start_tee_sends_a_processs_output_to_hub_log(tmp_path):
     """What `mlworkshop up` does before it becomes JupyterHub: afterwards its fds 1 and 2, and
     those of the process it execs, reach the terminal and hub.log."""

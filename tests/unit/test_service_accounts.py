@@ -120,6 +120,8 @@ def _initialised(path) -> Site:
 def test_a_root_hub_runs_proxy_and_culler_as_their_accounts(tmp_path):
     c = configure(Config(), _cfg(usage={"enabled": False}), _initialised(tmp_path))
     command = c.ConfigurableHTTPProxy.command
+    assert command[:2] == ["/bin/sh", "-c"]  # root opens logs/proxy.log, then setpriv drops
+    command = command[4:]
     assert os.path.basename(command[0]) == "setpriv" and f"--reuid={PROXY_ACCOUNT}" in command
     assert command[command.index("--") + 1].endswith("configurable-http-proxy")
     [culler] = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
@@ -137,7 +139,9 @@ def test_a_hub_that_is_not_root_keeps_everything_as_itself(tmp_path, monkeypatch
         _cfg(usage={"enabled": False}, hub={"ip": "0.0.0.0", "port": 80}),
         _initialised(tmp_path),
     )
-    assert c.ConfigurableHTTPProxy.command[0].endswith("configurable-http-proxy")
+    command = c.ConfigurableHTTPProxy.command  # its output to logs/proxy.log, as the hub
+    assert command[:2] == ["/bin/sh", "-c"] and command[3].endswith("proxy.log")
+    assert command[4].endswith("configurable-http-proxy") and "--" not in command  # no setpriv
     [culler] = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
     assert "user" not in culler
     assert c.MLWorkshopAuthenticator.proxy_account == ""  # every connection is taken as the proxy's

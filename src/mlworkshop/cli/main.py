@@ -130,7 +130,8 @@ def up(
     port: Annotated[int | None, typer.Option(help="Override hub.port.")] = None,
     ip: Annotated[str | None, typer.Option(help="Override hub.ip.")] = None,
 ) -> None:
-    """Run the hub in the foreground (Ctrl-C stops it and its services)."""
+    """Run the hub in the foreground (Ctrl-C stops it and its services; students' servers and
+    the proxy keep running for the next `up`, `mlworkshop down` stops the proxy)."""
     s = _site(site)
     init_site(s)
     env = dict(os.environ, MLWORKSHOP_SITE=str(s.root))
@@ -146,13 +147,16 @@ def up(
     if missing:
         raise Failure(f"auth.method is {cfg.auth.method}, but: " + " ".join(missing))
     redirect = cfg.hub.https.redirect_port if cfg.hub.https.enabled else None
+    from ..hub.proxy_process import kept_proxy_ports
+
+    kept = kept_proxy_ports(s.state)  # the proxy an earlier hub left running (hub/kept_proxy.py)
     for what, host, number in (
         ("hub.port", cfg.hub.ip, cfg.hub.port),
         ("hub.internal_port", "127.0.0.1", cfg.hub.api_port),
         ("hub.proxy_api_port", "127.0.0.1", cfg.hub.proxy_port),
         *((("hub.https.redirect_port", "0.0.0.0", redirect),) if redirect else ()),
     ):
-        if not _port_free(host, number):
+        if number not in kept and not _port_free(host, number):
             raise Failure(
                 f"Port {number} ({what}) is already in use. Stop what uses it, or pick another: "
                 f"`mlworkshop config set {what} PORT`"
@@ -194,6 +198,7 @@ def up(
             out.print(line, highlight=False)
     except ServiceAccountError as exc:
         raise Failure(str(exc)) from None
+    from ..hub.hublog import PROXY as PROXY_LOG
     from ..hub.hublog import start_tee
     from ..hub.tls import TLSError, prepare_for_proxy
 
@@ -201,7 +206,9 @@ def up(
         https_lines = prepare_for_proxy(s, cfg)
     except TLSError as exc:
         raise Failure(str(exc)) from None
-    teeing = start_tee(s.logs)  # from here on, all output also goes to <site>/logs/hub.log
+    teeing = start_tee(
+        s.logs, busy=(PROXY_LOG,) if kept else ()
+    )  # from here on, all output also goes to <site>/logs/hub.log
     for line in https_lines + ([f"warning: {teeing}"] if teeing else []):
         out.print(
             line, highlight=False, markup=False, emoji=False
@@ -213,7 +220,21 @@ def up(
     )
     os.chdir(s.state)
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(config_file)], env)
+    os.execve(
+        sys.executable, [sys.executable, "-m", "mlworkshop.hub.main", "-f", str(config_file)], env
+    )
+
+
+@app.command()
+def down(site: SiteOpt = None) -> None:
+    """Stop the hub (if it runs) and the proxy it leaves running between restarts."""
+    s = _site(site)
+    from ..hub.proxy_process import stop_kept_proxy, stop_pid_file
+
+    hub = stop_pid_file(s.state / "jupyterhub.pid", "jupyterhub")
+    out.print(f"hub: stopped (pid {hub})" if hub else "hub: was not running")
+    proxy = stop_kept_proxy(s.state)
+    out.print(f"proxy: stopped (pid {proxy})" if proxy else "proxy: was not running")
 
 
 @app.command()

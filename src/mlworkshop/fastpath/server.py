@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable
 
 from .. import pysite
+from ..lazy_imports import defer_rfc3987_syntax
 from . import framing
 from .privileges import Identity, drop_privileges, fresh_signals, name_process
 from .protocol import SERVER_REQUEST_TIMEOUT, ForkRequest, RequestError, error_reply, pid_reply
@@ -91,6 +92,7 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
         del sys.path[
             0
         ]  # `-m` put the hub's folder first; kernels put their own back, as ipykernel does
+    defer_rfc3987_syntax()  # 1.1 s of jsonschema's import, for a format no server checks
     for module in modules:
         try:
             importlib.import_module(module)

@@ -144,7 +144,10 @@ def share_installed_lookups() -> None:
 
 
 def main() -> None:
+    from ..lazy_imports import defer_rfc3987_syntax
     from .static import serve_precompressed
+
+    defer_rfc3987_syntax()  # a cold server's 1.1 s for nothing (mlworkshop/lazy_imports.py)
 
     enable_websocket_nodelay()
     share_installed_lookups()

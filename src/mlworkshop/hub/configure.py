@@ -17,6 +17,7 @@ from ..fastpath.protocol import PROVISIONER_NAME, SINGLEUSER_MODULE, SOCKET_ENV
 from ..site import Site
 from .auth import TEMPLATES
 from .hublog import LOG_SOURCES
+from .hublog import PROXY as PROXY_LOG
 from .idp_configure import IDP_METHODS, apply_idp_auth
 from .packages import index_services, server_environment
 from .proxy_binary import proxy_command
@@ -46,6 +47,13 @@ def proxy_arguments(cfg: MLWorkshopConfig) -> list[str]:
     return ["--redirect-port", str(https.redirect_port), "--redirect-to", str(cfg.hub.port)]
 
 
+def logged_to(log: Path, command: list[str]) -> list[str]:
+    """`command` with its output appended to `log` (opened by the hub, before any privileges are
+    dropped): the proxy outlives the hub (hub/kept_proxy.py), so it must not write into the hub's
+    log pipe. JupyterHub appends the proxy's options, which `"$@"` passes on."""
+    return ["/bin/sh", "-c", 'exec "$@" >>"$0" 2>&1', str(log), *command]
+
+
 def singleuser_command() -> list[str]:
     return [sys.executable, "-m", SINGLEUSER_MODULE]
 
@@ -62,13 +70,16 @@ def apply_hub(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     c.JupyterHub.log_level = cfg.hub.log_level
     c.JupyterHub.template_paths = [TEMPLATES]
     c.JupyterHub.cleanup_servers = False  # a hub restart leaves students' servers running
+    # the proxy outlives the hub too, and the next hub adopts it (hub/kept_proxy.py); the hub's
+    # cleanup only says so
+    c.JupyterHub.proxy_class = "mlworkshop.hub.kept_proxy.KeptProxy"
     c.JupyterHub.cleanup_proxy = True
     c.ConfigurableHTTPProxy.auth_token = site.read_secret("proxy_auth_token")
     # a root hub's proxy runs as an account of its own (hub/service_accounts.py); the hub tells its
     # connections from anyone else's by that account (hub/peer.py)
     proxy = proxy_command() + proxy_arguments(cfg)
-    c.ConfigurableHTTPProxy.command = (
-        setpriv_command(PROXY_ACCOUNT, proxy) if isolating() else proxy
+    c.ConfigurableHTTPProxy.command = logged_to(
+        site.logs / PROXY_LOG, setpriv_command(PROXY_ACCOUNT, proxy) if isolating() else proxy
     )
     if (
         cfg.hub.https.enabled

@@ -56,8 +56,13 @@ def source_of(line: bytes, previous: str | None) -> str | None:
     return USAGE if match.group("name") == b"usage" else None
 
 
-def rotate(logs: Path, max_bytes: int = MAX_BYTES) -> None:
+def rotate(logs: Path, max_bytes: int = MAX_BYTES, busy: tuple[str, ...] = ()) -> None:
+    """Move each log over max_bytes to `.1`, except those named in `busy`: a process that
+    outlives the hub still appends to it (the kept proxy, hub/kept_proxy.py), and would go on
+    writing into the moved file, then into a deleted one at the next move."""
     for name in (HUB, PROXY, USAGE):
+        if name in busy:
+            continue
         path = logs / name
         try:
             if path.stat().st_size > max_bytes and path.is_file() and not path.is_symlink():
@@ -136,10 +141,11 @@ def run(logs: Path, source: int = 0, out: int = 1) -> None:
     tee.close()
 
 
-def start_tee(logs: Path) -> str | None:
+def start_tee(logs: Path, busy: tuple[str, ...] = ()) -> str | None:
     """Point this process's stdout and stderr (and so the hub's, after execve) at a tee into
-    <logs>/hub.log. None, or why the output goes only where it went before."""
-    rotate(logs)
+    <logs>/hub.log. None, or why the output goes only where it went before. `busy`: logs not to
+    rotate (rotate())."""
+    rotate(logs, busy=busy)
     read_end, write_end = os.pipe()
     try:
         subprocess.Popen(

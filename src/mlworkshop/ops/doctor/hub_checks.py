@@ -79,9 +79,18 @@ def check_ports(ctx: Context) -> list[Finding]:
         ports.append(("hub.https.redirect_port", "0.0.0.0", cfg.hub.https.redirect_port))
     if ctx.hub is not None:
         return [ok("ports", "the hub's ports are held by the running hub")]
-    busy = [(key, port) for key, host, port in ports if _port_busy(host, port)]
+    from ...hub.proxy_process import kept_proxy_ports
+
+    kept = kept_proxy_ports(ctx.site.state)  # the proxy a stopped hub leaves for the next one
+    busy = [(k, port) for k, host, port in ports if port not in kept and _port_busy(host, port)]
     if not busy:
-        return [ok("ports", "the hub's ports are free (the hub is stopped)")]
+        return [
+            ok(
+                "ports",
+                "the hub is stopped; its ports are free"
+                + (" or held by the proxy it keeps for its next start" if kept else ""),
+            )
+        ]
     return [
         Finding(
             "ports",

@@ -1,0 +1,82 @@
+"""hub/kept_proxy.py and hub/proxy_process.py, the parts that need no hub: the proxy's command
+that writes its own log, the fingerprint a kept proxy is adopted by, telling the proxy's process
+from another one that took its pid. (A real hub adopting it: tests/integration/test_kept_proxy.py.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import psutil
+
+from mlworkshop.hub.configure import logged_to
+from mlworkshop.hub.kept_proxy import AdoptedProcess, KeptProxy
+from mlworkshop.hub.proxy_process import running_process, running_proxy, stop_pid_file
+
+
+def test_the_proxy_command_appends_its_output_to_its_log_and_keeps_its_pid(tmp_path):
+    log = tmp_path / "proxy.log"
+    log.write_text("before\n")
+    command = logged_to(log, [sys.executable, "-c"]) + ["import os, sys; print(os.getpid())"]
+    proc = subprocess.Popen(command)
+    assert proc.wait(30) == 0
+    assert log.read_text() == f"before\n{proc.pid}\n"  # exec'd: the pid JupyterHub records
+
+
+def proxy(tmp_path, **traits) -> KeptProxy:
+    values = {
+        "command": ["configurable-http-proxy"],
+        "public_url": "http://127.0.0.1:8000/",
+        "api_url": "http://127.0.0.1:882",
+        "auth_token": "secret-token",
+        "pid_file": str(tmp_path / "proxy.pid"),
+        **traits,
+    }
+    kept = KeptProxy(**values)
+    kept.hub = SimpleNamespace(url="http://127.0.0.1:881/hub/")
+    kept.app = SimpleNamespace(subdomain_host="", internal_ssl=False)
+    return kept
+
+
+def test_the_fingerprint_changes_with_anything_the_proxy_was_started_with(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("one")
+    same = proxy(tmp_path, ssl_cert=str(cert)).fingerprint()
+    assert proxy(tmp_path, ssl_cert=str(cert)).fingerprint() == same
+    assert proxy(tmp_path, ssl_cert=str(cert), auth_token="other").fingerprint() != same
+    assert (
+        proxy(tmp_path, ssl_cert=str(cert), public_url="http://0.0.0.0:80/").fingerprint() != same
+    )
+    assert proxy(tmp_path, ssl_cert=str(cert), command=["other-proxy"]).fingerprint() != same
+    cert.write_text("renewed")  # a renewed certificate under the same name
+    assert proxy(tmp_path, ssl_cert=str(cert)).fingerprint() != same
+    assert "secret-token" not in same
+
+
+def test_a_pid_file_is_believed_only_for_the_process_it_says(tmp_path):
+    pid_file = tmp_path / "proxy.pid"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file.write_text(str(sleeper.pid))
+        assert running_proxy(pid_file) is None  # a live process, but no proxy
+        assert stop_pid_file(pid_file, "configurable-http-proxy") is None
+        assert sleeper.poll() is None  # and not signalled
+        assert running_process(pid_file, "sleep").pid == sleeper.pid
+        assert stop_pid_file(pid_file, "sleep", timeout=10) == sleeper.pid
+        assert sleeper.wait(10) is not None
+    finally:
+        sleeper.kill()
+    pid_file.write_text("not a pid")
+    assert running_proxy(pid_file) is None
+    assert running_proxy(tmp_path / "missing.pid") is None
+
+
+def test_an_adopted_process_reads_as_running_until_it_is_gone():
+    sleeper = subprocess.Popen(["sleep", "60"])
+    adopted = AdoptedProcess(psutil.Process(sleeper.pid))
+    assert adopted.poll() is None and adopted.pid == sleeper.pid
+    adopted.terminate()
+    sleeper.wait(10)
+    assert adopted.poll() == 1
