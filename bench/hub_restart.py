@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A hub restart in the middle of class: N students' servers run, the hub stops and starts again.
 
-How long until the hub answers /hub/health again, and until every student's own server answers
-them again through the proxy (each student's HTTP client keeps the cookies of their sign-in and
-GETs /user/<name>/api/status until it is 200)? Is any usage session lost: is every session open
-before the restart still open after it, with no second one for the same server? Stock JupyterHub
+How long until the hub answers /hub/health again, and how long was each student's own server out
+of reach through the proxy (each student's HTTP client keeps the cookies of their sign-in and
+GETs /user/<name>/api/status every 0.1 s from before the stop until after the restart; the
+longest run of failed answers is that student's outage)? Is any usage session lost: is every
+session open before the restart still open after it, with no second one for the same server? Stock JupyterHub
 6.1.1 (bench/rush.py's: NativeAuthenticator, SimpleLocalProcessSpawner, its defaults) and
 mlworkshop (default config) one after the other in the same run, one table.
 
@@ -50,17 +51,28 @@ async def sign_in_all(hub: rush.HubUnderTest, n: int) -> list[tuple[str, httpx.A
     return clients
 
 
-async def reachable_after(client: httpx.AsyncClient, name: str, t0: float) -> float | None:
-    """Seconds after t0 until the student's server answers through the proxy, or None."""
-    while time.monotonic() - t0 < GIVE_UP:
+async def watch(client: httpx.AsyncClient, name: str, t0: list, done: asyncio.Event) -> dict:
+    """Ask the student's server every 0.1 s until `done`: the longest outage (s), and when it
+    first answered after the hub's start (t0[0], set at the start), or None if it never did."""
+    longest, outage_began, first_after = 0.0, None, None
+    while not done.is_set():
+        asked = time.monotonic()
         try:
-            status = await client.get(f"/user/{name}/api/status", timeout=5)
-            if status.status_code == 200:
-                return time.monotonic() - t0
+            answered = (await client.get(f"/user/{name}/api/status", timeout=5)).status_code == 200
         except httpx.HTTPError:
-            pass
+            answered = False
+        now = time.monotonic()
+        if answered:
+            if outage_began is not None:
+                longest, outage_began = max(longest, asked - outage_began), None
+            if t0 and first_after is None and asked >= t0[0]:
+                first_after = now - t0[0]
+        elif outage_began is None:
+            outage_began = asked
         await asyncio.sleep(0.1)
-    return None
+    if outage_began is not None:  # out of reach until the end: never back
+        return {"outage": None, "back": None}
+    return {"outage": longest, "back": first_after}
 
 
 def health_back(url: str, t0: float) -> float | None:
@@ -96,27 +108,34 @@ def open_sessions(hub: rush.HubUnderTest) -> dict[str, list[int]]:
 async def restart_once(hub: rush.HubUnderTest, n: int) -> dict:
     clients = await sign_in_all(hub, n)
     before = open_sessions(hub)
+    t0: list[float] = []
+    done = asyncio.Event()
+    watching = [asyncio.create_task(watch(c, name, t0, done)) for name, c in clients]
+    await asyncio.sleep(1)  # a second of class as usual
     stopped_at = time.monotonic()
-    hub.stop()
+    await asyncio.to_thread(hub.stop)
     stop_took = time.monotonic() - stopped_at
-    t0 = time.monotonic()
+    t0.append(time.monotonic())
     hub.launch()
-    health = await asyncio.to_thread(health_back, hub.url, t0)
-    reach = await asyncio.gather(*(reachable_after(c, name, t0) for name, c in clients))
-    await asyncio.sleep(5)  # the usage service's first pass after the restart
+    health = await asyncio.to_thread(health_back, hub.url, t0[0])
+    await asyncio.sleep(5)  # the usage service's first pass after the restart; servers found again
+    done.set()
+    watched = await asyncio.gather(*watching)
     after = open_sessions(hub)
     for _, client in clients:
         await client.aclose()
-    ok = [r for r in reach if r is not None]
+    back = [w["back"] for w in watched if w["back"] is not None]
+    outages = sorted(w["outage"] for w in watched if w["outage"] is not None)
     kept = sum(1 for user, ids in before.items() if after.get(user) == ids)
     return {
         "hub": hub.name,
         "n": n,
         "stop": stop_took,
         "health": health,
-        "reachable": len(ok),
-        "all_reachable": max(ok) if len(ok) == n else None,
-        "p50": sorted(ok)[len(ok) // 2] if ok else None,
+        "reachable": len(back),
+        "all_reachable": max(back) if len(back) == n else None,
+        "outage_p50": outages[len(outages) // 2] if len(outages) == n else None,
+        "outage_max": outages[-1] if len(outages) == n else None,
         "sessions_before": sum(len(v) for v in before.values()),
         "sessions_kept": kept,
         "sessions_after": sum(len(v) for v in after.values()),
@@ -139,8 +158,9 @@ def print_table(rows: list[dict]) -> None:
         f"{v['jupyterhub']} (`bench/hub_restart.py`)\n"
     )
     print(
-        "| hub | N servers | stop (s) | `/hub/health` back (s) | servers reachable | every server "
-        "reachable (s) | p50 (s) | usage sessions open before / kept / open after |"
+        "| hub | N servers | stop (s) | `/hub/health` back (s) | servers reachable after | every "
+        "server reachable (s) | each student's server out of reach p50 / max (s) | usage sessions "
+        "open before / kept / open after |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -155,7 +175,7 @@ def print_table(rows: list[dict]) -> None:
         )
         print(
             f"| {r['hub']} | {r['n']} | {f(r['stop'])} | {g('health')} | {r['reachable']}/{r['n']} "
-            f"| {g('all_reachable')} | {g('p50')} | {sessions} |"
+            f"| {g('all_reachable')} | {g('outage_p50')} / {g('outage_max')} | {sessions} |"
         )
 
 

@@ -9,6 +9,9 @@ set -euo pipefail
 need=(nodejs npm python3-venv fonts-noto-cjk passwd chromium postgresql libnss3-tools slapd ldap-utils)
 # iproute2 (ip netns) and git: the offline-room test clones the checkout and cuts the network
 need+=(iproute2 git)
+# containerd (with ctr): `mlworkshop images load --containerd` is tested against a private one
+# (tests/containers/test_images_containerd.py); no daemon is started by installing it
+need+=(containerd)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

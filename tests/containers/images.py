@@ -2,9 +2,10 @@
 
 No registry is reachable here, so the test image is built from Debian's own packages: a
 debootstrap base (`localhost/mlworkshop-deb-base:bookworm`, ~100 s once) and on top of it
-Containerfile.test (JupyterHub's single-user server + JupyterLab in a venv). Both are cached by
-tag in podman's storage: the test image's tag is a hash of its Containerfile, so an edit rebuilds
-it and an unchanged one is reused across runs.
+Containerfile.test (JupyterHub's single-user server + JupyterLab in a venv, and mlworkshop's own
+single-user server as its command). Both are cached by tag in podman's storage: the test image's
+tag is a hash of its Containerfile and of mlworkshop's sources, so an edit rebuilds it (the pip
+layer stays cached) and an unchanged one is reused across runs.
 
     python -m tests.containers.images      # set up podman and build what is missing, print the tags
 """
@@ -33,9 +34,35 @@ class EngineUnavailable(RuntimeError):
     """podman cannot run here; str() is the reason a test prints when it skips."""
 
 
+def mlworkshop_sources() -> list[Path]:
+    """What the image installs of mlworkshop (its single-user server is the image's command, as
+    in deploy/docker/Dockerfile.user): the tracked package files, no caches."""
+    files = [REPO / "pyproject.toml", REPO / "README.md"]
+    files += sorted(
+        path
+        for path in (REPO / "src" / "mlworkshop").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    return files
+
+
 def test_image_tag() -> str:
-    digest = hashlib.sha256(CONTAINERFILE.read_bytes()).hexdigest()[:12]
-    return f"localhost/mlworkshop-test-user:{digest}"
+    """A hash of the Containerfile and of mlworkshop's sources: an edit of either rebuilds (the
+    pip layer of JupyterHub and JupyterLab stays cached: only mlworkshop's layer is redone)."""
+    digest = hashlib.sha256(CONTAINERFILE.read_bytes())
+    for path in mlworkshop_sources():
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return f"localhost/mlworkshop-test-user:{digest.hexdigest()[:12]}"
+
+
+def build_context(folder: Path) -> Path:
+    """The Containerfile and a copy of mlworkshop's sources (under mlworkshop/) in `folder`."""
+    shutil.copy(CONTAINERFILE, folder / CONTAINERFILE.name)
+    for path in mlworkshop_sources():
+        target = folder / "mlworkshop" / path.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    return folder
 
 
 def podman_env() -> dict[str, str]:
@@ -130,7 +157,8 @@ def ensure_test_image(log=print) -> str:
             "--build-arg",
             "PIP_CERT_ARG=--cert /host-ca.crt",
         ]
-    podman(*args, str(HERE), timeout=1800)
+    with tempfile.TemporaryDirectory(prefix="mlw-image-") as folder:
+        podman(*args, str(build_context(Path(folder))), timeout=1800)
     return tag
 
 

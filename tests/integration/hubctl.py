@@ -331,8 +331,9 @@ class Server:
 
 def remove_site(site: Path) -> None:
     """The site's folder, and the proxy its hub keeps running between restarts
-    (hub/kept_proxy.py), which `mlworkshop down` would stop."""
-    stop_kept_proxy(site / "state")
+    (hub/kept_proxy.py), which `mlworkshop down` would stop (a site one folder down too)."""
+    for state in [site / "state", *site.glob("*/state")]:
+        stop_kept_proxy(state)
     shutil.rmtree(site, ignore_errors=True)
 
 

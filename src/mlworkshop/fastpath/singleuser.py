@@ -41,10 +41,10 @@ def enable_websocket_nodelay() -> None:
     WebSocketMixin.open = open_with_nodelay
 
 
-def share_export_list() -> None:
+def share_export_list(warm: bool = True) -> None:
     """nbconvert's get_export_names() and get_exporter(name), when asked without a config (as
     jupyter-server's /api/nbconvert does), answered from a cache made here; call it before
-    forking so the work is done once. Idempotent."""
+    forking so the work is done once (warm: fill the cache now). Idempotent."""
     from nbconvert.exporters import base
 
     if getattr(base.get_export_names, "_mlw_shared", False):
@@ -65,7 +65,7 @@ def share_export_list() -> None:
     def get_exporter(name, config=None):
         return cached_exporter(name) if config is None else exporter_of(name, config)
 
-    for exporter in cached_names():  # warm: every exporter class the menu will ask for
+    for exporter in cached_names() if warm else ():  # every exporter the menu will ask for
         try:
             cached_exporter(exporter)
         except Exception:  # noqa: BLE001,S112 - a broken or disabled exporter is asked again later
@@ -109,13 +109,14 @@ def _installed_schemas() -> list[Path]:
     return [path for root in roots if root.is_dir() for path in root.rglob("*.json")]
 
 
-def share_schema_checks() -> None:
-    """Check the installed schemas now (before forking) and let servers skip them. Idempotent."""
+def share_schema_checks(warm: bool = True) -> None:
+    """Check the installed schemas now (warm: before forking) and let servers skip them.
+    Idempotent."""
     from jupyterlab_server import settings_utils
 
     if settings_utils.Validator is _SchemaChecksOnce:
         return
-    for path in _installed_schemas():
+    for path in _installed_schemas() if warm else ():
         try:
             _SchemaChecksOnce.check_schema(json.loads(path.read_text(encoding="utf-8")))
         except Exception:  # noqa: BLE001,S112 - an invalid one is checked (and refused) per request
@@ -123,7 +124,7 @@ def share_schema_checks() -> None:
     settings_utils.Validator = _SchemaChecksOnce
 
 
-def share_language_pack_lookup() -> None:
+def share_language_pack_lookup(warm: bool = True) -> None:
     """jupyterlab_server's scans of installed language packs (entry points), made once. Idempotent."""
     from jupyterlab_server import translation_utils as tu
 
@@ -131,16 +132,19 @@ def share_language_pack_lookup() -> None:
         scan = getattr(tu, name)
         if not hasattr(scan, "cache_info"):
             cached = functools.cache(scan)
-            cached()  # warm
+            if warm:
+                cached()
             setattr(tu, name, cached)
 
 
-def share_installed_lookups() -> None:
-    """Everything above, done once: in the fork server before it forks (every server inherits it)
-    and, for a server started cold, at its start."""
-    share_export_list()
-    share_schema_checks()
-    share_language_pack_lookup()
+def share_installed_lookups(warm: bool = True) -> None:
+    """Everything above, done once: in the fork server before it forks (warm: every server
+    inherits the answers). A server started cold (containers, Kubernetes, no fork server) only
+    installs the caches, which fill at the first request: working them out before the server
+    answers would make its start 0.4 s longer for what the first page load needs anyway."""
+    share_export_list(warm)
+    share_schema_checks(warm)
+    share_language_pack_lookup(warm)
 
 
 def main() -> None:
@@ -150,7 +154,7 @@ def main() -> None:
     defer_rfc3987_syntax()  # a cold server's 1.1 s for nothing (mlworkshop/lazy_imports.py)
 
     enable_websocket_nodelay()
-    share_installed_lookups()
+    share_installed_lookups(warm=False)
     serve_precompressed()  # the .gz files the fork server wrote (fastpath/static.py)
     from jupyterhub.singleuser import main as singleuser_main
 

@@ -20,8 +20,10 @@ before = {
     "package_locales": tu._get_installed_package_locales()[0],
 }
 from mlworkshop.fastpath.singleuser import share_installed_lookups, _SchemaChecksOnce
-share_installed_lookups()
-share_installed_lookups()  # idempotent
+checked_before_use = None
+share_installed_lookups(WARM)
+share_installed_lookups(WARM)  # idempotent
+checked_before_use = len(_SchemaChecksOnce.checked)
 after = {
     "names": base.get_export_names(),
     "classes": {n: base.get_exporter(n).__name__ for n in base.get_export_names()},
@@ -39,6 +41,7 @@ print(json.dumps({
     "same": before == after,
     "exporters": len(after["names"]),
     "schemas_checked": len(_SchemaChecksOnce.checked),
+    "checked_before_use": checked_before_use,
     "invalid_refused": refused,
     "validates": not validator.is_valid({"a": "x"}) and validator.is_valid({"a": 1}),
     "cached_names": base.get_export_names() is not base.get_export_names(),
@@ -46,12 +49,29 @@ print(json.dumps({
 """
 
 
-def test_shared_lookups_answer_as_the_originals_and_still_refuse_bad_schemas():
+def probe(warm: bool) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", f"WARM = {warm}\n" + PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout
-    seen = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_shared_lookups_answer_as_the_originals_and_still_refuse_bad_schemas():
+    seen = probe(warm=True)  # the fork server's way: worked out before forking
     assert seen["same"], "the shared answers differ from what jupyter-server would compute"
-    assert seen["exporters"] > 5 and seen["schemas_checked"] > 20
+    assert seen["exporters"] > 5 and seen["checked_before_use"] > 20
     assert seen["invalid_refused"] and seen["validates"]
     assert seen["cached_names"], "callers get their own list (they may change it)"
+
+
+def test_a_cold_server_fills_the_same_caches_only_when_asked():
+    """A server started cold (a container) installs the caches and answers its first requests
+    from them as they fill: the same answers, nothing worked out before it starts."""
+    seen = probe(warm=False)
+    assert seen["same"] and seen["exporters"] > 5
+    assert seen["checked_before_use"] == 0
+    assert seen["invalid_refused"] and seen["validates"]
