@@ -17,12 +17,11 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 
 import httpx
 import pytest
 
-from tests.integration.hubctl import Server, free_port, mlw
+from tests.integration.hubctl import Server, execute_request, free_port, mlw
 
 ALICE_PW = "alice-Secret-42"
 BOB_PW = "bob-Secret-42x"
@@ -86,31 +85,8 @@ async def run_expecting_death(server: Server, code: str, timeout: float = 120) -
         async with websockets.connect(
             ws_url, additional_headers={"Authorization": f"token {server.token}"}, open_timeout=60
         ) as ws:
-            msg_id = uuid.uuid4().hex
-            await ws.send(
-                json.dumps(
-                    {
-                        "header": {
-                            "msg_id": msg_id,
-                            "username": "test",
-                            "session": uuid.uuid4().hex,
-                            "msg_type": "execute_request",
-                            "version": "5.3",
-                        },
-                        "parent_header": {},
-                        "metadata": {},
-                        "channel": "shell",
-                        "buffers": [],
-                        "content": {
-                            "code": code,
-                            "silent": False,
-                            "store_history": False,
-                            "user_expressions": {},
-                            "allow_stdin": False,
-                        },
-                    }
-                )
-            )
+            msg_id, request = execute_request(code)
+            await ws.send(request)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 msg = json.loads(

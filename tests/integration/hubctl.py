@@ -283,50 +283,59 @@ class Server:
                 additional_headers={"Authorization": f"token {self.token}"},
                 open_timeout=timeout,
             ) as ws:
-                msg_id = uuid.uuid4().hex
-                await ws.send(
-                    json.dumps(
-                        {
-                            "header": {
-                                "msg_id": msg_id,
-                                "username": "test",
-                                "session": uuid.uuid4().hex,
-                                "msg_type": "execute_request",
-                                "version": "5.3",
-                            },
-                            "parent_header": {},
-                            "metadata": {},
-                            "channel": "shell",
-                            "buffers": [],
-                            "content": {
-                                "code": code,
-                                "silent": False,
-                                "store_history": False,
-                                "user_expressions": {},
-                                "allow_stdin": False,
-                            },
-                        }
-                    )
-                )
-                output: list[str] = []
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    msg = json.loads(await ws.recv())
-                    if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                        continue
-                    kind = msg["msg_type"]
-                    if kind == "stream":
-                        output.append(msg["content"]["text"])
-                    elif kind == "error":
-                        raise AssertionError(
-                            f"kernel error: {msg['content']['ename']}: {msg['content']['evalue']}"
-                        )
-                    elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                        return "".join(output)
-                raise AssertionError("kernel did not finish in time")
+                return await execute(ws, code, timeout)
         finally:
             if shutdown:
                 self.client.delete(f"{self.prefix}/api/kernels/{kernel_id}")
+
+
+def execute_request(code: str, username: str = "test") -> tuple[str, str]:
+    """(msg_id, the JSON text) of a Jupyter execute_request for `code` on the shell channel."""
+    msg_id = uuid.uuid4().hex
+    message = {
+        "header": {
+            "msg_id": msg_id,
+            "username": username,
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "buffers": [],
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
+    }
+    return msg_id, json.dumps(message)
+
+
+async def execute(ws, code: str, timeout: float = 60) -> str:
+    """Run code on an open kernel websocket; its stdout once the kernel is idle again (raises on
+    an error or after `timeout`)."""
+    msg_id, request = execute_request(code)
+    await ws.send(request)
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = json.loads(await ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        if kind == "stream":
+            output.append(msg["content"]["text"])
+        elif kind == "error":
+            raise AssertionError(
+                f"kernel error: {msg['content']['ename']}: {msg['content']['evalue']}"
+            )
+        elif kind == "status" and msg["content"]["execution_state"] == "idle":
+            return "".join(output)
+    raise AssertionError("kernel did not finish in time")
 
 
 def remove_site(site: Path) -> None:

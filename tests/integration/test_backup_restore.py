@@ -25,6 +25,7 @@ import pytest
 from .hubctl import (
     Hub,
     Server,
+    execute_request,
     free_port,
     make_site_dir,
     mlw,
@@ -128,30 +129,7 @@ async def append_forever(server: Server, path: str) -> str:
     async with websockets.connect(
         ws_url, additional_headers={"Authorization": f"token {server.token}"}
     ) as ws:
-        await ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": uuid.uuid4().hex,
-                        "username": "test",
-                        "session": uuid.uuid4().hex,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "buffers": [],
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                    },
-                }
-            )
-        )
+        await ws.send(execute_request(code)[1])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until the kernel says it is busy with it
             msg = json.loads(await ws.recv())

@@ -17,7 +17,6 @@ import ssl
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ from cryptography import x509
 from mlworkshop.hub import tls
 from mlworkshop.site import Site
 
-from .hubctl import MLW, REPO, Browser, free_port, mlw
+from .hubctl import MLW, REPO, Browser, execute_request, free_port, mlw
 
 pytestmark = pytest.mark.integration
 
@@ -98,31 +97,8 @@ async def run_cell_wss(base: str, user: str, token: str, context: ssl.SSLContext
             async with websockets.connect(
                 url, additional_headers=headers, ssl=context, open_timeout=60
             ) as ws:
-                msg_id = uuid.uuid4().hex
-                await ws.send(
-                    json.dumps(
-                        {
-                            "header": {
-                                "msg_id": msg_id,
-                                "username": user,
-                                "session": uuid.uuid4().hex,
-                                "msg_type": "execute_request",
-                                "version": "5.3",
-                            },
-                            "parent_header": {},
-                            "metadata": {},
-                            "channel": "shell",
-                            "buffers": [],
-                            "content": {
-                                "code": code,
-                                "silent": False,
-                                "store_history": False,
-                                "user_expressions": {},
-                                "allow_stdin": False,
-                            },
-                        }
-                    )
-                )
+                msg_id, request = execute_request(code, username=user)
+                await ws.send(request)
                 output = []
                 while True:
                     msg = json.loads(await asyncio.wait_for(ws.recv(), 60))

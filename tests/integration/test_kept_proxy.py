@@ -9,8 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -20,7 +18,7 @@ import websockets
 
 from mlworkshop import cgroups
 
-from .hubctl import Server, free_port, mlw, wait_until
+from .hubctl import Server, execute, free_port, mlw, wait_until
 
 PW = "Kept-proxy-pw-42"
 
@@ -37,41 +35,6 @@ def start_with_alice(make_hub):
     assert alice.login("alice", PW).status_code == 302
     alice.start_server("alice")
     return hub, Server(hub.url, "alice", alice.new_token("alice"))
-
-
-async def execute(ws, code: str, timeout: float = 60) -> str:
-    msg_id = uuid.uuid4().hex
-    await ws.send(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "username": "alice",
-                    "session": uuid.uuid4().hex,
-                    "msg_type": "execute_request",
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "channel": "shell",
-                "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": False},
-            }
-        )
-    )
-    output = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = json.loads(await ws.recv())
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            output.append(msg["content"]["text"])
-        elif msg["msg_type"] == "error":
-            raise AssertionError(f"kernel error: {msg['content']['evalue']}")
-        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return "".join(output)
-    raise AssertionError("the kernel did not answer in time")
 
 
 async def test_a_hub_restart_keeps_the_proxy_and_the_students_connections(make_hub):
