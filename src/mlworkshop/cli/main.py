@@ -140,6 +140,12 @@ def up(
     if ip is not None:
         env["MLWORKSHOP_HUB__IP"] = ip
     cfg = load_config(s.root, env)
+    from ..hub.priority import set_hub_priority
+
+    # now, not only in the hub's config file: a restarted hub spends its first two seconds here
+    # and importing JupyterHub, while students' servers keep the cores busy
+    if os.geteuid() == 0:  # (a hub that is not root is told why not by its config file)
+        set_hub_priority(cfg.hub.nice)
     _store(s, cfg)  # fails early, with a message, when the database is unreachable
     from ..hub.idp_configure import check_idp_config
 
