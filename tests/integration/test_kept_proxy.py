@@ -17,6 +17,7 @@ import pytest
 import websockets
 
 from mlworkshop import cgroups
+from mlworkshop.hub.kept_proxy import PROXY_CGROUP
 
 from .hubctl import Server, execute, free_port, mlw, wait_until
 
@@ -42,7 +43,7 @@ async def test_a_hub_restart_keeps_the_proxy_and_the_students_connections(make_h
     pid = proxy_pid(hub)
     if os.geteuid() == 0 and cgroups.detect() is not None:
         # out of the hub's group: a systemd stop of the hub's unit leaves it running too
-        assert "/mlworkshop/mlw-proxy" in Path(f"/proc/{pid}/cgroup").read_text()
+        assert f"/mlworkshop/{PROXY_CGROUP}" in Path(f"/proc/{pid}/cgroup").read_text()
     kernel = server.client.post(f"{server.prefix}/api/kernels", json={"name": "python3"})
     assert kernel.status_code == 201, kernel.text
     url = server.base.replace("http", "ws") + f"{server.prefix}/api/kernels/"

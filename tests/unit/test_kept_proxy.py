@@ -80,3 +80,16 @@ def test_an_adopted_process_reads_as_running_until_it_is_gone():
     adopted.terminate()
     sleeper.wait(10)
     assert adopted.poll() == 1
+
+
+def test_the_proxys_cgroup_is_no_students():
+    """Students' cgroups are named after their accounts (spawner.local.user_prefix + name) and
+    whatever is left in one is killed when the server stops: had the proxy's group been
+    `mlw-proxy`, a student named "proxy" would share it, cap its memory and kill it by stopping
+    her server. A prefix must begin with a letter (config/model.py); this group does not."""
+    from mlworkshop.config import MLWorkshopConfig
+    from mlworkshop.hub.kept_proxy import PROXY_CGROUP
+
+    prefix = MLWorkshopConfig().spawner.local.user_prefix
+    assert PROXY_CGROUP != prefix + "proxy"
+    assert not PROXY_CGROUP[0].isalpha()  # every prefix begins with a letter

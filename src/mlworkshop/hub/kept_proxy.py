@@ -36,8 +36,12 @@ from traitlets import Unicode
 
 from .. import cgroups
 from .proxy_process import FINGERPRINT, listening_ports, running_proxy
+from .service_accounts import PROXY_ACCOUNT
 
-PROXY_CGROUP = "mlw-proxy"  # under mlworkshop/, beside the students' groups
+# under mlworkshop/, beside the students' groups, named as no student account can be (those begin
+# with spawner.local.user_prefix, which begins with a letter): a student's group is killed and
+# removed when her server stops
+PROXY_CGROUP = PROXY_ACCOUNT
 PROXY_CPU_WEIGHT = 1000  # ten students' share: every request of every student passes through it
 
 
