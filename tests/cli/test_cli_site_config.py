@@ -159,3 +159,8 @@ def test_commands_on_a_missing_site_say_how_to_make_it(tmp_path):
     ):
         assert_refused(run, "No site at", "mlworkshop init")
     assert not missing.exists()
+
+
+def test_down_on_a_folder_that_is_no_site_says_so(tmp_path):
+    """A mistyped --site answered "hub: was not running, proxy: was not running" (exit 0)."""
+    assert_refused(mlw(tmp_path / "nowhere", "down"), "No site at", "mlworkshop init")

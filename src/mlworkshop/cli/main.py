@@ -234,7 +234,7 @@ def up(
 @app.command()
 def down(site: SiteOpt = None) -> None:
     """Stop the hub (if it runs) and the proxy it leaves running between restarts."""
-    s = _site(site)
+    s, _cfg = _loaded(site)  # a mistyped site is said, not answered with "was not running"
     from ..hub.proxy_process import stop_kept_proxy, stop_pid_file
 
     hub = stop_pid_file(s.state / "jupyterhub.pid", "jupyterhub")
