@@ -2,7 +2,8 @@
 
 Servers survive hub restarts and check every token by asking the hub's API on 127.0.0.1; the hub
 asks the proxy's API with its token. Whoever holds those ports while the hub is down is believed:
-a student who binds the hub's API port accepts made-up tokens for every running server, one who
+a student who binds the hub's API port accepts made-up tokens for every running server (and, the
+proxy being kept across restarts (hub/kept_proxy.py), receives the sign-ins it forwards), one who
 binds the proxy's API port collects the proxy's token. Linux lets only root bind ports below
 `net.ipv4.ip_unprivileged_port_start` (1024 unless an admin lowered it), so a root hub keeps its
 loopback ports there (config/model.py: hub.internal_port, hub.proxy_api_port).
@@ -48,5 +49,6 @@ def warning(cfg: MLWorkshopConfig, first_unprivileged: int) -> str | None:
         )
     return (
         f"{names}: any local account can bind this while the hub is stopped and answer in its "
-        f"place (accept made-up tokens for students' servers). Fix: {fix}."
+        f"place (accept made-up tokens for students' servers, and receive the sign-ins, passwords "
+        f"included, that the proxy kept across the restart forwards to it). Fix: {fix}."
     )
