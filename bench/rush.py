@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.integration.hubctl import wait_healthy  # noqa: E402  (the same readiness check the tests use)
+from tests.integration.hubctl import execute_request, wait_healthy  # noqa: E402  (the same readiness check the tests use)
 
 STOCK_VENV = REPO / "bench" / ".stock"
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -324,34 +323,10 @@ async def run_kernel(client: httpx.AsyncClient, base: str, name: str, rounds: in
         async with websockets.connect(
             url, additional_headers={"Cookie": cookie}, open_timeout=60, max_size=None
         ) as ws:
-            session = uuid.uuid4().hex
             for _ in range(rounds):
-                msg_id = uuid.uuid4().hex
+                msg_id, request = execute_request("1+1", username=name)
                 sent = time.perf_counter()
-                await ws.send(
-                    json.dumps(
-                        {
-                            "header": {
-                                "msg_id": msg_id,
-                                "username": name,
-                                "session": session,
-                                "msg_type": "execute_request",
-                                "version": "5.3",
-                            },
-                            "parent_header": {},
-                            "metadata": {},
-                            "channel": "shell",
-                            "buffers": [],
-                            "content": {
-                                "code": "1+1",
-                                "silent": False,
-                                "store_history": False,
-                                "user_expressions": {},
-                                "allow_stdin": False,
-                            },
-                        }
-                    )
-                )
+                await ws.send(request)
                 while True:
                     msg = json.loads(await asyncio.wait_for(ws.recv(), 120))
                     if (
