@@ -93,3 +93,34 @@ def test_the_proxys_cgroup_is_no_students():
     prefix = MLWorkshopConfig().spawner.local.user_prefix
     assert PROXY_CGROUP != prefix + "proxy"
     assert not PROXY_CGROUP[0].isalpha()  # every prefix begins with a letter
+
+
+def test_a_stopped_process_its_parent_has_not_reaped_yet_is_not_killed(tmp_path, monkeypatch):
+    """`mlworkshop down` is not the hub's parent: a hub that exited at the SIGTERM stays a zombie
+    until its parent reaps it, and psutil's wait() took that for running until the timeout, then
+    sent SIGKILL (down waited 30 s in tests/integration/test_kept_proxy.py)."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; child = subprocess.Popen(['sleep', '300']); "
+            "print(child.pid, flush=True); sys.stdin.readline(); print(child.wait(), flush=True)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        child = parent.stdout.readline().strip()
+        pid_file = tmp_path / "hub.pid"
+        pid_file.write_text(child)
+        killed = []
+        monkeypatch.setattr(psutil.Process, "kill", lambda self: killed.append(self.pid))
+        assert stop_pid_file(pid_file, "sleep", timeout=3) == int(child)
+        assert killed == []  # ended at the SIGTERM: nothing to kill
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        assert parent.stdout.readline().strip() == "-15"  # and it was the SIGTERM that ended it
+    finally:
+        parent.kill()
+        parent.wait()

@@ -35,7 +35,13 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Unicode
 
 from .. import cgroups
-from .proxy_process import FINGERPRINT, listening_ports, running_proxy
+from .proxy_process import (
+    FINGERPRINT,
+    PROXY_MARK,
+    listening_ports,
+    running_proxy,
+    stop_pid_file,
+)
 from .service_accounts import PROXY_ACCOUNT
 
 # under mlworkshop/, beside the students' groups, named as no student account can be (those begin
@@ -148,7 +154,7 @@ class KeptProxy(ConfigurableHTTPProxy):
             self._check_running_callback = pc
             pc.start()
             return
-        self._forget_foreign_pid()
+        self._stop_previous()
         await super().start()
         self._own_cgroup(self.proxy_process.pid)
         path = self._fingerprint_path()
@@ -156,12 +162,15 @@ class KeptProxy(ConfigurableHTTPProxy):
         with os.fdopen(descriptor, "w") as out:
             out.write(self.fingerprint() + "\n")
 
-    def _forget_foreign_pid(self) -> None:
-        """JupyterHub's start signals whatever its pid file names (three times, a second apart):
-        a pid that is no longer our proxy is some other process now, so only the file goes."""
-        pid_file = Path(self.pid_file)
-        if pid_file.exists() and running_proxy(pid_file) is None:
-            pid_file.unlink(missing_ok=True)
+    def _stop_previous(self) -> None:
+        """Stop the proxy an earlier hub left that is not adopted, and remove its pid file, before
+        JupyterHub's start looks at that file. JupyterHub's own check signals whatever pid the
+        file names (three times, a second apart): once our proxy has died, that pid can be any
+        process. And it takes a proxy that exited but is not yet reaped (a zombie: its parent,
+        the old hub, is gone, and PID 1 reaps when it gets to it) for one still running, and
+        refuses to start ("Failed to stop proxy")."""
+        stop_pid_file(Path(self.pid_file), PROXY_MARK, timeout=10)
+        Path(self.pid_file).unlink(missing_ok=True)
 
     def _own_cgroup(self, pid: int) -> None:
         """Out of the hub's cgroup, so that stopping the hub's systemd unit (which stops what is

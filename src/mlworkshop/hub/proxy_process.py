@@ -5,6 +5,7 @@ nothing of JupyterHub, so the CLI stays quick (hub/kept_proxy.py has the why).""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -52,12 +53,27 @@ def stop_pid_file(pid_file: Path, mark: str, timeout: float = 30) -> int | None:
         return None
     try:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        process.kill()
+        if not _ended(process, timeout):
+            process.kill()
     except psutil.NoSuchProcess:
         pass
     return process.pid
+
+
+def _ended(process: psutil.Process, timeout: float) -> bool:
+    """Whether the process exited within `timeout`. A process that exited but whose parent has
+    not yet reaped it (a zombie) has ended too: psutil's wait() waits for such a one until the
+    timeout when it is not our child (`mlworkshop down` on a hub its parent has not reaped yet
+    waited 30 s and then killed it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def stop_kept_proxy(state: Path, timeout: float = 10) -> int | None:
