@@ -102,6 +102,15 @@ def readable(path):
         return type(exc).__name__
 
 
+def listening(pid):
+    import psutil
+    try:
+        connections = psutil.Process(pid).net_connections("tcp")
+    except psutil.Error as exc:
+        return type(exc).__name__
+    return sorted({c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN})
+
+
 async def main():
     if plan.get("try_fork"):
         from mlworkshop.fastpath.provisioner import ForkRefused, fork_kernel
@@ -124,7 +133,9 @@ async def main():
     emit("started", wait=plan.get("hold", False), kind=type(process).__name__, kernel_pid=process.pid,
          client_pid=os.getpid(), client_nice=os.nice(0), client_umask=umask,
          client_nofile=resource.getrlimit(resource.RLIMIT_NOFILE),
-         own_environ_readable=readable(f"/proc/{process.pid}/environ"))
+         own_environ_readable=readable(f"/proc/{process.pid}/environ"),
+         ports=[km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port],
+         listening=listening(process.pid))
     kc = km.client()
     kc.start_channels()
     await kc.wait_for_ready(timeout=60)
@@ -154,13 +165,30 @@ PROBE = r"""
 import json, os, resource, sys
 _umask = os.umask(0); os.umask(_umask)
 import mlw_cwd_module
+
+def _welcomed():
+    # a second subscriber to everything (the client subscribed first) gets an iopub_welcome too
+    import time, zmq
+    from ipykernel.connect import get_connection_info
+    info = get_connection_info(unpack=True)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.connect(f"{info['transport']}://{info['ip']}:{info['iopub_port']}")
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    deadline = time.monotonic() + 10
+    try:
+        while sub.poll(max(0, deadline - time.monotonic()) * 1000):
+            if any(b"iopub_welcome" in frame for frame in sub.recv_multipart()):
+                return True
+        return False
+    finally:
+        sub.close(0)
 print(json.dumps({
     "pid": os.getpid(), "ppid": os.getppid(), "uid": os.getuid(), "euid": os.geteuid(),
     "gid": os.getgid(), "egid": os.getegid(), "groups": sorted(os.getgroups()), "cwd": os.getcwd(),
     "mark": os.environ.get("MARK"), "jpy_parent_pid": os.environ.get("JPY_PARENT_PID"),
     "nice": os.nice(0), "umask": _umask, "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
     "sid": os.getsid(0), "pgid": os.getpgid(0), "cwd_module": mlw_cwd_module.VALUE,
-    "executable": sys.executable, "home": os.environ.get("HOME"),
+    "executable": sys.executable, "home": os.environ.get("HOME"), "welcomed": _welcomed(),
 }))
 """
 
@@ -444,6 +472,9 @@ def test_student_kernel_is_forked_with_the_clients_identity(lab, forkserver):
     assert started["own_environ_readable"] is True, (
         "the account's own server can read its kernel's /proc"
     )
+    # started means every socket bound (protocol.ready_report): a server that connects earlier
+    # loses the kernel's first status messages and its first cell waits for the next nudge
+    assert set(started["ports"]) <= set(started["listening"]), started
     assert (started["client_nice"], started["client_umask"], started["client_nofile"]) == (
         7,
         0o027,
@@ -471,6 +502,9 @@ def test_student_kernel_is_forked_with_the_clients_identity(lab, forkserver):
         "the kernel leads its own session and process group"
     )
     assert info["executable"] == sys.executable
+    # every new IOPub subscriber is greeted (fastpath/kernel_app.py): a browser's connection need
+    # not wait for jupyter_server's second nudge, half a second later, before its first cell runs
+    assert info["welcomed"] is True
     assert kernel.uids().real == alice.pw_uid and kernel.nice() == 7  # as root sees it
 
     total = client.event("ran")

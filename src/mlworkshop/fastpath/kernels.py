@@ -46,6 +46,7 @@ from .protocol import (
     error_reply,
     exit_report,
     pid_reply,
+    ready_report,
 )
 
 # Imported by a starting IPython kernel (measured: a cold kernel's sys.modules after start).
@@ -53,6 +54,7 @@ from .protocol import (
 # MPLBACKEND and its config folder): here that would be root's, not the student's.
 PRELOAD = (
     "ipykernel.kernelapp",
+    "mlworkshop.fastpath.kernel_app",
     "ipykernel.ipkernel",
     "ipykernel.zmqshell",
     "ipykernel.comm",
@@ -328,10 +330,16 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
     # this user's site-packages (not root's) and the shared folder, as a fresh interpreter with
     # this environment would have them (mlworkshop.pysite)
     pysite.apply(env)
-    from ipykernel.kernelapp import launch_new_instance
+    from .kernel_app import ForkedKernelApp
 
     try:
-        launch_new_instance()
+        app = ForkedKernelApp.instance()  # what launch_instance() does, with the report between
+        app.initialize()
+        try:
+            framing.send(conn, ready_report())
+        except OSError:
+            pass  # the server is gone: the watch above ends this kernel
+        app.start()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

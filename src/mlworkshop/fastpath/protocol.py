@@ -177,5 +177,12 @@ def cold_reply(why: str) -> dict:
     return {"cold": why}
 
 
+def ready_report() -> dict:
+    """A forked kernel's second message, once every one of its sockets is bound: a server that
+    connects before that reaches it only at ZeroMQ's next reconnect try and misses its first
+    status messages (fastpath/kernel_app.py has what that cost)."""
+    return {"ready": True}
+
+
 def exit_report(code: int) -> dict:
     return {"exit": code}

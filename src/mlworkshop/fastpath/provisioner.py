@@ -34,6 +34,7 @@ from .kernels import is_preloaded_kernel
 from .protocol import SOCKET_ENV, KernelRequest
 
 FORK_TIMEOUT = 30.0
+KERNEL_READY_TIMEOUT = 20.0  # a kernel still not bound by then is used as it is
 
 
 class ForkRefused(RuntimeError):
@@ -88,6 +89,32 @@ class ForkedKernel:
             else:
                 self.returncode = -self._signalled if self._signalled else 1
         return self.returncode
+
+    async def until_ready(self, timeout: float) -> None:
+        """Until the kernel reports its sockets bound (protocol.ready_report), ends, or `timeout`
+        passes; whichever comes, what follows is poll()'s to read. The server connects to the
+        kernel's sockets as soon as the kernel is started: before they are bound, ZeroMQ tries
+        again only 100 ms later, and the kernel's first status messages are lost on the way (the
+        first cell of every forked kernel then waited half a second, fastpath/kernel_app.py)."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    line = self._buffer.pop()
+                    if line is None:
+                        chunk = await loop.sock_recv(self._conn, 65536)
+                        if not chunk:
+                            return  # gone before it was ready: poll() sees the end
+                        self._buffer.data += chunk
+                        continue
+                    message = framing.decode(line)
+                    if "exit" in message:
+                        self._reported = int(message["exit"])
+                        return
+                    if message.get("ready"):
+                        return
+        except (TimeoutError, OSError, ValueError, TypeError):
+            return  # slow or garbled: the kernel is used as it is, as before the report existed
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -154,6 +181,7 @@ async def fork_kernel(
         raise ForkRefused(reply.get("error") or reply.get("cold") or "no pid in the answer")
     kernel = ForkedKernel(int(reply["pid"]), sock)
     kernel._buffer = rest
+    await kernel.until_ready(KERNEL_READY_TIMEOUT)
     return kernel
 
 

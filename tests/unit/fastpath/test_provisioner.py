@@ -7,6 +7,7 @@ short-lived `sleep`s standing in for a forked kernel.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -137,3 +138,32 @@ def test_forked_kernel_interrupt_does_not_count_as_a_kill():
         theirs.close()
         python.kill()
         python.wait()
+
+
+# --- until_ready: fork_kernel returns once the kernel's sockets are bound --------------------
+
+
+def test_until_ready_returns_at_the_ready_report_and_leaves_what_follows_to_poll(stand_in):
+    proc, kernel, theirs = stand_in
+    theirs.sendall(b'{"ready": true}\n{"exit": 3}\n')
+    asyncio.run(kernel.until_ready(5))
+    assert kernel.poll() is None  # the kernel's process still runs: not ended yet
+    theirs.close()
+    assert kernel.poll() == 3  # the exit report after the ready one was kept for poll()
+
+
+def test_until_ready_returns_when_the_kernel_ends_before_it_is_ready(stand_in):
+    proc, kernel, theirs = stand_in
+    theirs.sendall(b'{"exit": 2}\n')
+    theirs.close()
+    asyncio.run(kernel.until_ready(5))
+    assert kernel.poll() == 2
+
+
+def test_until_ready_gives_up_on_a_garbled_report_or_the_timeout(stand_in):
+    proc, kernel, theirs = stand_in
+    asyncio.run(kernel.until_ready(0.2))  # nothing sent: the kernel is used as it is
+    assert kernel.poll() is None
+    theirs.sendall(b"not json\n")
+    asyncio.run(kernel.until_ready(5))
+    assert kernel.poll() is None
