@@ -136,9 +136,11 @@ async def test_student_cannot_forge_or_erase_the_hub_log(make_hub, preload):
     before = hub.log()
     forged = f"[I 2026-01-01 00:00:00.000 JupyterHub app:1] Admin prof: approve {secrets.token_hex(4)}-mallory\n"
     output = await server.run_code(ATTACK.replace("FORGED", repr(forged)))
-    report = json.loads(
-        next(line for line in output.splitlines() if line.startswith("REPORT "))[len("REPORT ") :]
-    )
+    # the forged text the attack wrote to the kernel's stdout comes back through ipykernel's
+    # capture of fd 1 at its own pace, and can land right after the report, on its line (seen
+    # once in a full run): the report is the JSON object the line begins with
+    line = next(line for line in output.splitlines() if line.startswith("REPORT "))
+    report, _ = json.JSONDecoder().raw_decode(line[len("REPORT ") :])
     kernel_fds = {int(fd): info for fd, info in report["fds"].items()}
     assert report["written"], f"the attack wrote to no descriptor: {kernel_fds}"
     for fd, info in kernel_fds.items():

@@ -4,13 +4,18 @@ follows a link a student could have planted in a folder they could write."""
 
 from __future__ import annotations
 
+import grp
 import os
+import secrets
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlworkshop.config import load_config
+from mlworkshop.config.loader import set_key
 from mlworkshop.ops.doctor import permissions
 from mlworkshop.ops.doctor.findings import Context
 from mlworkshop.site import Site, init_site
@@ -19,10 +24,20 @@ from .doctor_helpers import doctor, finding
 
 
 @pytest.fixture
-def site(tmp_path) -> Path:
+def site(tmp_path) -> Iterator[Path]:
+    """A site whose admin group exists, as `up` leaves it under a root hub: a group of its own,
+    so the result does not depend on whether this machine has the default one (a fresh machine
+    has no `mlw-admins`, and the fix then only takes away the others' write bit)."""
     root = tmp_path / "site"
     init_site(Site(root))
-    return root
+    group = None
+    if os.geteuid() == 0:
+        group = "mlwt" + secrets.token_hex(3)
+        subprocess.run(["groupadd", group], check=True, capture_output=True)
+        set_key(root, "spawner.local.admin_group", group)
+    yield root
+    if group:
+        subprocess.run(["groupdel", group], capture_output=True)
 
 
 def _ctx(root: Path) -> Context:
@@ -49,6 +64,8 @@ def test_a_lesson_folder_0777_is_an_error_and_fix_chmods_it_back(site):
     assert not _mode(lesson) & 0o002
     if os.geteuid() == 0:  # what `up` sets under a root hub (hub/workspace.py)
         assert _mode(lesson) == 0o2775
+        admins = load_config(site, {}).spawner.local.admin_group
+        assert os.lstat(lesson).st_gid == grp.getgrnam(admins).gr_gid
 
 
 def test_the_fix_never_follows_a_link_planted_in_a_writable_folder(site, tmp_path):
