@@ -18,6 +18,7 @@ import websockets
 
 from mlworkshop import cgroups
 from mlworkshop.hub.kept_proxy import PROXY_CGROUP
+from mlworkshop.hub.proxy_process import has_ended
 
 from .hubctl import Server, execute, free_port, mlw, wait_until
 
@@ -29,10 +30,9 @@ def proxy_pid(hub) -> int:
 
 
 def ended(pid: int) -> bool:
-    """Gone, or exited and not yet reaped: a proxy outlives the hub that started it, so its
-    parent is PID 1 by then, which reaps when it gets to it."""
+    """Gone, or exited and not yet reaped (proxy_process.has_ended)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return has_ended(psutil.Process(pid))
     except psutil.NoSuchProcess:
         return True
 

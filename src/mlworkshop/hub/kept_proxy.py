@@ -38,6 +38,7 @@ from .. import cgroups
 from .proxy_process import (
     FINGERPRINT,
     PROXY_MARK,
+    has_ended,
     listening_ports,
     running_proxy,
     stop_pid_file,
@@ -59,12 +60,8 @@ class AdoptedProcess:
         self.pid = process.pid
 
     def poll(self) -> int | None:
-        try:
-            if self._process.status() != psutil.STATUS_ZOMBIE:
-                return None
-        except psutil.NoSuchProcess:
-            pass
-        return 1  # gone; not our child, so its exit status is not ours to read
+        # gone: not our child, so its exit status is not ours to read
+        return 1 if has_ended(self._process) else None
 
     def terminate(self) -> None:
         try:

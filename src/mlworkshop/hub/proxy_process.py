@@ -14,13 +14,23 @@ PROXY_MARK = "configurable-http-proxy"
 FINGERPRINT = "proxy.fingerprint"
 
 
+def has_ended(process: psutil.Process) -> bool:
+    """Gone, or exited and not yet reaped (a zombie): a kept proxy outlives the hub that started
+    it and a hub may outlive its parent's interest, so whoever reaps them (PID 1, a test runner)
+    does it when it gets to it, and until then the pid still "exists"."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def running_process(pid_file: Path, mark: str) -> psutil.Process | None:
     """The process the pid file names, if it still runs and its command line holds `mark`
     (a pid reused by something else is not it)."""
     try:
         pid = int(pid_file.read_text().strip())
         process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
+        if has_ended(process):
             return None
         if not any(mark in part for part in process.cmdline()):
             return None
@@ -61,16 +71,12 @@ def stop_pid_file(pid_file: Path, mark: str, timeout: float = 30) -> int | None:
 
 
 def _ended(process: psutil.Process, timeout: float) -> bool:
-    """Whether the process exited within `timeout`. A process that exited but whose parent has
-    not yet reaped it (a zombie) has ended too: psutil's wait() waits for such a one until the
-    timeout when it is not our child (`mlworkshop down` on a hub its parent has not reaped yet
-    waited 30 s and then killed it)."""
+    """Whether the process ended (has_ended) within `timeout`. Not psutil's wait(): for a process
+    that is not our child it waits until the zombie is reaped (`mlworkshop down` on a hub its
+    parent had not reaped yet waited 30 s and then killed it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
+        if has_ended(process):
             return True
         time.sleep(0.05)
     return False
