@@ -19,7 +19,9 @@ SQLite durability is stated by each store where it calls `make_engine` (see SQLi
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +81,7 @@ def make_engine(
         try:
             cursor.execute("PRAGMA busy_timeout = 30000")
             if sqlite.wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                switch_to_wal(cursor)
             if sqlite.synchronous:
                 cursor.execute(f"PRAGMA synchronous = {sqlite.synchronous}")
             if sqlite.foreign_keys:
@@ -94,6 +96,33 @@ def make_engine(
             connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
 
     return engine
+
+
+WAL_SWITCH_TIMEOUT = 30.0  # seconds, as long as busy_timeout waits for anything else
+
+
+def switch_to_wal(cursor, timeout: float = WAL_SWITCH_TIMEOUT) -> None:
+    """`PRAGMA journal_mode = WAL` on a connection, retried while another connection holds the
+    lock it needs.
+
+    Switching a file to WAL takes an exclusive lock. When two connections open a new file at the
+    same moment (the hub, the usage service and a CLI command do: tests/unit/test_migrations.py),
+    each may hold a shared lock while asking for it; SQLite then answers one of them "database is
+    locked" at once, without its busy handler (waiting would deadlock), and that process failed to
+    open its database. The other connection finishes the switch, so a retry after a short wait
+    finds the file in WAL already. Any other error, or the lock still held after `timeout`, is
+    raised as before."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 # --- schemas and migrations --------------------------------------------------------------------
