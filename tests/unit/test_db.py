@@ -15,22 +15,21 @@ def test_connections_opening_a_new_file_at_once_all_switch_it_to_wal(tmp_path):
     one "database is locked" without waiting (CI saw a process of four fail to open its
     database). Before switch_to_wal retried, ~1 round in 10 failed here (8 threads)."""
     failures = []
+
+    def open_one(url, start):
+        engine = make_engine(url, SQLiteMode(wal=True))
+        start.wait()
+        try:
+            with engine.connect():
+                pass
+        except Exception as error:  # noqa: BLE001 -- any failure to open is the defect
+            failures.append(f"{url}: {error}")
+        finally:
+            engine.dispose()
+
     for round_ in range(150):
-        url = f"sqlite:///{tmp_path / f'r{round_}.sqlite'}"
-        start = threading.Barrier(8)
-
-        def open_one():
-            engine = make_engine(url, SQLiteMode(wal=True))
-            start.wait()
-            try:
-                with engine.connect():
-                    pass
-            except Exception as error:  # noqa: BLE001 -- any failure to open is the defect
-                failures.append(f"round {round_}: {error}")
-            finally:
-                engine.dispose()
-
-        threads = [threading.Thread(target=open_one) for _ in range(8)]
+        url, start = f"sqlite:///{tmp_path / f'r{round_}.sqlite'}", threading.Barrier(8)
+        threads = [threading.Thread(target=open_one, args=(url, start)) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
