@@ -1,0 +1,137 @@
+"""A student reads another student's cell outputs by subscribing to their kernel's IOPub socket.
+
+ZeroMQ's IOPub is a publisher: a subscriber needs no key, only a way to connect. jupyter_client's
+default puts every kernel on 127.0.0.1 TCP ports, which every local account can reach. The spy
+here runs as mallory (`runuser`, as from her terminal): it subscribes to every listening TCP port
+on the machine and every Unix socket path the machine lists, while alice's kernel prints a
+secret, and reports whether any of it reached her. mlworkshop puts a local server's kernels on
+Unix sockets in a 0700 folder of the student's (mlworkshop/kernel_sockets.py). Servers forked by
+the fork server and servers started cold.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+import websockets
+
+from tests.integration.hubctl import Server, execute, mlw
+
+PASSWORD = "Listen-in-on-43"
+
+# Run as mallory: subscribe to everything that listens, for `seconds`, then say what arrived.
+SPY = r"""
+import json, os, sys, time, zmq
+marker, seconds = sys.argv[1].encode(), float(sys.argv[2])
+
+def tcp_ports():
+    ports = set()
+    for table, loopbacks in (("/proc/net/tcp", ("0100007F", "00000000")),
+                             ("/proc/net/tcp6", ("00000000000000000000000001000000",
+                                                 "00000000000000000000000000000000"))):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, port = local.split(":")
+            if state == "0A" and address in loopbacks:  # LISTEN, on loopback or everywhere
+                ports.add(int(port, 16))
+    return sorted(ports)
+
+def unix_paths():
+    paths = set()
+    for line in open("/proc/net/unix").read().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7].startswith("/"):
+            paths.add(fields[7])
+    return sorted(paths)
+
+context = zmq.Context()
+poller = zmq.Poller()
+endpoints = [f"tcp://127.0.0.1:{p}" for p in tcp_ports()] + [f"ipc://{p}" for p in unix_paths()]
+for endpoint in endpoints:
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    try:
+        sub.connect(endpoint)
+    except zmq.ZMQError:
+        sub.close()
+        continue
+    poller.register(sub, zmq.POLLIN)
+print("READY", flush=True)
+seen, messages, deadline = False, 0, time.monotonic() + seconds
+while time.monotonic() < deadline:
+    for sock, _ in poller.poll(100):
+        frames = sock.recv_multipart()
+        messages += 1
+        seen = seen or any(marker in frame for frame in frames)
+print(json.dumps({"endpoints": endpoints, "messages": messages, "seen": seen}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["forked", "cold"])
+async def test_student_cannot_read_another_students_kernel_output(make_hub, preload):
+    hub = make_hub(**{"spawner.local.preload": str(preload).lower()})
+    for name in ("alice", "mallory"):
+        mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
+    hub.start()
+    browsers = {name: hub.browser() for name in ("alice", "mallory")}
+    for name, browser in browsers.items():
+        assert browser.login(name, PASSWORD).status_code == 302
+        browser.start_server(name)
+    alice = Server(hub.url, "alice", browsers["alice"].new_token("alice"))
+    marker = f"alice-secret-{secrets.token_hex(6)}"
+
+    kernel = alice.client.post(f"{alice.prefix}/api/kernels", json={"name": "python3"})
+    assert kernel.status_code == 201, kernel.text
+    ws_url = (
+        hub.url.replace("http", "ws") + f"{alice.prefix}/api/kernels/{kernel.json()['id']}/channels"
+    )
+    async with websockets.connect(
+        ws_url, additional_headers={"Authorization": f"token {alice.token}"}
+    ) as ws:
+        assert "ready" in await execute(ws, "print('ready')")  # alice's kernel is up and bound
+        spy = subprocess.Popen(
+            [
+                "runuser",
+                "-u",
+                hub.prefix + "mallory",
+                "--",
+                sys.executable,
+                "-c",
+                SPY,
+                marker,
+                "12",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd="/",
+        )
+        try:
+            assert spy.stdout.readline().strip() == "READY", spy.stderr.read()
+            time.sleep(1)  # ZeroMQ connects in the background: let every subscription arrive
+            printed = await execute(
+                ws,
+                f"import time\nfor _ in range(20):\n    print({marker!r}, flush=True)\n"
+                "    time.sleep(0.25)\n",
+            )
+            out, err = spy.communicate(timeout=60)
+        finally:
+            spy.kill()
+    assert marker in printed, "alice's own kernel shows her output"
+    report = json.loads(out.strip().splitlines()[-1])
+    assert any(e.startswith("tcp://") for e in report["endpoints"]), (
+        f"the spy found nothing listening (the hub and servers do): {report} {err}"
+    )
+    assert report["seen"] is False, (
+        f"mallory read alice's kernel output by subscribing to {len(report['endpoints'])} sockets"
+    )
