@@ -11,7 +11,9 @@ every one) and are a little faster than loopback TCP.
 
 So a local-backend server (hub/server_config/jupyter_server_config.py) uses PrivateKernelManager:
 its kernels' connection files and sockets live in a fresh 0700 folder of the student's, and every
-kernel it starts uses the `ipc` transport. The folder is in /tmp, not the student's runtime folder
+kernel it starts uses the `ipc` transport. The debugger's socket is TCP only and takes anyone, so
+this Python's IPython kernels start as mlworkshop.local_kernel.LocalKernel (no debugger), and
+LocalKernelSpecManager tells JupyterLab so (no debugger switch). The folder is in /tmp, not the student's runtime folder
 under their home: a Unix socket's path stops at 107 bytes, and a site's home folders can be deep
 (<site>/users/<name>/.local/share/jupyter/runtime/kernel-<uuid>-ipc-1 is well past it).
 mkdtemp makes it with a random name, exclusively and 0700, so no other account can have made it
@@ -25,9 +27,13 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+from .local_kernel import KERNEL_CLASS
 
 SOCKET_PATH_MAX = 107  # bytes of sun_path a Unix socket's path may use (108 with its NUL)
 FOLDER_PREFIX = "mlw-kernels-"
@@ -47,6 +53,30 @@ def ipc_prefix(connection_file: str) -> str:
     return os.path.splitext(connection_file)[0] + "-ipc"
 
 
+def runs_this_ipykernel(argv: list[str]) -> bool:
+    """A kernelspec's command is this very Python's IPython kernel (jupyter_client runs `python`
+    as sys.executable), which can import mlworkshop.local_kernel. Kernels of other environments
+    are started as their kernelspec says."""
+    major, minor = sys.version_info[:2]
+    pythons = {"python", f"python{major}", f"python{major}.{minor}"}
+    return (
+        len(argv) >= 3
+        and (argv[0] in pythons or argv[0] == sys.executable)
+        and argv[1:3] == ["-m", "ipykernel_launcher"]
+    )
+
+
+class LocalKernelSpecManager(KernelSpecManager):
+    """Kernelspecs as installed, but this Python's IPython kernel offers no debugger
+    (JupyterLab shows its debugger switch from the kernelspec's metadata)."""
+
+    def get_kernel_spec(self, kernel_name):
+        spec = super().get_kernel_spec(kernel_name)
+        if runs_this_ipykernel(spec.argv):
+            spec.metadata = {**spec.metadata, "debugger": False}
+        return spec
+
+
 class PrivateKernelManager(AsyncMappingKernelManager):
     """jupyter_server's kernel manager with every kernel on Unix sockets in a private folder."""
 
@@ -56,6 +86,9 @@ class PrivateKernelManager(AsyncMappingKernelManager):
 
     def pre_start_kernel(self, kernel_name, kwargs):
         km, kernel_name, kernel_id = super().pre_start_kernel(kernel_name, kwargs)
+        if runs_this_ipykernel(km.kernel_spec.argv):  # kept for restarts (_launch_args)
+            extra = [a for a in kwargs.get("extra_arguments") or [] if "kernel_class" not in a]
+            kwargs["extra_arguments"] = [*extra, f"--IPKernelApp.kernel_class={KERNEL_CLASS}"]
         km.transport = "ipc"
         km.ip = ipc_prefix(km.connection_file)
         if len(os.fsencode(f"{km.ip}-99")) > SOCKET_PATH_MAX:  # only with no /tmp and a deep TMPDIR

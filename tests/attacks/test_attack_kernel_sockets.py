@@ -12,6 +12,7 @@ the fork server and servers started cold.
 from __future__ import annotations
 
 import json
+import pwd
 import secrets
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import time
 import pytest
 import websockets
 
-from tests.integration.hubctl import Server, execute, mlw
+from tests.integration.hubctl import Server, execute, execute_request, mlw
 
 PASSWORD = "Listen-in-on-43"
 
@@ -134,4 +135,138 @@ async def test_student_cannot_read_another_students_kernel_output(make_hub, prel
     )
     assert report["seen"] is False, (
         f"mallory read alice's kernel output by subscribing to {len(report['endpoints'])} sockets"
+    )
+
+
+# Run as mallory after SPY's tcp_ports(): every listening loopback TCP port that speaks the Debug Adapter Protocol gets
+# initialize, attach and an evaluate of the kernel user's uid; prints the answers that succeeded.
+DAP_SPY = r"""
+import json, socket, sys
+
+def send(sock, seq, command, arguments):
+    body = json.dumps({"seq": seq, "type": "request", "command": command, "arguments": arguments})
+    sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body.encode())
+
+def answers(sock, wait):
+    sock.settimeout(wait)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    found = []
+    for part in data.split(b"Content-Length:")[1:]:
+        try:
+            found.append(json.loads(part.split(b"\r\n\r\n", 1)[1]))
+        except (IndexError, ValueError):
+            pass
+    return found
+
+report = {"ports": tcp_ports(), "adapters": [], "evaluated": []}
+for port in report["ports"]:
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+    except OSError:
+        continue
+    with sock:
+        send(sock, 1, "initialize", {"adapterID": "python", "clientID": "mallory"})
+        if not any(m.get("command") == "initialize" for m in answers(sock, 1)):
+            continue
+        report["adapters"].append(port)
+        send(sock, 2, "attach", {"justMyCode": False})
+        answers(sock, 2)
+        send(sock, 3, "evaluate", {"expression": "__import__('os').getuid()", "context": "repl"})
+        for m in answers(sock, 2):
+            if m.get("command") == "evaluate" and m.get("success"):
+                report["evaluated"].append(m["body"]["result"])
+print(json.dumps(report), flush=True)
+"""
+
+
+async def _debug_request(ws, command: str, arguments: dict, seq: int) -> dict:
+    """What JupyterLab sends when the debugger is switched on or off: the kernel's reply."""
+    msg_id, text = execute_request("")
+    message = json.loads(text)
+    message["header"]["msg_type"], message["channel"] = "debug_request", "control"
+    message["content"] = {"type": "request", "seq": seq, "command": command, "arguments": arguments}
+    await ws.send(json.dumps(message))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reply = json.loads(await ws.recv())
+        if (
+            reply.get("parent_header", {}).get("msg_id") == msg_id
+            and reply["msg_type"] == "debug_reply"
+        ):
+            return reply["content"]
+    raise AssertionError(f"no debug_reply to {command}")
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["forked", "cold"])
+async def test_student_cannot_run_code_in_another_students_kernel_through_its_debugger(
+    make_hub, preload
+):
+    hub = make_hub(**{"spawner.local.preload": str(preload).lower()})
+    for name in ("alice", "mallory"):
+        mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
+    hub.start()
+    browsers = {name: hub.browser() for name in ("alice", "mallory")}
+    for name, browser in browsers.items():
+        assert browser.login(name, PASSWORD).status_code == 302
+        browser.start_server(name)
+    alice = Server(hub.url, "alice", browsers["alice"].new_token("alice"))
+    alice_uid = pwd.getpwnam(hub.prefix + "alice").pw_uid
+
+    specs = alice.client.get(f"{alice.prefix}/api/kernelspecs").json()
+    kernel = alice.client.post(f"{alice.prefix}/api/kernels", json={"name": "python3"})
+    assert kernel.status_code == 201, kernel.text
+    ws_url = (
+        hub.url.replace("http", "ws") + f"{alice.prefix}/api/kernels/{kernel.json()['id']}/channels"
+    )
+    async with websockets.connect(
+        ws_url, additional_headers={"Authorization": f"token {alice.token}"}
+    ) as ws:
+        assert "ready" in await execute(ws, "print('ready')")
+        # alice switches the debugger on, then off again (as JupyterLab's switch does)
+        replies = [
+            await _debug_request(ws, "initialize", {"adapterID": "python", "clientID": "lab"}, 1),
+            await _debug_request(ws, "attach", {}, 2),
+            await _debug_request(
+                ws, "disconnect", {"restart": False, "terminateDebuggee": False}, 3
+            ),
+        ]
+        spy_code = SPY.split("context = zmq.Context()")[0] + DAP_SPY
+        spy = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                hub.prefix + "mallory",
+                "--",
+                sys.executable,
+                "-c",
+                spy_code,
+                "x",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            timeout=300,
+        )
+        assert "ready" in await execute(ws, "print('ready')"), "alice's kernel still works"
+    assert spy.returncode == 0, spy.stderr
+    report = json.loads(spy.stdout.strip().splitlines()[-1])
+    assert report["ports"], f"the spy found nothing listening (the hub and servers do): {report}"
+    assert str(alice_uid) not in report["evaluated"], (
+        f"mallory ran code as alice through her kernel's debugger: {report}"
+    )
+    assert replies[0]["success"] is False and "debugger is off" in replies[0]["message"], (
+        replies,
+        report,
+    )
+    assert specs["kernelspecs"]["python3"]["spec"]["metadata"].get("debugger") is False, (
+        "JupyterLab would show the debugger switch"
     )

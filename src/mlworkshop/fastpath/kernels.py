@@ -55,6 +55,7 @@ from .protocol import (
 PRELOAD = (
     "ipykernel.kernelapp",
     "mlworkshop.fastpath.kernel_app",
+    "mlworkshop.local_kernel",
     "ipykernel.ipkernel",
     "ipykernel.zmqshell",
     "ipykernel.comm",

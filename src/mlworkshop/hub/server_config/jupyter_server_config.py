@@ -14,8 +14,10 @@ from jupyterlab.commands import get_user_settings_dir, get_workspaces_dir
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 # Kernels on Unix sockets in a folder only this student can enter, not on 127.0.0.1 ports any
-# local account could subscribe to (mlworkshop/kernel_sockets.py).
+# local account could subscribe to, and no debugger (its TCP port takes any local account):
+# mlworkshop/kernel_sockets.py, mlworkshop/local_kernel.py.
 c.ServerApp.kernel_manager_class = "mlworkshop.kernel_sockets.PrivateKernelManager"
+c.ServerApp.kernel_spec_manager_class = "mlworkshop.kernel_sockets.LocalKernelSpecManager"
 c.LabApp.user_settings_dir = get_user_settings_dir()
 c.LabApp.workspaces_dir = get_workspaces_dir()
 
