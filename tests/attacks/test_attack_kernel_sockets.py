@@ -78,8 +78,8 @@ print(json.dumps({"endpoints": endpoints, "messages": messages, "seen": seen}), 
 """
 
 
-@pytest.mark.parametrize("preload", [True, False], ids=["forked", "cold"])
-async def test_student_cannot_read_another_students_kernel_output(make_hub, preload):
+def _alice_and_mallory(make_hub, preload: bool):
+    """A root hub with two students whose servers run; alice's server, reached with her token."""
     hub = make_hub(**{"spawner.local.preload": str(preload).lower()})
     for name in ("alice", "mallory"):
         mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
@@ -88,30 +88,34 @@ async def test_student_cannot_read_another_students_kernel_output(make_hub, prel
     for name, browser in browsers.items():
         assert browser.login(name, PASSWORD).status_code == 302
         browser.start_server(name)
-    alice = Server(hub.url, "alice", browsers["alice"].new_token("alice"))
-    marker = f"alice-secret-{secrets.token_hex(6)}"
+    return hub, Server(hub.url, "alice", browsers["alice"].new_token("alice"))
 
+
+def _as_mallory(hub, code: str, *args: str) -> list[str]:
+    """The command line that runs Python `code` as mallory's account (as from her terminal)."""
+    return ["runuser", "-u", hub.prefix + "mallory", "--", sys.executable, "-c", code, *args]
+
+
+def _kernel_of(hub, alice: Server):
+    """A new kernel of alice's, its websocket open (as a notebook of hers holds it)."""
     kernel = alice.client.post(f"{alice.prefix}/api/kernels", json={"name": "python3"})
     assert kernel.status_code == 201, kernel.text
-    ws_url = (
-        hub.url.replace("http", "ws") + f"{alice.prefix}/api/kernels/{kernel.json()['id']}/channels"
+    path = f"{alice.prefix}/api/kernels/{kernel.json()['id']}/channels"
+    return websockets.connect(
+        hub.url.replace("http", "ws") + path,
+        additional_headers={"Authorization": f"token {alice.token}"},
     )
-    async with websockets.connect(
-        ws_url, additional_headers={"Authorization": f"token {alice.token}"}
-    ) as ws:
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["forked", "cold"])
+async def test_student_cannot_read_another_students_kernel_output(make_hub, preload):
+    hub, alice = _alice_and_mallory(make_hub, preload)
+    marker = f"alice-secret-{secrets.token_hex(6)}"
+
+    async with _kernel_of(hub, alice) as ws:
         assert "ready" in await execute(ws, "print('ready')")  # alice's kernel is up and bound
         spy = subprocess.Popen(
-            [
-                "runuser",
-                "-u",
-                hub.prefix + "mallory",
-                "--",
-                sys.executable,
-                "-c",
-                SPY,
-                marker,
-                "12",
-            ],
+            _as_mallory(hub, SPY, marker, "12"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -209,26 +213,11 @@ async def _debug_request(ws, command: str, arguments: dict, seq: int) -> dict:
 async def test_student_cannot_run_code_in_another_students_kernel_through_its_debugger(
     make_hub, preload
 ):
-    hub = make_hub(**{"spawner.local.preload": str(preload).lower()})
-    for name in ("alice", "mallory"):
-        mlw(hub.site, "user", "add", name, "--password-stdin", input=PASSWORD + "\n")
-    hub.start()
-    browsers = {name: hub.browser() for name in ("alice", "mallory")}
-    for name, browser in browsers.items():
-        assert browser.login(name, PASSWORD).status_code == 302
-        browser.start_server(name)
-    alice = Server(hub.url, "alice", browsers["alice"].new_token("alice"))
+    hub, alice = _alice_and_mallory(make_hub, preload)
     alice_uid = pwd.getpwnam(hub.prefix + "alice").pw_uid
 
     specs = alice.client.get(f"{alice.prefix}/api/kernelspecs").json()
-    kernel = alice.client.post(f"{alice.prefix}/api/kernels", json={"name": "python3"})
-    assert kernel.status_code == 201, kernel.text
-    ws_url = (
-        hub.url.replace("http", "ws") + f"{alice.prefix}/api/kernels/{kernel.json()['id']}/channels"
-    )
-    async with websockets.connect(
-        ws_url, additional_headers={"Authorization": f"token {alice.token}"}
-    ) as ws:
+    async with _kernel_of(hub, alice) as ws:
         assert "ready" in await execute(ws, "print('ready')")
         # alice switches the debugger on, then off again (as JupyterLab's switch does)
         replies = [
@@ -240,17 +229,7 @@ async def test_student_cannot_run_code_in_another_students_kernel_through_its_de
         ]
         spy_code = SPY.split("context = zmq.Context()")[0] + DAP_SPY
         spy = subprocess.run(
-            [
-                "runuser",
-                "-u",
-                hub.prefix + "mallory",
-                "--",
-                sys.executable,
-                "-c",
-                spy_code,
-                "x",
-                "0",
-            ],
+            _as_mallory(hub, spy_code, "x", "0"),
             capture_output=True,
             text=True,
             cwd="/",
@@ -263,10 +242,7 @@ async def test_student_cannot_run_code_in_another_students_kernel_through_its_de
     assert str(alice_uid) not in report["evaluated"], (
         f"mallory ran code as alice through her kernel's debugger: {report}"
     )
-    assert replies[0]["success"] is False and "debugger is off" in replies[0]["message"], (
-        replies,
-        report,
-    )
+    assert replies[0]["success"] is False and "debugger is off" in replies[0]["message"], replies
     assert specs["kernelspecs"]["python3"]["spec"]["metadata"].get("debugger") is False, (
         "JupyterLab would show the debugger switch"
     )
