@@ -39,13 +39,25 @@ SOCKET_PATH_MAX = 107  # bytes of sun_path a Unix socket's path may use (108 wit
 FOLDER_PREFIX = "mlw-kernels-"
 
 
+_folders: list[str] = []  # made by this process, removed as it ends
+
+
 def private_connection_dir(base: str = "/tmp") -> str:
-    """A new folder only this process's user can enter, removed when the process exits."""
+    """A new folder only this process's user can enter, removed when the process ends (atexit;
+    a forked server leaves with os._exit, so fastpath.server calls remove_private_folders)."""
     if not os.path.isdir(base):
         base = tempfile.gettempdir()
     folder = tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=base)  # 0700, created exclusively
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    if not _folders:
+        atexit.register(remove_private_folders)
+    _folders.append(folder)
     return folder
+
+
+def remove_private_folders() -> None:
+    """The folders this process made, with whatever its kernels left in them."""
+    while _folders:
+        shutil.rmtree(_folders.pop(), ignore_errors=True)
 
 
 def ipc_prefix(connection_file: str) -> str:

@@ -12,15 +12,19 @@ the fork server and servers started cold.
 from __future__ import annotations
 
 import json
+import os
 import pwd
 import secrets
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import websockets
 
+from mlworkshop.kernel_sockets import FOLDER_PREFIX
 from tests.integration.hubctl import Server, execute, execute_request, mlw
 
 PASSWORD = "Listen-in-on-43"
@@ -88,7 +92,7 @@ def _alice_and_mallory(make_hub, preload: bool):
     for name, browser in browsers.items():
         assert browser.login(name, PASSWORD).status_code == 302
         browser.start_server(name)
-    return hub, Server(hub.url, "alice", browsers["alice"].new_token("alice"))
+    return hub, Server(hub.url, "alice", browsers["alice"].new_token("alice")), browsers["alice"]
 
 
 def _as_mallory(hub, code: str, *args: str) -> list[str]:
@@ -96,10 +100,13 @@ def _as_mallory(hub, code: str, *args: str) -> list[str]:
     return ["runuser", "-u", hub.prefix + "mallory", "--", sys.executable, "-c", code, *args]
 
 
-def _kernel_of(hub, alice: Server):
-    """A new kernel of alice's, its websocket open (as a notebook of hers holds it)."""
+def _kernel_of(hub, alice: Server, ids: list | None = None):
+    """A new kernel of alice's, its websocket open (as a notebook of hers holds it); its id is
+    appended to `ids`."""
     kernel = alice.client.post(f"{alice.prefix}/api/kernels", json={"name": "python3"})
     assert kernel.status_code == 201, kernel.text
+    if ids is not None:
+        ids.append(kernel.json()["id"])
     path = f"{alice.prefix}/api/kernels/{kernel.json()['id']}/channels"
     return websockets.connect(
         hub.url.replace("http", "ws") + path,
@@ -109,11 +116,19 @@ def _kernel_of(hub, alice: Server):
 
 @pytest.mark.parametrize("preload", [True, False], ids=["forked", "cold"])
 async def test_student_cannot_read_another_students_kernel_output(make_hub, preload):
-    hub, alice = _alice_and_mallory(make_hub, preload)
+    hub, alice, alice_browser = _alice_and_mallory(make_hub, preload)
+    alice_uid = pwd.getpwnam(hub.prefix + "alice").pw_uid
     marker = f"alice-secret-{secrets.token_hex(6)}"
 
-    async with _kernel_of(hub, alice) as ws:
+    ids = []
+    async with _kernel_of(hub, alice, ids) as ws:
         assert "ready" in await execute(ws, "print('ready')")  # alice's kernel is up and bound
+        folders = [f.parent for f in Path("/tmp").glob(f"{FOLDER_PREFIX}*/kernel-{ids[0]}.json")]
+        assert len(folders) == 1, "alice's kernel's connection file is not in a folder of ours"
+        info = os.lstat(folders[0])
+        # 0700 (jupyter_client adds the sticky bit to a connection file's folder: kept from cleaners)
+        assert (info.st_uid, info.st_mode & 0o777) == (alice_uid, 0o700)
+        assert any(stat.S_ISSOCK(os.lstat(e).st_mode) for e in folders[0].iterdir())
         spy = subprocess.Popen(
             _as_mallory(hub, SPY, marker, "12"),
             stdout=subprocess.PIPE,
@@ -140,6 +155,8 @@ async def test_student_cannot_read_another_students_kernel_output(make_hub, prel
     assert report["seen"] is False, (
         f"mallory read alice's kernel output by subscribing to {len(report['endpoints'])} sockets"
     )
+    alice_browser.stop_server("alice")
+    assert not folders[0].exists(), "a stopped server left its kernels' folder"
 
 
 # Run as mallory after SPY's tcp_ports(): every listening loopback TCP port that speaks the Debug Adapter Protocol gets
@@ -213,7 +230,7 @@ async def _debug_request(ws, command: str, arguments: dict, seq: int) -> dict:
 async def test_student_cannot_run_code_in_another_students_kernel_through_its_debugger(
     make_hub, preload
 ):
-    hub, alice = _alice_and_mallory(make_hub, preload)
+    hub, alice, _ = _alice_and_mallory(make_hub, preload)
     alice_uid = pwd.getpwnam(hub.prefix + "alice").pw_uid
 
     specs = alice.client.get(f"{alice.prefix}/api/kernelspecs").json()

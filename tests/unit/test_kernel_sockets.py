@@ -14,6 +14,7 @@ from mlworkshop.kernel_sockets import (
     LocalKernelSpecManager,
     PrivateKernelManager,
     private_connection_dir,
+    remove_private_folders,
     runs_this_ipykernel,
 )
 from mlworkshop.local_kernel import KERNEL_CLASS
@@ -70,6 +71,8 @@ async def test_a_kernel_runs_on_unix_sockets_in_the_private_folder():
         client.stop_channels()
         await manager.shutdown_kernel(kernel_id)
     assert os.listdir(manager.connection_dir) == []  # sockets and connection file removed
+    remove_private_folders()  # as the server ends: the folder goes too
+    assert not os.path.exists(manager.connection_dir)
 
 
 def _keep(message):

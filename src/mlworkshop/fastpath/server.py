@@ -134,9 +134,13 @@ def become_user_server(request: ForkRequest) -> None:
     os.environ.update(request.env)
     pysite.apply(request.env)  # the student's own and the shared packages, as a fresh start would
     sys.argv = list(request.argv)
+    from ..kernel_sockets import remove_private_folders
     from .singleuser import main
 
-    main()
+    try:
+        main()
+    finally:  # this child ends with os._exit (_serve_one): no atexit handlers run
+        remove_private_folders()
 
 
 def _serve_one(
