@@ -55,6 +55,9 @@ class SQLiteMode:
     threads: bool = False
 
 
+BUSY_TIMEOUT = 30.0  # seconds a SQLite connection waits for another's lock (and the WAL switch)
+
+
 def make_engine(
     url: str, sqlite: SQLiteMode, *, pool_size: int = 5, max_overflow: int = 5
 ) -> Engine:
@@ -65,7 +68,7 @@ def make_engine(
             url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
         )
     in_memory = make_url(url).database in (None, "", ":memory:")
-    args: dict = {"timeout": 30}
+    args: dict = {"timeout": BUSY_TIMEOUT}
     if sqlite.threads:
         args["check_same_thread"] = False
     pool = (
@@ -79,7 +82,7 @@ def make_engine(
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (pysqlite)
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA busy_timeout = 30000")
+            cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             if sqlite.wal:
                 switch_to_wal(cursor)
             if sqlite.synchronous:
@@ -98,10 +101,7 @@ def make_engine(
     return engine
 
 
-WAL_SWITCH_TIMEOUT = 30.0  # seconds, as long as busy_timeout waits for anything else
-
-
-def switch_to_wal(cursor, timeout: float = WAL_SWITCH_TIMEOUT) -> None:
+def switch_to_wal(cursor, timeout: float = BUSY_TIMEOUT) -> None:
     """`PRAGMA journal_mode = WAL` on a connection, retried while another connection holds the
     lock it needs.
 

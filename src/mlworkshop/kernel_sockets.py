@@ -11,10 +11,11 @@ every one) and are a little faster than loopback TCP.
 
 So a local-backend server (hub/server_config/jupyter_server_config.py) uses PrivateKernelManager:
 its kernels' connection files and sockets live in a fresh 0700 folder of the student's, and every
-kernel it starts uses the `ipc` transport. The debugger's socket is TCP only and takes anyone, so
-this Python's IPython kernels start as mlworkshop.local_kernel.LocalKernel (no debugger), and
-LocalKernelSpecManager tells JupyterLab so (no debugger switch). The folder is in /tmp, not the student's runtime folder
-under their home: a Unix socket's path stops at 107 bytes, and a site's home folders can be deep
+kernel it starts uses the `ipc` transport. The debugger's socket is TCP only and takes anyone,
+so this Python's IPython kernels start as mlworkshop.local_kernel.LocalKernel (no debugger), and
+LocalKernelSpecManager tells JupyterLab so (no debugger switch).
+
+The folder is in /tmp, not the student's runtime folder under their home: a Unix socket's path stops at 107 bytes, and a site's home folders can be deep
 (<site>/users/<name>/.local/share/jupyter/runtime/kernel-<uuid>-ipc-1 is well past it).
 mkdtemp makes it with a random name, exclusively and 0700, so no other account can have made it
 first, look inside, or replace it (/tmp is sticky). Forked and cold kernels both follow the
