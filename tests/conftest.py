@@ -78,3 +78,20 @@ def no_kept_proxy_left():
                 process.kill()
             except psutil.Error:
                 pass
+
+
+@pytest.fixture
+def cheap_password_hashes(monkeypatch):
+    """Accounts made in this process hash at cost 4 (one Argon2id pass, ~10 ms) and count as
+    needing no rehash at it; the default cost is checked in tests/unit/test_passwords.py, and
+    `mlworkshop` subprocesses keep the real cost."""
+    from mlworkshop.accounts import passwords, store
+
+    dummy = passwords.hash_password("not a real password", cost=4)
+    monkeypatch.setattr(
+        store, "hash_password", lambda password, cost=4: passwords.hash_password(password, 4)
+    )
+    monkeypatch.setattr(
+        store, "needs_rehash", lambda hashed, cost=4: passwords.needs_rehash(hashed, 4)
+    )
+    monkeypatch.setattr(store, "dummy_hash", lambda cost=4: dummy)

@@ -31,13 +31,5 @@ def site(tmp_path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def cheap_hashes_in_this_process(monkeypatch):
-    """Accounts the tests make directly in the store use bcrypt cost 4; the `mlworkshop`
-    subprocesses keep the real cost."""
-    from mlworkshop.accounts import passwords, store
-
-    monkeypatch.setattr(
-        store,
-        "hash_password",
-        lambda password, rounds=4: passwords.hash_password(password, rounds=4),
-    )
+def cheap_hashes_in_this_process(cheap_password_hashes):
+    """Real Argon2id at cost 4 in this process (tests/conftest.py)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bcrypt
 import pytest
 
 from mlworkshop.accounts.passwords import (
@@ -9,6 +10,7 @@ from mlworkshop.accounts.passwords import (
     check_password_rules,
     dummy_hash,
     hash_password,
+    needs_rehash,
     verify_password,
 )
 
@@ -74,47 +76,105 @@ def test_weak_password_message_never_contains_the_password():
 
 
 def test_hash_and_verify_round_trip():
-    hashed = hash_password("Tr4m-lines-Ahead", rounds=4)
-    assert hashed.startswith("$2") and "Tr4m" not in hashed
+    hashed = hash_password("Tr4m-lines-Ahead", cost=4)
+    assert hashed.startswith("$argon2id$") and "Tr4m" not in hashed
     assert verify_password("Tr4m-lines-Ahead", hashed)
     assert not verify_password("tr4m-lines-ahead", hashed)
-    assert hash_password("Tr4m-lines-Ahead", rounds=4) != hashed  # salted
+    assert hash_password("Tr4m-lines-Ahead", cost=4) != hashed  # salted
 
 
-def test_default_cost_is_above_owasps_minimum():
-    assert int(hash_password("Tr4m-lines-Ahead").split("$")[2]) >= 11
+def _parameters(hashed: str) -> str:
+    return hashed.split("$")[3]  # $argon2id$v=19$m=...,t=...,p=...$salt$hash
+
+
+def test_default_cost_is_twice_owasps_minimum():
+    """OWASP's minimum for Argon2id is 19 MiB and 2 passes; the default doubles the passes."""
+    assert _parameters(hash_password("Tr4m-lines-Ahead")) == "m=19456,t=4,p=1"
+
+
+def test_each_step_of_cost_doubles_the_passes():
+    assert [_parameters(hash_password("x", cost)).split(",", 1)[1] for cost in (10, 11, 12)] == [
+        "t=2,p=1",
+        "t=4,p=1",
+        "t=8,p=1",
+    ]
 
 
 def test_malformed_hash_never_matches():
-    assert not verify_password("anything", "not-a-bcrypt-hash")
+    for hashed in ("not-a-hash", "", "$2b$10$short", "$argon2id$v=19$m=19456,t=2,p=1$x$y"):
+        assert not verify_password("anything", hashed)
     assert not verify_password("", "")
+
+
+def test_passwords_stored_as_bcrypt_by_earlier_versions_still_verify_and_want_a_rehash():
+    old = bcrypt.hashpw(b"Tr4m-lines-Ahead", bcrypt.gensalt(4)).decode()
+    assert verify_password("Tr4m-lines-Ahead", old)
+    assert not verify_password("tr4m-lines-ahead", old)
+    assert needs_rehash(old)
+    assert not needs_rehash(hash_password("Tr4m-lines-Ahead"))
+    assert needs_rehash(hash_password("Tr4m-lines-Ahead", cost=10))  # the cost was raised since
+    assert needs_rehash("garbage")
 
 
 def test_dummy_hash_is_a_real_hash_that_matches_no_usual_password():
     hashed = dummy_hash()
-    assert hashed.startswith("$2")
-    assert int(hashed.split("$")[2]) >= 11  # as slow to check as a real account's hash
+    assert _parameters(hashed) == "m=19456,t=4,p=1"  # as slow to check as a real account's hash
     assert not verify_password("password", hashed)
 
 
-def test_the_configured_bcrypt_cost_is_what_new_passwords_get(tmp_path):
-    """auth.password_hash_cost reaches the stored hash (bcrypt writes its cost into the hash),
-    the unknown-user check costs the same, and costs below OWASP's minimum are refused."""
-    import pytest
+def test_the_configured_cost_is_what_new_passwords_get(tmp_path):
+    """auth.password_hash_cost reaches the stored hash (Argon2id writes its parameters into the
+    hash), the unknown-user check costs the same, and costs below OWASP's minimum are refused."""
     from pydantic import ValidationError
 
-    from mlworkshop.accounts.store import AccountStore
+    from mlworkshop.accounts.store import Account, AccountStore
     from mlworkshop.config.model import AuthConfig
 
     store = AccountStore(f"sqlite:///{tmp_path / 'hub.sqlite'}", hash_cost=10)
     store.create("ada", "Corr3ct-Horse-10", approved=True)
     with store._session() as db:
-        from mlworkshop.accounts.store import Account
-
-        assert db.get(Account, "ada").password_hash.startswith("$2b$10$")
-    assert dummy_hash(10).startswith("$2b$10$")
-    assert (
-        AuthConfig().password_hash_cost == 11
-    )  # twice OWASP's minimum; see passwords.BCRYPT_ROUNDS
+        assert _parameters(db.get(Account, "ada").password_hash) == "m=19456,t=2,p=1"
+    assert _parameters(dummy_hash(10)) == "m=19456,t=2,p=1"
+    assert AuthConfig().password_hash_cost == 11  # twice OWASP's minimum; see passwords.py
     with pytest.raises(ValidationError, match="password_hash_cost"):
         AuthConfig(password_hash_cost=8)
+
+
+def test_a_bcrypt_password_is_stored_again_as_argon2id_at_its_next_login(tmp_path):
+    """An account from an earlier version logs in with its bcrypt hash; afterwards the store
+    holds an Argon2id hash of the same password, and a wrong password changes nothing."""
+    from mlworkshop.accounts.store import Account, AccountStore, LockoutPolicy, LoginOutcome
+
+    store = AccountStore(f"sqlite:///{tmp_path / 'hub.sqlite'}", hash_cost=10)
+    store.create("ada", None, approved=True)
+    old = bcrypt.hashpw(b"Corr3ct-Horse-10", bcrypt.gensalt(4)).decode()
+    with store._session() as db, db.begin():
+        db.get(Account, "ada").password_hash = old
+    policy = LockoutPolicy(attempts=5, minutes=10)
+
+    def stored() -> str:
+        with store._session() as db:
+            return db.get(Account, "ada").password_hash
+
+    assert store.check_login("ada", "wrong-Horse-10", "10.0.0.1", policy).outcome is (
+        LoginOutcome.BAD_CREDENTIALS
+    )
+    assert stored() == old
+    assert store.check_login("ada", "Corr3ct-Horse-10", "10.0.0.1", policy).outcome is (
+        LoginOutcome.OK
+    )
+    assert stored().startswith("$argon2id$") and verify_password("Corr3ct-Horse-10", stored())
+    assert store.check_login("ada", "Corr3ct-Horse-10", "10.0.0.1", policy).outcome is (
+        LoginOutcome.OK
+    )
+
+
+def test_a_rehash_leaves_a_password_changed_meanwhile_alone(tmp_path):
+    from mlworkshop.accounts.store import Account, AccountStore
+
+    store = AccountStore(f"sqlite:///{tmp_path / 'hub.sqlite'}", hash_cost=10)
+    store.create("ada", "Corr3ct-Horse-10", approved=True)
+    store.set_password("ada", "N3w-Horse-later")
+    store._rehash("ada", "$2b$04$the-hash-that-was-verified", "Corr3ct-Horse-10")
+    with store._session() as db:
+        assert verify_password("N3w-Horse-later", db.get(Account, "ada").password_hash)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mlworkshop.accounts import passwords
-from mlworkshop.accounts import store as store_mod
 from mlworkshop.accounts.passwords import WeakPassword
 from mlworkshop.hub.auth import MLWorkshopAuthenticator
 from mlworkshop.names import BadUsername
@@ -17,12 +15,8 @@ GOOD = "Corr3ct-Horse"
 
 
 @pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    monkeypatch.setattr(
-        store_mod,
-        "hash_password",
-        lambda password, rounds=4: passwords.hash_password(password, rounds=4),
-    )
+def cheap_hashes(cheap_password_hashes):
+    """Real Argon2id at cost 4 (tests/conftest.py)."""
 
 
 @pytest.fixture

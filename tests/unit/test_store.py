@@ -12,8 +12,6 @@ import threading
 
 import pytest
 
-from mlworkshop.accounts import passwords
-from mlworkshop.accounts import store as store_mod
 from mlworkshop.accounts.store import (
     AccountExists,
     AccountStore,
@@ -32,15 +30,8 @@ CAFE = "10.0.0.2"
 
 
 @pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch):
-    """Real bcrypt at cost 4 (the default cost is checked in test_passwords.py)."""
-    monkeypatch.setattr(
-        store_mod,
-        "hash_password",
-        lambda password, rounds=4: passwords.hash_password(password, rounds=4),
-    )
-    dummy = passwords.hash_password("not a real password", rounds=4)
-    monkeypatch.setattr(store_mod, "dummy_hash", lambda rounds=4: dummy)
+def cheap_hashes(cheap_password_hashes):
+    """Real Argon2id at cost 4 (tests/conftest.py)."""
 
 
 @pytest.fixture
@@ -109,7 +100,7 @@ def test_password_is_stored_hashed(sqlite_url, tmp_path):
         (stored,) = db.execute(
             "SELECT password_hash FROM mlw_accounts WHERE username='alice'"
         ).fetchone()
-    assert GOOD not in stored and stored.startswith("$2")
+    assert GOOD not in stored and stored.startswith("$argon2id$")
 
 
 # --- logins -----------------------------------------------------------------------------------

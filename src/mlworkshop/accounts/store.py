@@ -20,12 +20,12 @@ from enum import Enum
 
 from sqlalchemy import Boolean, DateTime, Integer, String, delete, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ..db import HUB_SCHEMA, SchemaError, SQLiteMode, migrate
 from ..db import make_engine as _make_engine
-from .passwords import BCRYPT_ROUNDS, dummy_hash, hash_password, verify_password
+from .passwords import DEFAULT_COST, dummy_hash, hash_password, needs_rehash, verify_password
 
 
 def utcnow() -> dt.datetime:
@@ -154,7 +154,7 @@ def _token_hash(token: str) -> str:
 
 
 class AccountStore:
-    def __init__(self, db_url: str, hash_cost: int = BCRYPT_ROUNDS):
+    def __init__(self, db_url: str, hash_cost: int = DEFAULT_COST):
         self.db_url = db_url
         self.hash_cost = hash_cost
         self.engine = make_engine(db_url)
@@ -312,6 +312,23 @@ class AccountStore:
             return account.username
 
     # --- logins -------------------------------------------------------------------------
+    def _rehash(self, username: str, old_hash: str, password: str) -> None:
+        """Store a just-verified password again at this store's cost; only if its hash is still
+        the one verified (a password changed meanwhile is left alone). Once per account."""
+        hashed = hash_password(password, self.hash_cost)
+        try:
+            self._store_rehash(username, old_hash, hashed)
+        except SQLAlchemyError:  # a full disk or a busy database: the old hash still works
+            pass  # and the next login tries again; the login itself must not fail for it
+
+    def _store_rehash(self, username: str, old_hash: str, hashed: str) -> None:
+        with self._session() as db, db.begin():
+            db.execute(
+                update(Account)
+                .where(Account.username == username, Account.password_hash == old_hash)
+                .values(password_hash=hashed)
+            )
+
     def clear_lockouts(self, username: str) -> None:
         with self._session() as db, db.begin():
             db.execute(delete(LoginFailure).where(LoginFailure.username == username))
@@ -324,7 +341,7 @@ class AccountStore:
         policy: LockoutPolicy,
         now: dt.datetime | None = None,
     ) -> LoginResult:
-        """Blocking (bcrypt, ~0.25 s): call it on a worker thread."""
+        """Blocking (Argon2id, ~0.04 s at the default cost): call it on a worker thread."""
         now = now or utcnow()
         with self._session() as db:
             failure = db.get(LoginFailure, (username, client))
@@ -340,6 +357,8 @@ class AccountStore:
             return LoginResult(LoginOutcome.BAD_CREDENTIALS)
         if failure is not None:  # most logins have none: no write, no fsync on the login path
             self.clear_failures(username, client)
+        if needs_rehash(hashed, self.hash_cost):  # bcrypt from an earlier version, or a new cost
+            self._rehash(username, hashed, password)
         if not account.approved:
             return LoginResult(LoginOutcome.NOT_APPROVED, _info(account))
         return LoginResult(LoginOutcome.OK, _info(account))

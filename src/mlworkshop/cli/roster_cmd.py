@@ -117,12 +117,12 @@ def roster_import(
         for e in entries
         if e.username not in existing or reset_passwords or not existing[e.username].has_password
     }
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # bcrypt frees the GIL
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # Argon2 frees the GIL
         hashes = dict(
             zip(
                 passwords,
                 pool.map(
-                    partial(hash_password, rounds=cfg.auth.password_hash_cost), passwords.values()
+                    partial(hash_password, cost=cfg.auth.password_hash_cost), passwords.values()
                 ),
                 strict=True,
             )

@@ -25,7 +25,7 @@ from jupyterhub.scopes import needs_scope
 from tornado import web
 from traitlets import Bool, Integer, List, Unicode, default
 
-from ..accounts.passwords import BCRYPT_ROUNDS, WeakPassword, check_password_rules
+from ..accounts.passwords import DEFAULT_COST, WeakPassword, check_password_rules
 from ..accounts.store import (
     AccountExists,
     AccountStore,
@@ -73,7 +73,7 @@ def _minutes_left(until: dt.datetime) -> int:
     return max(1, int((until - utcnow()).total_seconds() // 60) + 1)
 
 
-# bcrypt (~0.12 CPU-s a password at cost 11) runs on threads of its own, one per core: when a
+# Password hashing (Argon2id, ~0.04 CPU-s at cost 11) runs on threads of its own, one per core: when a
 # whole class logs in at once the hashes must not hold up the hub's other thread work
 # (workspaces, database writes of starting servers queue on asyncio's default pool). They run at
 # nice 0: below the hub's event loop (hub.nice, -5), so pages stay quick, and above the servers
@@ -88,7 +88,7 @@ async def password_work(fn, *args):
     if _hash_pool is None:
         _hash_pool = ThreadPoolExecutor(
             max_workers=os.cpu_count() or 2,
-            thread_name_prefix="mlw-bcrypt",
+            thread_name_prefix="mlw-passwords",
             initializer=reset_thread_priority,
         )
     return await asyncio.get_running_loop().run_in_executor(
@@ -106,7 +106,7 @@ class MLWorkshopAuthenticator(Authenticator):
     lockout_attempts = Integer(5).tag(config=True)
     lockout_minutes = Integer(10).tag(config=True)
     password_hash_cost = Integer(
-        BCRYPT_ROUNDS, help="bcrypt cost of passwords set from now on."
+        DEFAULT_COST, help="Argon2id cost of passwords set from now on (passwords.DEFAULT_COST)."
     ).tag(config=True)
     reserved_names = List(
         Unicode(), help="Names nobody may sign up with (the configured admins)."

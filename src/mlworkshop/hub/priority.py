@@ -5,7 +5,7 @@ event loop serves every page, login and API call of everyone; at the same priori
 servers it waits its turn behind them and /hub/health took up to 500 ms (bench/rush.py). At
 nice -5 it answers first: p99 171 ms, and the rush ended sooner (less time lost to contention).
 
-Threads and processes the hub starts inherit the value; the bcrypt threads put themselves back
+Threads and processes the hub starts inherit the value; the password-hashing threads put themselves back
 at 0 (hub.auth), and the fork server too, so users' servers and kernels keep
 `spawner.local.nice` relative to 0.
 """
