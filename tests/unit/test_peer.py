@@ -1,8 +1,10 @@
 """hub/peer.py on real sockets: the uid of whoever opened the other end of a loopback connection,
-read from the kernel's own tables (/proc/net/tcp, tcp6)."""
+asked of the kernel for that socket (sock_diag) and read from its tables (/proc/net/tcp, tcp6):
+both ways must give the same answer."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,7 +13,7 @@ import textwrap
 
 import pytest
 
-from mlworkshop.hub.peer import _hex_address, peer_uid, socket_owner
+from mlworkshop.hub.peer import _hex_address, diag_owner, peer_uid, socket_owner
 
 NOBODY = 65534
 
@@ -31,6 +33,27 @@ def _listener(family: int = socket.AF_INET, host: str = "127.0.0.1") -> socket.s
     server.bind((host, 0))
     server.listen()
     return server
+
+
+@contextlib.contextmanager
+def _client_as_nobody(argv: list[str]):
+    """CLIENT as nobody, connected once this returns; it lets go when the block ends."""
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        cwd="/",
+    )
+    try:
+        assert client.stdout.readline().strip() == "connected"
+        yield client
+    finally:
+        client.stdin.close()
+        client.wait(10)
 
 
 def _ipv6_loopback() -> bool:
@@ -59,6 +82,7 @@ def test_a_connection_from_this_process_is_ours():
         conn, _ = server.accept()
         with conn:
             assert peer_uid(conn) == os.getuid()
+            assert diag_owner(client.getsockname(), conn.getsockname()) == os.getuid()
             # the lookup is by the exact pair: our own (server) end is not mistaken for the client's
             assert socket_owner(client.getsockname(), conn.getsockname()) == os.getuid()
 
@@ -73,24 +97,10 @@ def test_a_connection_from_another_account_is_theirs(family):
         argv = (
             ["4", str(port), "127.0.0.1"] if family == "4" else ["6", str(port), "::ffff:127.0.0.1"]
         )
-        client = subprocess.Popen(
-            [sys.executable, "-c", CLIENT, *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            user=NOBODY,
-            group=NOBODY,
-            extra_groups=[],
-            cwd="/",
-        )
-        try:
-            assert client.stdout.readline().strip() == "connected"
-            conn, _ = server.accept()
-            with conn:
-                assert peer_uid(conn) == NOBODY
-        finally:
-            client.stdin.close()
-            client.wait(10)
+        with _client_as_nobody(argv), server.accept()[0] as conn:
+            assert peer_uid(conn) == NOBODY
+            ends = conn.getpeername(), conn.getsockname()
+            assert diag_owner(*ends) == NOBODY and socket_owner(*ends) == NOBODY
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
@@ -102,12 +112,25 @@ def test_ipv6_connections():
         conn, _ = server.accept()
         with conn:
             assert peer_uid(conn) == os.getuid()
+            assert diag_owner(conn.getpeername(), conn.getsockname()) == os.getuid()
 
 
 def test_no_such_connection_is_none():
     with _listener() as server:
         # nothing connected from this address and port: nobody's (the caller refuses it)
         assert socket_owner(("127.0.0.1", 1), server.getsockname()) is None
+        assert diag_owner(("127.0.0.1", 1), server.getsockname()) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another account needs root")
+def test_the_kernels_lookup_names_the_client_end_not_the_listener():
+    """Asked the other way round (our accepting end as `local`), the kernel names our socket:
+    the lookup is by the exact four addresses, so the client's uid comes only from its own end."""
+    with _listener() as server:
+        port = server.getsockname()[1]
+        with _client_as_nobody(["4", str(port), "127.0.0.1"]), server.accept()[0] as conn:
+            assert diag_owner(conn.getsockname(), conn.getpeername()) == os.getuid()
+            assert diag_owner(conn.getpeername(), conn.getsockname()) == NOBODY
 
 
 def test_a_connection_whose_client_has_gone_is_not_claimed(tmp_path):

@@ -1,5 +1,6 @@
 """fastpath.singleuser: what every server would look up for itself on JupyterLab's first load
-(nbconvert's exporters, the plugin schemas' metaschema checks, the installed language packs) is
+(nbconvert's exporters, the plugin schemas' metaschema checks, the installed language packs and
+kernel provisioners) is
 looked up once and answered the same. Each check runs in a fresh interpreter: the patches are
 process-wide."""
 
@@ -13,7 +14,9 @@ PROBE = r"""
 import json
 from nbconvert.exporters import base
 from jupyterlab_server import settings_utils, translation_utils as tu
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 before = {
+    "provisioners": sorted(KernelProvisionerFactory().get_provisioner_entries().items()),
     "names": base.get_export_names(),
     "classes": {n: base.get_exporter(n).__name__ for n in base.get_export_names()},
     "packs": tu._get_installed_language_pack_locales()[0],
@@ -24,7 +27,9 @@ checked_before_use = None
 share_installed_lookups(WARM)
 share_installed_lookups(WARM)  # idempotent
 checked_before_use = len(_SchemaChecksOnce.checked)
+provisioners_before_use = KernelProvisionerFactory._get_all_provisioners.cache_info().currsize
 after = {
+    "provisioners": sorted(KernelProvisionerFactory().get_provisioner_entries().items()),
     "names": base.get_export_names(),
     "classes": {n: base.get_exporter(n).__name__ for n in base.get_export_names()},
     "packs": tu._get_installed_language_pack_locales()[0],
@@ -42,6 +47,8 @@ print(json.dumps({
     "exporters": len(after["names"]),
     "schemas_checked": len(_SchemaChecksOnce.checked),
     "checked_before_use": checked_before_use,
+    "provisioners": dict(after["provisioners"]),
+    "provisioners_before_use": provisioners_before_use,
     "invalid_refused": refused,
     "validates": not validator.is_valid({"a": "x"}) and validator.is_valid({"a": 1}),
     "cached_names": base.get_export_names() is not base.get_export_names(),
@@ -64,6 +71,8 @@ def test_shared_lookups_answer_as_the_originals_and_still_refuse_bad_schemas():
     seen = probe(warm=True)  # the fork server's way: worked out before forking
     assert seen["same"], "the shared answers differ from what jupyter-server would compute"
     assert seen["exporters"] > 5 and seen["checked_before_use"] > 20
+    assert seen["provisioners_before_use"] == 1
+    assert {"local-provisioner", "mlworkshop-fork"} <= set(seen["provisioners"])
     assert seen["invalid_refused"] and seen["validates"]
     assert seen["cached_names"], "callers get their own list (they may change it)"
 
@@ -73,5 +82,5 @@ def test_a_cold_server_fills_the_same_caches_only_when_asked():
     from them as they fill: the same answers, nothing worked out before it starts."""
     seen = probe(warm=False)
     assert seen["same"] and seen["exporters"] > 5
-    assert seen["checked_before_use"] == 0
+    assert seen["checked_before_use"] == 0 and seen["provisioners_before_use"] == 0
     assert seen["invalid_refused"] and seen["validates"]
