@@ -67,6 +67,7 @@ PRELOAD = (
     "IPython",
     "IPython.core.interactiveshell",
     "IPython.core.completer",
+    "IPython.extensions.storemagic",  # loaded by every shell at its start
     "IPython.core.history",
     "IPython.core.magics",
     "IPython.core.oinspect",

@@ -56,6 +56,7 @@ PRELOAD = (
     "jupyterhub.singleuser",
     "jupyterhub.singleuser.extension",
     "mlworkshop.fastpath.singleuser",
+    "mlworkshop.kernel_sockets",  # every local server's kernel manager (hub/server_config)
     # imported while a server initialises or serves its first requests (measured: without these,
     # each child imported 24 more modules of its own)
     "jinja2.ext",

@@ -154,6 +154,24 @@ def share_provisioner_lookup(warm: bool = True) -> None:
         factory._get_all_provisioners = staticmethod(cached)
 
 
+def share_first_notebook_work() -> None:
+    """What a browser's first new notebook and first /lab/api/translations cost each server (py-spy
+    during a browser rush: 4 % of the servers' samples each), done before forking: nbformat's
+    validator for the current format compiled (fastjsonschema; cached per process), and Babel's
+    locale data for the display names of the installed language packs read from disk (cached
+    per process too). Only warms caches the libraries keep themselves."""
+    from jupyterlab_server.translation_utils import (
+        DEFAULT_LOCALE,
+        _get_installed_language_pack_locales,
+        get_language_packs,
+    )
+    from nbformat.v4 import new_notebook
+
+    new_notebook()  # validates, and so compiles the validator
+    for locale in [DEFAULT_LOCALE, *_get_installed_language_pack_locales()[0]]:
+        get_language_packs(locale)
+
+
 def share_installed_lookups(warm: bool = True) -> None:
     """Everything above, done once: in the fork server before it forks (warm: every server
     inherits the answers). A server started cold (containers, Kubernetes, no fork server) only
@@ -163,6 +181,8 @@ def share_installed_lookups(warm: bool = True) -> None:
     share_schema_checks(warm)
     share_language_pack_lookup(warm)
     share_provisioner_lookup(warm)
+    if warm:
+        share_first_notebook_work()
 
 
 def main() -> None:

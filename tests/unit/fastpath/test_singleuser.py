@@ -28,6 +28,9 @@ share_installed_lookups(WARM)
 share_installed_lookups(WARM)  # idempotent
 checked_before_use = len(_SchemaChecksOnce.checked)
 provisioners_before_use = KernelProvisionerFactory._get_all_provisioners.cache_info().currsize
+import babel.localedata, nbformat.validator
+validators_before_use = sorted(nbformat.validator.validators)
+locales_before_use = sorted(babel.localedata._cache)
 after = {
     "provisioners": sorted(KernelProvisionerFactory().get_provisioner_entries().items()),
     "names": base.get_export_names(),
@@ -49,6 +52,8 @@ print(json.dumps({
     "checked_before_use": checked_before_use,
     "provisioners": dict(after["provisioners"]),
     "provisioners_before_use": provisioners_before_use,
+    "validators_before_use": [list(key) for key in validators_before_use],
+    "locales_before_use": locales_before_use,
     "invalid_refused": refused,
     "validates": not validator.is_valid({"a": "x"}) and validator.is_valid({"a": 1}),
     "cached_names": base.get_export_names() is not base.get_export_names(),
@@ -73,6 +78,9 @@ def test_shared_lookups_answer_as_the_originals_and_still_refuse_bad_schemas():
     assert seen["exporters"] > 5 and seen["checked_before_use"] > 20
     assert seen["provisioners_before_use"] == 1
     assert {"local-provisioner", "mlworkshop-fork"} <= set(seen["provisioners"])
+    # a new notebook's validator compiled, and the language packs' display names read
+    assert [4, False] in [key[1:2] + key[3:] for key in seen["validators_before_use"]]
+    assert {"en", "zh_Hans", "zh_Hant"} <= set(seen["locales_before_use"])
     assert seen["invalid_refused"] and seen["validates"]
     assert seen["cached_names"], "callers get their own list (they may change it)"
 
@@ -83,4 +91,5 @@ def test_a_cold_server_fills_the_same_caches_only_when_asked():
     seen = probe(warm=False)
     assert seen["same"] and seen["exporters"] > 5
     assert seen["checked_before_use"] == 0 and seen["provisioners_before_use"] == 0
+    assert seen["validators_before_use"] == [] and seen["locales_before_use"] == []
     assert seen["invalid_refused"] and seen["validates"]
