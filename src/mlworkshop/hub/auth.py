@@ -73,8 +73,8 @@ def _minutes_left(until: dt.datetime) -> int:
     return max(1, int((until - utcnow()).total_seconds() // 60) + 1)
 
 
-# Password hashing (Argon2id, ~0.04 CPU-s at cost 11) runs on threads of its own, one per core: when a
-# whole class logs in at once the hashes must not hold up the hub's other thread work
+# Password hashing (Argon2id, ~0.04 CPU-s at cost 11) runs on threads of its own, one per core:
+# when a whole class logs in at once the hashes must not hold up the hub's other thread work
 # (workspaces, database writes of starting servers queue on asyncio's default pool). They run at
 # nice 0: below the hub's event loop (hub.nice, -5), so pages stay quick, and above the servers
 # (nice 5). Measured with bench/rush.py: logins at the servers' priority made the last of 30
