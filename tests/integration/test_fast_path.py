@@ -193,7 +193,8 @@ def test_jupyterlab_saves_settings_and_workspaces_in_the_students_home(make_hub,
 
 def test_jupyterlab_bundles_are_sent_compressed_once_and_whole(make_hub):
     """The fork server compressed JupyterLab's bundles once (fastpath/static.py); a server sends
-    the .gz to a browser that accepts gzip, and the file itself to one that does not."""
+    the .gz to a browser that accepts gzip, and the file itself to one that does not. The page
+    asks JupyterLab for no build check."""
     import gzip
     import re
 
@@ -208,6 +209,17 @@ def test_jupyterlab_bundles_are_sent_compressed_once_and_whole(make_hub):
     server = Server(hub.url, "gia", browser.new_token("gia"))
     lab = server.client.get("/user/gia/lab")
     assert lab.status_code == 200, lab.text[:300]
+    # and JupyterLab is told not to check for a rebuild: each check ran node as the student
+    # (~0.35 CPU-s) at every page load, for an installation students cannot rebuild
+    # (hub/server_config/labconfig/page_config.json)
+    page_config = json.loads(
+        re.search(
+            r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+            lab.text,
+            re.S,
+        ).group(1)
+    )
+    assert page_config["buildCheck"] is False and page_config["buildAvailable"] is False
     bundle = re.search(r'src="([^"]*/static/lab/[^"]+\.js)[^"]*"', lab.text).group(1)
     name = bundle.rsplit("/", 1)[1]
     original = (static_roots()[0] / name).read_bytes()
