@@ -110,3 +110,16 @@ class PrivateKernelManager(AsyncMappingKernelManager):
                 f"({SOCKET_PATH_MAX} bytes): give this machine a /tmp folder."
             )
         return km, kernel_name, kernel_id
+
+    async def start_kernel(self, *args, **kwargs):
+        """jupyter_server's, then a forked kernel that reported it listens counts as idle. The
+        activity monitor would keep "starting" until the kernel's first busy/idle, and the
+        websocket's first nudge polls every 50 ms until it changes: the first cell of every
+        kernel waited ~50 ms for nothing (fastpath/kernel_app.py). A kernel started any other
+        way stays "starting" until it says otherwise, as before."""
+        kernel_id = await super().start_kernel(*args, **kwargs)
+        kernel = self.get_kernel(kernel_id)
+        process = getattr(getattr(kernel, "provisioner", None), "process", None)
+        if getattr(process, "listening", False) and kernel.execution_state == "starting":
+            kernel.execution_state = "idle"
+        return kernel_id

@@ -12,8 +12,9 @@ import pwd
 import httpx
 import psutil
 import pytest
+import websockets
 
-from .hubctl import Server, memory_contains, mlw
+from .hubctl import Server, execute, memory_contains, mlw
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +35,19 @@ async def test_forked_servers_belong_to_their_students(make_hub):
         model = browser.start_server(name)
         servers[name] = Server(hub.url, name, browser.new_token(name))
         assert model["ready"]
+
+    # a forked kernel reports once its event loop listens, and so starts out idle: the websocket's
+    # first nudge has no "starting" to poll away, 50 ms at a time (fastpath/kernel_app.py)
+    una = servers["una"]
+    kernel = una.client.post(f"{una.prefix}/api/kernels", json={"name": "python3"})
+    assert kernel.status_code == 201 and kernel.json()["execution_state"] == "idle", kernel.text
+    kernel_id = kernel.json()["id"]
+    async with websockets.connect(
+        una.base.replace("http", "ws") + f"{una.prefix}/api/kernels/{kernel_id}/channels",
+        additional_headers={"Authorization": f"token {una.token}"},
+    ) as ws:
+        assert await execute(ws, "print(6 * 7)") == "42\n", "the first cell's output got lost"
+    una.client.delete(f"{una.prefix}/api/kernels/{kernel_id}")
 
     probe = """
 import os, json

@@ -19,12 +19,24 @@ reasons:
   subscribed to yet: the activity monitor's came first, so a browser's never got a welcome.
   XPUB_VERBOSE makes the socket report every subscription (what JEP 65 and ZeroMQ's
   last-value-cache pattern call for).
+
+One wait was left: the nudge also polls, every 50 ms, until the server's activity monitor has
+seen the kernel leave "starting", and the monitor keeps "starting" until the kernel's first
+busy/idle. Measured through the hub, the first `1+1` of a fresh kernel took ~36 ms, the next ones
+~7; the kernel began the first cell 54 ms after it was sent, all of it that poll. So the report
+now means more: it is sent from the kernel's event loop at its first turn (every handler
+registered), through the IOPub thread after the kernel's own "starting" status (gone, unheard:
+nobody subscribes before the report), and the server's kernel manager
+(mlworkshop.kernel_sockets.PrivateKernelManager) counts a kernel that reported so as idle.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import zmq
 from ipykernel.kernelapp import IPKernelApp
+from tornado.ioloop import IOLoop
 
 
 class ForkedKernelApp(IPKernelApp):
@@ -34,3 +46,9 @@ class ForkedKernelApp(IPKernelApp):
         if s.socket_type == zmq.XPUB:
             s.setsockopt(zmq.XPUB_VERBOSE, 1)  # before the IOPub thread owns the socket
         return super()._bind_socket(s, port)
+
+    def when_listening(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the started kernel listens: at its event loop's first turn (after
+        Kernel.start() registered the handlers) and, in the IOPub thread, after every message
+        published before it (Kernel.start()'s "starting"). Call between initialize() and start()."""
+        IOLoop.current().add_callback(self.iopub_thread.schedule, callback)

@@ -258,6 +258,13 @@ def needs_fresh_process(argv: list[str], env: dict[str, str], startup_env: dict[
     return any(env.get(k) != startup_env.get(k) for k in keys)
 
 
+def _report_ready(conn: socket.socket) -> None:
+    try:
+        framing.send(conn, ready_report())
+    except OSError:
+        pass  # the server is gone: the watch in _exit_when_server_goes ends this kernel
+
+
 def _exit_when_server_goes(conn: socket.socket) -> None:
     def watch():
         while True:
@@ -337,10 +344,7 @@ def become_kernel(conn: socket.socket, student_prefix: str, startup_env: dict[st
     try:
         app = ForkedKernelApp.instance()  # what launch_instance() does, with the report between
         app.initialize()
-        try:
-            framing.send(conn, ready_report())
-        except OSError:
-            pass  # the server is gone: the watch above ends this kernel
+        app.when_listening(lambda: _report_ready(conn))
         app.start()
         code = 0
     except SystemExit as exc:

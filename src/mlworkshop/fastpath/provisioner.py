@@ -58,6 +58,7 @@ class ForkedKernel:
         self._reported: int | None = None
         self._signalled: int | None = None
         self._buffer = framing.LineBuffer()
+        self.listening = False  # reported ready: in its event loop, every socket bound
 
     def poll(self) -> int | None:
         if self.returncode is not None:
@@ -91,8 +92,9 @@ class ForkedKernel:
         return self.returncode
 
     async def until_ready(self, timeout: float) -> None:
-        """Until the kernel reports its sockets bound (protocol.ready_report), ends, or `timeout`
-        passes; whichever comes, what follows is poll()'s to read. The server connects to the
+        """Until the kernel reports that it listens (protocol.ready_report: its event loop runs,
+        every socket bound), ends, or `timeout` passes; whichever comes, what follows is poll()'s
+        to read. The server connects to the
         kernel's sockets as soon as the kernel is started: before they are bound, ZeroMQ tries
         again only 100 ms later, and the kernel's first status messages are lost on the way (the
         first cell of every forked kernel then waited half a second, fastpath/kernel_app.py)."""
@@ -112,6 +114,7 @@ class ForkedKernel:
                         self._reported = int(message["exit"])
                         return
                     if message.get("ready"):
+                        self.listening = True
                         return
         except (TimeoutError, OSError, ValueError, TypeError):
             return  # slow or garbled: the kernel is used as it is, as before the report existed

@@ -146,7 +146,9 @@ def test_forked_kernel_interrupt_does_not_count_as_a_kill():
 def test_until_ready_returns_at_the_ready_report_and_leaves_what_follows_to_poll(stand_in):
     proc, kernel, theirs = stand_in
     theirs.sendall(b'{"ready": true}\n{"exit": 3}\n')
+    assert not kernel.listening
     asyncio.run(kernel.until_ready(5))
+    assert kernel.listening  # its server may count it idle (kernel_sockets.PrivateKernelManager)
     assert kernel.poll() is None  # the kernel's process still runs: not ended yet
     theirs.close()
     assert kernel.poll() == 3  # the exit report after the ready one was kept for poll()
@@ -157,7 +159,7 @@ def test_until_ready_returns_when_the_kernel_ends_before_it_is_ready(stand_in):
     theirs.sendall(b'{"exit": 2}\n')
     theirs.close()
     asyncio.run(kernel.until_ready(5))
-    assert kernel.poll() == 2
+    assert kernel.poll() == 2 and not kernel.listening
 
 
 def test_until_ready_gives_up_on_a_garbled_report_or_the_timeout(stand_in):
@@ -167,3 +169,4 @@ def test_until_ready_gives_up_on_a_garbled_report_or_the_timeout(stand_in):
     theirs.sendall(b"not json\n")
     asyncio.run(kernel.until_ready(5))
     assert kernel.poll() is None
+    assert not kernel.listening, "a kernel that never said so stays 'starting' until it does"
