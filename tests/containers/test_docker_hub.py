@@ -14,7 +14,7 @@ import time
 import docker.errors
 import pytest
 
-from tests.integration.hubctl import Server, mlw
+from tests.integration.hubctl import Server, lab_page_config, mlw
 
 from .images import podman
 
@@ -98,6 +98,11 @@ async def test_two_students_in_containers(
 
     servers = {n: Server(hub.url, n, browsers[n].new_token(n)) for n in ("alice", "bob")}
     specs = {n: container_of(client, hub, n) for n in ("alice", "bob")}
+    # JupyterLab runs no build check in a container either (node as the student at every page
+    # load, for an installation the student cannot rebuild: fastpath/singleuser.py LAB_CONFIG)
+    lab = servers["alice"].client.get("/user/alice/lab")
+    assert lab.status_code == 200, lab.text[:300]
+    assert lab_page_config(lab.text)["buildCheck"] is False
 
     # --- through the server's API: the workspace as the student sees it ---
     a, b = servers["alice"], servers["bob"]

@@ -289,6 +289,15 @@ class Server:
                 self.client.delete(f"{self.prefix}/api/kernels/{kernel_id}")
 
 
+def lab_page_config(html: str) -> dict:
+    """The page config a JupyterLab page carries (its jupyter-config-data script)."""
+    found = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert found, f"no JupyterLab page config in {html[:300]!r}"
+    return json.loads(found.group(1))
+
+
 def execute_request(code: str, username: str = "test") -> tuple[str, str]:
     """(msg_id, the JSON text) of a Jupyter execute_request for `code` on the shell channel."""
     msg_id = uuid.uuid4().hex

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import websockets
 
-from .hubctl import Server, execute, memory_contains, mlw
+from .hubctl import Server, execute, lab_page_config, memory_contains, mlw
 
 pytestmark = pytest.mark.integration
 
@@ -225,14 +225,8 @@ def test_jupyterlab_bundles_are_sent_compressed_once_and_whole(make_hub):
     assert lab.status_code == 200, lab.text[:300]
     # and JupyterLab is told not to check for a rebuild: each check ran node as the student
     # (~0.35 CPU-s) at every page load, for an installation students cannot rebuild
-    # (hub/server_config/labconfig/page_config.json)
-    page_config = json.loads(
-        re.search(
-            r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
-            lab.text,
-            re.S,
-        ).group(1)
-    )
+    # (lab_config/labconfig/page_config.json, fastpath/singleuser.py)
+    page_config = lab_page_config(lab.text)
     assert page_config["buildCheck"] is False and page_config["buildAvailable"] is False
     bundle = re.search(r'src="([^"]*/static/lab/[^"]+\.js)[^"]*"', lab.text).group(1)
     name = bundle.rsplit("/", 1)[1]

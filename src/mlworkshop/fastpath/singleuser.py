@@ -21,12 +21,15 @@ KernelProvisionerFactory scans every distribution's entry points when a server s
 kernel (py-spy in a 60-student rush: 7 % of the fork server's family's samples, ~0.08 CPU-s a
 server). A provisioner a kernelspec names that the list lacks (installed later, or in a student's
 own packages) is still looked up by name, as jupyter_client does.
+
+Every server, whatever its backend, also reads mlworkshop's JupyterLab page config (LAB_CONFIG).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
 
@@ -185,6 +188,22 @@ def share_installed_lookups(warm: bool = True) -> None:
         share_first_notebook_work()
 
 
+# JupyterLab's config for every student's server, whatever the backend (local, container, pod):
+# labconfig/page_config.json turns JupyterLab's build check off. Each page load asked
+# GET /lab/api/build, which runs node as the student (~0.35 CPU-s a call, twice per student in a
+# browser rush) to check for a rebuild of an installation students cannot rebuild.
+LAB_CONFIG = str(Path(__file__).resolve().parent.parent / "lab_config")
+
+
+def use_lab_config(environ=os.environ) -> None:
+    """LAB_CONFIG on JUPYTER_CONFIG_PATH, last (the admin's and the language's folders win), once.
+    Local servers have it from their spawner (hub/configure.py); containers and pods get it here,
+    from the image's command."""
+    paths = [p for p in environ.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep) if p]
+    if LAB_CONFIG not in paths:
+        environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join([*paths, LAB_CONFIG])
+
+
 def main() -> None:
     from ..lazy_imports import defer_rfc3987_syntax
     from .static import serve_precompressed
@@ -192,6 +211,7 @@ def main() -> None:
     defer_rfc3987_syntax()  # a cold server's 1.1 s for nothing (mlworkshop/lazy_imports.py)
 
     enable_websocket_nodelay()
+    use_lab_config()
     share_installed_lookups(warm=False)
     serve_precompressed()  # the .gz files the fork server wrote (fastpath/static.py)
     from jupyterhub.singleuser import main as singleuser_main

@@ -14,6 +14,7 @@ from traitlets.config import Config
 
 from ..config import MLWorkshopConfig
 from ..fastpath.protocol import PROVISIONER_NAME, SINGLEUSER_MODULE, SOCKET_ENV
+from ..fastpath.singleuser import LAB_CONFIG
 from ..site import Site
 from .auth import TEMPLATES
 from .hublog import LOG_SOURCES
@@ -173,7 +174,7 @@ def apply_spawner(c: Config, cfg: MLWorkshopConfig, site: Site) -> None:
     # they cost every server start); the admin's own environment entries win.
     # students' own and the admin's shared packages, the local index (hub/packages.py)
     s.environment = {
-        "JUPYTER_CONFIG_PATH": SERVER_CONFIG,
+        "JUPYTER_CONFIG_PATH": os.pathsep.join([SERVER_CONFIG, LAB_CONFIG]),
         **server_environment(cfg, site),
         **cfg.spawner.environment,
     }

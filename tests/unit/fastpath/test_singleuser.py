@@ -93,3 +93,25 @@ def test_a_cold_server_fills_the_same_caches_only_when_asked():
     assert seen["checked_before_use"] == 0 and seen["provisioners_before_use"] == 0
     assert seen["validators_before_use"] == [] and seen["locales_before_use"] == []
     assert seen["invalid_refused"] and seen["validates"]
+
+
+def test_every_server_reads_mlworkshops_lab_config_once_and_last():
+    """Containers and pods start from the image's command: main() puts LAB_CONFIG on the path
+    (the build check off), after the folders already there (an admin's, a language's), once."""
+    import os
+
+    from mlworkshop.fastpath.singleuser import LAB_CONFIG, use_lab_config
+
+    environ: dict[str, str] = {}
+    use_lab_config(environ)
+    assert environ["JUPYTER_CONFIG_PATH"] == LAB_CONFIG
+    with open(os.path.join(LAB_CONFIG, "labconfig", "page_config.json")) as f:
+        page_config = json.load(f)
+    assert page_config == {"buildAvailable": False, "buildCheck": False}
+
+    environ = {"JUPYTER_CONFIG_PATH": os.pathsep.join(["/etc/admin", LAB_CONFIG, "/lang"])}
+    use_lab_config(environ)  # a local server has it from its spawner already
+    assert environ["JUPYTER_CONFIG_PATH"] == os.pathsep.join(["/etc/admin", LAB_CONFIG, "/lang"])
+    environ = {"JUPYTER_CONFIG_PATH": "/etc/admin"}
+    use_lab_config(environ)
+    assert environ["JUPYTER_CONFIG_PATH"] == os.pathsep.join(["/etc/admin", LAB_CONFIG])
