@@ -43,18 +43,25 @@ def _hex_address(ip: str, port: int, family: int) -> str:
     return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
 
 
-def _spellings(ip: str, port: int) -> set[str]:
-    """Every way a table may show this endpoint: IPv4 in tcp, and in tcp6 both IPv6 and the
-    IPv4-mapped form (a dual-stack client socket connected to an IPv4 address)."""
+def _forms(ip: str) -> dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The address as the kernel keeps it in each family's sockets, without a zone (%eth0): an
+    IPv4 address (or an IPv4-mapped one) as IPv4, and as IPv4-mapped IPv6 for a dual-stack
+    socket; an IPv6 address only as itself."""
     address = ipaddress.ip_address(ip.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     if isinstance(address, ipaddress.IPv4Address):
         return {
-            _hex_address(str(address), port, socket.AF_INET),
-            _hex_address(f"::ffff:{address}", port, socket.AF_INET6),
+            socket.AF_INET: address,
+            socket.AF_INET6: ipaddress.IPv6Address(f"::ffff:{address}"),
         }
-    return {_hex_address(str(address), port, socket.AF_INET6)}
+    return {socket.AF_INET6: address}
+
+
+def _spellings(ip: str, port: int) -> set[str]:
+    """Every way a table may show this endpoint: IPv4 in tcp, and in tcp6 both IPv6 and the
+    IPv4-mapped form (a dual-stack client socket connected to an IPv4 address)."""
+    return {_hex_address(str(address), port, family) for family, address in _forms(ip).items()}
 
 
 def _read(table: Path) -> str:
@@ -106,34 +113,17 @@ _DIAG_MSG = struct.Struct("=BBBB48sIIIII")  # family, state, timer, retrans, id,
 _sequence = itertools.count(1)
 
 
-def _diag_addresses(ip: str) -> list[tuple[int, bytes]]:
-    """(family, 16-byte address) to ask for: an IPv4 address as IPv4 and IPv4-mapped IPv6 (a
-    dual-stack client socket), an IPv6 one as itself."""
-    address = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if isinstance(address, ipaddress.IPv4Address):
-        mapped = ipaddress.IPv6Address(f"::ffff:{address}")
-        return [(socket.AF_INET, address.packed.ljust(16, b"\0")), (socket.AF_INET6, mapped.packed)]
-    return [(socket.AF_INET6, address.packed)]
-
-
 def diag_owner(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
     """The uid of the TCP socket bound to `local` and connected to `remote`, from the kernel's
     exact lookup (sock_diag); None when the kernel knows no such socket or cannot be asked."""
-    remote_ip = ipaddress.ip_address(remote[0].split("%", 1)[0])
-    for family, src in _diag_addresses(local[0]):
-        dst_ip = remote_ip
-        if family == socket.AF_INET6 and isinstance(dst_ip, ipaddress.IPv4Address):
-            dst_ip = ipaddress.IPv6Address(f"::ffff:{dst_ip}")
-        if family == socket.AF_INET and isinstance(dst_ip, ipaddress.IPv6Address):
-            if dst_ip.ipv4_mapped is None:
-                continue
-            dst_ip = dst_ip.ipv4_mapped
-        dst = dst_ip.packed.ljust(16, b"\0")
-        sockid = _SOCKID.pack(local[1], remote[1], src, dst) + struct.pack(
-            "=III", 0, NO_COOKIE, NO_COOKIE
-        )
+    remote_forms = _forms(remote[0])
+    for family, src in _forms(local[0]).items():
+        dst = remote_forms.get(family)
+        if dst is None:
+            continue  # an IPv6 peer cannot be on an IPv4 socket
+        sockid = _SOCKID.pack(
+            local[1], remote[1], src.packed.ljust(16, b"\0"), dst.packed.ljust(16, b"\0")
+        ) + struct.pack("=III", 0, NO_COOKIE, NO_COOKIE)
         uid = _ask_kernel(family, sockid)
         if uid is not None:
             return uid
