@@ -13,6 +13,12 @@ trip (a fresh kernel's first cell) and of the ones after it.
 
     .venv/bin/python bench/rush.py --n 1 10 30 60          (as root; ~10 minutes)
     .venv/bin/python bench/rush.py --n 10 --only mlworkshop
+    .venv/bin/python bench/rush.py --n 60 --prewarm        (servers started before the bell)
+
+With --prewarm the servers are started before the rush and the students only log in (and open
+JupyterLab, and run `1+1`): mlworkshop's with `mlworkshop class start GROUP` (the class pre-warm),
+stock's the only way stock offers, the REST API as an admin service, four starts at a time (all
+at once, stock's servers time out). The time until every server was up is printed with the table.
 
 Loopback only; every loop is bounded in count and time.
 """
@@ -24,6 +30,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -47,6 +54,9 @@ STOCK_VENV = REPO / "bench" / ".stock"
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD = "Rush-hour-pass-1"
 READY_DEADLINE = 240.0
+PREWARM_DEADLINE = 600.0  # seconds for every server of a pre-warm to come up
+PREWARM_GROUP = "rush"
+STOCK_TOKEN = secrets.token_hex(24)  # stock's admin service, to start servers before a rush
 ROUNDS_ONE, ROUNDS_RUSH = 20, 5  # `1+1` round trips per student: alone, and in a rush
 
 
@@ -147,8 +157,8 @@ c.SimpleLocalProcessSpawner.home_dir_template = "{workdir}/home/{{username}}"
 c.Spawner.default_url = "/lab"
 c.Spawner.cmd = ["{singleuser}"]
 c.Spawner.args = ["--allow-root"]
-c.JupyterHub.services = [{{"name": "idle-culler", "command": ["{python}", "-m", "jupyterhub_idle_culler", "--timeout=3600"]}}]
-c.JupyterHub.load_roles = [{{"name": "culler", "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"], "services": ["idle-culler"]}}]
+c.JupyterHub.services = [{{"name": "idle-culler", "command": ["{python}", "-m", "jupyterhub_idle_culler", "--timeout=3600"]}}, {{"name": "bench", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [{{"name": "culler", "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"], "services": ["idle-culler"]}}, {{"name": "bench", "scopes": ["admin:users", "servers"], "services": ["bench"]}}]
 
 # NativeAuthenticator 1.3.0 fails every login on JupyterHub 6.1.1 (the removed `statsd`): the
 # smallest shim that lets stock log in at all. Nothing else is changed.
@@ -180,6 +190,7 @@ def start_stock(n: int) -> HubUnderTest:
             workdir=hub.workdir,
             python=python,
             singleuser=STOCK_VENV / "bin" / "jupyterhub-singleuser",
+            token=STOCK_TOKEN,
         )
     )
     hub.command = [str(python), "-m", "jupyterhub", "-f", str(config)]
@@ -602,11 +613,79 @@ async def rush(hub: HubUnderTest, n: int, rounds: int) -> dict:
     }
 
 
-def run_one(kind: str, n: int) -> dict:
+# --- pre-warm: every server up before the rush -----------------------------------------------
+def prewarm(hub: HubUnderTest, n: int) -> tuple[float, int]:
+    """Start the n students' servers before the rush; (seconds until all were up, how many
+    were not up by PREWARM_DEADLINE)."""
+    names = [f"student{i}" for i in range(n)]
+    started = time.monotonic()
+    if hub.name == "mlworkshop":
+        from mlworkshop.cli.hubapi import HubAPI
+        from mlworkshop.config import load_config
+        from mlworkshop.site import Site
+
+        site = Site(hub.workdir)
+        api = HubAPI(site, load_config(site.root))
+        api.add_to_group(PREWARM_GROUP, names)
+        started = time.monotonic()
+        subprocess.run(
+            [sys.executable, "-m", "mlworkshop.cli.main", "class", "start", PREWARM_GROUP]
+            + ["--site", str(hub.workdir)],
+            check=True,
+            capture_output=True,
+        )
+        client, url = api.client, api.url
+    else:
+        client = httpx.Client(headers={"Authorization": f"token {STOCK_TOKEN}"}, timeout=120)
+        url = f"{hub.url}/hub/api"
+        asyncio.run(_stock_api_starts(url, names))
+    while time.monotonic() - started < PREWARM_DEADLINE:
+        ready = client.get(f"{url}/users", params={"state": "ready", "limit": 1000})
+        count = len(ready.json()) if ready.status_code == 200 else 0
+        if count >= n:
+            return time.monotonic() - started, 0
+        time.sleep(0.5)
+    return float("nan"), n - count
+
+
+async def _stock_api_starts(url: str, names: list[str], at_once: int = 4) -> None:
+    """POST each student's server, `at_once` at a time, each waited for until it is up or has
+    failed."""
+    line = asyncio.Semaphore(at_once)
+    headers = {"Authorization": f"token {STOCK_TOKEN}"}
+
+    async def start(client: httpx.AsyncClient, name: str) -> None:
+        async with line:
+            await client.post(f"{url}/users/{name}/server", headers=headers)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                model = (await client.get(f"{url}/users/{name}", headers=headers)).json()
+                server = (model.get("servers") or {}).get("", {})
+                if server.get("ready") or not server.get("pending"):
+                    return
+                await asyncio.sleep(0.5)
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        # NativeAuthenticator's sign-ups become JupyterHub users at their first login: an admin
+        # who starts their servers first makes them users
+        made = await client.post(f"{url}/users", json={"usernames": names}, headers=headers)
+        if made.status_code not in (201, 409):
+            raise RuntimeError(f"stock refused to make the users: {made.status_code} {made.text}")
+        await asyncio.gather(*(start(client, name) for name in names))
+
+
+def run_one(kind: str, n: int, warm: bool = False) -> dict:
     hub = start_stock(n) if kind == "stock" else start_mlworkshop(n)
     try:
         time.sleep(2)  # let start-up work (fork server preload, culler) finish before the rush
-        return asyncio.run(rush(hub, n, rounds=ROUNDS_ONE if n == 1 else ROUNDS_RUSH))
+        if warm:
+            took, missing = prewarm(hub, n)
+            time.sleep(5)  # the pre-warm's own work done before the bell
+        result = asyncio.run(rush(hub, n, rounds=ROUNDS_ONE if n == 1 else ROUNDS_RUSH))
+        if warm:
+            result["hub"] += " (pre-warmed)"
+            result["prewarm"] = (took, missing)
+        return result
     finally:
         stop_and_clean(hub, n)
         shutil.copy(hub.workdir / "hub.log", Path(tempfile.gettempdir()) / f"rush-{kind}-{n}.log")
@@ -644,6 +723,12 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         for message, count in r["errors"].items():
             print(f"  {r['hub']} N={r['n']}: {count} × {message}")
+        if "prewarm" in r:
+            took, missing = r["prewarm"]
+            print(
+                f"  {r['hub']} N={r['n']}: before the rush, all servers up in {fmt(took)} s"
+                + (f" ({missing} not up after {PREWARM_DEADLINE:.0f} s)" if missing else "")
+            )
     if PRINT_PHASES:
         print(
             f"\nCPU seconds per server process (mean): {fmt(statistics.mean(SERVER_CPU), 2) if SERVER_CPU else '–'}"
@@ -680,6 +765,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[1, 10, 30, 60])
     parser.add_argument("--only", choices=["stock", "mlworkshop"])
     parser.add_argument("--phases", action="store_true", help="also print when each step was done")
+    parser.add_argument(
+        "--prewarm", action="store_true", help="start every server before the rush (class pre-warm)"
+    )
     args = parser.parse_args()
     global PRINT_PHASES
     PRINT_PHASES = args.phases
@@ -693,7 +781,7 @@ def main() -> None:
             if args.only and kind != args.only:
                 continue
             print(f"{kind}: {n} students ...", flush=True)
-            rows.append(run_one(kind, n))
+            rows.append(run_one(kind, n, args.prewarm))
             print_table(rows[-1:])
     print_table(rows)
 
