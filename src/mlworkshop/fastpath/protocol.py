@@ -178,9 +178,10 @@ def cold_reply(why: str) -> dict:
 
 
 def ready_report() -> dict:
-    """A forked kernel's second message, once every one of its sockets is bound: a server that
-    connects before that reaches it only at ZeroMQ's next reconnect try and misses its first
-    status messages (fastpath/kernel_app.py has what that cost)."""
+    """A forked kernel's second message, once it listens (every socket bound, its event loop
+    running): a server that connects before that reaches it only at ZeroMQ's next reconnect try
+    and misses its first status messages, and one that hears it may count the kernel idle
+    (fastpath/kernel_app.py has what each cost)."""
     return {"ready": True}
 
 

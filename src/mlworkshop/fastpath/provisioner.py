@@ -94,10 +94,10 @@ class ForkedKernel:
     async def until_ready(self, timeout: float) -> None:
         """Until the kernel reports that it listens (protocol.ready_report: its event loop runs,
         every socket bound), ends, or `timeout` passes; whichever comes, what follows is poll()'s
-        to read. The server connects to the
-        kernel's sockets as soon as the kernel is started: before they are bound, ZeroMQ tries
-        again only 100 ms later, and the kernel's first status messages are lost on the way (the
-        first cell of every forked kernel then waited half a second, fastpath/kernel_app.py)."""
+        to read. The server connects to the kernel's sockets as soon as the kernel is started:
+        before they are bound, ZeroMQ tries again only 100 ms later, and the kernel's first
+        status messages are lost on the way (the first cell of every forked kernel then waited
+        half a second, fastpath/kernel_app.py). A kernel that reported is `listening`."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
