@@ -57,6 +57,7 @@ PRELOAD = (
     "jupyterhub.singleuser.extension",
     "mlworkshop.fastpath.singleuser",
     "mlworkshop.kernel_sockets",  # every local server's kernel manager (hub/server_config)
+    "mlworkshop.fastpath.kernel_websocket",  # and its kernels' websocket connection
     # imported while a server initialises or serves its first requests (measured: without these,
     # each child imported 24 more modules of its own)
     "jinja2.ext",
@@ -215,6 +216,9 @@ def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: st
         )  # debugpy's frozen-modules notice
         modules = PRELOAD + kernels.PRELOAD
     preload(modules)
+    if kernel_socket:
+        kernels.share_first_cell_work()
+        gc.freeze()  # what that made is shared as everything preload() made
     if "matplotlib" in sys.modules:  # it would carry root's settings into every kernel
         raise SystemExit("[forkserver] preloading imported matplotlib; remove what imported it")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -12,6 +12,7 @@ import pwd
 import re
 import resource
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -429,3 +430,24 @@ def test_privileges_of_copies_the_peer_never_a_higher_priority():
     assert (
         kernels.privileges_of(higher)["nice"] == 0
     )  # a kernel never runs ahead of the fork server
+
+
+def test_a_forked_kernels_first_cell_finds_the_tokenizer_compiled():
+    """The fork server compiles the tokenizer's grammar once (share_first_cell_work), so a forked
+    kernel's first cell compiles nothing of it again (a fresh interpreter, as the fork server)."""
+    script = (
+        "import tokenize\n"
+        "from IPython.core.inputtransformer2 import TransformerManager\n"
+        "from mlworkshop.fastpath.kernels import share_first_cell_work\n"
+        "before = tokenize._compile.cache_info().currsize\n"
+        "share_first_cell_work()\n"
+        "warm = tokenize._compile.cache_info()\n"
+        "TransformerManager().transform_cell('x = 2 * 21\\n')\n"
+        "after = tokenize._compile.cache_info()\n"
+        "print(before, warm.currsize, after.misses - warm.misses)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    before, warm, misses = map(int, out.stdout.split())
+    assert (before, misses) == (0, 0) and warm >= 1, out.stdout

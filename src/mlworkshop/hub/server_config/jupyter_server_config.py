@@ -18,6 +18,11 @@ c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 # mlworkshop/kernel_sockets.py, mlworkshop/local_kernel.py.
 c.ServerApp.kernel_manager_class = "mlworkshop.kernel_sockets.PrivateKernelManager"
 c.ServerApp.kernel_spec_manager_class = "mlworkshop.kernel_sockets.LocalKernelSpecManager"
+# A forked kernel's websocket waits for the kernel's IOPub greeting instead of kernel_info round
+# trips on two more connections (mlworkshop/fastpath/kernel_websocket.py).
+c.ServerApp.kernel_websocket_connection_class = (
+    "mlworkshop.fastpath.kernel_websocket.ForkedKernelConnection"
+)
 c.LabApp.user_settings_dir = get_user_settings_dir()
 c.LabApp.workspaces_dir = get_workspaces_dir()
 
