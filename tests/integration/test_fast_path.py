@@ -8,13 +8,16 @@ import asyncio
 import json
 import os
 import pwd
+import uuid
 
 import httpx
 import psutil
 import pytest
 import websockets
 
-from .hubctl import Server, execute_request, lab_page_config, memory_contains, mlw
+from mlworkshop.userlogs import user_log_path
+
+from .hubctl import Server, execute, execute_request, lab_page_config, memory_contains, mlw
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +45,12 @@ async def test_forked_servers_belong_to_their_students(make_hub):
     kernel = una.client.post(f"{una.prefix}/api/kernels", json={"name": "python3"})
     assert kernel.status_code == 201 and kernel.json()["execution_state"] == "idle", kernel.text
     kernel_id = kernel.json()["id"]
-    async with websockets.connect(
-        una.base.replace("http", "ws") + f"{una.prefix}/api/kernels/{kernel_id}/channels",
-        additional_headers={"Authorization": f"token {una.token}"},
-    ) as ws:
+    channels = (
+        una.base.replace("http", "ws")
+        + f"{una.prefix}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}"
+    )
+    auth = {"Authorization": f"token {una.token}"}
+    async with websockets.connect(channels, additional_headers=auth) as ws:
         msg_id, request = execute_request("print(6 * 7)")
         await ws.send(request)
         seen = []
@@ -56,7 +61,14 @@ async def test_forked_servers_belong_to_their_students(make_hub):
             and seen[-1]["content"]["execution_state"] == "idle"
         ):
             seen.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+    # the same session again (a browser back after a dropped connection): jupyter_server hands it
+    # its old, buffered channels, whose subscription the kernel greets no more, so it is nudged
+    # as jupyter_server does, not left waiting WELCOME_TIMEOUT for a greeting
+    async with websockets.connect(channels, additional_headers=auth) as ws:
+        assert await execute(ws, "print(1)") == "1\n"
     una.client.delete(f"{una.prefix}/api/kernels/{kernel_id}")
+    server_log = user_log_path(hub.site / "logs", "una").read_text()
+    assert "Restoring connection" in server_log and "no IOPub greeting" not in server_log
     output = [m["content"]["text"] for m in seen if m["msg_type"] == "stream"]
     assert output == ["42\n"], f"the first cell's output got lost: {seen}"
     # ... and its websocket waited for the kernel's IOPub greeting, not for kernel_info round trips

@@ -11,9 +11,11 @@ kernel's first `1+1` still took through the hub (bench/rush.py, one student).
 A forked kernel greets every new IOPub subscriber (fastpath/kernel_app.py: XPUB_VERBOSE), so the
 first message on the websocket's own IOPub channel proves that its subscription is live, which
 is all the round trips were for: shell and control are DEALER sockets, which keep a message
-until their connection is up. Such a kernel gets that wait instead; any other kernel (started
-cold, of another environment, or a forked one that has not said it listens) the full nudge, and
-so does a forked kernel that sends nothing on IOPub within WELCOME_TIMEOUT.
+until their connection is up. Such a kernel gets that wait instead, when the connection's IOPub
+channel is new (a client that reconnects to its buffered session keeps its old channels, whose
+subscription is greeted no more); any other kernel (started cold, of another environment, or a
+forked one that has not said it listens) gets the full nudge, and so does a forked kernel that
+sends nothing on IOPub within WELCOME_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -29,9 +31,16 @@ class ForkedKernelConnection(ZMQChannelsWebsocketConnection):
     """ZMQChannelsWebsocketConnection whose nudge, for a kernel that greets subscribers, waits
     for the greeting on its own IOPub channel."""
 
+    _fresh_iopub = False  # create_stream() has just subscribed: the kernel will greet it
+
+    def create_stream(self):
+        super().create_stream()
+        self._fresh_iopub = True
+
     def nudge(self):
+        fresh, self._fresh_iopub = self._fresh_iopub, False
         process = getattr(getattr(self.kernel_manager, "provisioner", None), "process", None)
-        if not getattr(process, "listening", False):
+        if not (fresh and getattr(process, "listening", False)):
             return super().nudge()
         iopub = self.channels["iopub"]
         greeted: asyncio.Future[None] = asyncio.Future()
