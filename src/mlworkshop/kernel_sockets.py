@@ -34,6 +34,7 @@ import tempfile
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
+from .fastpath.provisioner import reported_listening
 from .local_kernel import KERNEL_CLASS
 
 SOCKET_PATH_MAX = 107  # bytes of sun_path a Unix socket's path may use (108 with its NUL)
@@ -119,7 +120,6 @@ class PrivateKernelManager(AsyncMappingKernelManager):
         way stays "starting" until it says otherwise, as before."""
         kernel_id = await super().start_kernel(*args, **kwargs)
         kernel = self.get_kernel(kernel_id)
-        process = getattr(getattr(kernel, "provisioner", None), "process", None)
-        if getattr(process, "listening", False) and kernel.execution_state == "starting":
+        if reported_listening(kernel) and kernel.execution_state == "starting":
             kernel.execution_state = "idle"
         return kernel_id

@@ -24,6 +24,8 @@ import asyncio
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
+from .provisioner import reported_listening
+
 WELCOME_TIMEOUT = 2.0  # seconds: then jupyter_server's own nudge, as for any kernel
 
 
@@ -39,8 +41,7 @@ class ForkedKernelConnection(ZMQChannelsWebsocketConnection):
 
     def nudge(self):
         fresh, self._fresh_iopub = self._fresh_iopub, False
-        process = getattr(getattr(self.kernel_manager, "provisioner", None), "process", None)
-        if not (fresh and getattr(process, "listening", False)):
+        if not (fresh and reported_listening(self.kernel_manager)):
             return super().nudge()
         iopub = self.channels["iopub"]
         greeted: asyncio.Future[None] = asyncio.Future()

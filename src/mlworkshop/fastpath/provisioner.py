@@ -141,6 +141,13 @@ class ForkedKernel:
         self.send_signal(signal.SIGTERM)
 
 
+def reported_listening(kernel_manager: Any) -> bool:
+    """The kernel of this jupyter_client KernelManager was forked and said it listens
+    (ForkedKernel.listening); False for any kernel started another way."""
+    process = getattr(getattr(kernel_manager, "provisioner", None), "process", None)
+    return bool(getattr(process, "listening", False))
+
+
 def _pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
