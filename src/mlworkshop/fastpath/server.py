@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 from .. import pysite
 from ..lazy_imports import defer_rfc3987_syntax
-from . import framing
+from . import framing, prefork
 from .privileges import Identity, drop_privileges, fresh_signals, name_process
 from .protocol import SERVER_REQUEST_TIMEOUT, ForkRequest, RequestError, error_reply, pid_reply
 
@@ -218,7 +218,9 @@ def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: st
     preload(modules)
     if kernel_socket:
         kernels.share_first_cell_work()
-        gc.freeze()  # what that made is shared as everything preload() made
+    filled = prefork.fill_free_space()  # last: what preloading left free
+    gc.freeze()  # what came after preload() is shared as everything it made
+    print(f"[forkserver] taken before forking: {filled}", file=sys.stderr, flush=True)
     if "matplotlib" in sys.modules:  # it would carry root's settings into every kernel
         raise SystemExit("[forkserver] preloading imported matplotlib; remove what imported it")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
