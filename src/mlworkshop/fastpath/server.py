@@ -217,7 +217,10 @@ def serve(socket_path: str, kernel_socket: str | None = None, student_prefix: st
         modules = PRELOAD + kernels.PRELOAD
     preload(modules)
     if kernel_socket:
+        from .kernel_app import list_modules_once
+
         kernels.share_first_cell_work()
+        list_modules_once()
     filled = prefork.fill_free_space()  # last: what preloading left free
     gc.freeze()  # what came after preload() is shared as everything it made
     print(f"[forkserver] taken before forking: {filled}", file=sys.stderr, flush=True)
