@@ -115,3 +115,34 @@ def test_every_server_reads_mlworkshops_lab_config_once_and_last():
     environ = {"JUPYTER_CONFIG_PATH": "/etc/admin"}
     use_lab_config(environ)
     assert environ["JUPYTER_CONFIG_PATH"] == os.pathsep.join(["/etc/admin", LAB_CONFIG])
+
+
+COMMAND_LINE = r"""
+import json
+from jupyter_server.serverapp import ServerApp
+from mlworkshop.fastpath.singleuser import skip_empty_command_line
+skip_empty_command_line()
+skip_empty_command_line()  # idempotent
+built = []
+original = ServerApp._create_loader
+ServerApp._create_loader = lambda self, *a, **k: built.append(1) or original(self, *a, **k)
+empty = ServerApp()
+empty.parse_command_line([])
+given = ServerApp()
+given.parse_command_line(["--ServerApp.port=9999", "--no-browser"])
+print(json.dumps({
+    "parsers": len(built),
+    "empty": [empty.argv, empty.extra_args, empty.port],
+    "given": [given.port, given.open_browser],
+}))
+"""
+
+
+def test_an_empty_command_line_builds_no_parser_and_a_given_one_still_counts():
+    out = subprocess.run(
+        [sys.executable, "-c", COMMAND_LINE], capture_output=True, text=True, check=True
+    ).stdout
+    seen = json.loads(out.splitlines()[-1])
+    assert seen["parsers"] == 1  # only for the command line that had something in it
+    assert seen["empty"] == [[], [], 8888]
+    assert seen["given"] == [9999, False]
