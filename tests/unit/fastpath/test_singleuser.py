@@ -146,3 +146,42 @@ def test_an_empty_command_line_builds_no_parser_and_a_given_one_still_counts():
     assert seen["parsers"] == 1  # only for the command line that had something in it
     assert seen["empty"] == [[], [], 8888]
     assert seen["given"] == [9999, False]
+
+
+EVENTS = r"""
+import json, pathlib, tempfile
+from jupyter_events import EventLogger
+from jupyter_server.serverapp import DEFAULT_EVENTS_SCHEMA_PATH
+from mlworkshop.fastpath.singleuser import share_event_schemas
+share_event_schemas()
+share_event_schemas()  # idempotent
+installed = DEFAULT_EVENTS_SCHEMA_PATH / "kernel_actions" / "v1.yaml"
+one, two = EventLogger(), EventLogger()
+for logger in (one, two):
+    logger.register_event_schema(installed)
+sid = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+own = pathlib.Path(tempfile.mkdtemp()) / "own.yaml"
+own.write_text("$id: https://example.org/own/v1\nversion: '1'\ntype: object\n"
+               "title: own\ndescription: a schema of the server's own\nproperties: {}\n")
+one.register_event_schema(own)
+bad = own.with_name("bad.yaml")
+bad.write_text("$id: https://example.org/bad/v1\ntype: object\nproperties: {}\n")
+try:
+    one.register_event_schema(bad)
+    refused = False
+except Exception:
+    refused = True
+print(json.dumps({
+    "shared": one.schemas.get(sid) is two.schemas.get(sid),
+    "own": one.schemas.get("https://example.org/own/v1").id,
+    "bad_refused": refused,
+}))
+"""
+
+
+def test_the_servers_event_schemas_are_read_once_and_others_as_before():
+    out = subprocess.run(
+        [sys.executable, "-c", EVENTS], capture_output=True, text=True, check=True
+    ).stdout
+    seen = json.loads(out.splitlines()[-1])
+    assert seen == {"shared": True, "own": "https://example.org/own/v1", "bad_refused": True}
