@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -59,8 +60,6 @@ def enable_websocket_nodelay() -> None:
 def skip_empty_command_line() -> None:
     """ServerApp.parse_command_line with no arguments sets what traitlets would have found in
     them (none) without building its parser. Any argument: traitlets' own parsing, unchanged."""
-    import sys
-
     from jupyter_server.serverapp import ServerApp
 
     if getattr(ServerApp.parse_command_line, "_mlw_empty", False):
