@@ -42,6 +42,31 @@ def test_whole_tree_is_sampled_and_dead_roots_are_left_out():
     assert sampler.sample({"s1": proc.pid}) == {}
 
 
+def test_a_killed_server_nobody_reaped_is_dead_not_sampled():
+    """A server killed while its parent is gone stays in the process table as a zombie until
+    someone reaps it, and an init that does not reap (this VM's PID 1, some containers') never
+    does: it is dead, and a sample of it would move its session's last-seen time past its
+    death (the time a session lost with the hub is closed at)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        sampler = ProcessSampler()
+        assert "s1" in sampler.sample({"s1": proc.pid})
+        proc.kill()  # not reaped: the zombie stays until proc.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _state(proc.pid) != "Z":
+            time.sleep(0.05)
+        assert _state(proc.pid) == "Z"
+        assert sampler.sample({"s1": proc.pid}) == {}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0]
+
+
 def test_gpu_sampler_without_nvml_is_empty_not_an_error():
     gpu = GpuSampler()
     if not gpu.available:

@@ -112,6 +112,11 @@ class ProcessSampler:
                     continue
                 try:
                     with proc.oneshot():
+                        if proc.status() == psutil.STATUS_ZOMBIE:
+                            # dead, only not reaped (its parent is gone and an init that
+                            # does not reap keeps it forever): its zeroed times and memory
+                            # are not a running server's, and its time is not "last seen"
+                            continue
                         t = proc.cpu_times()
                         m = proc.memory_info()
                 except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
