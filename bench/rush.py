@@ -226,18 +226,17 @@ def start_mlworkshop(n: int) -> HubUnderTest:
     mlw = [sys.executable, "-m", "mlworkshop.cli.main"]
     subprocess.run([*mlw, "init", "--site", str(site)], check=True, capture_output=True)
     port = free_port()
-    for key, value in {
+    settings = {
         "hub.port": port,
         "hub.internal_port": free_port(),
         "hub.proxy_api_port": free_port(),
         "spawner.local.user_prefix": "rb-",
         "spawner.local.admin_group": "rb-adm",
-    }.items():
-        subprocess.run(
-            [*mlw, "config", "set", key, str(value), "--site", str(site)],
-            check=True,
-            capture_output=True,
-        )
+    }
+    pairs = [text for key, value in settings.items() for text in (key, str(value))]
+    subprocess.run(
+        [*mlw, "config", "set", *pairs, "--site", str(site)], check=True, capture_output=True
+    )
     from mlworkshop.accounts.store import AccountStore
     from mlworkshop.config import load_config
 

@@ -138,6 +138,27 @@ def test_config_set_refuses_bad_values_with_key_value_and_fix(site):
     assert (site / CONFIG_FILE).read_text() == before
 
 
+def test_config_set_takes_several_pairs_as_one_change(site):
+    """All of them written, or none: a bad second value leaves the first unwritten too."""
+    run = mlw_here(site, "config", "set", "culler.timeout", "900", "hub.nice", "-3")
+    assert run.returncode == 0, run
+    assert "culler.timeout = 900" in run.stdout and "hub.nice = -3" in run.stdout, run
+    cfg = load_config(site, {})
+    assert (cfg.culler.timeout, cfg.hub.nice) == (900, -3)
+    before = (site / CONFIG_FILE).read_text()
+    assert_refused(
+        mlw_here(site, "config", "set", "culler.timeout", "1200", "hub.prot", "9000"),
+        "after setting culler.timeout, hub.prot",
+        "Did you mean 'hub.port'?",
+    )
+    assert_refused(
+        mlw_here(site, "config", "set", "culler.timeout", "1200", "hub.port"),
+        "KEY VALUE pairs",
+        "'hub.port' has no value",
+    )
+    assert (site / CONFIG_FILE).read_text() == before
+
+
 def test_a_broken_file_is_reported_by_every_command(site):
     (site / CONFIG_FILE).write_text("hub:\n  port: 0\n  colour: blue\n")
     run = mlw_here(site, "config", "validate")

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ..db import HUB_SCHEMA, SchemaError, SQLiteMode, migrate
 from ..db import make_engine as _make_engine
+from .errors import AccountExists, DatabaseUnavailable, NoSuchAccount
 from .passwords import DEFAULT_COST, dummy_hash, hash_password, needs_rehash, verify_password
 
 
@@ -109,18 +110,6 @@ class LoginResult:
 class LockoutPolicy:
     attempts: int = 5
     minutes: int = 10
-
-
-class AccountExists(Exception):
-    pass
-
-
-class NoSuchAccount(Exception):
-    pass
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached or written; str() says which and what to check."""
 
 
 # An account or a lockout survives a power cut: a full fsync per commit (a handful per login at

@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..accelerators.inventory import detect
-from ..accelerators.report import inventory_table, summary, usage_table
 from ..config import load_config
 from ..site import resolve_site
 
@@ -29,6 +27,9 @@ def accelerators(
     ] = None,
 ) -> None:
     """List NVIDIA GPUs and Ascend NPUs: what was found, how, and (exclusive mode) who holds them."""
+    from ..accelerators.inventory import detect
+    from ..accelerators.report import inventory_table, summary, usage_table  # SQLAlchemy
+
     s = resolve_site(site)
     cfg = load_config(s.root)
     acc = cfg.accelerators

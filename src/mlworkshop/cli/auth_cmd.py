@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 
-from ..accounts.idp_links import IdPLinks
 from ..config import load_config
 from ..hub.idp_configure import IDP_METHODS, check_idp_config, secret_name
 from ..names import BadUsername, normalize_username
@@ -97,6 +96,8 @@ def secret_check(site: SiteOpt = None) -> None:
 def links(site: SiteOpt = None) -> None:
     """Who at which provider owns which account (made at their first sign-in)."""
     s = resolve_site(site)
+    from ..accounts.idp_links import IdPLinks  # SQLAlchemy: only for the commands that use it
+
     store = IdPLinks(s.db_url(load_config(s.root)))
     try:
         rows = store.list()
@@ -121,6 +122,8 @@ def unlink(
     except BadUsername as exc:
         raise AuthCommandError(str(exc)) from None
     s = resolve_site(site)
+    from ..accounts.idp_links import IdPLinks  # SQLAlchemy: only for the commands that use it
+
     store = IdPLinks(s.db_url(load_config(s.root)))
     try:
         found = store.unlink(name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
 import typer
@@ -18,7 +18,9 @@ from rich.table import Table
 from ..config import MLWorkshopConfig, load_config
 from ..hub.classes import Schedule, ScheduleError, bell_at, utcnow
 from ..site import Site, resolve_site
-from .hubapi import HubAPI
+
+if TYPE_CHECKING:  # _hub imports it: with httpx and SQLAlchemy, 0.1 s of every command's start
+    from .hubapi import HubAPI
 
 class_app = typer.Typer(
     help="Start a class's servers before the bell (pre-warm), stop them, see the schedule.",
@@ -40,6 +42,8 @@ def _hub(site: Path | None) -> tuple[Site, MLWorkshopConfig, HubAPI]:
             f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`."
         )
     cfg = load_config(s.root)
+    from .hubapi import HubAPI
+
     api = HubAPI(s, cfg)
     if not api.running():
         raise Failure(

@@ -12,18 +12,21 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..accounts.errors import AccountExists, DatabaseUnavailable, NoSuchAccount
 from ..accounts.passwords import WeakPassword, check_password_rules
-from ..accounts.store import AccountExists, AccountStore, DatabaseUnavailable, NoSuchAccount
-from ..config import ConfigError, MLWorkshopConfig, get_key, load_config, set_key, to_yaml
+from ..config import ConfigError, MLWorkshopConfig, get_key, load_config, set_keys, to_yaml
 from ..names import BadUsername, normalize_username
 from ..site import Site, init_site, resolve_site
-from .hubapi import HubAPI, HubDatabase
+
+if TYPE_CHECKING:
+    from ..accounts.store import AccountStore
+    from .hubapi import HubAPI, HubDatabase
 
 app = typer.Typer(
     help="mlworkshop: a JupyterHub for ML classes and lab servers.",
@@ -99,8 +102,24 @@ def _loaded(site: Path | None, must_exist: bool = True) -> tuple[Site, MLWorksho
     return s, load_config(s.root)
 
 
+# The account store and the hub's API client are imported when a command uses them: with them
+# (SQLAlchemy, httpx) every command, `config set` included, took half a second longer to start.
 def _store(s: Site, cfg: MLWorkshopConfig) -> AccountStore:
+    from ..accounts.store import AccountStore
+
     return AccountStore(s.db_url(cfg), cfg.auth.password_hash_cost)
+
+
+def _hub_api(s: Site, cfg: MLWorkshopConfig) -> HubAPI:
+    from .hubapi import HubAPI
+
+    return HubAPI(s, cfg)
+
+
+def _hub_database(s: Site, cfg: MLWorkshopConfig) -> HubDatabase:
+    from .hubapi import HubDatabase
+
+    return HubDatabase(s.db_url(cfg))
 
 
 # --- site -------------------------------------------------------------------------------
@@ -248,7 +267,7 @@ def status(site: SiteOpt = None) -> None:
     """Is the hub running, how many accounts and servers."""
     s, cfg = _loaded(site)
     accounts = _store(s, cfg).list()
-    api = HubAPI(s, cfg)
+    api = _hub_api(s, cfg)
     out.print(f"site:      {s.root}")
     out.print(f"config:    valid ({s.config_file})")
     out.print(f"database:  {'SQLite in state/' if not cfg.hub.db_url else 'hub.db_url'}")
@@ -286,13 +305,32 @@ def config_get(key: str, site: SiteOpt = None) -> None:
 @config_app.command(
     "set", context_settings={"ignore_unknown_options": True}
 )  # `hub.nice -10` is a value
-def config_set(key: str, value: str, site: SiteOpt = None) -> None:
-    """Change one value; the whole file is validated before anything is written."""
+def config_set(
+    key: str,
+    value: str,
+    more: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="More KEY VALUE pairs, set together with the first (e.g. `spawner.backend docker "
+            "spawner.docker.image IMAGE`): validated as one change, written once or not at all."
+        ),
+    ] = None,
+    site: SiteOpt = None,
+) -> None:
+    """Change values; the whole file is validated before anything is written."""
     s = _site(site)
     if not s.root.exists():
         raise Failure(f"No site at {s.root}. Create it with `mlworkshop init --site {s.root}`.")
-    cfg = set_key(s.root, key, value)
-    print(f"{key} = {to_yaml(get_key(cfg, key), flow=True)} (restart the hub to apply)")
+    rest = list(more or [])
+    if len(rest) % 2:
+        raise Failure(
+            f"`config set` takes KEY VALUE pairs: {rest[-1]!r} has no value. "
+            "Example: mlworkshop config set hub.port 8000 culler.timeout 3600"
+        )
+    changes = [(key, value), *zip(rest[::2], rest[1::2], strict=True)]
+    cfg = set_keys(s.root, changes)
+    for name, _ in changes:
+        print(f"{name} = {to_yaml(get_key(cfg, name), flow=True)} (restart the hub to apply)")
 
 
 @config_app.command("validate")
@@ -362,7 +400,7 @@ def user_add(
         raise Failure(
             f"An account named {name!r} exists already. Use `mlworkshop user reset-password {name}`."
         ) from None
-    api = HubAPI(s, cfg)
+    api = _hub_api(s, cfg)
     if api.running():
         api.ensure_user(name, admin)
     _report_password(f"Added {'admin' if admin else 'user'} {name}.", password, generated)
@@ -404,7 +442,7 @@ def _account_action(name: str, site: Path | None, action) -> tuple[Site, MLWorks
 def user_approve(name: str, site: SiteOpt = None) -> None:
     """Let a signed-up user log in."""
     s, cfg, name = _account_action(name, site, lambda store, n: store.approve(n))
-    api = HubAPI(s, cfg)
+    api = _hub_api(s, cfg)
     if api.running():
         api.create_user(name)  # otherwise the hub does it when it starts
     out.print(f"Approved {name}.")
@@ -428,11 +466,11 @@ def user_reset_password(
 
 def _set_admin(name: str, site: Path | None, admin: bool) -> None:
     s, cfg, name = _account_action(name, site, lambda store, n: store.set_admin(n, admin))
-    api = HubAPI(s, cfg)
+    api = _hub_api(s, cfg)
     if api.running():
         api.set_admin(name, admin)
     else:
-        HubDatabase(s.db_url(cfg)).set_admin(name, admin)
+        _hub_database(s, cfg).set_admin(name, admin)
     note = (
         " (still admin through auth.admin_users in the config)"
         if not admin and name in cfg.auth.admin_users
@@ -467,11 +505,11 @@ def user_remove(
     from ..hub.removal import delete_tree, remove_system_account
 
     s, cfg, name = _account_action(name, site, lambda store, n: store.delete(n))
-    api = HubAPI(s, cfg)
+    api = _hub_api(s, cfg)
     if api.running():
         api.delete_user(name)  # the hub stops the server first
     else:
-        HubDatabase(s.db_url(cfg)).delete_user(name, cfg.spawner.local.user_prefix + name)
+        _hub_database(s, cfg).delete_user(name, cfg.spawner.local.user_prefix + name)
     problems = remove_system_account(cfg.spawner.local.user_prefix + name, s.state)
     home, submissions = s.users / name, s.submissions / name
     if delete_files:

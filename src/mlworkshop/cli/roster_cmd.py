@@ -12,18 +12,20 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from ..accounts.errors import NoSuchAccount
 from ..accounts.passwords import hash_password
 from ..accounts.roster import RosterError, SheetRow, read_roster, write_sheet
-from ..accounts.store import AccountStore, NoSuchAccount
 from ..config import MLWorkshopConfig, load_config
 from ..names import BadUsername, normalize_username
 from ..site import Site, resolve_site
-from .hubapi import HubAPI
+
+if TYPE_CHECKING:
+    from ..accounts.store import AccountStore
 
 out = Console(soft_wrap=True)
 SiteOpt = Annotated[
@@ -49,6 +51,8 @@ def _loaded(site: Path | None) -> tuple[Site, MLWorkshopConfig]:
 
 
 def _store(s: Site, cfg: MLWorkshopConfig) -> AccountStore:
+    from ..accounts.store import AccountStore  # SQLAlchemy: only for the commands that use it
+
     return AccountStore(s.db_url(cfg), cfg.auth.password_hash_cost)
 
 
@@ -107,6 +111,8 @@ def roster_import(
         raise Failure(str(exc)) from None
     store = _store(s, cfg)
     existing = {a.username: a for a in store.list()}
+    from .hubapi import HubAPI
+
     api = HubAPI(s, cfg)
     running = api.running()
 
@@ -215,6 +221,8 @@ def user_link(name: str, site: SiteOpt = None) -> None:
     try:
         token = store.make_password_link(name, dt.timedelta(days=cfg.auth.password_link_days))
     except NoSuchAccount:
+        from .hubapi import HubAPI
+
         api = HubAPI(s, cfg)
         if not (api.running() and api.user(name) is not None):
             raise Failure(f"No account named {name!r}. See `mlworkshop user list`.") from None

@@ -1,6 +1,6 @@
 """Config: the typed model and its YAML file."""
 
-from .loader import CONFIG_FILE, ConfigError, get_key, load_config, set_key, to_yaml
+from .loader import CONFIG_FILE, ConfigError, get_key, load_config, set_key, set_keys, to_yaml
 from .model import MLWorkshopConfig
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "get_key",
     "load_config",
     "set_key",
+    "set_keys",
     "to_yaml",
 ]

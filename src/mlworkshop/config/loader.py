@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,23 +229,33 @@ def to_yaml(value: Any, flow: bool = False) -> str:
 
 def set_key(site: Path, key: str, raw_value: str) -> MLWorkshopConfig:
     """Validate the change against the whole config first; write only if it is valid."""
+    return set_keys(site, [(key, raw_value)])
+
+
+def set_keys(site: Path, changes: Sequence[tuple[str, str]]) -> MLWorkshopConfig:
+    """Several values at once, validated together and written once: a change that needs two
+    values (a backend and its image) is never refused half-made, and nothing is written unless
+    all of them are valid."""
     path = site / CONFIG_FILE
     document = read_yaml(path)
     if not document:
         document = _yaml().load("{}\n")
-    parts = key.split(".")
-    node = document
-    for part in parts[:-1]:
-        if part not in node or not isinstance(node[part], Mapping):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = parse_scalar(raw_value)
-    cfg = validate(document, f"{path} after setting {key}")
+    for key, raw_value in changes:
+        parts = key.split(".")
+        node = document
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], Mapping):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = parse_scalar(raw_value)
+    keys = ", ".join(key for key, _ in changes)
+    cfg = validate(document, f"{path} after setting {keys}")
     from .setchecks import check_set
 
-    problem = check_set(key, cfg)  # a file the value names is there (a typo is caught now)
-    if problem:
-        raise ConfigError(problem)
+    for key, _ in changes:
+        problem = check_set(key, cfg)  # a file the value names is there (a typo is caught now)
+        if problem:
+            raise ConfigError(problem)
     buffer = io.StringIO()
     _yaml().dump(document, buffer)
     tmp = path.with_suffix(".yaml.tmp")

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 SCHEDULE_KEY = "mlw_class"
 # A server whose last activity (or its user's) is within this long of its start was never used:
 # JupyterHub stamps `last_activity` at the start and the server reports its own start time as it
@@ -191,6 +189,8 @@ class ClassBell:
     pre-warm comes, and tells the culler which servers to leave alone (or stop)."""
 
     def __init__(self, api_url: str, token: str, log: logging.Logger | None = None):
+        import httpx  # here, not at the top: `mlworkshop class` reads only the schedules (0.1 s)
+
         self.api_url = api_url.rstrip("/")
         self.client = httpx.AsyncClient(
             headers={"Authorization": f"token {token}"}, timeout=httpx.Timeout(30.0)
