@@ -41,6 +41,10 @@ def __getattr__(name: str):
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})
+
+
 __all__ = [
     "Allocator",
     "Device",

@@ -107,9 +107,8 @@ def _libc():
     return libc
 
 
-def _loose(libc) -> int:
+def _loose(info: _MallInfo2) -> int:
     """Free bytes inside the heap, not counting its top (which only grows into fresh pages)."""
-    info = libc.mallinfo2()
     return info.fordblks - info.keepcost
 
 
@@ -121,7 +120,7 @@ def fill_heap() -> tuple[int, int]:
     libc = _libc()
     libc.malloc_trim(0)  # whole free pages go back to the system first: nobody copies those
     info = libc.mallinfo2()
-    before = info.fordblks - info.keepcost
+    before = _loose(info)
     top = libc.sbrk(0) - info.keepcost  # where the heap's unused top begins
     remaining, size = before, LARGEST_CHUNK
     while size >= SMALLEST_CHUNK:
@@ -138,7 +137,7 @@ def fill_heap() -> tuple[int, int]:
         for chunk in fresh:
             libc.free(chunk)
         size //= 2
-    return before, _loose(libc)
+    return before, _loose(libc.mallinfo2())
 
 
 def fill_free_space() -> str:
