@@ -18,8 +18,9 @@ from rich.table import Table
 from ..config import MLWorkshopConfig, load_config
 from ..hub.classes import Schedule, ScheduleError, bell_at, utcnow
 from ..site import Site, resolve_site
+from .handles import hub_api
 
-if TYPE_CHECKING:  # _hub imports it: with httpx and SQLAlchemy, 0.1 s of every command's start
+if TYPE_CHECKING:  # only for annotations: handles.hub_api imports it when a command asks
     from .hubapi import HubAPI
 
 class_app = typer.Typer(
@@ -42,9 +43,7 @@ def _hub(site: Path | None) -> tuple[Site, MLWorkshopConfig, HubAPI]:
             f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`."
         )
     cfg = load_config(s.root)
-    from .hubapi import HubAPI
-
-    api = HubAPI(s, cfg)
+    api = hub_api(s, cfg)
     if not api.running():
         raise Failure(
             f"The hub at {s.root} is not running: classes are started by the hub. Start it "

@@ -12,7 +12,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,10 +23,9 @@ from ..accounts.passwords import WeakPassword, check_password_rules
 from ..config import ConfigError, MLWorkshopConfig, get_key, load_config, set_keys, to_yaml
 from ..names import BadUsername, normalize_username
 from ..site import Site, init_site, resolve_site
-
-if TYPE_CHECKING:
-    from ..accounts.store import AccountStore
-    from .hubapi import HubAPI, HubDatabase
+from .handles import account_store as _store
+from .handles import hub_api as _hub_api
+from .handles import hub_database as _hub_database
 
 app = typer.Typer(
     help="mlworkshop: a JupyterHub for ML classes and lab servers.",
@@ -100,26 +99,6 @@ def _loaded(site: Path | None, must_exist: bool = True) -> tuple[Site, MLWorksho
             f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`."
         )
     return s, load_config(s.root)
-
-
-# The account store and the hub's API client are imported when a command uses them: with them
-# (SQLAlchemy, httpx) every command, `config set` included, took half a second longer to start.
-def _store(s: Site, cfg: MLWorkshopConfig) -> AccountStore:
-    from ..accounts.store import AccountStore
-
-    return AccountStore(s.db_url(cfg), cfg.auth.password_hash_cost)
-
-
-def _hub_api(s: Site, cfg: MLWorkshopConfig) -> HubAPI:
-    from .hubapi import HubAPI
-
-    return HubAPI(s, cfg)
-
-
-def _hub_database(s: Site, cfg: MLWorkshopConfig) -> HubDatabase:
-    from .hubapi import HubDatabase
-
-    return HubDatabase(s.db_url(cfg))
 
 
 # --- site -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,9 +23,8 @@ from ..accounts.roster import RosterError, SheetRow, read_roster, write_sheet
 from ..config import MLWorkshopConfig, load_config
 from ..names import BadUsername, normalize_username
 from ..site import Site, resolve_site
-
-if TYPE_CHECKING:
-    from ..accounts.store import AccountStore
+from .handles import account_store as _store
+from .handles import hub_api
 
 out = Console(soft_wrap=True)
 SiteOpt = Annotated[
@@ -48,12 +47,6 @@ def _loaded(site: Path | None) -> tuple[Site, MLWorkshopConfig]:
             f"No site at {s.root} (no {s.config_file.name}). Create it with `mlworkshop init --site {s.root}`."
         )
     return s, load_config(s.root)
-
-
-def _store(s: Site, cfg: MLWorkshopConfig) -> AccountStore:
-    from ..accounts.store import AccountStore  # SQLAlchemy: only for the commands that use it
-
-    return AccountStore(s.db_url(cfg), cfg.auth.password_hash_cost)
 
 
 def _name(raw: str) -> str:
@@ -111,9 +104,7 @@ def roster_import(
         raise Failure(str(exc)) from None
     store = _store(s, cfg)
     existing = {a.username: a for a in store.list()}
-    from .hubapi import HubAPI
-
-    api = HubAPI(s, cfg)
+    api = hub_api(s, cfg)
     running = api.running()
 
     # passwords: new accounts, accounts without one yet (added on the Admin page), and the
@@ -221,9 +212,7 @@ def user_link(name: str, site: SiteOpt = None) -> None:
     try:
         token = store.make_password_link(name, dt.timedelta(days=cfg.auth.password_link_days))
     except NoSuchAccount:
-        from .hubapi import HubAPI
-
-        api = HubAPI(s, cfg)
+        api = hub_api(s, cfg)
         if not (api.running() and api.user(name) is not None):
             raise Failure(f"No account named {name!r}. See `mlworkshop user list`.") from None
         store.create(name, None, approved=True)  # a hub user without an account gets one
