@@ -16,13 +16,14 @@ from subprocess import DEVNULL, Popen
 
 import psutil
 from jupyterhub.spawner import LocalProcessSpawner
-from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Integer
 
 from ..fastpath.client import ForkServerUnavailable, forkserver_for
 from ..fastpath.privileges import Identity, drop_privileges
 from ..fastpath.protocol import ForkRequest
+from ..i18n import gettext
 from ..userlogs import open_user_log, prepare_user_log
+from . import server_port
 from .cgroup_hooks import cgroup_limits
 from .i18n import lab_language_env
 from .lifecycle import StartQueue, WorkshopSpawner, start_queue
@@ -30,6 +31,8 @@ from .usage_hooks import local_reading
 from .workspace import set_device_groups
 
 __all__ = ["LocalSpawner", "StartQueue", "start_queue"]  # the queue lives in hub/lifecycle.py now
+
+PORT_ATTEMPTS = 3  # ports tried for one start when something else holds them (hub/server_port.py)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -154,14 +157,45 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
                 set_device_groups, workspace.account.name, device_groups, set(granted.groups)
             )
         self.notebook_dir = str(workspace.home)
-        if self.port == 0:
-            self.port = random_port()
         self._mark("device groups")
-        address = await self.launch()
-        self._mark("forked" if self.proc is None else "started")
-        await self.wait_until_listening()
-        self._mark("listening")
-        return address
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if self.port == 0 or attempt > 1:
+                self.port = server_port.pick()
+            port = self.port
+            try:
+                address = await self.launch()
+                self._mark("forked" if self.proc is None else "started")
+                await self.wait_until_listening()
+            except server_port.PortTaken as taken:
+                await self._port_taken(taken, attempt)
+                continue
+            finally:
+                server_port.release(port)
+            self._mark("listening")
+            return address
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _port_taken(self, taken: server_port.PortTaken, attempt: int) -> None:
+        """The server's port was someone else's by the time it started (hub/server_port.py): end
+        the server (it may still bind the port once the other goes) and try another port."""
+        self.log.warning(
+            "Port %s was taken by uid %s before %s's server could listen there (attempt %s of %s)",
+            taken.port,
+            taken.owner,
+            self.user.name,
+            attempt,
+            PORT_ATTEMPTS,
+        )
+        token = self.api_token  # the next try's server gets the same one
+        await self.engine_stop(now=True)  # finds it dead: JupyterHub clears the state then
+        self.api_token, self.pid, self.proc = token, 0, None
+        if attempt == PORT_ATTEMPTS:
+            raise RuntimeError(
+                gettext(
+                    "Your server could not get a network port of its own ({n} tries). Try again; "
+                    "if it keeps failing, ask an administrator to look at the hub's log."
+                ).format(n=PORT_ATTEMPTS)
+            )
 
     async def launch(self):
         """Start the server process; the only place a local server is created.
@@ -237,24 +271,40 @@ class LocalSpawner(WorkshopSpawner, LocalProcessSpawner):
             log=str(log) if log else None,
         )
 
+    def _server_uid(self) -> int:
+        """The account the server runs as: the student's on a root hub, else the hub's own."""
+        workspace = self.workspace
+        if workspace is not None and workspace.account is not None:
+            return workspace.account.uid
+        return os.geteuid()
+
     async def wait_until_listening(self) -> None:
         """Return as soon as the server accepts connections, so the hub's first readiness check
-        succeeds (stock JupyterHub polls with back-off up to 5 s after the server is already up)."""
+        succeeds (stock JupyterHub polls with back-off up to 5 s after the server is already up).
+        What accepts must be the server's own account: a listener of anyone else's is
+        PortTaken (hub/server_port.py), even once the server has given up on the port and exited."""
         host = self.ip or "127.0.0.1"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout
         while loop.time() < deadline:
-            if await self.poll() is not None:
-                raise RuntimeError(
-                    f"{self.user.name}'s server exited while starting. An administrator sees its output with `mlworkshop logs {self.user.name}`."
-                )
             try:
                 _, writer = await asyncio.open_connection(host, self.port)
             except OSError:
+                if await self.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.user.name}'s server exited while starting. An administrator sees its output with `mlworkshop logs {self.user.name}`."
+                    ) from None
                 await asyncio.sleep(self.ready_poll_interval)
                 continue
-            writer.close()
-            return
+            try:
+                owner = server_port.listener_uid(writer.get_extra_info("socket"))
+            finally:
+                writer.close()
+            if owner == self._server_uid():
+                return
+            if owner is not None:
+                raise server_port.PortTaken(self.port, owner)
+            await asyncio.sleep(self.ready_poll_interval)  # gone before the kernel was asked
         raise TimeoutError(
             f"{self.user.name}'s server did not start listening within {self.start_timeout} s"
         )
