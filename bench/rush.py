@@ -681,12 +681,14 @@ async def _stock_api_starts(url: str, names: list[str], at_once: int = 4) -> Non
 
 def run_one(kind: str, n: int, warm: bool = False) -> dict:
     hub = start_stock(n) if kind == "stock" else start_mlworkshop(n)
+    failed = True  # until the rush says otherwise: a run that raised keeps its logs too
     try:
         time.sleep(2)  # let start-up work (fork server preload, culler) finish before the rush
         if warm:
             took, missing = prewarm(hub, n)
             time.sleep(5)  # the pre-warm's own work done before the bell
         result = asyncio.run(rush(hub, n, rounds=ROUNDS_ONE if n == 1 else ROUNDS_RUSH))
+        failed = bool(result["failed"])
         if warm:
             result["hub"] += " (pre-warmed)"
             result["prewarm"] = (took, missing)
@@ -694,7 +696,19 @@ def run_one(kind: str, n: int, warm: bool = False) -> dict:
     finally:
         stop_and_clean(hub, n)
         shutil.copy(hub.workdir / "hub.log", Path(tempfile.gettempdir()) / f"rush-{kind}-{n}.log")
+        if failed:
+            keep_logs(hub, kind, n)
         shutil.rmtree(hub.workdir, ignore_errors=True)
+
+
+def keep_logs(hub: HubUnderTest, kind: str, n: int) -> None:
+    """A run with a failed student keeps its hub's and every student's server log (the site is
+    deleted after each run): a failure seen once may not be seen again."""
+    kept = Path(tempfile.mkdtemp(prefix=f"rush-{kind}-{n}-failed-"))
+    shutil.copy(hub.workdir / "hub.log", kept / "hub.log")
+    if (hub.workdir / "logs").is_dir():
+        shutil.copytree(hub.workdir / "logs", kept / "logs")
+    print(f"  {kind} N={n}: logs of the failed run kept in {kept}", flush=True)
 
 
 PRINT_PHASES = False
