@@ -6,11 +6,12 @@ binds the port only a moment later (forked, privileges dropped, jupyter-server i
 ~0.3 s, more while a class rushes in). Two things can take the port in between:
 
 - another server this hub is starting: the kernel may hand out the same free port twice while
-  the first server has not bound it yet. Seen in bench/rush.py (about one 60-student rush in
-  ten): the second server could not bind and exited, the hub found the first server listening
-  there and routed the second student to it; that student's JupyterLab answered 404 (a path
-  outside the other server's base URL), or the hub waited its 60 s for an answer. `pick()`
-  never hands out a port another start still holds, until `release()`.
+  the first server has not bound it yet. Seen once in bench/rush.py (one student of a
+  30-student rush; tests/attacks/test_attack_server_port.py makes it happen every time): the
+  second server could not bind and exited, the hub found the first server listening there and
+  routed the second student to it; that student's JupyterLab answered 404 (a path outside the
+  other server's base URL). `pick()` never hands out a port another start still holds, until
+  `release()`.
 - anyone else's process: a student who keeps binding ports may catch the one meant for another
   student's server, and the hub would route that student to them: their JupyterLab served by
   the attacker, everything they type and upload read. So a listener is believed only once the
