@@ -153,18 +153,19 @@ class Hub:
             else ""
         )
 
-    def wait_log(self, text: str, timeout: float = 30) -> str:
-        """The log once it holds `text`. The hub's output reaches its file through the tee
-        process (hub/hublog.py): a line the hub wrote just before it answered may land a moment
-        after the answer, so a test that reads the log at once can miss it (seen under load)."""
+    def wait_log(self, text: str, timeout: float = 30, count: int = 1) -> str:
+        """The log once it holds `text` (`count` times). The hub's output reaches its file
+        through the tee process (hub/hublog.py): a line the hub wrote just before it answered may
+        land a moment after the answer, so a test that reads the log at once can miss it (seen
+        under load, and once in CI)."""
         deadline = time.monotonic() + timeout
         while True:
             log = self.log()
-            if text in log:
+            if log.count(text) >= count:
                 return log
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"not in the hub's log within {timeout}s: {text!r}\n{log[-3000:]}"
+                    f"not {count}x in the hub's log within {timeout}s: {text!r}\n{log[-3000:]}"
                 )
             time.sleep(0.1)
 

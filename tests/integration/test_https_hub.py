@@ -156,11 +156,10 @@ def test_https_self_signed_in_httpx_and_chromium(make_hub):
 
     # `up` said which CA students must trust, with the fingerprint a browser shows
     fingerprint = tls.fingerprint(x509.load_pem_x509_certificate(ca_file.read_bytes()))
-    assert (
+    hub.wait_log(
         f"students' browsers must trust the CA {ca_file} (SHA-256 fingerprint {fingerprint})"
-        in hub.log()
     )
-    assert f"mlworkshop hub on https://127.0.0.1:{hub.port}/" in hub.log()
+    hub.wait_log(f"mlworkshop hub on https://127.0.0.1:{hub.port}/")
     assert "BEGIN PRIVATE KEY" not in hub.log()
 
     # it is TLS for real: a client that does not trust the CA is refused

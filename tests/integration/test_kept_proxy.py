@@ -65,7 +65,7 @@ async def test_a_hub_restart_keeps_the_proxy_and_the_students_connections(make_h
 
         hub.stop()
         assert not ended(pid), "the proxy stopped with the hub"
-        assert "`mlworkshop down` stops it" in hub.log()
+        hub.wait_log("`mlworkshop down` stops it")
         # the hub is down: her server still answers through the proxy, /hub/ does not
         assert server.contents("GET", "work").status_code == 200
         assert httpx.get(hub.url + "/hub/health", timeout=10).status_code == 503

@@ -46,8 +46,9 @@ def test_spawn_without_a_cluster_says_why(make_hub):
     while time.monotonic() < deadline and alice.api("GET", "/users/alice").json()["pending"]:
         time.sleep(0.5)
     assert not alice.api("GET", "/users/alice").json()["servers"]
-    log = hub.log()
-    assert "Unhandled error starting alice's server: The Kubernetes API is not reachable" in log
+    log = hub.wait_log(
+        "Unhandled error starting alice's server: The Kubernetes API is not reachable"
+    )
     assert "spawner.kubernetes.kubeconfig" in log and "mlworkshop k8s doctor" in log
 
     # the admin's own check says the same, without a traceback

@@ -118,7 +118,8 @@ def test_break_things_and_doctor_fix_repairs_them(make_hub):
     forked = hub.log().count("Forked a server for alice")
     browser.stop_server("alice")
     browser.start_server("alice")
-    assert hub.log().count("Forked a server for alice") == forked + 1  # by the new fork server
+    log = hub.wait_log("Forked a server for alice", count=forked + 1)
+    assert log.count("Forked a server for alice") == forked + 1  # by the new fork server
 
     # 3. the usage service killed
     usage = ctx.hub.service("usage")["pid"]
