@@ -88,5 +88,4 @@ def test_a_port_held_by_someone_else_never_becomes_a_students_server(make_hub):
         listener.terminate()
         asked, _ = listener.communicate(timeout=10)
     assert "/user/vic" not in asked, f"vic's requests reached mal's listener: {asked}"
-    log = hub.log()
-    assert f"Port {port} was taken by uid {pwd.getpwnam(hub.prefix + 'mal').pw_uid}" in log
+    hub.wait_log(f"Port {port} was taken by uid {pwd.getpwnam(hub.prefix + 'mal').pw_uid}")

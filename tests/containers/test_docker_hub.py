@@ -239,7 +239,9 @@ async def test_failures_are_explained_and_leave_nothing(
     name_template = mlw(hub.site, "config", "get", "spawner.docker.name_template").stdout.strip()
     template = name_template.replace("{username}", "carol")
 
-    def failed_spawn(name: str, body: dict | None = None) -> str:
+    def failed_spawn(name: str, expect: str, body: dict | None = None) -> str:
+        """The answer and the hub's log once the log holds `expect` (the start error's own line
+        reaches hub.log through the tee, possibly after the answer)."""
         began = time.monotonic()
         browser = hub.browser()
         assert browser.login(name, PASSWORD).status_code == 302
@@ -253,17 +255,17 @@ async def test_failures_are_explained_and_leave_nothing(
         print(
             f"{name}: failed spawn took {time.monotonic() - began:.1f} s ({response.status_code})"
         )
-        return response.text + "\n" + hub.log()
+        return response.text + "\n" + hub.wait_log(expect)
 
     # image missing: the message names the commands that build or load it
-    text = failed_spawn("dave", {"image": "ghost"})
+    text = failed_spawn("dave", "is not on the container host", {"image": "ghost"})
     assert "localhost/mlworkshop-not-built:1 is not on the container host" in text
     assert "mlworkshop images build" in text and "mlworkshop images load" in text
 
     # a container with the user's name that is not ours: refused, and left alone
     foreign = client.create_container(test_image, command=["sleep", "300"], name=template)
     try:
-        text = failed_spawn("carol")
+        text = failed_spawn("carol", "already exists and is not this hub's")
         assert f"A container named {template} already exists and is not this hub's" in text
         assert client.inspect_container(foreign["Id"])["Id"] == foreign["Id"]
     finally:
@@ -271,11 +273,11 @@ async def test_failures_are_explained_and_leave_nothing(
 
     # a start that fails after the container was created (a device file that does not exist):
     # no container is left behind
-    text = failed_spawn("erin", {"profile": "npu-1"})
+    text = failed_spawn("erin", "davinci250", {"profile": "npu-1"})
     assert "davinci250" in text
     assert client.containers(all=True, filters={"label": f"org.mlworkshop.site={hub.site}"}) == []
 
     # a server that exits while starting: its own last words reach the admin, nothing is left
-    text = failed_spawn("fred", {"image": "broken"})
+    text = failed_spawn("fred", "this image is broken", {"image": "broken"})
     assert "exited while starting" in text and "this image is broken" in text
     assert client.containers(all=True, filters={"label": f"org.mlworkshop.site={hub.site}"}) == []

@@ -64,6 +64,7 @@ def test_defaults_are_valid_and_described():
         ({"pull_policy": "sometimes"}, "never"),
         ({"hub_connect_url": "hub:8081"}, "http(s)://"),
         ({"group_add": ["users"]}, "numeric gid"),
+        ({"network": "host", "user": "1000:100"}, "network host with user '1000:100'"),
     ],
 )
 def test_bad_values_are_refused_with_a_reason(section, message):

@@ -73,7 +73,8 @@ def test_gpu_sampler_without_nvml_is_empty_not_an_error():
         assert gpu.per_pid() == {}
 
 
-BUSY = "import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\ntime.sleep({linger})"
+# uses `seconds` of CPU, however long that takes on a loaded machine, then sleeps `linger`
+BUSY = "import time\nwhile time.process_time() < {seconds}: pass\ntime.sleep({linger})"
 
 
 def test_processes_of_a_servers_account_outside_its_tree_count_and_keep_their_time():

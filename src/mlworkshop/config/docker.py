@@ -77,7 +77,9 @@ class DockerBackendConfig(Section):
     network: str = Field(
         "bridge",
         description="bridge: the engine's default network, the server published on 127.0.0.1 "
-        "(Docker and podman); host: the host's network, a free port per server; any other name: "
+        "(Docker and podman); host: the host's network, a free port per server (needs user auto on a "
+        "root hub: the hub believes a port only when the student's own account listens on it); "
+        "any other name: "
         "that network, servers reached at their container IP (the hub must be on it too, as in "
         "deploy/docker/docker-compose.yml).",
     )
@@ -173,6 +175,17 @@ class DockerBackendConfig(Section):
         if "{username}" not in value:
             raise ValueError("must contain {username}, else two users' containers would clash")
         return value
+
+    @model_validator(mode="after")
+    def _host_network_needs_own_accounts(self) -> DockerBackendConfig:
+        if self.network == "host" and self.user != "auto":
+            raise ValueError(
+                f"network host with user {self.user!r}: every container would run as one uid on "
+                "the host's network, where a student can listen on the port meant for a "
+                "classmate's server and only the listener's account tells them apart. Fix: "
+                "user auto (each student's own account; a root hub), or network bridge"
+            )
+        return self
 
     @model_validator(mode="after")
     def _image_names(self) -> DockerBackendConfig:

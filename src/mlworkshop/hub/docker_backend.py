@@ -16,7 +16,9 @@ devices, workspace, usage) and adds to DockerSpawner only what mlworkshop needs:
 - labels that mark a container as this hub's, so a container of the same name that is not ours is
   reported as a clash instead of being removed;
 - errors an admin can act on (engine not reachable, image missing, name clash, no space left), and
-  no container left behind when a start fails.
+  no container left behind when a start fails;
+- on the host's network (network host), a port from hub/server_port.py and a listener believed
+  only when the student's own account owns it (else the start fails and the container goes).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..config import MLWorkshopConfig
 from ..config.docker import image_for_profile
 from ..site import CONTENT_KINDS, Site
 from ..sizes import parse_bytes
+from . import server_port
 from .lifecycle import WorkshopSpawner
 from .usage_hooks import container_reading
 
@@ -152,6 +155,15 @@ def _stricter(a, b):
 
 class ContainerStartError(RuntimeError):
     """str() is what the admin reads (spawn page and hub log): what failed and what to do."""
+
+
+HOST_NETWORK_NEEDS_OWN_ACCOUNTS = (
+    "spawner.docker.network is host, but the containers would not each run as their student's "
+    "own account: on the host's network any student can listen on the port meant for a "
+    "classmate's server, and only the listener's account tells the hub whose it is. Fix: "
+    "`mlworkshop config set spawner.docker.network bridge` (the default), or run the hub as "
+    "root with spawner.docker.user auto."
+)
 
 
 def explain_engine_error(exc: BaseException, *, url: str, image: str, container: str) -> str | None:
@@ -424,6 +436,9 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
                 raise
             self.log.error("Starting %s's container failed: %s", self.user.name, message)
             raise ContainerStartError(message) from None
+        finally:
+            if self.host_network:
+                server_port.release(self.port)
 
     async def prepare_spec(self, granted) -> None:
         """Everything the container spec needs (the workspace is on disk): image, uid, mounts, devices."""
@@ -471,10 +486,11 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
         # it exits: a server that dies while starting keeps its output for the error message
         host: dict[str, Any] = {"group_add": groups, "auto_remove": False, **acc["host_config"]}
         if self.host_network:
+            if self.run_as != "auto" or workspace.account is None:
+                raise ContainerStartError(HOST_NETWORK_NEEDS_OWN_ACCOUNTS)
             host["network_mode"] = "host"
-            from jupyterhub.utils import random_port
-
-            self.port = random_port()
+            self._uid = uid
+            self.port = server_port.pick()  # held until start_backend's end: server_port.release
         self._host_extra = host
         if devices:
             self.log.info(
@@ -482,6 +498,44 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
             )
 
     ready_poll_interval = 0.05  # seconds between two looks at a starting server
+    _uid = 0  # the account the container runs as (prepare_spec)
+
+    async def _listener_is_ours(self, writer: asyncio.StreamWriter, port: int) -> bool:
+        """On the host's network: whether what accepted the hub's connection on `port` is this
+        student's container (hub/server_port.py: the port was free when picked, but any process
+        on the host, such as another student's kernel, may bind it first). True when the
+        listener's owner is the account the container's processes run as on the host; False
+        when the kernel could not tell yet; ContainerStartError (nothing sent) when it is anyone
+        else's."""
+        owner = server_port.listener_uid(writer.get_extra_info("socket"))
+        if owner is None:
+            return False
+        expected = await self._container_host_uid()
+        if owner == expected:
+            return True
+        self.log.warning(
+            "Port %s was taken by uid %s before %s's container (uid %s) could listen there",
+            port,
+            owner,
+            self.user.name,
+            expected,
+        )
+        raise ContainerStartError(
+            f"Port {port} on the host's network was taken by uid {owner} before "
+            f"{self.user.name}'s server could listen there; the container was removed so that "
+            "nobody is sent to it. Start the server again (another port is picked). If it keeps "
+            f"happening, find what uid {owner} runs (`ss -ltnp 'sport = :{port}'`)."
+        )
+
+    async def _container_host_uid(self) -> int:
+        """The uid the container's first process has on the host: the account's uid, or where
+        the engine maps uids (Docker's userns-remap) the one it maps it to."""
+        try:
+            pid = (await self.docker("inspect_container", self.object_name))["State"]["Pid"]
+        except Exception:  # noqa: BLE001 - gone: the caller's next look finds it exited
+            return self._uid
+        uid = server_port.process_uid(pid) if pid else None
+        return self._uid if uid is None else uid
 
     async def wait_until_answering(self, ip: str, port: int) -> None:
         """Return as soon as the server in the container answers HTTP, so the hub's first check
@@ -496,9 +550,12 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 2)
                 try:
-                    writer.write(request)
-                    await writer.drain()
-                    line = await asyncio.wait_for(reader.readline(), 5)
+                    if self.host_network and not await self._listener_is_ours(writer, port):
+                        line = b""  # not known yet whose it is: ask it nothing
+                    else:
+                        writer.write(request)
+                        await writer.drain()
+                        line = await asyncio.wait_for(reader.readline(), 5)
                 finally:
                     writer.close()
                 if line.startswith(b"HTTP/"):

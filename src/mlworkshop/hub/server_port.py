@@ -1,4 +1,4 @@
-"""A port for a local server, and whether what listens on it is that server.
+"""A port for a student's server on this machine, and whether what listens on it is that server.
 
 The hub asks the kernel for a free port (bind to port 0, then close), tells the new server to
 listen there, and routes the student to it once something accepts connections on it. The server
@@ -18,12 +18,19 @@ binds the port only a moment later (forked, privileges dropped, jupyter-server i
   kernel says its socket belongs to the server's own account (`listener_uid`: the owner of the
   other end of the hub's test connection, hub/peer.py; an accepted socket keeps the owner of
   the socket that listened).
+
+Containers on the host's network (spawner.docker.network host, hub/docker_backend.py) share the
+host's ports the same way: their port comes from `pick()` too, and a listener is believed only
+when its owner is the uid the student's container runs as on the host (`process_uid` of the
+container's first process). That is why host networking needs each container to run as its
+student's own account: with one uid for every container, the owner tells no one apart.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 from jupyterhub.utils import random_port
 
@@ -53,6 +60,18 @@ def pick(free_port: Callable[[], int] = random_port, tries: int = 100) -> int:
 def release(port: int) -> None:
     """The server listens on `port` now (the kernel will not hand it out again), or never will."""
     _starting.discard(port)
+
+
+def process_uid(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """The effective uid of process `pid` as this machine sees it; None when it is gone."""
+    try:
+        status = (proc / str(pid) / "status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[2])
+    return None
 
 
 def listener_uid(connection: socket.socket) -> int | None:
