@@ -141,6 +141,12 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 # --- unknown keys ----------------------------------------------------------------------------
+def test_a_check_across_a_section_names_its_keys_not_the_whole_section(tmp_path):
+    text = error_for(tmp_path, "spawner:\n  docker:\n    network: host\n    user: '1000:100'\n")
+    assert "  - spawner.docker: network host with user '1000:100'" in text
+    assert "Fix: user auto" in text and "name_template" not in text  # not every key's value
+
+
 def test_unknown_key_is_named_with_a_suggestion_and_the_known_keys(tmp_path):
     message = error_for(tmp_path, "hub:\n  prot: 9000\n")
     assert "unknown key 'hub.prot'" in message

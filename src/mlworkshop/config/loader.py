@@ -173,6 +173,10 @@ def format_validation_error(
             )
             continue
         msg = err["msg"].removeprefix("Value error, ")
+        if isinstance(value, Mapping) and _known_keys((*loc, "")):
+            # a check across a whole section: its message names the keys (not all their values)
+            lines.append(f"  - {key}{where}: {msg}.")
+            continue
         what = _describe(loc)
         lines.append(
             f"  - {key} = {value!r}{where}: {msg}." + (f" ({key}: {what})" if what else "")
