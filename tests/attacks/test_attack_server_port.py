@@ -8,6 +8,7 @@ chance (two starts handed the same free port, or a student's listener on it) hap
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import socket
@@ -43,6 +44,25 @@ def _listens(port: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def listening_as(account: str, port: int):
+    """LISTENER on 127.0.0.1:`port` as `account` (runuser) while the block runs; afterwards the
+    dict yielded holds "asked": every path it was sent."""
+    heard: dict[str, str] = {}
+    listener = subprocess.Popen(
+        ["runuser", "-u", account, "--", sys.executable, "-c", LISTENER, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: _listens(port), timeout=30, what=f"{account}'s listener")
+        yield heard
+        time.sleep(0.5)  # a request sent just before the block ended still arrives
+    finally:
+        listener.terminate()
+        heard["asked"], _ = listener.communicate(timeout=10)
+
+
 def _own_server(hub, browser, name: str) -> None:
     """The student's requests reach a server of their own account: a file written through it
     belongs to them (another student's server refuses their token)."""
@@ -74,18 +94,8 @@ def test_a_port_held_by_someone_else_never_becomes_a_students_server(make_hub):
 
     # 2. mal's server stops; she listens on the port herself, answering everything with 200
     browsers["mal"].stop_server("mal")
-    listener = subprocess.Popen(
-        ["runuser", "-u", hub.prefix + "mal", "--", sys.executable, "-c", LISTENER, str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_until(lambda: _listens(port), timeout=30, what="mal's listener")
+    with listening_as(hub.prefix + "mal", port) as heard:
         browsers["vic"].start_server("vic")
         _own_server(hub, browsers["vic"], "vic")
-        time.sleep(0.5)
-    finally:
-        listener.terminate()
-        asked, _ = listener.communicate(timeout=10)
-    assert "/user/vic" not in asked, f"vic's requests reached mal's listener: {asked}"
+    assert "/user/vic" not in heard["asked"], f"vic's requests reached mal's listener: {heard}"
     hub.wait_log(f"Port {port} was taken by uid {pwd.getpwnam(hub.prefix + 'mal').pw_uid}")

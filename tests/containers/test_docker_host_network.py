@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import os
 import pwd
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.attacks.test_attack_server_port import LISTENER, _listens
+from tests.attacks.test_attack_server_port import _listens, listening_as
 from tests.integration.hubctl import Server, free_port, mlw, wait_until
 
 from .test_docker_hub import container_of, docker_settings
@@ -78,19 +76,9 @@ def test_host_network_servers_are_believed_only_on_their_own_account(
     #    could): vic's start fails with the reason in the log, his container is removed, and
     #    mal's listener hears nothing of /user/vic
     mal_uid = pwd.getpwnam(hub.prefix + "mal").pw_uid
-    listener = subprocess.Popen(
-        ["runuser", "-u", hub.prefix + "mal", "--", sys.executable, "-c", LISTENER, str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_until(lambda: _listens(port), timeout=30, what="mal's listener")
+    with listening_as(hub.prefix + "mal", port) as heard:
         model = _start_failed(browsers["vic"], "vic")
-        time.sleep(0.5)
-    finally:
-        listener.terminate()
-        asked, _ = listener.communicate(timeout=10)
-    assert "/user/vic" not in asked, f"vic's requests reached mal's listener: {asked}"
+    assert "/user/vic" not in heard["asked"], f"vic's requests reached mal's listener: {heard}"
     assert not model.get("servers"), f"vic was given a server on mal's port: {model}"
     hub.wait_log(f"Port {port} on the host's network was taken by uid {mal_uid}")
     labels = [f"org.mlworkshop.site={hub.site}", "org.mlworkshop.user=vic"]
