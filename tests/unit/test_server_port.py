@@ -38,11 +38,3 @@ def test_the_owner_of_a_listener_is_who_listens():
         listener.listen()
         with socket.create_connection(listener.getsockname()) as ours:
             assert server_port.listener_uid(ours) == os.geteuid()
-
-
-def test_the_uid_of_a_process_and_of_one_that_is_gone(tmp_path):
-    assert server_port.process_uid(os.getpid()) == os.geteuid()
-    (tmp_path / "42").mkdir()
-    (tmp_path / "42" / "status").write_text("Name:\tx\nUid:\t1000\t1001\t1001\t1001\nGid:\t100\n")
-    assert server_port.process_uid(42, proc=tmp_path) == 1001  # the effective uid
-    assert server_port.process_uid(43, proc=tmp_path) is None

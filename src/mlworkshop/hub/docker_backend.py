@@ -437,8 +437,9 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
             self.log.error("Starting %s's container failed: %s", self.user.name, message)
             raise ContainerStartError(message) from None
         finally:
-            if self.host_network:
-                server_port.release(self.port)
+            if self._held_port is not None:  # only the port this start picked
+                server_port.release(self._held_port)
+                self._held_port = None
 
     async def prepare_spec(self, granted) -> None:
         """Everything the container spec needs (the workspace is on disk): image, uid, mounts, devices."""
@@ -490,7 +491,7 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
                 raise ContainerStartError(HOST_NETWORK_NEEDS_OWN_ACCOUNTS)
             host["network_mode"] = "host"
             self._uid = uid
-            self.port = server_port.pick()  # held until start_backend's end: server_port.release
+            self.port = self._held_port = server_port.pick()  # released at start_backend's end
         self._host_extra = host
         if devices:
             self.log.info(
@@ -499,6 +500,7 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
 
     ready_poll_interval = 0.05  # seconds between two looks at a starting server
     _uid = 0  # the account the container runs as (prepare_spec)
+    _held_port: int | None = None  # picked by this start, held from other starts until it ends
 
     async def _listener_is_ours(self, writer: asyncio.StreamWriter, port: int) -> bool:
         """On the host's network: whether what accepted the hub's connection on `port` is this
@@ -534,8 +536,12 @@ class DockerWorkspaceSpawner(WorkshopSpawner, DockerSpawner):
             pid = (await self.docker("inspect_container", self.object_name))["State"]["Pid"]
         except Exception:  # noqa: BLE001 - gone: the caller's next look finds it exited
             return self._uid
-        uid = server_port.process_uid(pid) if pid else None
-        return self._uid if uid is None else uid
+        import psutil
+
+        try:
+            return psutil.Process(pid).uids().effective if pid else self._uid
+        except psutil.Error:  # gone meanwhile
+            return self._uid
 
     async def wait_until_answering(self, ip: str, port: int) -> None:
         """Return as soon as the server in the container answers HTTP, so the hub's first check

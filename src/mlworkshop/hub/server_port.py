@@ -21,8 +21,8 @@ binds the port only a moment later (forked, privileges dropped, jupyter-server i
 
 Containers on the host's network (spawner.docker.network host, hub/docker_backend.py) share the
 host's ports the same way: their port comes from `pick()` too, and a listener is believed only
-when its owner is the uid the student's container runs as on the host (`process_uid` of the
-container's first process). That is why host networking needs each container to run as its
+when its owner is the uid the student's container runs as on the host (the effective uid of
+the container's first process). That is why host networking needs each container to run as its
 student's own account: with one uid for every container, the owner tells no one apart.
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from pathlib import Path
 
 from jupyterhub.utils import random_port
 
@@ -60,18 +59,6 @@ def pick(free_port: Callable[[], int] = random_port, tries: int = 100) -> int:
 def release(port: int) -> None:
     """The server listens on `port` now (the kernel will not hand it out again), or never will."""
     _starting.discard(port)
-
-
-def process_uid(pid: int, proc: Path = Path("/proc")) -> int | None:
-    """The effective uid of process `pid` as this machine sees it; None when it is gone."""
-    try:
-        status = (proc / str(pid) / "status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[2])
-    return None
 
 
 def listener_uid(connection: socket.socket) -> int | None:
