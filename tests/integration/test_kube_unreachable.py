@@ -41,7 +41,10 @@ def test_spawn_without_a_cluster_says_why(make_hub):
     hub.start()
     alice = hub.browser()
     assert alice.login("alice", PW).status_code == 302
-    alice.api("POST", "/users/alice/server")
+    # the answer can take over a minute: once in a full run (2026-12-04) the hub's clean-up of
+    # the failed start held the POST 60 s (cause not found; see the session note), past the
+    # client's 60 s; what this test checks is the message and that nothing stays pending
+    alice.api("POST", "/users/alice/server", timeout=200)
     deadline = time.monotonic() + 180  # the client's own connection retries come first
     while time.monotonic() < deadline and alice.api("GET", "/users/alice").json()["pending"]:
         time.sleep(0.5)
